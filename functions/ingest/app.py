@@ -1,0 +1,52 @@
+"""Ingest: S3 object created under ``incoming/<dataset>/`` -> clean run or rejection report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from custseg.aws import runtime
+from custseg.aws.ingest_job import run_ingest
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+config = runtime.idempotency_config("[bucket, key, version_id, etag]")
+
+
+@idempotent_function(
+    data_keyword_argument="record",
+    persistence_store=runtime.idempotency_layer(),
+    config=config,
+)
+def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
+    outcome = run_ingest(
+        runtime.store(),
+        runtime.settings(),
+        bucket=record["bucket"],
+        key=record["key"],
+        version_id=record["version_id"],
+        etag=record["etag"],
+    )
+    logger.append_keys(run_id=outcome.run_id, dataset=outcome.dataset)
+    logger.info(outcome.message or outcome.status, extra={"outcome": outcome.to_dict()})
+    metrics.add_metric(name=f"Files{outcome.status.title()}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=outcome.rows_read)
+    metrics.add_metric(name="RowsKept", unit=MetricUnit.Count, value=outcome.rows_kept)
+    metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=outcome.rows_rejected)
+    return outcome.to_dict()
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+@event_source(data_class=S3Event)
+def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+    config.register_lambda_context(context)
+    results = [ingest_record(record=r) for r in runtime.s3_records(event)]
+    return {"results": results}

@@ -1,0 +1,34 @@
+"""Rescore: an EventBridge schedule -> every dataset's newest clean data rescored with the
+current champion, as of the schedule's date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from custseg.aws import runtime
+from custseg.aws.rescore_job import run_rescore
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    when = dt.datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+    datasets = event.detail.get("datasets") if isinstance(event.detail, dict) else None
+    outcomes = run_rescore(
+        runtime.store(), runtime.settings(), runtime.bus(), when=when, datasets=datasets
+    )
+    for outcome in outcomes:
+        runtime.report_score(logger, metrics, outcome)
+    logger.info(f"rescored {len(outcomes)} dataset(s) as of {when.date()}")
+    return {"results": [o.to_dict() for o in outcomes]}

@@ -1,0 +1,62 @@
+"""Score: a committed clean run (S3 ``clean/.../_manifest.json``), or a ``Model Promoted``
+event naming one -> a committed results run under ``segments/<dataset>/``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from custseg.aws import runtime
+from custseg.aws.score_job import run_score
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+config = runtime.idempotency_config("[clean_manifest_key, trigger]")
+
+
+@idempotent_function(
+    data_keyword_argument="request",
+    persistence_store=runtime.idempotency_layer(),
+    config=config,
+)
+def score_request(request: dict[str, Any]) -> dict[str, Any]:
+    outcome = run_score(
+        runtime.store(),
+        runtime.settings(),
+        runtime.bus(),
+        clean_manifest_key=request["clean_manifest_key"],
+        trigger=request["trigger"],
+    )
+    runtime.report_score(logger, metrics, outcome)
+    return outcome.to_dict()
+
+
+def requests_from(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """Both trigger shapes -> ``[{clean_manifest_key, trigger}]``."""
+    if "Records" in event:
+        return [
+            {"clean_manifest_key": r["key"], "trigger": "clean-data"}
+            for r in runtime.s3_records(S3Event(event))
+        ]
+    if "detail-type" in event:
+        detail = EventBridgeEvent(event).detail
+        key = detail.get("clean_manifest_key")
+        if key:
+            return [{"clean_manifest_key": key, "trigger": f"model-promoted:{detail.get('version')}"}]
+        return []
+    if "clean_manifest_key" in event:  # direct invoke
+        return [{"clean_manifest_key": event["clean_manifest_key"], "trigger": "direct"}]
+    raise ValueError("unrecognised event: expected an S3 event, an EventBridge event or {clean_manifest_key}")
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    config.register_lambda_context(context)
+    return {"results": [score_request(request=r) for r in requests_from(event)]}

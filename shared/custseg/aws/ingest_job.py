@@ -1,0 +1,243 @@
+"""The ingest job: one uploaded object -> a committed clean run, or a rejection report.
+
+Nothing is lost: the upload itself is never modified or deleted; a file rejected as a
+whole is copied to ``rejected/<dataset>/<run_id>/original/`` beside its error report, and
+rows that could not be repaired go to ``rejected/<dataset>/<run_id>/rejected_rows.csv``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
+from custseg.aws.s3 import ObjectStore
+from custseg.aws.settings import Settings
+from custseg.contracts import Contract, load_contract
+from custseg.ingest import ingest_file
+from custseg.layout import (
+    LayoutError,
+    clean_latest_key,
+    clean_prefix,
+    contract_key,
+    parse_upload_key,
+    rejected_prefix,
+    run_id_for,
+)
+
+UNSORTED = "_unsorted"  # where uploads outside a dataset folder are accounted for
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to one upload (JSON-safe via ``to_dict``; no row contents)."""
+
+    status: str  # accepted | rejected | duplicate
+    dataset: str
+    run_id: str
+    source_key: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    clean_manifest_key: str | None = None
+    rejected_prefix: str | None = None
+    message: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out.pop("report")
+        return out
+
+
+def _load_dataset_contract(store: ObjectStore, settings: Settings, dataset: str) -> Contract | None:
+    body = store.get_bytes(settings.artifact_bucket, contract_key(dataset))
+    return load_contract(body) if body is not None else None
+
+
+def _reject_whole_file(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    *,
+    dataset: str,
+    run_id: str,
+    filename: str,
+    report: dict[str, Any],
+    text: str,
+    run_ts: str,
+) -> str:
+    prefix = rejected_prefix(dataset, run_id)
+    store.copy(bucket, key, bucket, f"{prefix}original/{filename}", version_id=version_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        err_json = Path(tmp) / "error.json"
+        err_json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        err_txt = Path(tmp) / "error.txt"
+        err_txt.write_text(text, encoding="utf-8")
+        commit_run(
+            store,
+            bucket,
+            prefix,
+            [RunFile("error.json", err_json), RunFile("error.txt", err_txt)],
+            {
+                "kind": "rejected",
+                "dataset": dataset,
+                "run_id": run_id,
+                "run_ts": run_ts,
+                "source": {"bucket": bucket, "key": key, "version_id": version_id},
+                "original_copy": f"{prefix}original/{filename}",
+            },
+        )
+    return prefix
+
+
+def run_ingest(
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+    etag: str | None = None,
+    workdir: Path | None = None,
+) -> IngestOutcome:
+    """Ingest ``s3://bucket/key`` (a decoded key). Never raises for bad input."""
+    info = store.head(bucket, key)
+    if info is None:
+        return IngestOutcome("missing", "", "", key, message="object no longer exists")
+    version_id = version_id or info.version_id
+    identity = version_id or etag or info.etag
+    run_ts = info.last_modified.astimezone(dt.UTC)
+    run_id = run_id_for(run_ts, bucket, key, identity)
+    run_ts_iso = run_ts.isoformat(timespec="seconds")
+
+    try:
+        upload = parse_upload_key(key)
+    except LayoutError as exc:
+        report = {"status": "rejected", "source": key, "errors": [{"code": "bad_key", "message": str(exc)}]}
+        prefix = _reject_whole_file(
+            store, bucket, key, version_id, dataset=UNSORTED, run_id=run_id,
+            filename=key.rsplit("/", 1)[-1] or "upload", report=report, text=str(exc), run_ts=run_ts_iso,
+        )
+        return IngestOutcome("rejected", UNSORTED, run_id, key, rejected_prefix=prefix, message=str(exc))
+    dataset = upload.dataset
+
+    done = committed_manifest(store, bucket, clean_prefix(dataset, run_id)) or committed_manifest(
+        store, bucket, rejected_prefix(dataset, run_id)
+    )
+    if done is not None:
+        return IngestOutcome(
+            "duplicate", dataset, run_id, key,
+            message="this upload was already processed; nothing written",
+        )
+
+    if info.size > settings.max_input_bytes:
+        limit_mib = settings.max_input_bytes / 1024**2
+        message = (
+            f"{key}: file is {info.size / 1024**2:,.0f} MiB, above this function's limit of "
+            f"{limit_mib:,.0f} MiB (MaxInputMiB). Split it into several files under "
+            f"incoming/{dataset}/, gzip it (often 5-10x smaller), or raise MaxInputMiB in the "
+            "stack parameters together with the function's memory and ephemeral storage."
+        )
+        report = {
+            "status": "rejected", "source": key, "dataset": dataset, "run_id": run_id,
+            "rows_read": 0, "rows_kept": 0, "rows_rejected": 0,
+            "errors": [{"code": "too_large", "message": message, "row": None, "column": None}],
+        }
+        prefix = _reject_whole_file(
+            store, bucket, key, version_id, dataset=dataset, run_id=run_id,
+            filename=upload.filename, report=report, text=message, run_ts=run_ts_iso,
+        )
+        return IngestOutcome("rejected", dataset, run_id, key, rejected_prefix=prefix, message=message)
+
+    contract = _load_dataset_contract(store, settings, dataset)
+    as_of = info.metadata.get("as-of")
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        local = store.download(bucket, key, Path(tmp) / "input", version_id=version_id)
+        result = ingest_file(
+            local,
+            Path(tmp) / "out",
+            source_name=key,
+            dataset=dataset,
+            run_id=run_id,
+            contract=contract,
+            chunk_rows=settings.chunk_rows,
+        )
+        report = result.report.to_dict()
+        outcome = IngestOutcome(
+            result.status,
+            dataset,
+            run_id,
+            key,
+            rows_read=int(report.get("rows_read", 0)),
+            rows_kept=int(report.get("rows_kept", 0)),
+            rows_rejected=int(report.get("rows_rejected", 0)),
+            report=report,
+        )
+        source = {"bucket": bucket, "key": key, "version_id": version_id, "etag": info.etag, "size": info.size}
+
+        if result.status != "accepted":
+            text = result.report_text_path.read_text(encoding="utf-8")
+            outcome.rejected_prefix = _reject_whole_file(
+                store, bucket, key, version_id, dataset=dataset, run_id=run_id,
+                filename=upload.filename, report=report, text=text, run_ts=run_ts_iso,
+            )
+            outcome.message = text.splitlines()[0] if text else "file rejected"
+            return outcome
+
+        if result.rejected_rows_path is not None:
+            rprefix = rejected_prefix(dataset, run_id)
+            commit_run(
+                store,
+                bucket,
+                rprefix,
+                [
+                    RunFile("rejected_rows.csv", result.rejected_rows_path, outcome.rows_rejected),
+                    RunFile("quality.json", result.report_json_path),
+                ],
+                {"kind": "rejected_rows", "dataset": dataset, "run_id": run_id, "run_ts": run_ts_iso, "source": source},
+            )
+            outcome.rejected_prefix = rprefix
+
+        clean_path = result.clean_path
+        assert clean_path is not None, "an accepted ingest always writes data.parquet"
+        prefix = clean_prefix(dataset, run_id)
+        commit_run(
+            store,
+            bucket,
+            prefix,
+            [
+                RunFile("data.parquet", clean_path, outcome.rows_kept),
+                RunFile("quality.json", result.report_json_path),
+                RunFile("quality.txt", result.report_text_path),
+                RunFile("contract.json", result.contract_path),
+            ],
+            {
+                "kind": "clean",
+                "dataset": dataset,
+                "run_id": run_id,
+                "run_ts": run_ts_iso,
+                "contract_kind": result.contract.kind,
+                "as_of": as_of,
+                "rows": outcome.rows_kept,
+                "source": source,
+            },
+        )
+    outcome.clean_manifest_key = prefix + "_manifest.json"
+    advance_pointer(
+        store,
+        bucket,
+        clean_latest_key(dataset),
+        {"dataset": dataset, "run_id": run_id, "run_ts": run_ts_iso, "manifest_key": outcome.clean_manifest_key},
+    )
+    outcome.message = (
+        f"accepted: {outcome.rows_read} rows read, {outcome.rows_kept} kept, "
+        f"{outcome.rows_rejected} rejected"
+    )
+    return outcome

@@ -1,0 +1,102 @@
+"""The model registry in the artifact bucket: versions, the champion pointer, rollback.
+
+``models/<model>/<version>/model.joblib`` + ``metadata.json`` hold one version;
+``models/<model>/champion.json`` names the champion and keeps the history of previous
+champions, so rolling back is moving the pointer to an earlier version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from custseg.artifact import ArtifactError, SegmentModel, dump_artifact, load_artifact
+from custseg.aws.s3 import ObjectStore, PreconditionFailed
+from custseg.layout import champion_key, model_prefix
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+
+# A warm function keeps loaded models per (bucket, model, version).
+_CACHE: dict[tuple[str, str, str], SegmentModel] = {}
+
+
+def save_model(store: ObjectStore, bucket: str, model: SegmentModel) -> str:
+    """Write a model version (model file first, metadata last). Returns its prefix."""
+    model_bytes, metadata_bytes = dump_artifact(model)
+    prefix = model_prefix(model.metadata["model_name"], model.version)
+    store.put_bytes(bucket, prefix + MODEL_FILE, model_bytes)
+    store.put_bytes(bucket, prefix + METADATA_FILE, metadata_bytes)
+    return prefix
+
+
+def champion(store: ObjectStore, bucket: str, model: str) -> dict[str, Any] | None:
+    pointer, _ = store.get_json(bucket, champion_key(model))
+    return pointer
+
+
+def load_version(store: ObjectStore, bucket: str, model: str, version: str) -> SegmentModel:
+    """Load (and verify) one version; cached while the function is warm."""
+    cache_key = (bucket, model, version)
+    if cache_key in _CACHE:
+        return _CACHE[cache_key]
+    prefix = model_prefix(model, version)
+    model_bytes = store.get_bytes(bucket, prefix + MODEL_FILE)
+    if model_bytes is None:
+        raise ArtifactError(f"model file s3://{bucket}/{prefix}{MODEL_FILE} is missing")
+    metadata_bytes = store.get_bytes(bucket, prefix + METADATA_FILE)
+    loaded = load_artifact(model_bytes, metadata_bytes)
+    _CACHE[cache_key] = loaded
+    return loaded
+
+
+def load_champion(store: ObjectStore, bucket: str, model: str) -> SegmentModel | None:
+    pointer = champion(store, bucket, model)
+    if pointer is None:
+        return None
+    return load_version(store, bucket, model, pointer["version"])
+
+
+def list_versions(store: ObjectStore, bucket: str, model: str) -> list[str]:
+    return sorted(store.list_folders(bucket, f"models/{model}/"))
+
+
+def set_champion(
+    store: ObjectStore, bucket: str, model: str, version: str, *, reason: str
+) -> dict[str, Any]:
+    """Make ``version`` the champion (conditional write; keeps the history)."""
+    if store.head(bucket, model_prefix(model, version) + METADATA_FILE) is None:
+        raise ArtifactError(f"model {model} has no version {version}")
+    for _ in range(8):
+        current, etag = store.get_json(bucket, champion_key(model))
+        history = []
+        if current is not None:
+            history = [
+                {k: current[k] for k in ("version", "promoted_at", "reason") if k in current},
+                *current.get("history", []),
+            ][:20]
+        pointer = {
+            "model": model,
+            "version": version,
+            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "reason": reason,
+            "history": history,
+        }
+        try:
+            if current is None:
+                store.put_json(bucket, champion_key(model), pointer, if_none_match=True)
+            else:
+                store.put_json(bucket, champion_key(model), pointer, if_match=etag)
+            return pointer
+        except PreconditionFailed:
+            continue
+    raise RuntimeError(f"could not move the champion pointer of {model}")
+
+
+def rollback(store: ObjectStore, bucket: str, model: str) -> dict[str, Any]:
+    """Move the champion back to the previous champion in the pointer's history."""
+    current = champion(store, bucket, model)
+    if not current or not current.get("history"):
+        raise ArtifactError(f"model {model} has no previous champion to roll back to")
+    previous = current["history"][0]["version"]
+    return set_champion(store, bucket, model, previous, reason=f"rollback from {current['version']}")

@@ -1,0 +1,100 @@
+"""Atomic runs on S3: files first, the manifest last, then the pointer, only forward.
+
+A reader that follows a ``latest.json`` pointer or finds a ``_manifest.json`` never sees
+a partial run: the manifest is written (conditionally, once) only after every file it
+lists is in place, and the pointer names only runs whose manifest exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from custseg.aws.s3 import ObjectStore, PreconditionFailed, file_sha256
+from custseg.layout import MANIFEST
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A local file to publish at ``<prefix><name>``; ``rows`` when it holds records."""
+
+    name: str
+    path: Path
+    rows: int | None = None
+
+
+def committed_manifest(store: ObjectStore, bucket: str, prefix: str) -> dict[str, Any] | None:
+    manifest, _ = store.get_json(bucket, prefix + MANIFEST)
+    return manifest
+
+
+def commit_run(
+    store: ObjectStore,
+    bucket: str,
+    prefix: str,
+    files: list[RunFile],
+    manifest: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """Upload ``files`` under ``prefix``, then write the manifest once.
+
+    Returns ``(manifest, created)``; ``created`` is False when another delivery of the same
+    run committed first (its manifest is returned and this attempt's files are identical
+    up to timings, as run ids are deterministic).
+    """
+    entries = []
+    for f in files:
+        store.upload(bucket, prefix + f.name, f.path)
+        entry: dict[str, Any] = {
+            "key": prefix + f.name,
+            "name": f.name,
+            "size": f.path.stat().st_size,
+            "sha256": file_sha256(f.path),
+        }
+        if f.rows is not None:
+            entry["rows"] = f.rows
+        entries.append(entry)
+    body = {
+        "manifest_version": MANIFEST_VERSION,
+        **manifest,
+        "prefix": prefix,
+        "files": entries,
+        "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        store.put_json(bucket, prefix + MANIFEST, body, if_none_match=True)
+    except PreconditionFailed:
+        existing = committed_manifest(store, bucket, prefix)
+        return existing or body, False
+    return body, True
+
+
+def order_key(pointer: dict[str, Any]) -> tuple[str, str]:
+    """Pointers move forward by (run timestamp, run id)."""
+    return str(pointer.get("run_ts", "")), str(pointer.get("run_id", ""))
+
+
+def advance_pointer(
+    store: ObjectStore, bucket: str, key: str, pointer: dict[str, Any], attempts: int = 8
+) -> bool:
+    """Point ``key`` at ``pointer`` if it is newer than what is there. True when moved.
+
+    Uses S3 conditional writes (If-Match on the current ETag, If-None-Match when absent)
+    so that two concurrent runs cannot move the pointer backwards.
+    """
+    for _ in range(attempts):
+        current, etag = store.get_json(bucket, key)
+        if current is not None and order_key(current) >= order_key(pointer):
+            return False
+        try:
+            if current is None:
+                store.put_json(bucket, key, pointer, if_none_match=True)
+            else:
+                store.put_json(bucket, key, pointer, if_match=etag)
+            return True
+        except PreconditionFailed:
+            continue
+    raise RuntimeError(f"could not move pointer {key} after {attempts} attempts")

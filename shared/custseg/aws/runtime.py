@@ -1,0 +1,86 @@
+"""What every handler shares: settings, clients and the idempotency layer, made once per
+warm container (module-level caches), and S3 event key decoding."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+)
+
+from custseg.aws.bus import EventBus
+from custseg.aws.s3 import ObjectStore
+from custseg.aws.score_job import ScoreOutcome
+from custseg.aws.settings import Settings
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@lru_cache(maxsize=1)
+def store() -> ObjectStore:
+    return ObjectStore()
+
+
+@lru_cache(maxsize=1)
+def bus() -> EventBus:
+    return EventBus(settings().event_bus)
+
+
+@lru_cache(maxsize=1)
+def idempotency_layer() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=settings().idempotency_table)
+
+
+def idempotency_config(jmespath: str) -> IdempotencyConfig:
+    # One hour covers S3's and Lambda's redelivery windows; the run-prefix manifest check
+    # keeps later duplicates idempotent too (deterministic run ids).
+    return IdempotencyConfig(event_key_jmespath=jmespath, expires_after_seconds=3600)
+
+
+def reset() -> None:
+    """Forget cached settings and clients (tests, and the local runner between stacks)."""
+    for fn in (settings, store, bus, idempotency_layer):
+        fn.cache_clear()
+
+
+def decode_s3_key(raw: str) -> str:
+    """S3 event keys are URL-encoded with ``+`` for space: ``My+File.csv`` -> ``My File.csv``."""
+    return unquote_plus(raw)
+
+
+def s3_records(event: Any) -> list[dict[str, Any]]:
+    """Plain dicts ``{bucket, key, version_id, etag, size}`` for an S3Event's records."""
+    out = []
+    for record in event.records:
+        obj = record.s3.get_object
+        out.append(
+            {
+                "bucket": record.s3.bucket.name,
+                "key": decode_s3_key(obj.key),
+                "version_id": obj.version_id,
+                "etag": obj.etag,
+                "size": obj.get("size"),
+            }
+        )
+    return out
+
+
+def report_score(logger: Logger, metrics: Metrics, outcome: ScoreOutcome) -> None:
+    """Log one line and a scoring run's metrics (counts and names only, no personal data)."""
+    logger.append_keys(run_id=outcome.run_id, dataset=outcome.dataset)
+    logger.info(outcome.message or outcome.status, extra={"outcome": outcome.to_dict()})
+    if outcome.status != "committed":
+        return
+    metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=outcome.rows)
+    metrics.add_metric(name="Segments", unit=MetricUnit.Count, value=outcome.segments)
+    metrics.add_metric(name="DriftMaxPSI", unit=MetricUnit.NoUnit, value=outcome.drift_max)
+    metrics.add_metric(name=f"Verdict_{outcome.verdict}", unit=MetricUnit.Count, value=1)

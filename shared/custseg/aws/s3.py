@@ -1,0 +1,170 @@
+"""The S3 object store adapter: the few operations the jobs need, over one boto3 client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from custseg.layout import content_type
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# Multipart above 64 MiB, 16 MiB parts: bounded memory for any file size.
+_TRANSFER = TransferConfig(multipart_threshold=64 * 1024**2, multipart_chunksize=16 * 1024**2)
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    version_id: str | None
+    last_modified: Any  # datetime
+    metadata: dict[str, str]
+
+
+def _is_precondition(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in {"PreconditionFailed", "ConditionalRequestConflict"} or status in {409, 412}
+
+
+def _is_missing(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in {"404", "NoSuchKey", "NotFound"}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ObjectStore:
+    """S3 operations used by the jobs. ``client`` defaults to ``boto3.client("s3")``."""
+
+    def __init__(self, client: S3Client | None = None) -> None:
+        self.client: S3Client = client or boto3.client("s3")
+
+    # -- reads ---------------------------------------------------------------------------
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            resp = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return ObjectInfo(
+            key=key,
+            size=int(resp["ContentLength"]),
+            etag=resp["ETag"].strip('"'),
+            version_id=resp.get("VersionId"),
+            last_modified=resp["LastModified"],
+            metadata=dict(resp.get("Metadata", {})),
+        )
+
+    def get_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes | None:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            return self.client.get_object(**kwargs)["Body"].read()
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    def get_json(self, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The parsed JSON object and its ETag, or ``(None, None)`` when absent."""
+        try:
+            resp = self.client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None, None
+            raise
+        return json.loads(resp["Body"].read()), resp["ETag"].strip('"')
+
+    def download(self, bucket: str, key: str, path: Path, version_id: str | None = None) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {"VersionId": version_id} if version_id else None
+        self.client.download_file(bucket, key, str(path), ExtraArgs=extra, Config=_TRANSFER)
+        return path
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return keys
+
+    def list_folders(self, bucket: str, prefix: str) -> list[str]:
+        """Immediate sub-folder names under ``prefix`` (which ends with ``/``)."""
+        names: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                names.append(common["Prefix"][len(prefix) :].rstrip("/"))
+        return names
+
+    # -- writes --------------------------------------------------------------------------
+    def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str:
+        """Write ``body``; conditional when asked. Returns the new ETag."""
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": content_type(key),
+        }
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        if if_match:
+            kwargs["IfMatch"] = f'"{if_match}"' if not if_match.startswith('"') else if_match
+        try:
+            resp = self.client.put_object(**kwargs)
+        except ClientError as exc:
+            if _is_precondition(exc):
+                raise PreconditionFailed(key) from exc
+            raise
+        return resp["ETag"].strip('"')
+
+    def put_json(self, bucket: str, key: str, obj: Any, **conditions: Any) -> str:
+        body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+        return self.put_bytes(bucket, key, body, **conditions)
+
+    def upload(self, bucket: str, key: str, path: Path) -> None:
+        """Stream a local file (multipart above 64 MiB: constant memory)."""
+        self.client.upload_file(
+            str(path),
+            bucket,
+            key,
+            ExtraArgs={"ContentType": content_type(key)},
+            Config=_TRANSFER,
+        )
+
+    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, **src: Any) -> None:
+        source: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if src.get("version_id"):
+            source["VersionId"] = src["version_id"]
+        self.client.copy(source, dest_bucket, dest_key, Config=_TRANSFER)

@@ -1,0 +1,250 @@
+"""The scoring job: one committed clean run + the champion model -> one committed results run.
+
+Steps: read the clean run's manifest and contract; load the champion (verified, cached
+while warm); score in chunks (core: :func:`custseg.scoring.score_dataset`); publish every
+file under the run prefix, the manifest last; move ``latest.json`` forward; refresh
+``current/``; announce the run, and a retrain recommendation when the verdict says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custseg.aws.bus import (
+    RETRAIN_RECOMMENDED,
+    RUN_COMMITTED,
+    TRAINING_REQUESTED,
+    EventBus,
+)
+from custseg.aws.registry import champion, load_version
+from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
+from custseg.aws.s3 import ObjectStore
+from custseg.aws.settings import Settings
+from custseg.contracts import Contract
+from custseg.layout import (
+    MANIFEST,
+    RESULT_FILES,
+    parse_clean_manifest_key,
+    results_current_prefix,
+    results_latest_key,
+    results_prefix,
+    run_id_for,
+)
+from custseg.metrics import Thresholds
+from custseg.scoring import RunInfo, score_dataset
+
+
+@dataclass
+class ScoreOutcome:
+    status: str  # committed | duplicate | no_champion | no_data
+    dataset: str
+    run_id: str = ""
+    manifest_key: str | None = None
+    rows: int = 0
+    segments: int = 0
+    verdict: str = ""
+    reasons: list[str] = field(default_factory=list)
+    drift_max: float = 0.0
+    model_version: str = ""
+    pointer_moved: bool = False
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def model_name_for(dataset: str) -> str:
+    """Each dataset has its own model (its columns are its own)."""
+    return dataset
+
+
+def _drift_max(metrics: dict[str, Any]) -> float:
+    psi = metrics.get("drift", {}).get("psi", {})
+    values = [float(v) for v in psi.values() if isinstance(v, int | float)]
+    return max(values, default=0.0)
+
+
+def run_score(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    *,
+    clean_manifest_key: str,
+    as_of: dt.date | None = None,
+    run_ts: dt.datetime | None = None,
+    trigger: str = "clean-data",
+    workdir: Path | None = None,
+) -> ScoreOutcome:
+    """Score the clean run behind ``clean_manifest_key``.
+
+    ``run_ts`` is the trigger's time (the clean run's for new data, the schedule's for a
+    rescore); with the clean run, model version and as-of date it fixes the run id, so a
+    redelivered trigger finds its run already committed and writes nothing.
+    """
+    dataset, clean_run_id = parse_clean_manifest_key(clean_manifest_key)
+    clean_manifest, _ = store.get_json(settings.data_bucket, clean_manifest_key)
+    if clean_manifest is None:
+        return ScoreOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
+    model_name = model_name_for(dataset)
+    pointer = champion(store, settings.artifact_bucket, model_name)
+    if pointer is None:
+        bus.publish(
+            TRAINING_REQUESTED,
+            {
+                "dataset": dataset,
+                "model": model_name,
+                "clean_manifest_key": clean_manifest_key,
+                "reason": "no champion model yet",
+                "promote": True,
+            },
+        )
+        return ScoreOutcome(
+            "no_champion", dataset, message=f"no champion for model {model_name}; training requested"
+        )
+    model = load_version(store, settings.artifact_bucket, model_name, pointer["version"])
+
+    if as_of is None and clean_manifest.get("as_of"):
+        as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))
+    if run_ts is None:
+        run_ts = dt.datetime.fromisoformat(clean_manifest["run_ts"])
+    run_ts = run_ts.astimezone(dt.UTC)
+    run_id = run_id_for(run_ts, clean_run_id, model.version, str(as_of))
+    run_date = run_ts.date()
+    prefix = results_prefix(dataset, run_date, run_id)
+    outcome = ScoreOutcome("committed", dataset, run_id=run_id, model_version=model.version)
+    outcome.manifest_key = prefix + MANIFEST
+    if committed_manifest(store, settings.results_bucket, prefix) is not None:
+        outcome.status = "duplicate"
+        outcome.message = "this run was already committed; nothing written"
+        return outcome
+
+    clean_prefix = clean_manifest_key[: -len(MANIFEST)]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
+        tmp = Path(tmp_name)
+        clean_path = store.download(settings.data_bucket, clean_prefix + "data.parquet", tmp / "clean.parquet")
+        contract_bytes = store.get_bytes(settings.data_bucket, clean_prefix + "contract.json")
+        contract = Contract.model_validate_json(contract_bytes or b"{}")
+        quality_bytes = store.get_bytes(settings.data_bucket, clean_prefix + "quality.json")
+        quality = json.loads(quality_bytes) if quality_bytes else None
+
+        previous_path = None
+        latest, _ = store.get_json(settings.results_bucket, results_latest_key(dataset))
+        if latest is not None and latest.get("run_id") != run_id:
+            prev_key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
+            if store.head(settings.results_bucket, prev_key) is not None:
+                previous_path = store.download(settings.results_bucket, prev_key, tmp / "previous.parquet")
+
+        result = score_dataset(
+            clean_path,
+            contract,
+            model,
+            tmp / "out",
+            run=RunInfo(
+                dataset=dataset,
+                run_id=run_id,
+                run_date=run_date,
+                as_of=as_of,
+                source={
+                    "bucket": settings.data_bucket,
+                    "clean_manifest_key": clean_manifest_key,
+                    "clean_run_id": clean_run_id,
+                    "input": clean_manifest.get("source", {}),
+                    "trigger": trigger,
+                },
+            ),
+            quality=quality,
+            previous_assignments=previous_path,
+            thresholds=Thresholds.from_mapping(settings.thresholds),
+            chunk_rows=settings.chunk_rows,
+        )
+        quality_path = tmp / "quality.json"
+        quality_path.write_text(json.dumps(quality or {}, indent=2, default=str), encoding="utf-8")
+        files = [
+            RunFile(RESULT_FILES["assignments_parquet"], result.files["assignments_parquet"], result.rows),
+            RunFile(RESULT_FILES["assignments_csv"], result.files["assignments_csv"], result.rows),
+            RunFile(RESULT_FILES["profiles"], result.files["profiles"]),
+            RunFile(RESULT_FILES["metrics"], result.files["metrics"]),
+            RunFile(RESULT_FILES["quality"], quality_path),
+            RunFile(RESULT_FILES["report"], result.files["report"]),
+        ]
+        run_ts_iso = run_ts.isoformat(timespec="seconds")
+        manifest, _created = commit_run(
+            store,
+            settings.results_bucket,
+            prefix,
+            files,
+            {
+                "kind": "segments",
+                "dataset": dataset,
+                "run_id": run_id,
+                "run_date": run_date.isoformat(),
+                "run_ts": run_ts_iso,
+                "as_of": result.as_of.isoformat(),
+                "rows": result.rows,
+                "model": {"name": model_name, "version": model.version},
+                "input": {
+                    "clean_manifest_key": clean_manifest_key,
+                    "source": clean_manifest.get("source", {}),
+                },
+                "verdict": result.verdict,
+                "trigger": trigger,
+            },
+        )
+        pointer_body = {
+            "dataset": dataset,
+            "run_id": run_id,
+            "run_date": run_date.isoformat(),
+            "run_ts": run_ts_iso,
+            "as_of": result.as_of.isoformat(),
+            "prefix": prefix,
+            "manifest_key": prefix + MANIFEST,
+            "model_version": model.version,
+            "verdict": result.verdict,
+        }
+        moved = advance_pointer(store, settings.results_bucket, results_latest_key(dataset), pointer_body)
+        if moved:
+            current = results_current_prefix(dataset)
+            for f in files:
+                store.upload(settings.results_bucket, current + f.name, f.path)
+            store.put_json(
+                settings.results_bucket, current + MANIFEST, {**manifest, "copied_from": prefix}
+            )
+
+    outcome.rows = result.rows
+    outcome.segments = int(model.k)
+    outcome.verdict = result.verdict
+    outcome.reasons = list(result.reasons)
+    outcome.drift_max = _drift_max(result.metrics)
+    outcome.pointer_moved = moved
+    bus.publish(
+        RUN_COMMITTED,
+        {
+            "dataset": dataset,
+            "run_id": run_id,
+            "manifest_key": prefix + MANIFEST,
+            "verdict": result.verdict,
+            "rows": result.rows,
+        },
+    )
+    if result.verdict == "retrain":
+        drifting = result.metrics.get("drift", {}).get("drifting_features", [])
+        bus.publish(
+            RETRAIN_RECOMMENDED,
+            {
+                "dataset": dataset,
+                "model": model_name,
+                "model_version": model.version,
+                "run_id": run_id,
+                "clean_manifest_key": clean_manifest_key,
+                "features": drifting,
+                "reasons": result.reasons,
+                "promote": False,
+            },
+        )
+    outcome.message = f"scored {result.rows} customers into {model.k} segments; verdict {result.verdict}"
+    return outcome

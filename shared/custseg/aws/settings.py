@@ -1,0 +1,63 @@
+"""Settings of a deployed function, read once from its environment (set by the template).
+
+Every variable read here is set by ``infra/template.yaml``; a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise RuntimeError(f"environment variable {name} is not set (see infra/template.yaml)")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_bucket: str
+    artifact_bucket: str
+    results_bucket: str
+    event_bus: str
+    idempotency_table: str
+    max_input_bytes: int
+    chunk_rows: int
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        thresholds: dict[str, Any] = {}
+        for key, env in (("psi_watch", "DRIFT_PSI_WATCH"), ("psi_retrain", "DRIFT_PSI_RETRAIN")):
+            if os.environ.get(env):
+                thresholds[key] = float(os.environ[env])
+        return cls(
+            data_bucket=_env("DATA_BUCKET"),
+            artifact_bucket=_env("ARTIFACT_BUCKET"),
+            results_bucket=_env("RESULTS_BUCKET"),
+            event_bus=_env("EVENT_BUS_NAME"),
+            idempotency_table=_env("IDEMPOTENCY_TABLE"),
+            max_input_bytes=int(float(_env("MAX_INPUT_MIB", "1024")) * 1024**2),
+            chunk_rows=int(_env("CHUNK_ROWS", "250000")),
+            thresholds=thresholds,
+        )
+
+
+# Environment variables the code reads (checked against the template by a test).
+ENV_VARS = (
+    "DATA_BUCKET",
+    "ARTIFACT_BUCKET",
+    "RESULTS_BUCKET",
+    "EVENT_BUS_NAME",
+    "IDEMPOTENCY_TABLE",
+    "MAX_INPUT_MIB",
+    "CHUNK_ROWS",
+    "DRIFT_PSI_WATCH",
+    "DRIFT_PSI_RETRAIN",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+)

@@ -1,0 +1,177 @@
+"""The training job: a committed clean run (or a training upload) -> a model version.
+
+The new version is written under ``models/<model>/<version>/``. It becomes champion when
+it passes the quality gates and the trigger allows promotion; the very first model of a
+dataset becomes champion even when a gate fails (something to score with beats nothing),
+and its metadata and every run's verdict say so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from custseg.artifact import check_gates
+from custseg.aws.bus import MODEL_PROMOTED, EventBus
+from custseg.aws.registry import champion, save_model, set_champion
+from custseg.aws.s3 import ObjectStore
+from custseg.aws.score_job import model_name_for
+from custseg.aws.settings import Settings
+from custseg.contracts import Contract, load_contract
+from custseg.features import build_features
+from custseg.ingest import ingest_file
+from custseg.layout import MANIFEST, contract_key, parse_clean_manifest_key, parse_upload_key
+from custseg.training import train_model
+
+
+@dataclass
+class TrainOutcome:
+    status: str  # promoted | candidate | rejected | no_data
+    dataset: str
+    model: str = ""
+    version: str = ""
+    k: int = 0
+    silhouette: float | None = None
+    gates_passed: bool = False
+    gate_reasons: list[str] = field(default_factory=list)
+    model_prefix: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _train_and_register(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    *,
+    clean: pd.DataFrame,
+    contract: Contract,
+    dataset: str,
+    k: int | None,
+    promote: bool,
+    source: dict[str, Any],
+    clean_manifest_key: str | None,
+) -> TrainOutcome:
+    model_name = model_name_for(dataset)
+    features = build_features(clean, contract)
+    model = train_model(
+        features, contract=contract, k=k, model_name=model_name, training_source=source
+    )
+    prefix = save_model(store, settings.artifact_bucket, model)
+    passed, reasons = check_gates(model.metadata)
+    outcome = TrainOutcome(
+        "candidate",
+        dataset,
+        model=model_name,
+        version=model.version,
+        k=int(model.k),
+        silhouette=model.metadata.get("quality", {}).get("silhouette"),
+        gates_passed=passed,
+        gate_reasons=reasons,
+        model_prefix=prefix,
+    )
+    first = champion(store, settings.artifact_bucket, model_name) is None
+    if promote and (passed or first):
+        reason = "passed the quality gates" if passed else (
+            "first model for this dataset, promoted although gates failed: " + "; ".join(reasons)
+        )
+        set_champion(store, settings.artifact_bucket, model_name, model.version, reason=reason)
+        outcome.status = "promoted"
+        bus.publish(
+            MODEL_PROMOTED,
+            {
+                "dataset": dataset,
+                "model": model_name,
+                "version": model.version,
+                "clean_manifest_key": clean_manifest_key,
+                "reason": reason,
+            },
+        )
+    outcome.message = (
+        f"model {model_name} {model.version}: k={model.k}, gates "
+        f"{'passed' if passed else 'failed (' + '; '.join(reasons) + ')'}; {outcome.status}"
+    )
+    return outcome
+
+
+def run_train_on_clean(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    *,
+    clean_manifest_key: str,
+    k: int | None = None,
+    promote: bool = True,
+    workdir: Path | None = None,
+) -> TrainOutcome:
+    dataset, run_id = parse_clean_manifest_key(clean_manifest_key)
+    prefix = clean_manifest_key[: -len(MANIFEST)]
+    manifest, _ = store.get_json(settings.data_bucket, clean_manifest_key)
+    if manifest is None:
+        return TrainOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = store.download(settings.data_bucket, prefix + "data.parquet", Path(tmp) / "clean.parquet")
+        clean = pd.read_parquet(path)
+    contract = Contract.model_validate_json(
+        store.get_bytes(settings.data_bucket, prefix + "contract.json") or b"{}"
+    )
+    return _train_and_register(
+        store,
+        settings,
+        bus,
+        clean=clean,
+        contract=contract,
+        dataset=dataset,
+        k=k,
+        promote=promote,
+        source={"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id},
+        clean_manifest_key=clean_manifest_key,
+    )
+
+
+def run_train_on_upload(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    *,
+    bucket: str,
+    key: str,
+    k: int | None = None,
+    workdir: Path | None = None,
+) -> TrainOutcome:
+    """Train on a file uploaded under ``training/<dataset>/`` (validated and cleaned first)."""
+    upload = parse_upload_key(key)
+    body = store.get_bytes(settings.artifact_bucket, contract_key(upload.dataset))
+    contract = load_contract(body) if body is not None else None
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        local = store.download(bucket, key, Path(tmp) / "input")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        result = ingest_file(
+            local, Path(tmp) / "out", source_name=key, dataset=upload.dataset,
+            run_id=f"train-{stamp}", contract=contract, chunk_rows=settings.chunk_rows,
+        )
+        if result.status != "accepted" or result.clean_path is None:
+            return TrainOutcome(
+                "rejected", upload.dataset,
+                message=result.report_text_path.read_text(encoding="utf-8").splitlines()[0],
+            )
+        clean = pd.read_parquet(result.clean_path)
+    return _train_and_register(
+        store,
+        settings,
+        bus,
+        clean=clean,
+        contract=result.contract,
+        dataset=upload.dataset,
+        k=k,
+        promote=True,
+        source={"bucket": bucket, "key": key},
+        clean_manifest_key=None,
+    )

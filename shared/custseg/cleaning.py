@@ -1,0 +1,374 @@
+"""Cleaning per contract: normalise text, transaction rules, dedupe, impute, winsorise.
+
+All functions are vectorised over pandas / numpy; none loops over rows.
+
+- :func:`normalise_column` trims text, collapses whitespace, lower-cases categories,
+  applies synonyms (``Y``/``Yes``/``1``/``True`` ...) and spots missing-value tokens.
+- :func:`apply_transaction_rules` marks cancellations / returns, computes amounts and
+  decides which rows the contract excludes.
+- :func:`dedupe_plan` decides, over the whole file, which rows are exact duplicates and
+  which repeated customer ids are dropped (rule ``latest`` or ``most_complete``).
+- :class:`ColumnStats` / :func:`collect_stats` gather imputation values and outlier
+  bounds from a bounded deterministic sample (exact below ``SAMPLE_K`` rows).
+- :func:`apply_cleaning` imputes, winsorises and adds ``<name>__missing`` /
+  ``<name>__clipped`` flag columns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custseg.contracts.model import (
+    ColumnSpec,
+    ColumnType,
+    Contract,
+    DedupeRule,
+    MissingPolicy,
+    OutlierMethod,
+    Role,
+)
+from custseg.stats import BottomKSample, Counts, Moments
+
+MISSING_TOKENS = frozenset(
+    {"", "na", "n/a", "n.a.", "nan", "null", "none", "nil", "-", "--", "?", "(blank)", "#n/a"}
+)
+NUMERIC_TYPES = (ColumnType.INTEGER, ColumnType.FLOAT)
+TEXT_TYPES = (ColumnType.ID, ColumnType.STRING, ColumnType.CATEGORY)
+SAMPLE_K = 200_000
+
+
+@dataclass
+class NormalisedColumn:
+    """Normalised text of one column: ``values`` (str, "" where missing) and ``missing``."""
+
+    values: pd.Series
+    missing: np.ndarray
+    repairs: dict[str, int] = field(default_factory=dict)
+
+
+def normalise_column(raw: pd.Series, spec: ColumnSpec) -> NormalisedColumn:
+    """Trim, normalise case / whitespace / synonyms per the column's type.
+
+    Counts, per reason: ``trimmed whitespace``, ``normalised case/whitespace`` (categories),
+    ``synonym mapped``. Missing tokens (blank, NA, n/a, null, (blank), ...) plus the
+    column's own ``missing_tokens`` become missing.
+    """
+    text = raw.astype("str")
+    stripped = text.str.strip()
+    repairs: dict[str, int] = {}
+    lower = stripped.str.lower()
+    tokens = MISSING_TOKENS | {t.strip().lower() for t in spec.missing_tokens}
+    missing = lower.isin(tokens).to_numpy(dtype=bool)
+    present = ~missing
+    trimmed = int(((stripped != text).to_numpy(dtype=bool) & present).sum())
+    if trimmed:
+        repairs["trimmed whitespace"] = trimmed
+    values = stripped
+    if spec.type in (ColumnType.CATEGORY, ColumnType.BOOLEAN):
+        values = lower  # lower case is the canonical form: not counted as a repair
+        if values.str.contains(r"\s\s|[\t\r\n]", regex=True).any():
+            collapsed = values.str.replace(r"\s+", " ", regex=True)
+            changed = int(((collapsed != values).to_numpy(dtype=bool) & present).sum())
+            if changed:
+                repairs["collapsed inner whitespace"] = changed
+            values = collapsed
+        if spec.synonyms:
+            syn = {k.strip().lower(): v.strip().lower() for k, v in spec.synonyms.items()}
+            hit = values.isin(list(syn)).to_numpy(dtype=bool) & present
+            if hit.any():
+                values = values.where(~hit, values.map(syn))
+                repairs["synonym mapped"] = int(hit.sum())
+    values = values.where(present, "")
+    return NormalisedColumn(values=values.astype("str"), missing=missing, repairs=repairs)
+
+
+# --------------------------------------------------------------------------------------
+# transactions
+
+
+@dataclass
+class TransactionOutcome:
+    """Per-row results of :func:`apply_transaction_rules` for one chunk."""
+
+    amount: np.ndarray  # float64, negative for returns when netted
+    is_return: np.ndarray  # bool
+    exclude_reasons: list[tuple[np.ndarray, str]]  # (mask, "column: reason")
+    counts: Counter[str]
+
+
+def apply_transaction_rules(
+    typed: pd.DataFrame, contract: Contract, valid: np.ndarray
+) -> TransactionOutcome:
+    """Cancellations, returns, non-positive quantities / prices and amounts.
+
+    ``typed`` holds the converted canonical columns present in the file (floats NaN
+    where missing); ``valid`` marks rows that passed validation. Raw counts
+    (``cancellations``, ``non_positive_quantity``, ``non_positive_price``,
+    ``negative_quantity``) cover every row read whose value could be parsed, so the
+    report accounts for the file as delivered; action counts (``returns_netted``,
+    ``returns_excluded``, ``*_excluded``, ``amounts_computed``) cover valid rows only.
+
+    A row is a cancellation when its invoice id starts with a cancel prefix; it is a
+    return when it is a cancellation, or its quantity is negative with a positive unit
+    price, or (no quantity) its amount is negative. Returns are netted (amount kept
+    negative, ``is_return`` True) or excluded per ``transactions.returns``. Rows with
+    quantity <= 0 that are not returns, and rows with unit price <= 0, are excluded or
+    kept per the contract.
+    """
+    rules = contract.transactions
+    assert rules is not None
+    n = len(typed)
+    nan = np.full(n, np.nan)
+    qty = typed["quantity"].to_numpy(dtype="float64") if "quantity" in typed else nan
+    price = typed["unit_price"].to_numpy(dtype="float64") if "unit_price" in typed else nan
+    counts: Counter[str] = Counter()
+    if "invoice_id" in typed and rules.cancel_prefixes:
+        inv = typed["invoice_id"].astype("str").str.upper()
+        cancel = np.zeros(n, dtype=bool)
+        for prefix in rules.cancel_prefixes:
+            cancel |= inv.str.startswith(prefix.upper()).to_numpy(dtype=bool)
+    else:
+        cancel = np.zeros(n, dtype=bool)
+    computed = qty * price
+    if "amount" in typed:
+        amount = typed["amount"].to_numpy(dtype="float64").copy()
+        fill = np.isnan(amount) & ~np.isnan(computed)
+        amount[fill] = computed[fill]
+    else:
+        amount = computed.copy()
+        fill = ~np.isnan(computed)
+    with np.errstate(invalid="ignore"):
+        neg_qty = qty < 0
+        nonpos_qty = qty <= 0
+        nonpos_price = price <= 0
+        returns = cancel | (neg_qty & (price > 0)) | (np.isnan(qty) & (amount < 0))
+    counts["cancellations"] = int(cancel.sum())
+    counts["negative_quantity"] = int(neg_qty.sum())
+    counts["non_positive_quantity"] = int(nonpos_qty.sum())
+    counts["non_positive_price"] = int(nonpos_price.sum())
+    counts["returns"] = int(returns.sum())
+    excl: list[tuple[np.ndarray, str]] = []
+    if rules.returns == "exclude":
+        excl.append((returns, "invoice_id: return or cancellation (excluded by contract)"))
+        counts["returns_excluded"] = int((returns & valid).sum())
+    else:
+        counts["returns_netted"] = int((returns & valid).sum())
+    if rules.non_positive_quantity == "exclude":
+        mask = nonpos_qty & ~returns
+        excl.append((mask, "quantity: quantity <= 0 and not a return (excluded by contract)"))
+        counts["non_positive_quantity_excluded"] = int((mask & valid).sum())
+    if rules.non_positive_price == "exclude":
+        excl.append((nonpos_price, "unit_price: price <= 0 (excluded by contract)"))
+        counts["non_positive_price_excluded"] = int((nonpos_price & valid).sum())
+    with np.errstate(invalid="ignore"):
+        amount = np.where(returns, -np.abs(amount), amount)
+    counts["amounts_computed"] = int((fill & valid).sum())
+    return TransactionOutcome(
+        amount=amount, is_return=returns, exclude_reasons=excl, counts=counts
+    )
+
+
+# --------------------------------------------------------------------------------------
+# dedupe
+
+
+@dataclass
+class DedupePlan:
+    """Which rows of the staged (valid) data to keep, in staged order."""
+
+    keep: np.ndarray  # bool
+    reason: np.ndarray  # object: "" kept, "duplicate row", "duplicate customer id"
+    exact: int
+    by_id: int
+    customers: int
+
+
+def dedupe_plan(
+    row_hash: np.ndarray,
+    customer_id: pd.Series,
+    contract: Contract,
+    order_by: pd.Series | None = None,
+    n_missing: np.ndarray | None = None,
+) -> DedupePlan:
+    """Decide duplicates over the whole file (arrays hold every staged row, file order).
+
+    Exact duplicate rows (same ``row_hash``) keep their first occurrence. In a customer
+    table, repeated customer ids then keep one row per id: ``latest`` keeps the greatest
+    ``order_by`` (missing = oldest; ties and no ``order_by`` -> last in file order);
+    ``most_complete`` keeps the fewest missing values (ties -> last in file order).
+    Memory: a few 8-byte values per row (ids as given), which is the price of deduping
+    across the whole file rather than within a chunk.
+    """
+    n = len(row_hash)
+    reason = np.full(n, "", dtype=object)
+    dup_exact = pd.Series(row_hash).duplicated(keep="first").to_numpy()
+    reason[dup_exact] = "duplicate row"
+    keep = ~dup_exact
+    by_id = 0
+    if not contract.is_transactions and n:
+        pos = np.arange(n)
+        frame = pd.DataFrame({"id": customer_id.to_numpy(), "pos": pos})
+        frame = frame[keep]
+        if contract.dedupe == DedupeRule.MOST_COMPLETE and n_missing is not None:
+            frame["k"] = -n_missing[keep]
+        elif order_by is not None:
+            frame["k"] = order_by.to_numpy()[keep]
+        else:
+            frame["k"] = 0
+        frame = frame.sort_values(["k", "pos"], kind="stable", na_position="first")
+        drop_pos = frame["pos"].to_numpy()[frame["id"].duplicated(keep="last").to_numpy()]
+        keep[drop_pos] = False
+        reason[drop_pos] = "duplicate customer id"
+        by_id = len(drop_pos)
+    customers = int(pd.Series(customer_id.to_numpy()[keep]).nunique())
+    return DedupePlan(
+        keep=keep, reason=reason, exact=int(dup_exact.sum()), by_id=by_id, customers=customers
+    )
+
+
+# --------------------------------------------------------------------------------------
+# statistics, imputation, winsorising
+
+
+@dataclass
+class ColumnStats:
+    """What cleaning needs to know about one column over the kept rows."""
+
+    name: str
+    spec: ColumnSpec
+    moments: Moments = field(default_factory=Moments)
+    counts: Counts = field(default_factory=Counts)
+    missing: int = 0
+    fill: Any = None
+    lower: float | None = None
+    upper: float | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.spec.type in NUMERIC_TYPES
+
+    @property
+    def will_clip(self) -> bool:
+        lo, hi = self.lower, self.upper
+        m = self.moments
+        return m.n > 0 and (
+            (lo is not None and m.min < lo) or (hi is not None and m.max > hi)
+        )
+
+    @property
+    def flags_missing(self) -> bool:
+        return self.missing > 0 and self.spec.missing_policy != MissingPolicy.KEEP
+
+    @property
+    def imputes(self) -> bool:
+        return self.spec.missing_policy in (
+            MissingPolicy.MEDIAN,
+            MissingPolicy.MODE,
+            MissingPolicy.CONSTANT,
+        )
+
+
+def clean_columns(contract: Contract, present: list[str]) -> list[ColumnSpec]:
+    """Contract columns present in the file that reach the clean output (no personal)."""
+    return [
+        c
+        for c in contract.columns
+        if c.name in present and c.role != Role.PERSONAL and c.type != ColumnType.STRING
+    ]
+
+
+def new_stats(specs: list[ColumnSpec]) -> dict[str, ColumnStats]:
+    return {s.name: ColumnStats(name=s.name, spec=s) for s in specs}
+
+
+def update_stats(
+    stats: dict[str, ColumnStats], frame: pd.DataFrame, sample: BottomKSample, rows: pd.Series
+) -> None:
+    """Fold one chunk of kept, typed rows into the running statistics."""
+    num = [name for name, st in stats.items() if st.numeric and name in frame]
+    for name, st in stats.items():
+        if name not in frame:
+            continue
+        col = frame[name]
+        st.missing += int(col.isna().sum())
+        if st.numeric:
+            st.moments.update(col.to_numpy(dtype="float64", na_value=np.nan))
+        elif st.spec.type in (ColumnType.CATEGORY, ColumnType.BOOLEAN):
+            st.counts.update(col.dropna().astype("str"))
+    if num:
+        sample.update(frame[num].astype("float64"), rows)
+
+
+def finalise_stats(stats: dict[str, ColumnStats], sample: BottomKSample) -> None:
+    """Set imputation values and outlier bounds from the sample / counts."""
+    sampled = sample.rows()
+    for name, st in stats.items():
+        spec = st.spec
+        values = (
+            sampled[name].to_numpy(dtype="float64")
+            if st.numeric and name in sampled
+            else np.array([], dtype="float64")
+        )
+        values = values[np.isfinite(values)]
+        policy = spec.missing_policy
+        if policy == MissingPolicy.MEDIAN and st.numeric and values.size:
+            st.fill = float(np.median(values))
+        elif policy in (MissingPolicy.MODE, MissingPolicy.MEDIAN):
+            if st.numeric and values.size:
+                uniq, cnt = np.unique(values, return_counts=True)
+                st.fill = float(uniq[np.argmax(cnt)])
+            elif st.counts.total:
+                top = st.counts.top(1)[0][0]
+                st.fill = (top == "True") if spec.type == ColumnType.BOOLEAN else top
+        elif policy == MissingPolicy.CONSTANT:
+            st.fill = spec.fill_value
+        method = spec.outliers.method
+        if st.numeric and values.size and method != OutlierMethod.NONE:
+            if method == OutlierMethod.IQR:
+                q1, q3 = np.quantile(values, [0.25, 0.75])
+                k = spec.outliers.iqr_factor
+                st.lower, st.upper = float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
+            else:
+                lo, hi = np.quantile(
+                    values, [spec.outliers.lower_quantile, spec.outliers.upper_quantile]
+                )
+                st.lower, st.upper = float(lo), float(hi)
+
+
+def apply_cleaning(
+    frame: pd.DataFrame, stats: dict[str, ColumnStats]
+) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
+    """Impute and winsorise one chunk; add ``__missing`` / ``__clipped`` flags.
+
+    Flag columns are added for every column whose statistics say it has any missing
+    value (``flags_missing``) or any value outside its bounds (``will_clip``), so every
+    chunk gets the same schema. Returns the frame, imputed counts and clipped counts.
+    """
+    imputed: dict[str, int] = {}
+    clipped: dict[str, int] = {}
+    out = frame.copy()
+    for name, st in stats.items():
+        if name not in out:
+            continue
+        col = out[name]
+        if st.flags_missing:
+            miss = col.isna().to_numpy(dtype=bool)
+            out[f"{name}__missing"] = miss
+            if st.imputes and st.fill is not None and miss.any():
+                out[name] = col.fillna(st.fill)
+                imputed[name] = int(miss.sum())
+        if st.will_clip:
+            arr = out[name].to_numpy(dtype="float64", na_value=np.nan)
+            lo = -np.inf if st.lower is None else st.lower
+            hi = np.inf if st.upper is None else st.upper
+            with np.errstate(invalid="ignore"):
+                flag = (arr < lo) | (arr > hi)
+            out[name] = np.clip(arr, lo, hi)
+            out[f"{name}__clipped"] = flag
+            clipped[name] = int(flag.sum())
+    return out, imputed, clipped

@@ -1,0 +1,464 @@
+"""Per-customer features from a clean dataset: one function for training and scoring.
+
+Input is the CLEAN frame written by ingest (canonical contract column names; category
+columns lower-case strings, booleans ``bool``, numbers ``float64``, dates
+``datetime64[ns]``; helper columns ``_row`` and ``<name>__missing`` / ``<name>__clipped``
+are ignored).
+
+Transactions (``contract.grain == "transaction"``), per customer, as of an explicit date
+``as_of`` (only events strictly before ``as_of`` 00:00 count; later events are ignored):
+
+============================  ===============================================================
+feature                       definition (unit)
+============================  ===============================================================
+``recency_days``              days from the last purchase's date to ``as_of`` (>= 1 when
+                              ``as_of`` is the default "day after the last event")
+``frequency``                 distinct orders: invoices with at least one purchase row; a
+                              cancellation / return invoice is not an order. Without an
+                              ``invoice_id`` column, one order = one (customer, timestamp).
+``monetary``                  net spend: purchases minus returns (currency; may be < 0)
+``avg_order_value``           gross purchase amount / ``frequency`` (currency per order)
+``tenure_days``               days from the first purchase's date to ``as_of``
+``mean_interval_days``        (last - first purchase, days) / (orders - 1). A customer with
+                              one order has no interval yet: we use ``tenure_days`` (the time
+                              they have gone without a second order, a lower bound of their
+                              interval), so one-time buyers look "occasional", not missing.
+``return_share``              returned amount / gross purchase amount, in [0, 1] (1 when a
+                              customer only returned within the window)
+============================  ===============================================================
+
+A customer with only returns in the window has ``frequency`` 0, ``avg_order_value`` 0 and
+recency/tenure measured from their returns. Contract ``category`` columns of a transaction
+table become per-customer categorical features (the customer's most frequent value);
+``attribute`` columns (e.g. country) go to :attr:`Features.extras` the same way.
+
+Customer tables (one row per customer): the contract's ``numeric`` columns (numbers;
+booleans as 0/1; dates as days before ``as_of``, named ``days_since_<name>``) and
+``category`` columns present in the frame. ``outcome`` columns never become features; they
+go to ``extras`` as 0/1 floats (named by contract column), attributes as they are.
+
+The value measure (:attr:`Features.value`) is ``monetary`` for transactions, else the first
+of ``contract.value_columns`` present.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role
+
+MISSING_CATEGORY = "(missing)"
+"""The category used for a missing categorical value (in training and scoring)."""
+
+TRANSACTION_FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "mean_interval_days",
+    "return_share",
+)
+"""Numeric features computed from transactions, in this order."""
+
+_NUMBER_TYPES = {ColumnType.INTEGER, ColumnType.FLOAT}
+_DATE_TYPES = {ColumnType.DATE, ColumnType.DATETIME}
+
+
+@dataclass
+class FeatureSchema:
+    """The feature columns a model was trained on (stored in the artifact metadata).
+
+    ``categories`` lists, per categorical feature, the values seen in training (most
+    frequent first); ``kind`` is ``"transactions"`` or ``"customers"``.
+    """
+
+    numeric: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    kind: str = "customers"
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "dtypes": {
+                **{c: "float64" for c in self.numeric},
+                **{c: "string" for c in self.categorical},
+            },
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSchema:
+        return cls(
+            numeric=list(d.get("numeric", [])),
+            categorical=list(d.get("categorical", [])),
+            categories={k: list(v) for k, v in d.get("categories", {}).items()},
+            kind=str(d.get("kind", "customers")),
+        )
+
+
+@dataclass
+class Features:
+    """Per-customer features.
+
+    ``frame``: index ``customer_id`` (string, unique); numeric columns (float64) then
+    categorical columns (string, no missing values: :data:`MISSING_CATEGORY`).
+    ``value``: the customer's value measure (index ``customer_id``) or ``None``.
+    ``extras``: per customer, non-feature columns for profiles (attributes as strings,
+    outcomes as 0/1 floats), index ``customer_id``.
+    """
+
+    frame: pd.DataFrame
+    numeric: list[str]
+    categorical: list[str]
+    as_of: dt.date
+    value: pd.Series | None
+    extras: pd.DataFrame
+
+    @property
+    def kind(self) -> str:
+        """``"transactions"`` if the frame holds the transaction features, else ``"customers"``."""
+        return "transactions" if set(TRANSACTION_FEATURES) <= set(self.numeric) else "customers"
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def schema(self) -> FeatureSchema:
+        """The schema of these features (categories: values seen, most frequent first)."""
+        cats: dict[str, list[str]] = {}
+        for col in self.categorical:
+            counts = self.frame[col].astype("string").value_counts(sort=False)
+            ordered = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+            cats[col] = [str(k) for k, _ in ordered]
+        return FeatureSchema(list(self.numeric), list(self.categorical), cats, self.kind)
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return pd.Timestamp(value).date()
+
+
+def _feature_columns(clean: pd.DataFrame) -> list[str]:
+    """Columns of ``clean`` that may carry data (not helper or flag columns)."""
+    return [
+        c
+        for c in clean.columns
+        if not c.startswith("_") and not c.endswith("__missing") and not c.endswith("__clipped")
+    ]
+
+
+def default_as_of(clean: pd.DataFrame, contract: Contract) -> dt.date:
+    """The as-of date when none is given.
+
+    Transactions: the day after the last event (so every event counts and the most recent
+    buyer has ``recency_days == 1``). Customer tables: today (UTC).
+    """
+    if contract.is_transactions:
+        times = _event_times(clean, contract)
+        last = times.max() if len(times) else pd.NaT
+        if pd.notna(last):
+            return _as_date(last) + dt.timedelta(days=1)
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _role_column(clean: pd.DataFrame, contract: Contract, role: Role, fallback: str) -> str | None:
+    for spec in contract.by_role(role):
+        if spec.name in clean.columns:
+            return spec.name
+    return fallback if fallback in clean.columns else None
+
+
+def _event_times(clean: pd.DataFrame, contract: Contract) -> pd.Series:
+    col = _role_column(clean, contract, Role.EVENT_TIME, "event_time")
+    if col is None:
+        raise ValueError("a transactions table needs an event_time column")
+    times = clean[col]
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        times = pd.to_datetime(times, errors="coerce")
+    return times
+
+
+def _id_series(clean: pd.DataFrame, contract: Contract) -> pd.Series:
+    col = contract.id_column.name
+    if col not in clean.columns:
+        col = "customer_id"
+    if col not in clean.columns:
+        raise ValueError("the clean frame has no customer_id column")
+    return clean[col].astype("string")
+
+
+def _mode_per_customer(ids: pd.Series, values: pd.Series) -> pd.Series:
+    """Most frequent non-missing value per customer (ties: alphabetically first)."""
+    df = pd.DataFrame({"id": ids.to_numpy(), "v": values.astype("string").to_numpy()})
+    df = df.dropna(subset=["v"])
+    if df.empty:
+        return pd.Series(dtype="string")
+    counts = df.groupby(["id", "v"], sort=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["id", "n", "v"], ascending=[True, False, True], kind="stable")
+    first = counts.drop_duplicates("id", keep="first").set_index("id")["v"]
+    return first.astype("string")
+
+
+def _outcome_values(spec: ColumnSpec, values: pd.Series) -> pd.Series:
+    """An outcome column as 0/1 floats (NaN when missing)."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64")
+    text = values.astype("string").str.strip().str.lower()
+    positive = (spec.positive or "").strip().lower()
+    trues = {positive} if positive else {t.lower() for t in spec.true_values}
+    falses = {f.lower() for f in spec.false_values}
+    out = pd.Series(np.nan, index=values.index, dtype="float64")
+    out[text.isin(list(trues)).fillna(False).to_numpy(dtype=bool)] = 1.0
+    if positive:
+        known = text.notna().to_numpy(dtype=bool)
+        out[known & (out.isna().to_numpy())] = 0.0
+    else:
+        out[text.isin(list(falses)).fillna(False).to_numpy(dtype=bool)] = 0.0
+    return out
+
+
+def _transaction_features(
+    clean: pd.DataFrame, contract: Contract, as_of: dt.date
+) -> tuple[pd.DataFrame, list[str], list[str], pd.DataFrame]:
+    ids = _id_series(clean, contract)
+    times = _event_times(clean, contract)
+    cutoff = pd.Timestamp(as_of)
+    keep = (times < cutoff).fillna(False).to_numpy(dtype=bool) & ids.notna().to_numpy(dtype=bool)
+
+    amount_col = _role_column(clean, contract, Role.AMOUNT, "amount")
+    if amount_col is not None:
+        amount = clean[amount_col].astype("float64")
+    else:
+        qty_col = _role_column(clean, contract, Role.QUANTITY, "quantity")
+        price_col = _role_column(clean, contract, Role.UNIT_PRICE, "unit_price")
+        if qty_col is None or price_col is None:
+            raise ValueError("a transactions table needs amount, or quantity and unit_price")
+        amount = clean[qty_col].astype("float64") * clean[price_col].astype("float64")
+    if "is_return" in clean.columns:
+        is_return = clean["is_return"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        is_return = is_return | (amount.fillna(0.0).to_numpy() < 0)
+    else:
+        is_return = amount.fillna(0.0).to_numpy() < 0
+    invoice_col = _role_column(clean, contract, Role.INVOICE_ID, "invoice_id")
+
+    df = pd.DataFrame(
+        {
+            "id": ids.to_numpy()[keep],
+            "t": times.to_numpy()[keep],
+            "amount": amount.fillna(0.0).to_numpy(dtype="float64")[keep],
+            "ret": is_return[keep],
+        }
+    )
+    if invoice_col is not None:
+        df["order"] = clean[invoice_col].astype("string").to_numpy()[keep]
+    else:
+        df["order"] = df["t"].astype("int64").astype("string")
+    df["day"] = df["t"].to_numpy().astype("datetime64[D]")
+    purchase = ~df["ret"].to_numpy()
+    df["gross"] = np.where(purchase, np.maximum(df["amount"].to_numpy(), 0.0), 0.0)
+    df["returned"] = np.where(~purchase, np.abs(df["amount"].to_numpy()), 0.0)
+
+    grouped = df.groupby("id", sort=True)
+    gross = grouped["gross"].sum()
+    returned = grouped["returned"].sum()
+    first_any = grouped["day"].min()
+    last_any = grouped["day"].max()
+    buys = df.loc[purchase]
+    bgroup = buys.groupby("id", sort=True)
+    frequency = bgroup["order"].nunique().reindex(gross.index, fill_value=0).astype("float64")
+    first_buy = bgroup["day"].min().reindex(gross.index).fillna(first_any)
+    last_buy = bgroup["day"].max().reindex(gross.index).fillna(last_any)
+
+    as_of_day = np.datetime64(as_of, "D")
+    recency = (as_of_day - last_buy.to_numpy().astype("datetime64[D]")).astype("float64")
+    tenure = (as_of_day - first_buy.to_numpy().astype("datetime64[D]")).astype("float64")
+    span = tenure - recency
+    freq = frequency.to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        interval = np.where(freq >= 2, span / np.maximum(freq - 1, 1), tenure)
+        aov = np.where(freq > 0, gross.to_numpy() / np.maximum(freq, 1), 0.0)
+        gross_v = gross.to_numpy()
+        ret_v = returned.to_numpy()
+        share = np.where(gross_v > 0, ret_v / np.where(gross_v > 0, gross_v, 1.0), 0.0)
+        share = np.where((gross_v <= 0) & (ret_v > 0), 1.0, share)
+    share = np.clip(share, 0.0, 1.0)
+
+    index = pd.Index(gross.index.astype("string"), name="customer_id")
+    frame = pd.DataFrame(
+        {
+            "recency_days": recency,
+            "frequency": freq,
+            "monetary": gross_v - ret_v,
+            "avg_order_value": aov,
+            "tenure_days": tenure,
+            "mean_interval_days": interval,
+            "return_share": share,
+        },
+        index=index,
+    ).astype("float64")
+
+    categorical: list[str] = []
+    kept = clean.loc[keep]
+    kept_ids = ids[keep]
+    for spec in contract.by_role(Role.CATEGORY):
+        if spec.name in kept.columns and spec.name not in frame.columns:
+            mode = _mode_per_customer(kept_ids, kept[spec.name])
+            frame[spec.name] = mode.reindex(index).fillna(MISSING_CATEGORY).astype("string")
+            categorical.append(spec.name)
+    extras = pd.DataFrame(index=index)
+    for spec in contract.by_role(Role.ATTRIBUTE):
+        if spec.name in kept.columns:
+            extras[spec.name] = _mode_per_customer(kept_ids, kept[spec.name]).reindex(index)
+    for spec in contract.by_role(Role.OUTCOME):
+        if spec.name in kept.columns:
+            values = _outcome_values(spec, kept[spec.name])
+            per = pd.Series(values.to_numpy(), index=kept_ids.to_numpy()).groupby(level=0).max()
+            extras[spec.name] = per.reindex(index).astype("float64")
+    return frame, list(TRANSACTION_FEATURES), categorical, extras
+
+
+def _customer_features(
+    clean: pd.DataFrame, contract: Contract, as_of: dt.date
+) -> tuple[pd.DataFrame, list[str], list[str], pd.DataFrame]:
+    ids = _id_series(clean, contract)
+    valid = ids.notna().to_numpy(dtype=bool)
+    # ingest dedupes; keep the last row per customer all the same (one row per customer)
+    rows = clean.loc[valid].copy()
+    rows.index = pd.Index(ids[valid].to_numpy(), dtype="string", name="customer_id")
+    rows = rows[~rows.index.duplicated(keep="last")]
+    present = set(_feature_columns(rows))
+    index = rows.index
+
+    numeric: dict[str, pd.Series] = {}
+    categorical: dict[str, pd.Series] = {}
+    as_of_ts = pd.Timestamp(as_of)
+    for spec in contract.columns:
+        if spec.name not in present or spec.role not in (Role.NUMERIC, Role.CATEGORY):
+            continue
+        values = rows[spec.name]
+        if spec.type == ColumnType.BOOLEAN or pd.api.types.is_bool_dtype(values):
+            numeric[spec.name] = values.astype("boolean").astype("Float64").astype("float64")
+        elif spec.type in _DATE_TYPES:
+            times = pd.to_datetime(values, errors="coerce")
+            days = (as_of_ts - times).dt.total_seconds() / 86400.0
+            numeric[f"days_since_{spec.name}"] = (days // 1.0).astype("float64")
+        elif spec.role == Role.NUMERIC or spec.type in _NUMBER_TYPES:
+            numeric[spec.name] = pd.to_numeric(values, errors="coerce").astype("float64")
+        else:
+            cat = values.astype("string").str.strip().str.lower()
+            cat = cat.mask(cat == "", pd.NA)
+            categorical[spec.name] = cat.fillna(MISSING_CATEGORY).astype("string")
+    frame = pd.DataFrame({**numeric, **categorical}, index=index)
+    extras = pd.DataFrame(index=index)
+    for spec in contract.by_role(Role.ATTRIBUTE):
+        if spec.name in present:
+            extras[spec.name] = rows[spec.name]
+    for spec in contract.by_role(Role.OUTCOME):
+        if spec.name in present:
+            extras[spec.name] = _outcome_values(spec, rows[spec.name])
+    return frame, list(numeric), list(categorical), extras
+
+
+def _customer_value(clean_frame: pd.DataFrame, contract: Contract) -> pd.Series | None:
+    for name in contract.value_columns:
+        if name in clean_frame.columns and pd.api.types.is_numeric_dtype(clean_frame[name]):
+            return clean_frame[name].astype("float64").rename(name)
+    return None
+
+
+def build_features(
+    clean: pd.DataFrame,
+    contract: Contract,
+    as_of: dt.date | None = None,
+    schema: FeatureSchema | None = None,
+) -> Features:
+    """Per-customer features of a clean frame, as of ``as_of`` (default: :func:`default_as_of`).
+
+    With ``schema`` (from a trained model) the frame has exactly the schema's columns in its
+    order: a numeric feature the data lacks is NaN (the model's imputer fills it), a missing
+    categorical is :data:`MISSING_CATEGORY`; columns the schema does not know are dropped.
+    Returns :class:`Features` with one row per customer (index ``customer_id``, sorted).
+    """
+    as_of_date = _as_date(as_of) if as_of is not None else default_as_of(clean, contract)
+    if contract.is_transactions:
+        frame, numeric, categorical, extras = _transaction_features(clean, contract, as_of_date)
+        value: pd.Series | None = frame["monetary"].rename("monetary")
+    else:
+        frame, numeric, categorical, extras = _customer_features(clean, contract, as_of_date)
+        value = _customer_value(frame, contract)
+        if value is None:
+            ids = _id_series(clean, contract)
+            raw = clean.loc[ids.notna().to_numpy(dtype=bool)].copy()
+            raw.index = pd.Index(ids.dropna().to_numpy(), dtype="string", name="customer_id")
+            raw = raw[~raw.index.duplicated(keep="last")]
+            value = _customer_value(raw, contract)
+            if value is not None:
+                value = value.reindex(frame.index)
+    frame = frame.sort_index()
+    extras = extras.reindex(frame.index)
+    if value is not None:
+        value = value.reindex(frame.index).astype("float64")
+    if schema is not None:
+        frame = conform(frame, schema)
+        numeric, categorical = list(schema.numeric), list(schema.categorical)
+    else:
+        frame = frame[[*numeric, *categorical]]
+    frame.index = pd.Index(frame.index.astype("string"), name="customer_id")
+    extras.index = frame.index
+    if value is not None:
+        value.index = frame.index
+    return Features(
+        frame=frame,
+        numeric=numeric,
+        categorical=categorical,
+        as_of=as_of_date,
+        value=value,
+        extras=extras,
+    )
+
+
+def conform(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """``frame`` with exactly the schema's columns and dtypes (see :func:`build_features`)."""
+    out = pd.DataFrame(index=frame.index)
+    for col in schema.numeric:
+        if col in frame.columns:
+            out[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        else:
+            out[col] = np.nan
+    for col in schema.categorical:
+        if col in frame.columns:
+            out[col] = frame[col].astype("string").fillna(MISSING_CATEGORY)
+        else:
+            out[col] = pd.Series(MISSING_CATEGORY, index=frame.index, dtype="string")
+    return out
+
+
+def missing_features(frame: pd.DataFrame, schema: FeatureSchema) -> list[str]:
+    """Schema features absent from ``frame`` or with no value at all."""
+    out = []
+    for col in schema.numeric:
+        if col not in frame.columns or frame[col].notna().sum() == 0:
+            out.append(col)
+    for col in schema.categorical:
+        if col not in frame.columns or (frame[col].astype("string") != MISSING_CATEGORY).sum() == 0:
+            out.append(col)
+    return out
