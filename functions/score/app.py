@@ -47,11 +47,15 @@ def requests_from(event: dict[str, Any]) -> list[dict[str, Any]]:
         detail = EventBridgeEvent(event).detail
         key = detail.get("clean_manifest_key")
         if key:
-            return [{"clean_manifest_key": key, "trigger": f"model-promoted:{detail.get('version')}"}]
+            return [
+                {"clean_manifest_key": key, "trigger": f"model-promoted:{detail.get('version')}"}
+            ]
         return []
     if "clean_manifest_key" in event:  # direct invoke
         return [{"clean_manifest_key": event["clean_manifest_key"], "trigger": "direct"}]
-    raise ValueError("unrecognised event: expected an S3 event, an EventBridge event or {clean_manifest_key}")
+    raise ValueError(
+        "unrecognised event: expected an S3 event, an EventBridge event or {clean_manifest_key}"
+    )
 
 
 @metrics.log_metrics

@@ -35,7 +35,9 @@ table become per-customer categorical features (the customer's most frequent val
 Customer tables (one row per customer): the contract's ``numeric`` columns (numbers;
 booleans as 0/1; dates as days before ``as_of``, named ``days_since_<name>``) and
 ``category`` columns present in the frame. ``outcome`` columns never become features; they
-go to ``extras`` as 0/1 floats (named by contract column), attributes as they are.
+go to ``extras`` as 0/1 floats (named by contract column), attributes as they are (date
+attributes as ``days_since_<name>`` floats, e.g. ``days_since_last_purchase_date``, which
+the lifecycle labels can use).
 
 The value measure (:attr:`Features.value`) is ``monetary`` for transactions, else the first
 of ``contract.value_columns`` present.
@@ -371,7 +373,12 @@ def _customer_features(
     extras = pd.DataFrame(index=index)
     for spec in contract.by_role(Role.ATTRIBUTE):
         if spec.name in present:
-            extras[spec.name] = rows[spec.name]
+            if spec.type in _DATE_TYPES:
+                times = pd.to_datetime(rows[spec.name], errors="coerce")
+                days = (as_of_ts - times).dt.total_seconds() / 86400.0
+                extras[f"days_since_{spec.name}"] = (days // 1.0).astype("float64")
+            else:
+                extras[spec.name] = rows[spec.name]
     for spec in contract.by_role(Role.OUTCOME):
         if spec.name in present:
             extras[spec.name] = _outcome_values(spec, rows[spec.name])

@@ -41,10 +41,14 @@ import pyarrow.parquet as pq
 from custseg.cleaning import (
     NUMERIC_TYPES,
     SAMPLE_K,
+    RowSample,
     apply_cleaning,
     apply_transaction_rules,
     clean_columns,
     dedupe_plan,
+    join_raw,
+    row_hash,
+    split_raw,
     finalise_stats,
     new_stats,
     update_stats,
@@ -53,7 +57,6 @@ from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
 from custseg.quality import QualityReport, example_value
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
-from custseg.stats import BottomKSample
 from custseg.validation import (
     HeaderCheck,
     ParseContext,
@@ -126,7 +129,7 @@ def _stage_schema(
         pa.field("_hash", pa.uint64()),
         pa.field("_nmiss", pa.int32()),
     ]
-    fields += [pa.field(f"_raw{i}", pa.string()) for i in range(n_raw)]
+    fields.append(pa.field("_raw", pa.large_string()))
     return pa.schema(fields)
 
 
@@ -271,7 +274,12 @@ def _run(
             )  # fmt: skip
             if table.num_rows:
                 if stage_writer is None:
-                    stage_writer = pq.ParquetWriter(stage_path, schema)
+                    stage_writer = pq.ParquetWriter(
+                        stage_path,
+                        schema,
+                        compression="none",
+                        use_dictionary=[n for n in schema.names if n != "_raw"],
+                    )
                 stage_writer.write_table(table)
     except ReadError as exc:
         report.file_error(exc.code, exc.message, row=exc.row)
@@ -337,7 +345,7 @@ def _run(
 
     # ---- statistics over kept rows --------------------------------------------------------
     stats = new_stats(stage_specs)
-    sample = BottomKSample(k=SAMPLE_K)
+    sample = RowSample(k=SAMPLE_K)
     stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
                                                            ColumnType.BOOLEAN)]  # fmt: skip
     stage = pq.ParquetFile(stage_path)
@@ -371,19 +379,13 @@ def _run(
     out_schema = pa.schema(out_fields, metadata=metadata)
     imputed: Counter[str] = Counter()
     clipped: Counter[str] = Counter()
-    raw_cols = [f"_raw{i}" for i in range(len(headers))]
     offset = 0
     with pq.ParquetWriter(clean_path, out_schema) as writer:
-        for batch in stage.iter_batches(batch_size=chunk_rows):
+        columns = [n for n in schema.names if n != "_raw"]
+        for batch in stage.iter_batches(batch_size=chunk_rows, columns=columns):
             frame = batch.to_pandas()
             keep = plan.keep[offset : offset + len(frame)]
-            reason = plan.reason[offset : offset + len(frame)]
             offset += len(frame)
-            if not keep.all():
-                dropped = frame[~keep]
-                rejected.write(
-                    dropped["_row"].to_numpy(), reason[~keep], dropped[raw_cols]
-                )
             kept = frame[keep]
             if kept.empty:
                 continue
@@ -394,6 +396,19 @@ def _run(
                 cleaned[out_schema.names], schema=out_schema, preserve_index=False
             )
             writer.write_table(table)
+    if not plan.keep.all():  # duplicates -> rejected_rows.csv with their original text
+        offset = 0
+        for batch in stage.iter_batches(batch_size=chunk_rows, columns=["_row", "_raw"]):
+            keep = plan.keep[offset : offset + batch.num_rows]
+            reason = plan.reason[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            if not keep.all():
+                dropped = batch.to_pandas()[~keep]
+                rejected.write(
+                    dropped["_row"].to_numpy(),
+                    reason[~keep],
+                    split_raw(dropped["_raw"], len(headers)),
+                )
     report.rows_duplicate = plan.exact + plan.by_id
     if plan.exact:
         report.rejected_by_reason["duplicate row"] += plan.exact
@@ -471,10 +486,10 @@ def _pass1_chunk(
     keep = ~drop
     out = typed[keep].copy()
     out["_row"] = rows[keep]
-    out["_hash"] = pd.util.hash_pandas_object(raw[keep], index=False).to_numpy()
+    joined = join_raw(raw[keep])
+    out["_hash"] = row_hash(joined)
     out["_nmiss"] = val.n_missing[keep]
-    for i in range(raw.shape[1]):
-        out[f"_raw{i}"] = raw[str(i)][keep]
+    out["_raw"] = pd.array(joined, dtype="str")
     for name in schema.names:
         if name not in out:
             out[name] = None

@@ -39,8 +39,9 @@ Lifecycle stage (first rule that applies):
 - ``active``: otherwise.
 
 Customer tables without transactions get what their columns allow: a tenure column (name
-containing ``tenure``, ``days_since_first``, ``signup``, ``joined``...) gives ``new`` vs
-``active``; a recency column (``recency``, ``days_since_last``...) gives the full stage; RFM
+containing ``tenure``, ``days_since_first``, ``signup``, ``joined``...; a date attribute such
+as ``signup_date`` counts, as ``days_since_signup_date``) gives ``new`` vs ``active``; a
+recency column (``recency``, ``days_since_last``...) gives the full stage; RFM
 needs recency, frequency and a value column, else ``n/a``. What cannot be labelled and why
 is in :attr:`LabelEdges.unavailable` (``labels_unavailable`` in the artifact).
 """
@@ -94,7 +95,7 @@ VALUE_TIERS = ("high", "mid", "low")
 LIFECYCLE_STAGES = ("new", "active", "at risk", "lapsed")
 
 _RECENCY_NAMES = re.compile(r"recency|days_since_last|since_last|last_(purchase|order|visit)")
-_FREQUENCY_NAMES = re.compile(r"^frequency$|^n_?orders$|num_?orders|order_count|purchases$")
+_FREQUENCY_NAMES = re.compile(r"^frequency$|^n?_?orders$|num_?orders|order_count|purchases$")
 _TENURE_NAMES = re.compile(
     r"tenure|days_since_first|first_(purchase|order)|signup|sign_up|joined|join_date|"
     r"customer_since|member_since|membership|created"
@@ -195,6 +196,18 @@ def _quantiles(values: pd.Series | np.ndarray, qs: list[float]) -> list[float] |
 _QUINTILES = [0.2, 0.4, 0.6, 0.8]
 
 
+def _column(features: Features, name: str) -> np.ndarray:
+    """A numeric column of the feature frame, else of extras (day counts), as float64."""
+    for source in (features.frame, features.extras):
+        if name in source.columns:
+            return (
+                source[name]
+                .reindex(features.frame.index)
+                .to_numpy(dtype="float64", na_value=np.nan)
+            )
+    return np.full(len(features.frame), np.nan)
+
+
 def fit_label_edges(features: Features) -> LabelEdges:
     """Fit label edges and thresholds on the training features (see module docs)."""
     edges = LabelEdges()
@@ -205,9 +218,16 @@ def fit_label_edges(features: Features) -> LabelEdges:
         edges.recency_feature, edges.frequency_feature = "recency_days", "frequency"
         edges.tenure_feature = "tenure_days"
     else:
-        edges.recency_feature = _find(numeric, _RECENCY_NAMES)
+        # numeric features first, then day counts derived from date attributes in extras
+        extra_days = [
+            c
+            for c in features.extras.columns
+            if c.startswith("days_since_") and pd.api.types.is_float_dtype(features.extras[c])
+        ]
+        candidates = [*numeric, *extra_days]
+        edges.recency_feature = _find(candidates, _RECENCY_NAMES)
         edges.frequency_feature = _find(numeric, _FREQUENCY_NAMES)
-        edges.tenure_feature = _find(numeric, _TENURE_NAMES)
+        edges.tenure_feature = _find(candidates, _TENURE_NAMES)
 
     value = features.value
     if value is not None and value.notna().any():
@@ -220,8 +240,8 @@ def fit_label_edges(features: Features) -> LabelEdges:
 
     r_col, f_col = edges.recency_feature, edges.frequency_feature
     if r_col and f_col and edges.value_edges is not None and value is not None:
-        edges.r_edges = _quantiles(frame[r_col], _QUINTILES)
-        edges.f_edges = _quantiles(frame[f_col], _QUINTILES)
+        edges.r_edges = _quantiles(_column(features, r_col), _QUINTILES)
+        edges.f_edges = _quantiles(_column(features, f_col), _QUINTILES)
         edges.m_edges = _quantiles(value, _QUINTILES)
     else:
         lacking = [
@@ -249,10 +269,10 @@ def fit_label_edges(features: Features) -> LabelEdges:
         edges.lapsed_min_recency = max(4 * typical, r_q[1], edges.active_max_recency)
     else:
         if t_col:
-            q = _quantiles(frame[t_col], [0.2])
+            q = _quantiles(_column(features, t_col), [0.2])
             edges.new_max_tenure = q[0] if q else None
         if r_col:
-            q = _quantiles(frame[r_col], [0.5, 0.8])
+            q = _quantiles(_column(features, r_col), [0.5, 0.8])
             if q:
                 edges.active_max_recency, edges.lapsed_min_recency = q
         if not t_col and not r_col:
@@ -293,8 +313,8 @@ def assign_labels(features: Features, edges: LabelEdges) -> pd.DataFrame:
     n = len(frame)
 
     def col(name: str | None) -> np.ndarray | None:
-        if name and name in frame.columns:
-            return frame[name].to_numpy(dtype="float64", na_value=np.nan)
+        if name and (name in frame.columns or name in features.extras.columns):
+            return _column(features, name)
         return None
 
     value = (

@@ -610,7 +610,7 @@ def _num(x: Any, digits: int = 6) -> float | None:
         return None
     if not math.isfinite(f):
         return None
-    return round(f, digits)
+    return round(f, digits) + 0.0
 
 
 def summarise_quality(quality: Mapping[str, Any] | None, top: int = 5) -> dict[str, Any]:
@@ -645,7 +645,13 @@ def summarise_quality(quality: Mapping[str, Any] | None, top: int = 5) -> dict[s
         rejected = max(read - kept, 0)
     reasons: list[dict[str, Any]] = []
     for scope in scopes:
-        for key in ("rejection_reasons", "reject_reasons", "rejected_reasons", "reasons"):
+        for key in (
+            "rejected_by_reason",
+            "rejection_reasons",
+            "reject_reasons",
+            "rejected_reasons",
+            "reasons",
+        ):
             raw = scope.get(key)
             if isinstance(raw, Mapping):
                 items = raw.get("counts", raw) if isinstance(raw.get("counts"), Mapping) else raw
@@ -672,10 +678,14 @@ def summarise_quality(quality: Mapping[str, Any] | None, top: int = 5) -> dict[s
         "reject_share": _num(rejected / read, 4) if read and rejected is not None else None,
         "top_reasons": reasons[:top],
     }
-    for key in ("warnings", "dropped_columns", "ignored_columns"):
+    for key in ("rows_invalid", "rows_duplicate", "rows_excluded"):
+        value = quality.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[key] = value
+    for key in ("columns_ignored", "ignored_columns"):
         value = quality.get(key)
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            out[key] = value[:20]
+            out["columns_ignored"] = value[:20]
     return out
 
 
@@ -964,7 +974,7 @@ def build_metrics(
             top_share = float(ordered[:top_n].sum() / ordered.sum())
         value_doc.update(
             {
-                "measure": getattr(model, "value_name", None) or meta.get("value_measure"),
+                "measure": training.get("value_measure"),
                 "total": _num(total_value, 4),
                 "customers_with_value": value_known,
                 "mean": _num(total_value / value_known, 4),

@@ -159,11 +159,11 @@ def sniff_delimiter(text: str) -> str | None:
         width = len(recs[0])
         if width < 2:
             continue
-        body = recs[1:-1] if len(recs) > 2 else recs[1:]  # last record may be cut
+        body = recs[1:]
         consistency = (
             1.0 if not body else sum(len(r) == width for r in body) / float(len(body))
         )
-        if consistency < 0.5:
+        if consistency < 0.2:  # ragged rows are reported later, row by row
             continue
         score = (consistency, width, delim)
         if best is None or score[:2] > best[:2]:

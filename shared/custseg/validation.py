@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from custseg.cleaning import NUMERIC_TYPES, normalise_column
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role, normalise_header
@@ -159,9 +161,14 @@ def _to_number(
     values: pd.Series, missing: np.ndarray, delimiter: str
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Text -> float64 (NaN where missing or unparseable), with counted repairs."""
-    out = pd.to_numeric(values.where(~missing, ""), errors="coerce").to_numpy(
-        dtype="float64", na_value=np.nan, copy=True
-    )
+    arr = pc.if_else(pa.array(missing), pa.scalar(None, pa.large_string()),
+                     pc.cast(pa.array(values.array), pa.large_string()))  # fmt: skip
+    try:  # fast path: every present value is a plain number
+        out = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out = pd.to_numeric(values.where(~missing, ""), errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan, copy=True
+        )
     repairs: dict[str, int] = {}
     bad = np.isnan(out) & ~missing
     if bad.any():

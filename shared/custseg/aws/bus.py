@@ -1,11 +1,11 @@
 """EventBridge events custseg publishes (source ``custseg``), in one place.
 
-| detail-type           | published by        | detail                                               |
-|-----------------------|---------------------|------------------------------------------------------|
-| Training Requested    | score (no champion) | dataset, model, clean_manifest_key, reason            |
-| Model Promoted        | train               | dataset, model, version, clean_manifest_key, reason   |
-| Retrain Recommended   | score / rescore     | dataset, model, model_version, run_id, features, reasons |
-| Run Committed         | score / rescore     | dataset, run_id, manifest_key, verdict, rows          |
+- ``Training Requested`` (score, when no champion exists):
+  dataset, model, clean_manifest_key, reason, promote
+- ``Model Promoted`` (train): dataset, model, version, clean_manifest_key, reason
+- ``Retrain Recommended`` (score / rescore, verdict ``retrain``):
+  dataset, model, model_version, run_id, clean_manifest_key, features, reasons, promote
+- ``Run Committed`` (score / rescore): dataset, run_id, manifest_key, verdict, rows
 """
 
 from __future__ import annotations

@@ -119,12 +119,26 @@ def run_ingest(
     try:
         upload = parse_upload_key(key)
     except LayoutError as exc:
-        report = {"status": "rejected", "source": key, "errors": [{"code": "bad_key", "message": str(exc)}]}
+        report: dict[str, Any] = {
+            "status": "rejected",
+            "source": key,
+            "errors": [{"code": "bad_key", "message": str(exc)}],
+        }
         prefix = _reject_whole_file(
-            store, bucket, key, version_id, dataset=UNSORTED, run_id=run_id,
-            filename=key.rsplit("/", 1)[-1] or "upload", report=report, text=str(exc), run_ts=run_ts_iso,
+            store,
+            bucket,
+            key,
+            version_id,
+            dataset=UNSORTED,
+            run_id=run_id,
+            filename=key.rsplit("/", 1)[-1] or "upload",
+            report=report,
+            text=str(exc),
+            run_ts=run_ts_iso,
         )
-        return IngestOutcome("rejected", UNSORTED, run_id, key, rejected_prefix=prefix, message=str(exc))
+        return IngestOutcome(
+            "rejected", UNSORTED, run_id, key, rejected_prefix=prefix, message=str(exc)
+        )
     dataset = upload.dataset
 
     done = committed_manifest(store, bucket, clean_prefix(dataset, run_id)) or committed_manifest(
@@ -132,7 +146,10 @@ def run_ingest(
     )
     if done is not None:
         return IngestOutcome(
-            "duplicate", dataset, run_id, key,
+            "duplicate",
+            dataset,
+            run_id,
+            key,
             message="this upload was already processed; nothing written",
         )
 
@@ -145,15 +162,30 @@ def run_ingest(
             "stack parameters together with the function's memory and ephemeral storage."
         )
         report = {
-            "status": "rejected", "source": key, "dataset": dataset, "run_id": run_id,
-            "rows_read": 0, "rows_kept": 0, "rows_rejected": 0,
+            "status": "rejected",
+            "source": key,
+            "dataset": dataset,
+            "run_id": run_id,
+            "rows_read": 0,
+            "rows_kept": 0,
+            "rows_rejected": 0,
             "errors": [{"code": "too_large", "message": message, "row": None, "column": None}],
         }
         prefix = _reject_whole_file(
-            store, bucket, key, version_id, dataset=dataset, run_id=run_id,
-            filename=upload.filename, report=report, text=message, run_ts=run_ts_iso,
+            store,
+            bucket,
+            key,
+            version_id,
+            dataset=dataset,
+            run_id=run_id,
+            filename=upload.filename,
+            report=report,
+            text=message,
+            run_ts=run_ts_iso,
         )
-        return IngestOutcome("rejected", dataset, run_id, key, rejected_prefix=prefix, message=message)
+        return IngestOutcome(
+            "rejected", dataset, run_id, key, rejected_prefix=prefix, message=message
+        )
 
     contract = _load_dataset_contract(store, settings, dataset)
     as_of = info.metadata.get("as-of")
@@ -180,13 +212,27 @@ def run_ingest(
             rows_rejected=int(report.get("rows_rejected", 0)),
             report=report,
         )
-        source = {"bucket": bucket, "key": key, "version_id": version_id, "etag": info.etag, "size": info.size}
+        source = {
+            "bucket": bucket,
+            "key": key,
+            "version_id": version_id,
+            "etag": info.etag,
+            "size": info.size,
+        }
 
         if result.status != "accepted":
             text = result.report_text_path.read_text(encoding="utf-8")
             outcome.rejected_prefix = _reject_whole_file(
-                store, bucket, key, version_id, dataset=dataset, run_id=run_id,
-                filename=upload.filename, report=report, text=text, run_ts=run_ts_iso,
+                store,
+                bucket,
+                key,
+                version_id,
+                dataset=dataset,
+                run_id=run_id,
+                filename=upload.filename,
+                report=report,
+                text=text,
+                run_ts=run_ts_iso,
             )
             outcome.message = text.splitlines()[0] if text else "file rejected"
             return outcome
@@ -201,7 +247,13 @@ def run_ingest(
                     RunFile("rejected_rows.csv", result.rejected_rows_path, outcome.rows_rejected),
                     RunFile("quality.json", result.report_json_path),
                 ],
-                {"kind": "rejected_rows", "dataset": dataset, "run_id": run_id, "run_ts": run_ts_iso, "source": source},
+                {
+                    "kind": "rejected_rows",
+                    "dataset": dataset,
+                    "run_id": run_id,
+                    "run_ts": run_ts_iso,
+                    "source": source,
+                },
             )
             outcome.rejected_prefix = rprefix
 
@@ -234,7 +286,12 @@ def run_ingest(
         store,
         bucket,
         clean_latest_key(dataset),
-        {"dataset": dataset, "run_id": run_id, "run_ts": run_ts_iso, "manifest_key": outcome.clean_manifest_key},
+        {
+            "dataset": dataset,
+            "run_id": run_id,
+            "run_ts": run_ts_iso,
+            "manifest_key": outcome.clean_manifest_key,
+        },
     )
     outcome.message = (
         f"accepted: {outcome.rows_read} rows read, {outcome.rows_kept} kept, "

@@ -99,4 +99,6 @@ def rollback(store: ObjectStore, bucket: str, model: str) -> dict[str, Any]:
     if not current or not current.get("history"):
         raise ArtifactError(f"model {model} has no previous champion to roll back to")
     previous = current["history"][0]["version"]
-    return set_champion(store, bucket, model, previous, reason=f"rollback from {current['version']}")
+    return set_champion(
+        store, bucket, model, previous, reason=f"rollback from {current['version']}"
+    )

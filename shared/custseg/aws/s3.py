@@ -167,4 +167,4 @@ class ObjectStore:
         source: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if src.get("version_id"):
             source["VersionId"] = src["version_id"]
-        self.client.copy(source, dest_bucket, dest_key, Config=_TRANSFER)
+        self.client.copy(source, dest_bucket, dest_key, Config=_TRANSFER)  # type: ignore[arg-type]

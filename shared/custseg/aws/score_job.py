@@ -104,7 +104,9 @@ def run_score(
             },
         )
         return ScoreOutcome(
-            "no_champion", dataset, message=f"no champion for model {model_name}; training requested"
+            "no_champion",
+            dataset,
+            message=f"no champion for model {model_name}; training requested",
         )
     model = load_version(store, settings.artifact_bucket, model_name, pointer["version"])
 
@@ -126,7 +128,9 @@ def run_score(
     clean_prefix = clean_manifest_key[: -len(MANIFEST)]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         tmp = Path(tmp_name)
-        clean_path = store.download(settings.data_bucket, clean_prefix + "data.parquet", tmp / "clean.parquet")
+        clean_path = store.download(
+            settings.data_bucket, clean_prefix + "data.parquet", tmp / "clean.parquet"
+        )
         contract_bytes = store.get_bytes(settings.data_bucket, clean_prefix + "contract.json")
         contract = Contract.model_validate_json(contract_bytes or b"{}")
         quality_bytes = store.get_bytes(settings.data_bucket, clean_prefix + "quality.json")
@@ -137,7 +141,9 @@ def run_score(
         if latest is not None and latest.get("run_id") != run_id:
             prev_key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
             if store.head(settings.results_bucket, prev_key) is not None:
-                previous_path = store.download(settings.results_bucket, prev_key, tmp / "previous.parquet")
+                previous_path = store.download(
+                    settings.results_bucket, prev_key, tmp / "previous.parquet"
+                )
 
         result = score_dataset(
             clean_path,
@@ -165,7 +171,11 @@ def run_score(
         quality_path = tmp / "quality.json"
         quality_path.write_text(json.dumps(quality or {}, indent=2, default=str), encoding="utf-8")
         files = [
-            RunFile(RESULT_FILES["assignments_parquet"], result.files["assignments_parquet"], result.rows),
+            RunFile(
+                RESULT_FILES["assignments_parquet"],
+                result.files["assignments_parquet"],
+                result.rows,
+            ),
             RunFile(RESULT_FILES["assignments_csv"], result.files["assignments_csv"], result.rows),
             RunFile(RESULT_FILES["profiles"], result.files["profiles"]),
             RunFile(RESULT_FILES["metrics"], result.files["metrics"]),
@@ -206,7 +216,9 @@ def run_score(
             "model_version": model.version,
             "verdict": result.verdict,
         }
-        moved = advance_pointer(store, settings.results_bucket, results_latest_key(dataset), pointer_body)
+        moved = advance_pointer(
+            store, settings.results_bucket, results_latest_key(dataset), pointer_body
+        )
         if moved:
             current = results_current_prefix(dataset)
             for f in files:
@@ -246,5 +258,7 @@ def run_score(
                 "promote": False,
             },
         )
-    outcome.message = f"scored {result.rows} customers into {model.k} segments; verdict {result.verdict}"
+    outcome.message = (
+        f"scored {result.rows} customers into {model.k} segments; verdict {result.verdict}"
+    )
     return outcome

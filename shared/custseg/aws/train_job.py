@@ -79,8 +79,13 @@ def _train_and_register(
     )
     first = champion(store, settings.artifact_bucket, model_name) is None
     if promote and (passed or first):
-        reason = "passed the quality gates" if passed else (
-            "first model for this dataset, promoted although gates failed: " + "; ".join(reasons)
+        reason = (
+            "passed the quality gates"
+            if passed
+            else (
+                "first model for this dataset, promoted although gates failed: "
+                + "; ".join(reasons)
+            )
         )
         set_champion(store, settings.artifact_bucket, model_name, model.version, reason=reason)
         outcome.status = "promoted"
@@ -117,7 +122,9 @@ def run_train_on_clean(
     if manifest is None:
         return TrainOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = store.download(settings.data_bucket, prefix + "data.parquet", Path(tmp) / "clean.parquet")
+        path = store.download(
+            settings.data_bucket, prefix + "data.parquet", Path(tmp) / "clean.parquet"
+        )
         clean = pd.read_parquet(path)
     contract = Contract.model_validate_json(
         store.get_bytes(settings.data_bucket, prefix + "contract.json") or b"{}"
@@ -154,12 +161,18 @@ def run_train_on_upload(
         local = store.download(bucket, key, Path(tmp) / "input")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         result = ingest_file(
-            local, Path(tmp) / "out", source_name=key, dataset=upload.dataset,
-            run_id=f"train-{stamp}", contract=contract, chunk_rows=settings.chunk_rows,
+            local,
+            Path(tmp) / "out",
+            source_name=key,
+            dataset=upload.dataset,
+            run_id=f"train-{stamp}",
+            contract=contract,
+            chunk_rows=settings.chunk_rows,
         )
         if result.status != "accepted" or result.clean_path is None:
             return TrainOutcome(
-                "rejected", upload.dataset,
+                "rejected",
+                upload.dataset,
                 message=result.report_text_path.read_text(encoding="utf-8").splitlines()[0],
             )
         clean = pd.read_parquet(result.clean_path)

@@ -1,0 +1,242 @@
+"""The ``custseg`` command.
+
+    custseg demo [--out DIR]                       sample data through the whole flow
+    custseg run INPUT [--dataset NAME] [--contract FILE] [--as-of DATE] [--out DIR]
+    custseg validate INPUT [--contract FILE] [--dataset NAME] [--json]
+    custseg train INPUT [--dataset NAME] [--contract FILE] [--k K] [--out DIR]
+    custseg serve [--port P]                       a local S3 endpoint wired like AWS
+
+``run`` and ``demo`` use an embedded emulated AWS (moto) built from infra/template.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from custseg.layout import dataset_name
+
+
+def _contract(path: str | None) -> Any:
+    if path is None:
+        return None
+    from custseg.contracts import load_contract
+
+    return load_contract(Path(path))
+
+
+def _dataset_from(path: Path, given: str | None) -> str:
+    from custseg.local.flow import _stem
+
+    return dataset_name(given or _stem(path))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from custseg.ingest import ingest_file
+
+    path = Path(args.input)
+    if not path.exists():
+        print(f"custseg: {path}: no such file", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        result = ingest_file(
+            path,
+            Path(tmp),
+            source_name=str(path),
+            dataset=_dataset_from(path, args.dataset),
+            run_id="validate",
+            contract=_contract(args.contract),
+        )
+        if args.json:
+            print(json.dumps(result.report.to_dict(), indent=2, default=str))
+        else:
+            print(result.report.to_text())
+    return 0 if result.status == "accepted" else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from custseg.artifact import dump_artifact
+    from custseg.features import build_features
+    from custseg.ingest import ingest_file
+    from custseg.training import train_model
+
+    path = Path(args.input)
+    dataset = _dataset_from(path, args.dataset)
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = ingest_file(
+            path,
+            Path(tmp),
+            source_name=str(path),
+            dataset=dataset,
+            run_id="train",
+            contract=_contract(args.contract),
+        )
+        if result.status != "accepted" or result.clean_path is None:
+            print(result.report.to_text())
+            return 1
+        clean = pd.read_parquet(result.clean_path)
+    features = build_features(clean, result.contract)
+    model = train_model(features, contract=result.contract, k=args.k, model_name=dataset)
+    model_bytes, metadata_bytes = dump_artifact(model)
+    target = out / "models" / dataset / model.version
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "model.joblib").write_bytes(model_bytes)
+    (target / "metadata.json").write_bytes(metadata_bytes)
+    meta = model.metadata
+    print(f"model {dataset} {model.version}: k={model.k} ({meta.get('k_rule', '')})")
+    for row in meta.get("k_evidence", []):
+        mark = "*" if row.get("chosen") else " "
+        print(
+            f"  {mark} k={row['k']:>2}  silhouette={row['silhouette']:.3f}  "
+            f"davies_bouldin={row['davies_bouldin']:.3f}  min_share={row['min_share']:.1%}"
+        )
+    for seg in meta.get("segments", []):
+        print(f"  segment {seg['id']}: {seg['name']} ({seg['share']:.0%}) - {seg['action']}")
+    print(f"gates: {'passed' if meta.get('gates', {}).get('passed') else meta.get('gates')}")
+    print(f"written to {target}/")
+    return 0
+
+
+def _pct(x: Any) -> str:
+    return f"{float(x):.0%}" if isinstance(x, int | float) else "n/a"
+
+
+def print_summary(summary: Any) -> None:
+    q = summary.quality
+    print()
+    print(f"== {summary.dataset}: {summary.status} in {summary.seconds:.1f}s ==")
+    if q:
+        contract = q.get("contract") or {}
+        if contract.get("kind"):
+            print(f"contract: {contract['kind']} ({contract.get('reason') or 'given'})")
+        print(
+            f"rows read {q.get('rows_read', 0):,} / kept {q.get('rows_kept', 0):,} / "
+            f"rejected {q.get('rows_rejected', 0):,}"
+        )
+        reasons = q.get("rejected_by_reason") or {}
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+            print(f"  rejected: {n:,} x {reason}")
+        for err in q.get("errors", [])[:5]:
+            print(f"  error: {err.get('message', err)}")
+    if summary.status == "committed":
+        m = summary.metrics
+        segments = summary.profiles.get("segments", [])
+        print(
+            f"{len(segments)} segments (model {summary.manifest.get('model', {}).get('version')}):"
+        )
+        for seg in segments:
+            print(
+                f"  {seg.get('name', seg.get('id'))!s:<34} {seg.get('size', 0):>9,} customers  "
+                f"{_pct(seg.get('share'))} of base  {_pct(seg.get('value_share'))} of value"
+            )
+        verdict = m.get("verdict", {})
+        if isinstance(verdict, dict):
+            print(f"verdict: {verdict.get('verdict')}")
+            for reason in verdict.get("reasons", [])[:5]:
+                print(f"  - {reason}")
+        else:
+            print(f"verdict: {verdict}")
+        print(f"report:      {summary.report_path}")
+        print(f"assignments: {summary.assignments_path}")
+    elif summary.report_path:
+        print(f"error report: {summary.report_path}")
+    for err in summary.errors:
+        print(f"  failed: {err}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from custseg.local.flow import run_local
+
+    path = Path(args.input)
+    if not path.exists():
+        print(f"custseg: {path}: no such file", file=sys.stderr)
+        return 2
+    dataset = _dataset_from(path, args.dataset)
+    summaries = run_local(
+        path,
+        dataset=dataset,
+        contract_path=Path(args.contract) if args.contract else None,
+        as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None,
+        out_dir=Path(args.out),
+    )
+    for s in summaries:
+        print_summary(s)
+    return 0 if all(s.status == "committed" for s in summaries) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from custseg.local.demo_data import write_demo_data
+    from custseg.local.flow import run_local
+
+    out = Path(args.out)
+    data_dir = out / "sample-data"
+    customers, orders = write_demo_data(data_dir, seed=args.seed)
+    print(f"sample data: {customers} and {orders}")
+    summaries = run_local(
+        customers, dataset="demo_customers", out_dir=out, extra_uploads=[(orders, "demo_orders")]
+    )
+    for s in summaries:
+        print_summary(s)
+    return 0 if all(s.status == "committed" for s in summaries) else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from custseg.local.server import serve
+
+    serve(port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="custseg", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="print the data-quality report for a local file")
+    p.add_argument("input")
+    p.add_argument("--contract")
+    p.add_argument("--dataset")
+    p.add_argument("--json", action="store_true", help="the full report as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("train", help="validate, clean and train a model; write the artifact")
+    p.add_argument("input")
+    p.add_argument("--dataset")
+    p.add_argument("--contract")
+    p.add_argument("--k", type=int, default=None, help="fix the number of segments")
+    p.add_argument("--out", default="custseg-out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="the whole flow on your CSV, on emulated AWS")
+    p.add_argument("input")
+    p.add_argument("--dataset")
+    p.add_argument("--contract")
+    p.add_argument("--as-of", dest="as_of", help="YYYY-MM-DD; default: day after the last event")
+    p.add_argument("--out", default="custseg-out")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the whole flow on generated sample data")
+    p.add_argument("--out", default="custseg-out")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="a local S3 endpoint wired like the deployed stack")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Artifact: dump/load round trip, refusal before unpickling, gates, cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from custseg.artifact import (
+    ArtifactError,
+    ModelCache,
+    SegmentModel,
+    check_gates,
+    check_libraries,
+    dump_artifact,
+    load_artifact,
+)
+from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role
+from custseg.features import build_features
+from custseg.training import train_model
+
+DATA = Path("/work/shared/data")
+T = ColumnType
+
+
+def contract() -> Contract:
+    return Contract(
+        kind="customers",
+        grain="customer",
+        columns=[
+            ColumnSpec(name="customer_id", type=T.ID, role=Role.CUSTOMER_ID),
+            ColumnSpec(name="gender", type=T.CATEGORY, role=Role.CATEGORY),
+            ColumnSpec(name="income", type=T.FLOAT, role=Role.NUMERIC),
+            ColumnSpec(name="spending_score", type=T.FLOAT, role=Role.NUMERIC),
+        ],
+        value_columns=["spending_score"],
+    )
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[SegmentModel, pd.DataFrame]:
+    rng = np.random.default_rng(3)
+    centres = [(20, 20), (20, 80), (80, 50)]
+    df = pd.DataFrame(
+        [(c[0] + rng.normal(0, 4), c[1] + rng.normal(0, 4)) for c in centres for _ in range(40)],
+        columns=["income", "spending_score"],
+    )
+    df.insert(0, "customer_id", pd.array([f"{i:03d}" for i in range(len(df))], dtype="string"))
+    df["gender"] = pd.array(rng.choice(["female", "male"], len(df)), dtype="string")
+    f = build_features(df, contract(), as_of=dt.date(2024, 1, 1))
+    model = train_model(f, contract=contract(), k_range=(2, 4), seed=1)
+    return model, df
+
+
+def test_round_trip_and_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    model, df = trained
+    model_bytes, meta_bytes = dump_artifact(model)
+    meta = json.loads(meta_bytes)
+    assert meta["sha256"] == hashlib.sha256(model_bytes).hexdigest()
+    for key in (
+        "model_name", "version", "created_at", "sha256", "libraries", "contract_kind",
+        "feature_schema", "training", "k", "k_evidence", "k_rule", "label_edges", "segments",
+        "quality", "gates", "status",
+    ):  # fmt: skip
+        assert key in meta, key
+    assert set(meta["libraries"]) >= {"python", "sklearn", "numpy", "pandas", "joblib"}
+    assert meta["feature_schema"]["numeric"] == ["income", "spending_score"]
+    assert meta["feature_schema"]["categorical"] == ["gender"]
+    training = meta["training"]
+    assert training["rows"] == 120 and training["as_of"] == "2024-01-01"
+    assert training["moments"]["income"]["count"] == 120
+    assert len(training["baseline_histograms"]["income"]["counts"]) == 10
+    assert abs(sum(training["category_shares"]["gender"].values()) - 1) < 1e-9
+    assert abs(sum(training["segment_shares"].values()) - 1) < 1e-9
+    assert training["mean_distance"] > 0
+    seg = meta["segments"][0]
+    assert {"id", "name", "description", "action", "share", "value_share", "traits"} <= set(seg)
+
+    loaded = load_artifact(model_bytes, meta_bytes)
+    assert loaded.version == model.version and loaded.k == model.k
+    assert loaded.schema.numeric == ["income", "spending_score"]
+    assert loaded.label_edges.value_edges == model.label_edges.value_edges
+    f = build_features(df, contract(), schema=loaded.schema)
+    a, b = model.predict(f), loaded.predict(f)
+    pd.testing.assert_frame_equal(a, b)
+    assert b["segment_name"].isin(list(loaded.segment_names().values())).all()
+    d = loaded.distances(f.frame)
+    assert d.shape == (120, loaded.k)
+    assert np.allclose(d.min(axis=1), b["distance"])
+    assert loaded.transform(f.frame).shape[0] == 120
+
+
+def test_refuses_tampered_model(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    model_bytes, meta_bytes = dump_artifact(trained[0])
+    tampered = bytearray(model_bytes)
+    tampered[len(tampered) // 2] ^= 0xFF
+    with pytest.raises(ArtifactError, match="SHA-256"):
+        load_artifact(bytes(tampered), meta_bytes)
+
+
+def test_refuses_other_library_versions(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    model_bytes, meta_bytes = dump_artifact(trained[0])
+    meta = json.loads(meta_bytes)
+    meta["libraries"]["sklearn"] = "0.24.2"
+    with pytest.raises(ArtifactError, match=r"sklearn 0\.24\.2"):
+        load_artifact(model_bytes, json.dumps(meta).encode())
+    meta = json.loads(meta_bytes)
+    meta["libraries"]["numpy"] = "1.26.4"
+    with pytest.raises(ArtifactError, match="numpy"):
+        load_artifact(model_bytes, json.dumps(meta).encode())
+    # patch-level and python differences are fine
+    assert check_libraries({"sklearn": "1.9.99", "numpy": "2.0.0"}, {
+        "sklearn": "1.9.1", "numpy": "2.4.6"}) == []  # fmt: skip
+
+
+def test_refuses_missing_or_broken_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    model_bytes, _ = dump_artifact(trained[0])
+    with pytest.raises(ArtifactError, match="missing"):
+        load_artifact(model_bytes, None)
+    with pytest.raises(ArtifactError, match="JSON"):
+        load_artifact(model_bytes, b"{not json")
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_artifact(model_bytes, json.dumps({"version": "v1"}).encode())
+
+
+def test_gates_both_ways(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    meta = trained[0].metadata
+    assert check_gates(meta) == (True, [])
+    assert meta["status"] == "champion-eligible"
+    bad = json.loads(json.dumps(meta))
+    bad["quality"]["silhouette"] = 0.1
+    bad["quality"]["min_share"] = 0.01
+    bad["training"]["moments"]["income"]["count"] = 0
+    ok, reasons = check_gates(bad)
+    assert not ok and len(reasons) == 3
+    assert any("silhouette" in r for r in reasons) and any("income" in r for r in reasons)
+    assert check_gates(meta, silhouette_floor=0.99)[0] is False
+    assert check_gates(bad, silhouette_floor=0.05, min_share=0.005)[1] == [reasons[2]]
+
+
+def test_cache_by_version(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    model_bytes, meta_bytes = dump_artifact(trained[0])
+    cache = ModelCache(max_items=1)
+    calls = []
+
+    def fetch() -> tuple[bytes, bytes | None]:
+        calls.append(1)
+        return model_bytes, meta_bytes
+
+    first = cache.get_or_load(trained[0].version, fetch)
+    second = cache.get_or_load(trained[0].version, fetch)
+    assert first is second and len(calls) == 1
+    with pytest.raises(ArtifactError):
+        cache.get_or_load("v-other", fetch)
+    assert len(cache) == 1
+
+
+@pytest.mark.skipif(not (DATA / "telco_customer_churn.csv").exists(), reason="no real data")
+def test_telco_real_file_round_trip() -> None:
+    raw = pd.read_csv(DATA / "telco_customer_churn.csv", dtype=str)
+    cols = {
+        "customerID": "customer_id",
+        "Contract": "contract",
+        "InternetService": "internet_service",
+        "PaymentMethod": "payment_method",
+        "tenure": "tenure",
+        "MonthlyCharges": "monthly_charges",
+        "TotalCharges": "total_charges",
+        "SeniorCitizen": "senior_citizen",
+        "Churn": "churn",
+    }
+    df = raw.rename(columns=cols)[list(cols.values())].copy()
+    for c in ("tenure", "monthly_charges", "total_charges"):
+        df[c] = pd.to_numeric(df[c].str.strip(), errors="coerce")
+    df["senior_citizen"] = df["senior_citizen"] == "1"
+    df["churn"] = df["churn"] == "Yes"
+    for c in ("contract", "internet_service", "payment_method"):
+        df[c] = df[c].str.lower()
+    telco = Contract(
+        kind="customers",
+        grain="customer",
+        columns=[
+            ColumnSpec(name="customer_id", type=T.ID, role=Role.CUSTOMER_ID),
+            ColumnSpec(name="senior_citizen", type=T.BOOLEAN, role=Role.CATEGORY),
+            *[
+                ColumnSpec(name=c, type=T.CATEGORY, role=Role.CATEGORY)
+                for c in ("contract", "internet_service", "payment_method")
+            ],
+            *[
+                ColumnSpec(name=c, type=T.FLOAT, role=Role.NUMERIC)
+                for c in ("tenure", "monthly_charges", "total_charges")
+            ],
+            ColumnSpec(name="churn", type=T.BOOLEAN, role=Role.OUTCOME),
+        ],
+        value_columns=["total_charges"],
+    )
+    f = build_features(df, telco, as_of=dt.date(2024, 1, 1))
+    assert "churn" not in f.frame.columns and "churn" in f.extras.columns
+    model = train_model(f, contract=telco, k_range=(2, 5))
+    names = list(model.segment_names().values())
+    assert len(set(names)) == model.k >= 2
+    assert model.metadata["labels_unavailable"]["rfm"]
+    loaded = load_artifact(*dump_artifact(model))
+    pred = loaded.predict(build_features(df, telco, schema=loaded.schema))
+    assert len(pred) == 7043 and pred["segment_id"].between(0, model.k - 1).all()
+    churn_rates = [s["outcomes"]["churn"]["segment_rate"] for s in model.metadata["segments"]]
+    assert max(churn_rates) - min(churn_rates) > 0.1  # segments separate churners

@@ -1,0 +1,304 @@
+"""Scoring end to end on real files: outputs, verdicts, lift, stability, chunk invariance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from custseg.artifact import SegmentModel
+from custseg.contracts.model import Contract, builtin_contract
+from custseg.features import build_features
+from custseg.outputs import ASSIGNMENTS_SCHEMA
+from custseg.scoring import RunInfo, ScoreResult, score_dataset
+from custseg.training import train_model
+
+DATA = Path("/work/shared/data")
+AS_OF = dt.date(2024, 1, 1)
+MALL_NAMES = {
+    "CustomerID": "customer_id",
+    "Genre": "gender",
+    "Age": "age",
+    "Annual_Income": "annual_income",
+    "Spending_Score": "spending_score",
+}
+
+
+def mall_clean() -> pd.DataFrame:
+    """The mall file as ingest would clean it (canonical names and types)."""
+    df = pd.read_csv(DATA / "mall_customers.csv", dtype={"CustomerID": "string"})
+    df = df.rename(columns=MALL_NAMES)
+    df["gender"] = df["gender"].astype("string").str.lower()
+    for col in ("age", "annual_income", "spending_score"):
+        df[col] = df[col].astype("float64")
+    df["_row"] = range(2, len(df) + 2)
+    return df
+
+
+def write_clean(df: pd.DataFrame, path: Path, row_group_size: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=row_group_size
+    )
+    return path
+
+
+def run_info(run_id: str = "run-1") -> RunInfo:
+    return RunInfo(
+        dataset="mall",
+        run_id=run_id,
+        run_date=dt.date(2024, 1, 2),
+        as_of=AS_OF,
+        source={"bucket": "b", "key": "clean/mall/r1/data.parquet"},
+    )
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    return builtin_contract("customers")
+
+
+@pytest.fixture(scope="module")
+def mall_model(contract: Contract) -> SegmentModel:
+    features = build_features(mall_clean(), contract, as_of=AS_OF)
+    return train_model(features, contract=contract, k=5, seed=42)
+
+
+@pytest.fixture(scope="module")
+def mall_run(
+    tmp_path_factory: pytest.TempPathFactory, contract: Contract, mall_model: SegmentModel
+) -> ScoreResult:
+    base = tmp_path_factory.mktemp("mall")
+    clean = write_clean(mall_clean(), base / "clean.parquet", row_group_size=64)
+    quality = {
+        "rows_read": 203,
+        "rows_kept": 200,
+        "rows_rejected": 3,
+        "rejected_by_reason": {"age: out of range": 2, "customer_id: required value missing": 1},
+    }
+    return score_dataset(
+        clean, contract, mall_model, base / "out", run=run_info(), quality=quality, chunk_rows=64
+    )
+
+
+def test_every_output_file_is_written(mall_run: ScoreResult) -> None:
+    assert set(mall_run.files) == {
+        "assignments_parquet",
+        "assignments_csv",
+        "profiles",
+        "metrics",
+        "report",
+    }
+    for path in mall_run.files.values():
+        assert path.exists() and path.stat().st_size > 0
+    assert mall_run.files["assignments_parquet"].name == "part-00000.parquet"
+    assert mall_run.files["assignments_parquet"].parent.name == "assignments"
+    metrics = json.loads(mall_run.files["metrics"].read_text(encoding="utf-8"))
+    profiles = json.loads(mall_run.files["profiles"].read_text(encoding="utf-8"))
+    assert metrics["verdict"] == mall_run.verdict
+    assert profiles["customers"] == 200
+    assert metrics["data_quality"]["rows_rejected"] == 3
+    assert metrics["data_quality"]["top_reasons"][0] == {"reason": "age: out of range", "rows": 2}
+
+
+def test_each_customer_once_typed_and_streamed(mall_run: ScoreResult) -> None:
+    pf = pq.ParquetFile(mall_run.files["assignments_parquet"])
+    assert pf.schema_arrow.equals(ASSIGNMENTS_SCHEMA)
+    assert pf.metadata.num_row_groups == math.ceil(200 / 64)  # one row group per chunk
+    table = pf.read()
+    ids = table.column("customer_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 200 == mall_run.rows
+    assert set(ids) == set(mall_clean()["customer_id"])
+    csv = pacsv.read_csv(
+        mall_run.files["assignments_csv"],
+        convert_options=pacsv.ConvertOptions(column_types={"customer_id": pa.string()}),
+    )
+    assert csv.column_names == ASSIGNMENTS_SCHEMA.names
+    assert sorted(csv.column("customer_id").to_pylist()) == sorted(ids)
+    assert set(table.column("as_of").to_pylist()) == {AS_OF}
+    assert table.column("value").null_count == 0  # mall value = spending score
+
+
+def test_mall_scored_by_its_own_model_is_ok(mall_run: ScoreResult) -> None:
+    assert mall_run.verdict == "ok", mall_run.reasons
+    m = mall_run.metrics
+    for entry in m["drift"]["numeric"].values():
+        assert entry["psi"] == pytest.approx(0.0, abs=1e-9)
+    assert m["drift"]["segment_shares"]["max_abs_diff"] == pytest.approx(0.0, abs=1e-9)
+    assert m["cluster_quality"]["distance_ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert m["cluster_quality"]["silhouette"] > 0.3
+    assert m["stability"]["available"] is False
+
+
+def test_mall_with_income_times_1_4_needs_retraining(
+    tmp_path: Path, contract: Contract, mall_model: SegmentModel
+) -> None:
+    shifted = mall_clean()
+    shifted["annual_income"] = shifted["annual_income"] * 1.4
+    clean = write_clean(shifted, tmp_path / "clean.parquet")
+    result = score_dataset(clean, contract, mall_model, tmp_path / "out", run=run_info("run-2"))
+    assert result.verdict == "retrain"
+    assert result.reasons[0].startswith("annual_income drifted: PSI")
+    income = result.metrics["drift"]["numeric"]["annual_income"]["psi"]
+    assert income > 0.25
+    assert any("annual_income" in r and "> 0.25" in r for r in result.reasons)
+    assert not any(r.startswith(("age ", "spending_score ")) for r in result.reasons)
+
+
+def _strip_timing(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "timing_seconds"}
+
+
+def _assert_close(a: Any, b: Any, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-6), path
+    else:
+        assert a == b, path
+
+
+def test_small_and_large_chunks_give_the_same_metrics(
+    tmp_path: Path, contract: Contract, mall_model: SegmentModel
+) -> None:
+    clean = write_clean(mall_clean(), tmp_path / "clean.parquet", row_group_size=50)
+    small = score_dataset(
+        clean, contract, mall_model, tmp_path / "small", run=run_info(), chunk_rows=7
+    )
+    large = score_dataset(
+        clean, contract, mall_model, tmp_path / "large", run=run_info(), chunk_rows=100_000
+    )
+    _assert_close(_strip_timing(small.metrics), _strip_timing(large.metrics))
+    _assert_close(small.profiles, large.profiles)
+    a = pq.read_table(small.files["assignments_parquet"]).sort_by("customer_id")
+    b = pq.read_table(large.files["assignments_parquet"]).sort_by("customer_id")
+    assert a.equals(b)
+
+
+def test_identical_previous_run_is_fully_stable(
+    tmp_path: Path, contract: Contract, mall_model: SegmentModel, mall_run: ScoreResult
+) -> None:
+    extra = mall_clean().head(5).copy()
+    extra["customer_id"] = pd.array([f"new-{i}" for i in range(5)], dtype="string")
+    df = pd.concat([mall_clean().iloc[10:], extra], ignore_index=True)  # 10 gone, 5 new
+    clean = write_clean(df, tmp_path / "clean.parquet")
+    result = score_dataset(
+        clean,
+        contract,
+        mall_model,
+        tmp_path / "out",
+        run=run_info("run-3"),
+        previous_assignments=mall_run.files["assignments_parquet"],
+        chunk_rows=40,
+    )
+    st = result.metrics["stability"]
+    assert st["available"] and st["same_model"]
+    assert st["common_customers"] == 190
+    assert st["changed"] == 0 and st["changed_share"] == 0.0
+    assert st["new_customers"] == 5 and st["gone_customers"] == 10
+    counts = st["transitions"]["counts"]
+    assert sum(map(sum, counts)) == 190
+    assert all(
+        counts[i][j] == 0 for i in range(len(counts)) for j in range(len(counts[i])) if i != j
+    )
+    assert [r["name"] for r in st["transitions"]["to"]] == list(mall_model.segment_names().values())
+    assert "transitions since the previous run" in result.files["report"].read_text(
+        encoding="utf-8"
+    )
+
+
+def test_duplicate_customer_rows_are_scored_once(
+    tmp_path: Path, contract: Contract, mall_model: SegmentModel
+) -> None:
+    df = pd.concat([mall_clean(), mall_clean().iloc[[3, 150]]], ignore_index=True)
+    clean = write_clean(df, tmp_path / "clean.parquet")
+    result = score_dataset(
+        clean, contract, mall_model, tmp_path / "out", run=run_info(), chunk_rows=60
+    )
+    ids = pq.read_table(result.files["assignments_parquet"]).column("customer_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 200
+    assert result.metrics["duplicates_dropped"] == 2
+
+
+def test_csv_neutralises_formulas_in_text_but_keeps_negative_numbers(
+    tmp_path: Path, mall_model: SegmentModel
+) -> None:
+    contract = builtin_contract("customers")
+    df = mall_clean()
+    df["customer_id"] = df["customer_id"].astype("object")
+    df.loc[0, "customer_id"] = "=cmd()"
+    df.loc[1, "customer_id"] = "@SUM(A1)"
+    df["customer_id"] = df["customer_id"].astype("string")
+    df["total_spend"] = -3.5  # the first value column: may be negative (net returns)
+    clean = write_clean(df, tmp_path / "clean.parquet")
+    result = score_dataset(clean, contract, mall_model, tmp_path / "out", run=run_info())
+    text = result.files["assignments_csv"].read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0].startswith('"customer_id","segment_id"')
+    assert sum(1 for line in lines if line.startswith('"customer_id"')) == 1
+    assert '"\'=cmd()"' in text and '"\'@SUM(A1)"' in text
+    assert '"=cmd()"' not in text
+    csv = pd.read_csv(result.files["assignments_csv"], dtype={"customer_id": "string"})
+    assert (csv["value"] == -3.5).all()  # numbers stay numbers
+    # Parquet keeps the original text
+    ids = pq.read_table(result.files["assignments_parquet"]).column("customer_id").to_pylist()
+    assert "=cmd()" in ids
+
+
+@pytest.fixture(scope="module")
+def telco(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Contract, SegmentModel]:
+    from custseg.ingest import ingest_file
+
+    base = tmp_path_factory.mktemp("telco")
+    result = ingest_file(
+        DATA / "telco_customer_churn.csv",
+        base / "clean",
+        source_name="telco_customer_churn.csv",
+        dataset="telco",
+        run_id="r1",
+    )
+    assert result.clean_path is not None
+    features = build_features(pq.read_table(result.clean_path).to_pandas(), result.contract, AS_OF)
+    train = replace(  # a quarter of the customers is plenty to fit 3 segments (and fast)
+        features,
+        frame=features.frame.iloc[::4],
+        value=None if features.value is None else features.value.iloc[::4],
+        extras=features.extras.iloc[::4],
+    )
+    model = train_model(train, contract=result.contract, k=3, seed=42)
+    return result.clean_path, result.contract, model
+
+
+def test_telco_churn_lift_has_a_real_spread(
+    tmp_path: Path, telco: tuple[Path, Contract, SegmentModel]
+) -> None:
+    clean, contract, model = telco
+    run = replace(run_info(), dataset="telco")
+    result = score_dataset(clean, contract, model, tmp_path / "out", run=run, chunk_rows=2_000)
+    churn = result.metrics["outcomes"]["churn"]
+    assert churn["customers"] == 7043
+    assert churn["overall_rate"] == pytest.approx(1869 / 7043, abs=1e-4)  # 26.5 %
+    lifts = [row["lift"] for row in churn["by_segment"]]
+    assert max(lifts) > 1.4 and min(lifts) < 0.6
+    weighted = sum(r["rate"] * r["customers"] for r in churn["by_segment"]) / churn["customers"]
+    assert weighted == pytest.approx(churn["overall_rate"], abs=1e-3)
+    html = result.files["report"].read_text(encoding="utf-8")
+    assert 'alt="churn rate per segment"' in html
+    assert "7590-VHVEG" not in html  # no customer ids in the report
+    assert "7590-VHVEG" not in result.files["metrics"].read_text(encoding="utf-8")
+    assert "7590-VHVEG" not in result.files["profiles"].read_text(encoding="utf-8")
