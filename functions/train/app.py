@@ -9,45 +9,80 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
-from custseg.aws.train_job import TrainOutcome, run_train_on_clean, run_train_on_upload
+from custseg.aws.train_job import run_train_on_clean, run_train_on_upload
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+config = runtime.idempotency_config("request_id")
 
 
-def _train(event: dict[str, Any]) -> list[TrainOutcome]:
+@idempotent_function(
+    data_keyword_argument="request",
+    persistence_store=runtime.idempotency_layer(),
+    config=config,
+)
+def train_request(request: dict[str, Any]) -> dict[str, Any]:
+    """One training request; a redelivered request (same ``request_id``) trains nothing."""
     store, settings, bus = runtime.store(), runtime.settings(), runtime.bus()
+    if request["kind"] == "upload":
+        outcome = run_train_on_upload(
+            store, settings, bus, bucket=request["bucket"], key=request["key"], k=request.get("k")
+        )
+    else:
+        outcome = run_train_on_clean(
+            store,
+            settings,
+            bus,
+            clean_manifest_key=request["clean_manifest_key"],
+            k=request.get("k"),
+            promote=bool(request.get("promote", False)),
+            if_no_champion=bool(request.get("if_no_champion", False)),
+        )
+    logger.append_keys(dataset=outcome.dataset, model_version=outcome.version)
+    logger.info(outcome.message, extra={"outcome": outcome.to_dict()})
+    metrics.add_metric(name=f"Models_{outcome.status}", unit=MetricUnit.Count, value=1)
+    return outcome.to_dict()
+
+
+def requests_from(event: dict[str, Any], context: LambdaContext) -> list[dict[str, Any]]:
+    """Every trigger shape -> ``[{request_id, kind, ...}]``."""
     if "Records" in event:
         return [
-            run_train_on_upload(store, settings, bus, bucket=r["bucket"], key=r["key"])
+            {
+                "request_id": f"s3:{r['bucket']}/{r['key']}@{r['version_id'] or r['etag']}",
+                "kind": "upload",
+                "bucket": r["bucket"],
+                "key": r["key"],
+            }
             for r in runtime.s3_records(S3Event(event))
         ]
     if "detail-type" in event:
-        detail = EventBridgeEvent(event).detail
+        bridge = EventBridgeEvent(event)
+        detail = bridge.detail
         return [
-            run_train_on_clean(
-                store,
-                settings,
-                bus,
-                clean_manifest_key=detail["clean_manifest_key"],
-                k=detail.get("k"),
-                promote=bool(detail.get("promote", False)),
-            )
+            {
+                "request_id": f"event:{bridge.get_id}",
+                "kind": "clean",
+                "clean_manifest_key": detail["clean_manifest_key"],
+                "k": detail.get("k"),
+                "promote": bool(detail.get("promote", False)),
+                "if_no_champion": bool(detail.get("if_no_champion", False)),
+            }
         ]
-    if "clean_manifest_key" in event:
+    if "clean_manifest_key" in event:  # direct invoke; Lambda's retries keep the request id
         return [
-            run_train_on_clean(
-                store,
-                settings,
-                bus,
-                clean_manifest_key=event["clean_manifest_key"],
-                k=event.get("k"),
-                promote=bool(event.get("promote", True)),
-            )
+            {
+                "request_id": f"invoke:{context.aws_request_id}",
+                "kind": "clean",
+                "clean_manifest_key": event["clean_manifest_key"],
+                "k": event.get("k"),
+                "promote": bool(event.get("promote", True)),
+            }
         ]
     raise ValueError("unrecognised event: expected S3, EventBridge or {clean_manifest_key}")
 
@@ -56,9 +91,5 @@ def _train(event: dict[str, Any]) -> list[TrainOutcome]:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcomes = _train(event)
-    for outcome in outcomes:
-        logger.append_keys(dataset=outcome.dataset, model_version=outcome.version)
-        logger.info(outcome.message, extra={"outcome": outcome.to_dict()})
-        metrics.add_metric(name=f"Models_{outcome.status}", unit=MetricUnit.Count, value=1)
-    return {"results": [o.to_dict() for o in outcomes]}
+    config.register_lambda_context(context)
+    return {"results": [train_request(request=r) for r in requests_from(event, context)]}

@@ -73,7 +73,8 @@ def normalise_column(raw: pd.Series, spec: ColumnSpec) -> NormalisedColumn:
     values = stripped
     if spec.type in (ColumnType.CATEGORY, ColumnType.BOOLEAN):
         values = lower  # lower case is the canonical form: not counted as a repair
-        if any(values.str.contains(ws, regex=False).any() for ws in ("  ", "\t", "\n", "\r")):
+        has_ws = pc.any(pc.match_substring_regex(pa.array(values.array), r"\s\s|[\t\r\n]"))
+        if has_ws.as_py():
             collapsed = values.str.replace(r"\s+", " ", regex=True)
             changed = int(((collapsed != values).to_numpy(dtype=bool) & present).sum())
             if changed:
@@ -170,9 +171,7 @@ def apply_transaction_rules(
     with np.errstate(invalid="ignore"):
         amount = np.where(returns, -np.abs(amount), amount)
     counts["amounts_computed"] = int((fill & valid).sum())
-    return TransactionOutcome(
-        amount=amount, is_return=returns, exclude_reasons=excl, counts=counts
-    )
+    return TransactionOutcome(amount=amount, is_return=returns, exclude_reasons=excl, counts=counts)
 
 
 # --------------------------------------------------------------------------------------
@@ -209,7 +208,6 @@ def row_hash(joined: pa.Array) -> np.ndarray:
     return pd.util.hash_pandas_object(text, index=False, hash_key="custseg-rowhash1").to_numpy(
         dtype=np.uint64
     )
-
 
 
 @dataclass
@@ -249,10 +247,12 @@ def dedupe_plan(
         pos = np.arange(n)
         frame = pd.DataFrame({"id": customer_id.to_numpy(), "pos": pos})
         frame = frame[keep]
+        repeated = frame["id"].duplicated(keep=False).to_numpy()
+        frame = frame[repeated]  # only ids that occur more than once need a decision
         if contract.dedupe == DedupeRule.MOST_COMPLETE and n_missing is not None:
-            frame["k"] = -n_missing[keep]
+            frame["k"] = -n_missing[frame["pos"].to_numpy()]
         elif order_by is not None:
-            frame["k"] = order_by.to_numpy()[keep]
+            frame["k"] = order_by.to_numpy()[frame["pos"].to_numpy()]
         else:
             frame["k"] = 0
         frame = frame.sort_values(["k", "pos"], kind="stable", na_position="first")
@@ -291,9 +291,7 @@ class ColumnStats:
     def will_clip(self) -> bool:
         lo, hi = self.lower, self.upper
         m = self.moments
-        return m.n > 0 and (
-            (lo is not None and m.min < lo) or (hi is not None and m.max > hi)
-        )
+        return m.n > 0 and ((lo is not None and m.min < lo) or (hi is not None and m.max > hi))
 
     @property
     def flags_missing(self) -> bool:
@@ -348,7 +346,10 @@ class RowSample:
         keys = np.concatenate([self.keys, _mix64(np.asarray(rows))])
         cols = {
             c: np.concatenate(
-                [self.values.get(c, np.empty(0)), frame[c].to_numpy(dtype="float64", na_value=np.nan)]
+                [
+                    self.values.get(c, np.empty(0)),
+                    frame[c].to_numpy(dtype="float64", na_value=np.nan),
+                ]
             )
             for c in frame.columns
         }
@@ -405,9 +406,9 @@ def finalise_stats(stats: dict[str, ColumnStats], sample: RowSample) -> None:
                 k = spec.outliers.iqr_factor
                 st.lower, st.upper = float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
             else:
-                lo, hi = np.quantile(
-                    values, [spec.outliers.lower_quantile, spec.outliers.upper_quantile]
-                )
+                # non-interpolating quantiles: a small file keeps its own min and max
+                lo = np.quantile(values, spec.outliers.lower_quantile, method="lower")
+                hi = np.quantile(values, spec.outliers.upper_quantile, method="higher")
                 st.lower, st.upper = float(lo), float(hi)
 
 

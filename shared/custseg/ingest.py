@@ -46,11 +46,11 @@ from custseg.cleaning import (
     apply_transaction_rules,
     clean_columns,
     dedupe_plan,
+    finalise_stats,
     join_raw,
+    new_stats,
     row_hash,
     split_raw,
-    finalise_stats,
-    new_stats,
     update_stats,
 )
 from custseg.contracts.detect import detect_contract
@@ -335,7 +335,7 @@ def _run(
         keys["_hash"].to_numpy(),
         keys[id_name],
         contract,
-        order_by=keys[order_by] if order_by in keys else None,
+        order_by=keys[order_by] if order_by and order_by in keys.columns else None,
         n_missing=keys["_nmiss"].to_numpy(),
     )
     del keys
@@ -400,13 +400,13 @@ def _run(
         offset = 0
         for batch in stage.iter_batches(batch_size=chunk_rows, columns=["_row", "_raw"]):
             keep = plan.keep[offset : offset + batch.num_rows]
-            reason = plan.reason[offset : offset + batch.num_rows]
+            why = plan.reason[offset : offset + batch.num_rows]
             offset += batch.num_rows
             if not keep.all():
                 dropped = batch.to_pandas()[~keep]
                 rejected.write(
                     dropped["_row"].to_numpy(),
-                    reason[~keep],
+                    why[~keep],
                     split_raw(dropped["_raw"], len(headers)),
                 )
     report.rows_duplicate = plan.exact + plan.by_id
@@ -481,8 +481,8 @@ def _pass1_chunk(
     report.rows_invalid += int(invalid.sum())
     report.rows_excluded += int(excluded.sum())
     if drop.any():
-        pos = np.flatnonzero(drop)
-        rejected.write(rows[pos], reasons_for(failures, pos), raw.iloc[pos])
+        where = np.flatnonzero(drop)
+        rejected.write(rows[where], reasons_for(failures, where), raw.iloc[where])
     keep = ~drop
     out = typed[keep].copy()
     out["_row"] = rows[keep]

@@ -412,12 +412,8 @@ class ScoreStats:
             self._update_bottomk(sample, rows, hashes[take])
 
         for name in self.categorical:
-            pairs = pd.DataFrame({"s": seg, "v": frame[name].astype("string").to_numpy()})
-            counts = pairs.value_counts(dropna=False)
             counter = self.categories.setdefault(name, Counter())
-            for (s, v), c in counts.items():
-                key = MISSING_CATEGORY if v is None or v is pd.NA else str(v)
-                counter[(int(s), key)] += int(c)
+            counter.update(_pair_counts(seg, frame[name], k, MISSING_CATEGORY))
 
         for name, hist in self.histograms.items():
             if name in frame.columns:
@@ -439,12 +435,8 @@ class ScoreStats:
             for name in ("rfm_segment", "value_tier", "lifecycle_stage"):
                 if name not in labels.columns:
                     continue
-                pairs = pd.DataFrame(
-                    {"s": seg, "v": labels[name].astype("string").fillna("n/a").to_numpy()}
-                )
                 counter = self.labels.setdefault(name, Counter())
-                for (s, v), c in pairs.value_counts().items():
-                    counter[(int(s), str(v))] += int(c)
+                counter.update(_pair_counts(seg, labels[name], k, "n/a"))
             if "r_score" in labels.columns and "f_score" in labels.columns:
                 r = labels["r_score"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
                 f = labels["f_score"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
@@ -580,6 +572,21 @@ class ScoreStats:
     def segment_sample(self, s: int) -> pd.DataFrame:
         sample = self.segment_samples.get(s)
         return sample.rows() if sample is not None else pd.DataFrame(columns=self.numeric)
+
+
+def _pair_counts(
+    seg: np.ndarray, values: pd.Series, k: int, missing: str
+) -> Counter[tuple[int, str]]:
+    """Counts of (segment id, value) pairs, vectorised (factorize + bincount)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    m = len(uniques) + 1  # last slot: missing
+    codes = np.where(codes < 0, m - 1, codes)
+    grid = np.bincount(seg * m + codes, minlength=k * m).reshape(k, m)
+    labels = [str(u) for u in uniques] + [missing]
+    out: Counter[tuple[int, str]] = Counter()
+    for s, j in zip(*np.nonzero(grid), strict=True):
+        out[(int(s), labels[j])] += int(grid[s, j])
+    return out
 
 
 def _pad2(arr: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -785,13 +792,13 @@ def build_metrics(
                 "id": s,
                 "name": names.get(s, f"Segment {s}"),
                 "customers": int(counts[s]),
-                "share": _num(share),
+                "share": _num(share, 10),
                 "training_share": _num(training_shares.get(s)),
                 "share_change": _num(share - training_shares[s])
                 if s in training_shares
                 else None,
                 "value_total": _num(value_sum[s], 4) if value_known else None,
-                "value_share": _num(value_sum[s] / total_value)
+                "value_share": _num(value_sum[s] / total_value, 10)
                 if value_known and total_value
                 else None,
                 "mean_distance": _num(dist.mean) if dist.n else None,

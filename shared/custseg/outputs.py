@@ -108,7 +108,13 @@ def neutralise_formulas(series: pd.Series) -> pd.Series:
 
 
 def neutralise_array(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Arrow version of :func:`neutralise_formulas` for a string array (vectorised)."""
+    """Arrow version of :func:`neutralise_formulas` for a string array (vectorised).
+
+    A cheap match runs first; the rewrite only when some value needs it.
+    """
+    risky = pc.match_substring_regex(values, pattern=_FORMULA_PATTERN)
+    if not pc.any(risky).as_py():
+        return values
     return pc.replace_substring_regex(values, pattern=_FORMULA_PATTERN, replacement=r"'\1")
 
 

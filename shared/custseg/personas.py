@@ -154,23 +154,43 @@ def _transform(values: pd.Series, logged: bool) -> np.ndarray:
     return np.sign(arr) * np.log1p(np.abs(arr)) if logged else arr
 
 
-def _traits(features: Features, mask: np.ndarray, log_features: set[str]) -> list[dict[str, Any]]:
+def _base_stats(features: Features, log_features: set[str]) -> dict[str, dict[str, Any]]:
+    """Per numeric feature, the whole-base arrays and statistics (computed once)."""
+    stats: dict[str, dict[str, Any]] = {}
+    for col in features.numeric:
+        raw = features.frame[col].to_numpy(dtype="float64", na_value=np.nan)
+        t = _transform(features.frame[col], col in log_features)
+        ok_t, ok_raw = np.isfinite(t), np.isfinite(raw)
+        base = t[ok_t]
+        finite_raw = raw[ok_raw]
+        stats[col] = {
+            "raw": raw,
+            "t": t,
+            "ok_t": ok_t,
+            "ok_raw": ok_raw,
+            "n": int(base.size),
+            "mean": float(base.mean()) if base.size else np.nan,
+            "std": float(base.std()) if base.size else 0.0,
+            "raw_mean": float(finite_raw.mean()) if finite_raw.size else np.nan,
+            "raw_median": float(np.median(finite_raw)) if finite_raw.size else np.nan,
+            "binary": bool(finite_raw.size) and bool(np.isin(finite_raw, (0.0, 1.0)).all()),
+        }
+    return stats
+
+
+def _traits(
+    features: Features, mask: np.ndarray, base_stats: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     frame = features.frame
     traits: list[dict[str, Any]] = []
     for col in features.numeric:
-        raw = frame[col].to_numpy(dtype="float64", na_value=np.nan)
-        t = _transform(frame[col], col in log_features)
-        base = t[np.isfinite(t)]
-        seg = t[mask & np.isfinite(t)]
-        if base.size < 2 or seg.size == 0:
+        st = base_stats[col]
+        seg = st["t"][mask & st["ok_t"]]
+        if st["n"] < 2 or seg.size == 0 or st["std"] <= 0:
             continue
-        std = float(base.std())
-        if std <= 0:
-            continue
-        d = (float(seg.mean()) - float(base.mean())) / std
-        finite_raw = raw[np.isfinite(raw)]
-        seg_raw = raw[mask & np.isfinite(raw)]
-        binary = set(np.unique(finite_raw).tolist()) <= {0.0, 1.0}
+        d = (float(seg.mean()) - st["mean"]) / st["std"]
+        seg_raw = st["raw"][mask & st["ok_raw"]]
+        binary = st["binary"]
         high, low = _vocab(col, binary)
         word = high if d > 0 else low
         if col == "frequency" and d < 0 and float(np.median(seg_raw)) > 1:
@@ -182,9 +202,9 @@ def _traits(features: Features, mask: np.ndarray, log_features: set[str]) -> lis
                 "direction": "high" if d > 0 else "low",
                 "effect": round(d, 3),
                 "segment_mean": float(seg_raw.mean()),
-                "base_mean": float(finite_raw.mean()),
+                "base_mean": st["raw_mean"],
                 "segment_median": float(np.median(seg_raw)),
-                "base_median": float(np.median(finite_raw)),
+                "base_median": st["raw_median"],
                 "word": None if word is None else word.text,
                 "_word": word,
             }
@@ -332,13 +352,14 @@ def describe_segments(
     ]
     attribute_cols = [c for c in features.extras.columns if c not in outcome_cols]
 
+    base_stats = _base_stats(features, logged)
     segments: list[dict[str, Any]] = []
     all_traits: list[list[dict[str, Any]]] = []
     for sid in range(k):
         mask = labels == sid
         size = int(mask.sum())
         share = size / n if n else 0.0
-        traits = _traits(features, mask, logged) if size else []
+        traits = _traits(features, mask, base_stats) if size else []
         value_share = None
         if value is not None and total_value > 0:
             value_share = float(np.nansum(value[mask])) / total_value

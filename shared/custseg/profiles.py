@@ -66,8 +66,13 @@ def _numeric_summary(m: Moments, sample: np.ndarray) -> dict[str, Any]:
 
 
 def feature_label(name: str) -> str:
-    """A plain label for a feature name: ``days_since_signup_date`` -> ``days since signup date``."""
-    return name.replace("__", " ").replace("_", " ").strip()
+    """A plain label for a feature: ``mean_interval_days`` -> ``days between orders``,
+    ``days_since_signup_date`` -> ``days since signup date``."""
+    try:
+        from custseg.personas import FEATURE_LABELS
+    except ImportError:  # pragma: no cover - personas is part of the package
+        FEATURE_LABELS = {}
+    return FEATURE_LABELS.get(name, name.replace("__", " ").replace("_", " ").strip())
 
 
 def _fmt(x: float | None) -> str:
@@ -130,7 +135,7 @@ def build_profiles(
         {"dataset", "run_id", "as_of", "model_version", "customers", "value_measure",
          "features": {"numeric": [...], "categorical": [...]},
          "base": {"customers", "value_total", "numeric": {f: {...}}, "categorical": {f: [...]}},
-         "segments": [{"id", "name", "description", "action", "size", "share",
+         "segments": [{"id", "name", "description", "action", "action_detail", "size", "share",
                        "value_total", "value_share", "value_mean", "numeric": {f: {...}},
                        "categorical": {f: [...]}, "traits": [...], "model_traits": [...],
                        "labels": {...}, "quantiles_exact"}]}
@@ -259,10 +264,11 @@ def build_profiles(
                 "name": names.get(s, persona.get("name", f"Segment {s}")),
                 "description": str(persona.get("description", "")),
                 "action": str(persona.get("action", "")),
+                "action_detail": str(persona.get("action_detail", "")),
                 "size": size,
-                "share": _num(size / n, 6) if n else 0.0,
+                "share": _num(size / n, 10) if n else 0.0,
                 "value_total": _num(value_sum[s], 4) if has_value else None,
-                "value_share": _num(value_sum[s] / total_value, 6)
+                "value_share": _num(value_sum[s] / total_value, 10)
                 if has_value and total_value
                 else None,
                 "value_mean": _num(value_sum[s] / value_known[s], 4)

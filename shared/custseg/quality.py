@@ -116,8 +116,7 @@ class QualityReport:
     def check_invariant(self) -> None:
         """Raise AssertionError when the row accounting does not add up (a bug)."""
         assert self.rows_read == self.rows_kept + self.rows_rejected, (
-            f"rows_read {self.rows_read} != kept {self.rows_kept} + "
-            f"rejected {self.rows_rejected}"
+            f"rows_read {self.rows_read} != kept {self.rows_kept} + rejected {self.rows_rejected}"
         )
         assert self.rows_rejected == self.rows_invalid + self.rows_duplicate + self.rows_excluded
 

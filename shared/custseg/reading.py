@@ -110,7 +110,7 @@ class RawChunk:
 def _open_binary(path: Path, compression: str | None) -> BinaryIO:
     if compression == "gzip":
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")  # noqa: SIM115
+    return open(path, "rb")
 
 
 def _detect_compression(head: bytes) -> str | None:
@@ -160,9 +160,7 @@ def sniff_delimiter(text: str) -> str | None:
         if width < 2:
             continue
         body = recs[1:]
-        consistency = (
-            1.0 if not body else sum(len(r) == width for r in body) / float(len(body))
-        )
+        consistency = 1.0 if not body else sum(len(r) == width for r in body) / float(len(body))
         if consistency < 0.2:  # ragged rows are reported later, row by row
             continue
         score = (consistency, width, delim)
@@ -184,7 +182,9 @@ def sniff(path: Path) -> FileFormat:
         head = fh.read(4)
     compression = _detect_compression(head)
     if head[:2] == b"PK":
-        raise ReadError("undecodable", "the file is a zip archive (or an Excel workbook), not a CSV")
+        raise ReadError(
+            "undecodable", "the file is a zip archive (or an Excel workbook), not a CSV"
+        )
     try:
         with _open_binary(path, compression) as fh:
             sample = fh.read(SAMPLE_BYTES)
@@ -403,7 +403,7 @@ def parse_dates(values: pd.Series, family_or_format: str) -> pd.Series:
     return out
 
 
-def detect_date_format(values: pd.Series, max_values: int = 5000) -> tuple[str | None, str | None]:
+def detect_date_format(values: pd.Series, max_values: int = 1000) -> tuple[str | None, str | None]:
     """Pick the date family that parses most of ``values`` (blank values ignored).
 
     Returns ``(family, warning)``; family None when nothing parses. When month-first

@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+MAX_DRIFT_BARS = 15
+"""The drift chart shows the largest PSI values only (the rest are in metrics.json)."""
+
 PALETTE = [
     "#4E79A7",
     "#F28E2B",
@@ -76,7 +79,8 @@ p.lead { color:var(--muted); margin:0 0 16px; }
 .verdict ul { margin:8px 0 0 0; padding-left:20px; }
 .card { background:#fff; border:1px solid var(--line); border-radius:12px; padding:16px 18px;
   border-top:8px solid #999; }
-.card .meta { color:var(--muted); font-size:14px; margin-bottom:8px; }
+.card .facts { margin-bottom:8px; }
+.card .desc { color:var(--muted); font-size:14px; margin-top:10px; }
 .card .action { background:var(--bg); border-radius:8px; padding:8px 10px; margin:10px 0; }
 .card ul { margin:4px 0 0; padding-left:20px; }
 .card li { margin:2px 0; }
@@ -84,7 +88,7 @@ p.lead { color:var(--muted); margin:0 0 16px; }
   vertical-align:baseline; }
 .chart { background:#fff; border:1px solid var(--line); border-radius:12px; padding:12px;
   margin:12px 0; }
-.chart img { width:100%; height:auto; display:block; }
+.chart img { max-width:100%; height:auto; display:block; margin:0 auto; }
 table { border-collapse:collapse; background:#fff; width:100%; font-size:15px; }
 th, td { text-align:left; padding:6px 10px; border-bottom:1px solid var(--line); }
 th { background:#eef1f4; }
@@ -111,8 +115,14 @@ def _int(x: Any) -> str:
     return "n/a" if x is None else f"{int(x):,}"
 
 
+def _fmt2(x: Any) -> str:
+    return "n/a" if x is None else f"{float(x):.2f}"
+
+
 def _label(name: str) -> str:
-    return name.replace("_", " ")
+    from custseg.profiles import feature_label
+
+    return feature_label(name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,7 +143,7 @@ def _plt() -> Any:
             "axes.labelsize": 12,
             "axes.spines.top": False,
             "axes.spines.right": False,
-            "svg.fonttype": "none",
+            "font.family": "DejaVu Sans",
         }
     )
     return plt
@@ -142,7 +152,14 @@ def _plt() -> Any:
 def _png(fig: Any) -> str:
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(
+        buf,
+        format="png",
+        dpi=100,
+        bbox_inches="tight",
+        metadata={"Software": None},
+        pil_kwargs={"compress_level": 3},
+    )
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -233,13 +250,10 @@ def chart_map(sample: pd.DataFrame | None, names: Mapping[int, str]) -> str | No
         part = sample[sample["segment_id"] == s]
         ax.scatter(part["pc1"], part["pc2"], s=size, alpha=0.6, color=colour(s),
                    label=names.get(s, f"Segment {s}"), edgecolors="none")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, markerscale=1.6)
-    ax.set_xlabel("main direction of difference (1st component)")
-    ax.set_ylabel("second direction")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), frameon=False, markerscale=1.8,
+              ncol=min(3, sample["segment_id"].nunique()))
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"Map of {len(sample):,} sampled customers: close dots = similar customers",
-                 loc="left")
     return _png(fig)
 
 
@@ -284,6 +298,9 @@ def chart_drift(metrics: Mapping[str, Any]) -> str | None:
         rows.append(("segment sizes", float(seg["psi"])))
     if not rows:
         return None
+    rows.sort(key=lambda r: -r[1])
+    hidden = max(0, len(rows) - MAX_DRIFT_BARS)
+    rows = rows[:MAX_DRIFT_BARS]
     th = metrics.get("thresholds", {}) or {}
     watch, retrain = float(th.get("psi_watch", 0.1)), float(th.get("psi_retrain", 0.25))
     plt = _plt()
@@ -302,7 +319,10 @@ def chart_drift(metrics: Mapping[str, Any]) -> str | None:
     ax.set_xlim(0, max(max(vals) * 1.15, retrain * 1.3))
     ax.set_xlabel("change vs the training data (PSI; 0 = same)")
     ax.legend(loc="lower right", frameon=False)
-    ax.set_title("Has the customer base changed since the model was trained?", loc="left")
+    title = "Change per measure, largest first"
+    if hidden:
+        title += f" ({hidden} more, all smaller, not shown)"
+    ax.set_title(title, loc="left")
     return _png(fig)
 
 
@@ -417,35 +437,54 @@ def _overview(profiles: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _plain_description(seg: Mapping[str, Any]) -> str:
+    """The persona description without its "Suggested action" tail (shown apart)."""
+    text = str(seg.get("description") or "")
+    cut = text.find("Suggested action:")
+    return text[:cut].strip() if cut > 0 else text
+
+
+def _action(seg: Mapping[str, Any]) -> str:
+    action = str(seg.get("action") or "").strip()
+    detail = str(seg.get("action_detail") or "").strip()
+    if action and detail:
+        return f"{action[:1].upper()}{action[1:]}: {detail}"
+    return (action or detail)[:1].upper() + (action or detail)[1:]
+
+
 def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) -> str:
     c = colour(seg["id"])
-    meta = [f"{_int(seg.get('size'))} customers ({_pct(seg.get('share'))})"]
+    facts = [
+        f"<b>{_int(seg.get('size'))}</b> customers (<b>{_pct(seg.get('share'))}</b>)",
+    ]
     if has_value and seg.get("value_share") is not None:
-        meta.append(f"{_pct(seg.get('value_share'))} of value")
+        facts.append(f"<b>{_pct(seg.get('value_share'))}</b> of value")
     for name, doc in outcomes.items():
         for row in doc.get("by_segment", []):
             if row.get("id") == seg["id"] and row.get("rate") is not None:
                 lift = row.get("lift")
-                meta.append(
-                    f"{_label(name)} {_pct(row['rate'])}"
+                facts.append(
+                    f"{_e(_label(name))} <b>{_pct(row['rate'])}</b>"
                     + (f" ({lift:.1f}x average)" if lift is not None else "")
                 )
     traits = seg.get("traits") or []
     body = [
         f'<div class="card" style="border-top-color:{c}">',
         f'<h3><span class="swatch" style="background:{c}"></span>{_e(seg["name"])}</h3>',
-        f'<div class="meta">{_e(" · ".join(meta))}</div>',
+        f'<div class="facts">{" · ".join(facts)}</div>',
     ]
-    if seg.get("description"):
-        body.append(f"<div>{_e(seg['description'])}</div>")
-    if seg.get("action"):
-        body.append(f'<div class="action"><b>What to do:</b> {_e(seg["action"])}</div>')
+    action = _action(seg)
+    if action:
+        body.append(f'<div class="action"><b>What to do:</b> {_e(action)}</div>')
     if traits:
         body.append(
             "<div><b>What sets them apart</b><ul>"
             + "".join(f"<li>{_e(t)}</li>" for t in traits)
             + "</ul></div>"
         )
+    description = _plain_description(seg)
+    if description:
+        body.append(f'<div class="desc">When the model was trained: {_e(description)}</div>')
     body.append("</div>")
     return "".join(body)
 
@@ -502,9 +541,9 @@ def render_report(
         _img(chart_profile(profiles), "feature profile per segment")
         or "<p class='note'>No numeric measures to compare.</p>",
         "<h2>Map of customers</h2>",
-        "<p class='lead'>Each dot is a customer from a random sample, placed so that "
-        "customers with similar data are close together. Well separated colours mean "
-        "well separated segments.</p>",
+        "<p class='lead'>Each dot is a customer, placed so that customers with similar data "
+        "are close together (a random sample when there are many; no names or ids). Well "
+        "separated colours mean well separated segments.</p>",
         _img(chart_map(sample, names), "map of sampled customers")
         or "<p class='note'>Too few customers to draw a map.</p>",
         "<h2>Recency and frequency (RFM)</h2>",
@@ -562,10 +601,11 @@ def render_report(
     out.append(
         "<footer>"
         f"Segment separation (silhouette, -1..1, higher is better): "
-        f"{_e(cq.get('silhouette'))} on {_int(cq.get('sample_size'))} sampled customers "
-        f"(training: {_e(cq.get('training_silhouette'))}). Distance to segment centres vs "
-        f"training: {_e(cq.get('distance_ratio'))}x. This report shows only totals, shares "
-        "and averages; it contains no customer identifiers or personal data."
+        f"{_fmt2(cq.get('silhouette'))} on {_int(cq.get('sample_size'))} customers "
+        f"(training: {_fmt2(cq.get('training_silhouette'))}). Distance to segment centres "
+        f"vs training: {_fmt2(cq.get('distance_ratio'))}x. Full figures are in metrics.json "
+        "and profiles.json. This report shows only totals, shares and averages; it contains "
+        "no customer identifiers or personal data."
         "</footer></main></body></html>"
     )
     return "\n".join(part for part in out if part)

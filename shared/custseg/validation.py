@@ -154,6 +154,7 @@ class ChunkValidation:
 
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_EU_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
 _CURRENCY = re.compile(r"[\s$€£¥%]")
 
 
@@ -177,7 +178,10 @@ def _to_number(
         stripped = part.str.replace(_CURRENCY, "", regex=True)
         thousands = stripped.str.match(_THOUSANDS).to_numpy(dtype=bool)
         decimal = stripped.str.match(_DECIMAL_COMMA).to_numpy(dtype=bool) & (delimiter != ",")
+        eu = stripped.str.match(_EU_THOUSANDS).to_numpy(dtype=bool) & (delimiter != ",")
         fixed = stripped.where(~thousands, stripped.str.replace(",", "", regex=False))
+        fixed = fixed.where(~eu, fixed.str.replace(".", "", regex=False))
+        decimal |= eu
         fixed = fixed.where(~decimal, fixed.str.replace(",", ".", regex=False))
         conv = pd.to_numeric(fixed, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         ok = ~np.isnan(conv)
@@ -186,6 +190,8 @@ def _to_number(
             repairs["thousands separator removed"] = int((thousands & ok).sum())
         if (decimal & ok).any():
             repairs["decimal comma read"] = int((decimal & ok).sum())
+        if (eu & ok).any():
+            repairs["thousands separator removed"] = int(((eu | thousands) & ok).sum())
         other = ok & ~thousands & ~decimal
         if other.any():
             repairs["currency symbol or spaces removed"] = int(other.sum())
@@ -254,9 +260,7 @@ def _convert_column(
                 missing = missing | out_of_range
                 repairs["out of range, set missing"] += int(out_of_range.sum())
             else:
-                failures.append(
-                    (out_of_range, spec.name, f"out of range [{spec.min}, {spec.max}]")
-                )
+                failures.append((out_of_range, spec.name, f"out of range [{spec.min}, {spec.max}]"))
         typed = pd.Series(num, index=index, dtype="float64")
     else:  # DATE / DATETIME
         fmt = spec.date_format or ctx.date_formats.get(spec.name)

@@ -57,7 +57,9 @@ def test_dedupe_latest_and_most_complete() -> None:
     hashes = np.array([1, 2, 1, 3, 4, 5], dtype=np.uint64)
     ids = pd.Series(["a", "b", "a", "c", "c", "b"])
     order = pd.Series(pd.to_datetime(["2024-01", "2024-02", "2024-01", "2024-03", None, "2024-05"]))
-    plan = dedupe_plan(hashes, ids, contract, order_by=order, n_missing=np.array([0, 0, 0, 1, 0, 0]))
+    plan = dedupe_plan(
+        hashes, ids, contract, order_by=order, n_missing=np.array([0, 0, 0, 1, 0, 0])
+    )
     assert plan.keep.tolist() == [True, False, False, True, False, True]
     assert plan.reason.tolist()[2] == "duplicate row"
     assert plan.exact == 1 and plan.by_id == 2 and plan.customers == 3

@@ -49,7 +49,7 @@ def test_quoted_newline_is_one_row(fixtures: Path) -> None:
 
 
 def test_ragged_rows_reported_with_row_numbers(fixtures: Path) -> None:
-    frame, rows, bad = _read_all(fixtures / "ragged.csv")
+    _, rows, bad = _read_all(fixtures / "ragged.csv")
     assert rows.tolist() == [2, 5]
     assert [(b.row, b.actual) for b in bad] == [(3, 2), (4, 4)]
 

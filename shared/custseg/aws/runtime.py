@@ -35,8 +35,8 @@ def bus() -> EventBus:
     return EventBus(settings().event_bus)
 
 
-@lru_cache(maxsize=1)
 def idempotency_layer() -> DynamoDBPersistenceLayer:
+    """A persistence layer for one handler module (each keeps its own configuration)."""
     return DynamoDBPersistenceLayer(table_name=settings().idempotency_table)
 
 
@@ -48,7 +48,7 @@ def idempotency_config(jmespath: str) -> IdempotencyConfig:
 
 def reset() -> None:
     """Forget cached settings and clients (tests, and the local runner between stacks)."""
-    for fn in (settings, store, bus, idempotency_layer):
+    for fn in (settings, store, bus):
         fn.cache_clear()
 
 

@@ -101,6 +101,7 @@ def run_score(
                 "clean_manifest_key": clean_manifest_key,
                 "reason": "no champion model yet",
                 "promote": True,
+                "if_no_champion": True,
             },
         )
         return ScoreOutcome(

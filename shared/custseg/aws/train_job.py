@@ -31,7 +31,7 @@ from custseg.training import train_model
 
 @dataclass
 class TrainOutcome:
-    status: str  # promoted | candidate | rejected | no_data
+    status: str  # promoted | candidate | skipped | untrainable | rejected | no_data
     dataset: str
     model: str = ""
     version: str = ""
@@ -60,10 +60,15 @@ def _train_and_register(
     clean_manifest_key: str | None,
 ) -> TrainOutcome:
     model_name = model_name_for(dataset)
-    features = build_features(clean, contract)
-    model = train_model(
-        features, contract=contract, k=k, model_name=model_name, training_source=source
-    )
+    try:
+        features = build_features(clean, contract)
+        model = train_model(
+            features, contract=contract, k=k, model_name=model_name, training_source=source
+        )
+    except ValueError as exc:  # data that cannot be segmented (too few customers, ...)
+        return TrainOutcome(
+            "untrainable", dataset, model=model_name, message=f"cannot train {model_name}: {exc}"
+        )
     prefix = save_model(store, settings.artifact_bucket, model)
     passed, reasons = check_gates(model.metadata)
     outcome = TrainOutcome(
@@ -114,9 +119,36 @@ def run_train_on_clean(
     clean_manifest_key: str,
     k: int | None = None,
     promote: bool = True,
+    if_no_champion: bool = False,
     workdir: Path | None = None,
 ) -> TrainOutcome:
+    """Train on a committed clean run.
+
+    ``if_no_champion`` (a scoring run's bootstrap request): when a champion exists by now
+    (another request trained it first, or this is a redelivery), train nothing and ask for
+    the clean run to be scored with that champion instead.
+    """
     dataset, run_id = parse_clean_manifest_key(clean_manifest_key)
+    if if_no_champion:
+        current = champion(store, settings.artifact_bucket, model_name_for(dataset))
+        if current is not None:
+            bus.publish(
+                MODEL_PROMOTED,
+                {
+                    "dataset": dataset,
+                    "model": model_name_for(dataset),
+                    "version": current["version"],
+                    "clean_manifest_key": clean_manifest_key,
+                    "reason": "a champion exists already; scoring with it",
+                },
+            )
+            return TrainOutcome(
+                "skipped",
+                dataset,
+                model=model_name_for(dataset),
+                version=current["version"],
+                message=f"champion {current['version']} exists; no training needed",
+            )
     prefix = clean_manifest_key[: -len(MANIFEST)]
     manifest, _ = store.get_json(settings.data_bucket, clean_manifest_key)
     if manifest is None:

@@ -23,6 +23,7 @@ import os
 import sys
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +228,9 @@ class LocalStack:
             if isinstance(h, logging.StreamHandler):
                 h.setStream(self.log_stream)
         try:
-            with contextlib.redirect_stdout(self.log_stream):
+            with contextlib.redirect_stdout(self.log_stream), warnings.catch_warnings():
+                # Powertools warns about empty metrics and skipped idempotency on stderr.
+                warnings.simplefilter("ignore", UserWarning)
                 yield
         finally:
             for h, stream in saved:

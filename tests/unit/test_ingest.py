@@ -1,0 +1,250 @@
+"""ingest_file end to end on fixtures: accepted / rejected files, outputs, counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from custseg.contracts import builtin_contract
+
+
+def _clean(result) -> pd.DataFrame:
+    assert result.clean_path is not None
+    return pq.read_table(result.clean_path).to_pandas()
+
+
+def _rejected(result) -> pd.DataFrame:
+    assert result.rejected_rows_path is not None
+    return pd.read_csv(result.rejected_rows_path, dtype=str, keep_default_na=False)
+
+
+def test_bom_semicolon_crlf_keeps_leading_zeros(ingest) -> None:
+    result = ingest("bom_semicolon_crlf.csv")
+    assert result.status == "accepted"
+    rep = result.report
+    assert rep.format["encoding"] == "utf-8-sig" and rep.format["delimiter"] == "semicolon"
+    clean = _clean(result)
+    assert clean["customer_id"].tolist() == ["00042", "00043", "7"]
+    assert clean["annual_income"].tolist() == [1234.5, 17.5, 15.0]
+    assert clean["gender"].tolist() == ["female", "male", "female"]
+    assert "email" not in clean.columns  # personal data never in the clean output
+    assert clean["_row"].tolist() == [2, 3, 4]
+    meta = pq.read_schema(result.clean_path).metadata
+    assert meta[b"custseg.contract_kind"] == b"customers"
+
+
+def test_gzip_file(ingest) -> None:
+    result = ingest("customers_gzip.csv")
+    assert result.status == "accepted"
+    assert result.report.format["compression"] == "gzip"
+    clean = _clean(result)
+    assert clean["customer_id"].tolist() == ["00042", "00043", "00044"]
+    assert clean["age__missing"].tolist() == [False, False, True]
+    assert result.report.imputations["age"] == {"count": 1, "method": "median", "value": 35.5}
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("empty.csv", "empty_file"),
+        ("header_only.csv", "header_only"),
+        ("no_id.csv", "no_customer_id"),
+        ("single_column.csv", "no_delimiter"),
+        ("duplicate_header.csv", "duplicate_header"),
+    ],
+)
+def test_file_level_rejections(ingest, name: str, code: str) -> None:
+    result = ingest(name)
+    assert result.status == "rejected"
+    assert result.clean_path is None
+    rep = result.report
+    assert rep.file_errors == [code]
+    assert rep.errors[0]["code"] == code
+    assert f"incoming/test/{name}" in rep.errors[0]["message"]
+    data = json.loads(result.report_json_path.read_text())
+    assert data["status"] == "rejected" and data["file_errors"] == [code]
+    assert result.report_text_path.read_text().startswith("REJECTED incoming/test/")
+    assert result.contract_path.exists()
+    assert not (result.report_json_path.parent / "data.parquet").exists()
+
+
+def test_quoted_newline(ingest) -> None:
+    result = ingest("quoted_newline.csv")
+    assert result.status == "accepted"
+    clean = _clean(result)
+    assert clean["_row"].tolist() == [2, 3, 4]
+    assert clean["city"].tolist() == ["london", "leeds", "york"]
+    assert {"name", "address"}.isdisjoint(clean.columns)
+
+
+def test_duplicates_whole_file(ingest) -> None:
+    result = ingest("duplicates.csv", chunk_rows=2)  # dedupe must cross chunks
+    rep = result.report
+    assert rep.duplicates == {"exact": 1, "by_id": 2}
+    assert rep.rows_read == 6 and rep.rows_kept == 3 and rep.rows_rejected == 3
+    assert rep.rows_duplicate == 3
+    clean = _clean(result)
+    assert clean["_row"].tolist() == [2, 5, 7]
+    assert clean["customer_id"].tolist() == ["1", "3", "2"]
+    assert clean["total_spend"].tolist() == [100.0, 155.0, 210.0]
+    assert rep.customers == 3
+    rejected = _rejected(result)
+    assert sorted(rejected["row"].astype(int).tolist()) == [3, 4, 6]
+    by_row = dict(zip(rejected["row"], rejected["reasons"], strict=True))
+    assert by_row["4"] == "duplicate row"
+    assert by_row["3"] == "duplicate customer id"
+    assert rejected.columns.tolist()[:3] == ["row", "reasons", "customer_id"]
+
+
+def test_bad_values_rejected_with_reasons_and_no_personal_values(ingest) -> None:
+    result = ingest("bad_values.csv")
+    rep = result.report
+    assert result.status == "accepted"
+    assert rep.rows_read == 6
+    assert rep.rows_kept == 2  # rows 2 and 7 (F -> female, 1 -> yes, "1,200" -> 1200)
+    rejected = _rejected(result)
+    assert rejected["row"].tolist() == ["3", "4", "5", "6"]
+    assert "age: not a number" in rejected.loc[0, "reasons"]
+    assert rejected.loc[0, "email"] == "b@x.com"  # the restricted file keeps originals
+    assert rep.rejected_by_reason["churn: not a yes/no value"] == 1
+    assert rep.rejected_by_reason["customer_id: required value missing"] == 1
+    report_text = result.report_json_path.read_text() + result.report_text_path.read_text()
+    assert "@x.com" not in report_text
+    for err in rep.row_errors:
+        assert "incoming/test/bad_values.csv: row" in err["message"]
+    clean = _clean(result)
+    assert clean["annual_income"].tolist() == [50.0, 1200.0]
+    assert clean["churn"].tolist() == [True, True]
+
+
+def test_ragged_rows_rejected(ingest) -> None:
+    result = ingest("ragged.csv")
+    rep = result.report
+    assert rep.rows_read == 4 and rep.rows_kept == 2 and rep.rows_invalid == 2
+    assert _rejected(result)["row"].tolist() == ["3", "4"]
+
+
+def test_cp1252_warns(ingest) -> None:
+    result = ingest("cp1252.csv")
+    assert result.status == "accepted"
+    assert any("cp1252" in w for w in result.report.warnings)
+    assert _clean(result)["city"].tolist() == ["málaga", "köln"]
+
+
+def test_dates(ingest) -> None:
+    eu = _clean(ingest("dates_eu.csv"))
+    assert eu["signup_date"].tolist() == [pd.Timestamp("2010-01-13"), pd.Timestamp("2010-12-01")]
+    assert eu["last_purchase_date"].iloc[1] == pd.Timestamp("2011-12-25")
+    assert str(eu["signup_date"].dtype) == "datetime64[ns]"
+    amb = ingest("dates_ambiguous.csv")
+    assert any("ambiguous" in w and "month-first" in w for w in amb.report.warnings)
+    assert _clean(amb)["signup_date"].iloc[0] == pd.Timestamp("2010-01-02")
+    compact = _clean(ingest("dates_compact.csv"))
+    assert compact["signup_date"].iloc[0] == pd.Timestamp("2010-01-13")
+
+
+def test_transactions_small(ingest) -> None:
+    result = ingest("transactions_small.csv")
+    rep = result.report
+    assert result.contract.kind == "transactions"
+    assert rep.format["delimiter"] == "tab"
+    tx = rep.transactions
+    assert tx is not None
+    assert tx["cancellations"] == 1 and tx["returns_netted"] == 1
+    assert tx["non_positive_price_excluded"] == 1
+    assert tx["non_positive_quantity_excluded"] == 1
+    assert rep.rows_kept == 3 and rep.rows_invalid == 1 and rep.rows_excluded == 2
+    clean = _clean(result)
+    assert clean["amount"].tolist() == [10.0, -5.0, 5.0]
+    assert clean["is_return"].tolist() == [False, True, False]
+    assert clean["customer_id"].tolist() == ["00042", "00042", "00044"]
+    assert clean["product_id"].tolist() == ["85123A", "85123A", "22423"]
+    assert str(clean["event_time"].dtype) == "datetime64[ns]"
+    assert rep.customers == 2
+    assert pq.read_schema(result.clean_path).metadata[b"custseg.contract_kind"] == (b"transactions")
+
+
+def test_given_contract_is_used(ingest) -> None:
+    result = ingest("mall_customers.csv", contract=builtin_contract("customers"))
+    assert result.report.contract_reason == "given by the caller"
+
+
+def test_rerun_is_idempotent(ingest, tmp_path: Path) -> None:
+    first = ingest("duplicates.csv")
+    second = ingest("duplicates.csv")
+    assert first.clean_path == second.clean_path
+    assert len(_rejected(second)) == 3  # not appended twice
+
+
+# ---- the three real files ------------------------------------------------------------
+
+
+def test_mall(ingest) -> None:
+    result = ingest("mall_customers.csv")
+    rep = result.report
+    assert result.status == "accepted"
+    assert rep.rows_read == 200 and rep.rows_kept == 200 and rep.rows_rejected == 0
+    assert rep.customers == 200
+    clean = _clean(result)
+    assert set(clean["gender"]) == {"male", "female"}
+    assert {"customer_id", "age", "annual_income", "spending_score", "_row"} <= set(clean.columns)
+
+
+def test_telco(ingest, fixtures: Path) -> None:
+    raw = pd.read_csv(fixtures / "telco_customer_churn.csv", dtype=str, keep_default_na=False)
+    blanks = int((raw["TotalCharges"].str.strip() == "").sum())
+    assert blanks == 11
+    result = ingest("telco_customer_churn.csv")
+    rep = result.report
+    assert result.status == "accepted"
+    assert rep.rows_read == 7043 and rep.rows_kept == 7043 and rep.rows_rejected == 0
+    assert rep.imputations["total_charges"]["count"] == 11
+    assert rep.imputations["total_charges"]["method"] == "median"
+    assert rep.columns_ignored == []
+    clean = _clean(result)
+    assert clean["total_charges__missing"].sum() == 11
+    assert clean["churn"].dtype == bool and clean["churn"].sum() == int(
+        (raw["Churn"] == "Yes").sum()
+    )
+    assert clean["senior_citizen"].sum() == int((raw["SeniorCitizen"] == "1").sum())
+    assert "no internet service" in set(clean["online_security"])
+    assert "no phone service" in set(clean["multiple_lines"])
+    assert clean["customer_id"].iloc[0] == "7590-VHVEG"
+
+
+def test_online_retail(ingest, fixtures: Path) -> None:
+    raw = pd.read_csv(fixtures / "online_retail_invoices.csv", dtype=str, keep_default_na=False)
+    qty = pd.to_numeric(raw["Quantity"])
+    price = pd.to_numeric(raw["UnitPrice"])
+    cancels = int(raw["InvoiceNo"].str.startswith("C").sum())
+    assert (cancels, int((qty <= 0).sum()), int((price <= 0).sum())) == (3837, 5173, 2104)
+    assert (qty.max(), price.max()) == (80995, 38970)
+    no_customer = int((raw["CustomerID"] == "(blank)").sum())
+    assert no_customer == 3722
+
+    result = ingest("online_retail_invoices.csv")
+    rep = result.report
+    assert result.status == "accepted"
+    tx = rep.transactions
+    assert tx is not None
+    assert tx["cancellations"] == 3837
+    assert tx["non_positive_quantity"] == 5173
+    assert tx["non_positive_price"] == 2104
+    assert rep.outliers["quantity"]["max"] == 80995
+    assert rep.outliers["unit_price"]["max"] == 38970
+    assert rep.outliers["quantity"]["count"] > 0
+    assert rep.rows_read == 25943
+    assert rep.rejected_by_reason["customer_id: required value missing"] == no_customer
+    assert rep.rows_kept + rep.rows_rejected == 25943
+    assert rep.date_formats["event_time"].startswith("US month-first")
+    clean = _clean(result)
+    assert len(clean) == rep.rows_kept
+    assert clean["is_return"].sum() == tx["returns_netted"]
+    assert (clean.loc[clean["is_return"], "amount"] <= 0).all()
+    assert clean["event_time"].min() == pd.Timestamp("2010-12-01 08:26")
+    assert clean["customer_id"].nunique() == rep.customers
+    assert len(_rejected(result)) == rep.rows_rejected
