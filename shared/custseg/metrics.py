@@ -384,9 +384,7 @@ class ScoreStats:
             self.value_known = _grow(self.value_known, k)
         self.customers += n
         self.seg_counts += np.bincount(seg, minlength=k)
-        val = (
-            np.full(n, np.nan) if value is None else np.asarray(value, dtype="float64").copy()
-        )
+        val = np.full(n, np.nan) if value is None else np.asarray(value, dtype="float64").copy()
         known = np.isfinite(val)
         self.value_known += np.bincount(seg[known], minlength=k)
         self.value_sum += np.bincount(seg[known], weights=val[known], minlength=k)
@@ -779,9 +777,7 @@ def build_metrics(
     value_sum = _grow(stats.value_sum, k)
     total_value = float(value_sum.sum())
     value_known = int(_grow(stats.value_known, k).sum())
-    training_shares = {
-        int(s): float(v) for s, v in (training.get("segment_shares") or {}).items()
-    }
+    training_shares = {int(s): float(v) for s, v in (training.get("segment_shares") or {}).items()}
 
     segments = []
     for s in range(k):
@@ -794,9 +790,7 @@ def build_metrics(
                 "customers": int(counts[s]),
                 "share": _num(share, 10),
                 "training_share": _num(training_shares.get(s)),
-                "share_change": _num(share - training_shares[s])
-                if s in training_shares
-                else None,
+                "share_change": _num(share - training_shares[s]) if s in training_shares else None,
                 "value_total": _num(value_sum[s], 4) if value_known else None,
                 "value_share": _num(value_sum[s] / total_value, 10)
                 if value_known and total_value
@@ -954,14 +948,14 @@ def build_metrics(
                     "id": s,
                     "name": names.get(s, f"Segment {s}"),
                     "customers": int(known[s]),
-                    "positives": int(round(pos[s])),
+                    "positives": round(float(pos[s])),
                     "rate": _num(rate, 4),
                     "lift": _num(rate / overall, 4) if rate is not None and overall else None,
                 }
             )
         outcomes[name] = {
             "customers": total_known,
-            "positives": int(round(pos.sum())),
+            "positives": round(float(pos.sum())),
             "overall_rate": _num(overall, 4),
             "by_segment": rows,
             "lift_min": _num(min(rates) / overall, 4) if rates and overall else None,
@@ -977,7 +971,7 @@ def build_metrics(
         top_share = None
         if sample_values.size and sample_values.sum() > 0:
             ordered = np.sort(sample_values)[::-1]
-            top_n = max(1, int(math.ceil(ordered.size * 0.10)))
+            top_n = max(1, math.ceil(ordered.size * 0.10))
             top_share = float(ordered[:top_n].sum() / ordered.sum())
         value_doc.update(
             {
@@ -1073,8 +1067,12 @@ def evaluate(
     n = int(metrics.get("customers") or 0)
     if n < t.min_customers:
         found.append(
-            (1, 1.0, f"only {n} customers scored: too few to judge drift and quality "
-             f"(< {t.min_customers})")
+            (
+                1,
+                1.0,
+                f"only {n} customers scored: too few to judge drift and quality "
+                f"(< {t.min_customers})",
+            )
         )
     else:
         drift = metrics.get("drift", {})

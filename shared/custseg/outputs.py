@@ -16,6 +16,7 @@ original text (it is read by Athena / BI tools, not by spreadsheets).
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -196,6 +197,11 @@ class AssignmentWriter:
     Each :meth:`write` call appends one Parquet row group and CSV rows (the CSV header is
     written once, even when nothing is written). Use as a context manager; both files
     exist (possibly with zero rows) after :meth:`close`.
+
+    Writing happens on one background thread (Arrow releases the GIL while encoding and
+    compressing), so the next chunk is scored while the previous one is written. At most
+    one chunk is pending: memory stays bounded. An error in the background surfaces at
+    the next :meth:`write` or at :meth:`close`.
     """
 
     def __init__(self, parquet_path: Path, csv_path: Path) -> None:
@@ -212,19 +218,34 @@ class AssignmentWriter:
             ASSIGNMENTS_SCHEMA,
             write_options=pacsv.WriteOptions(include_header=True, quoting_style="needed"),
         )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assignments")
+        self._pending: Future[None] | None = None
+
+    def _write_now(self, table: pa.Table) -> None:
+        self._parquet.write_table(table, row_group_size=table.num_rows)
+        self._csv.write_table(neutralise_table(table))
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises a background error
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         if not table.schema.equals(ASSIGNMENTS_SCHEMA):
             table = table.cast(ASSIGNMENTS_SCHEMA)
-        self._parquet.write_table(table, row_group_size=table.num_rows)
-        self._csv.write_table(neutralise_table(table))
+        self._wait()
+        self._pending = self._pool.submit(self._write_now, table)
         self.rows += table.num_rows
 
     def close(self) -> None:
-        self._parquet.close()
-        self._csv.close()
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._parquet.close()
+            self._csv.close()
 
     def __enter__(self) -> AssignmentWriter:
         return self

@@ -88,7 +88,9 @@ def _fmt(x: float | None) -> str:
     return f"{x:.2f}"
 
 
-def _boolean_features(contract: Contract | None, numeric: list[str], base: dict[str, Any]) -> set[str]:
+def _boolean_features(
+    contract: Contract | None, numeric: list[str], base: dict[str, Any]
+) -> set[str]:
     out = set()
     if contract is not None:
         for col in contract.columns:
@@ -96,14 +98,19 @@ def _boolean_features(contract: Contract | None, numeric: list[str], base: dict[
                 out.add(col.name)
     for name in numeric:
         entry = base.get(name, {})
-        if entry.get("min") == 0.0 and entry.get("max") == 1.0 and entry.get("q1") in (0.0, 1.0):
-            # looks binary; still require both quartiles to be 0 or 1
-            if entry.get("q3") in (0.0, 1.0) and entry.get("median") in (0.0, 1.0):
-                out.add(name)
+        # looks binary: range 0..1 and every quartile 0 or 1
+        if (
+            entry.get("min") == 0.0
+            and entry.get("max") == 1.0
+            and all(entry.get(q) in (0.0, 1.0) for q in ("q1", "median", "q3"))
+        ):
+            out.add(name)
     return out
 
 
-def _numeric_trait(name: str, entry: Mapping[str, Any], base: Mapping[str, Any], binary: bool) -> str:
+def _numeric_trait(
+    name: str, entry: Mapping[str, Any], base: Mapping[str, Any], binary: bool
+) -> str:
     z = entry["std_diff"]
     label = feature_label(name)
     if binary:
@@ -200,10 +207,10 @@ def build_profiles(
             numeric[f] = entry
         categorical: dict[str, list[dict[str, Any]]] = {}
         for f in stats.categorical:
-            counter = stats.segment_categories(f, s)
-            total = sum(counter.values())
-            rows = []
-            for v, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]:
+            seg_cats = stats.segment_categories(f, s)
+            total = sum(seg_cats.values())
+            rows: list[dict[str, Any]] = []
+            for v, c in sorted(seg_cats.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]:
                 share = c / total if total else 0.0
                 bshare = base_shares[f].get(v, 0.0)
                 rows.append(
@@ -231,8 +238,9 @@ def build_profiles(
                     and (row["share"] or 0) >= TRAIT_MIN_CATEGORY_SHARE
                     and row["value"] != "(missing)"
                 ):
-                    strength = (row["share"] - row["base_share"]) / max(
-                        math.sqrt(row["base_share"] * (1 - row["base_share"])), 1e-9
+                    share_now, share_base = float(row["share"]), float(row["base_share"] or 0.0)
+                    strength = (share_now - share_base) / max(
+                        math.sqrt(share_base * (1 - share_base)), 1e-9
                     )
                     scored.append(
                         (
@@ -247,10 +255,8 @@ def build_profiles(
             traits = ["close to the average customer on every feature"]
 
         labels_doc: dict[str, dict[str, float]] = {}
-        for name, counter in stats.labels.items():
-            seg_counts: Counter[str] = Counter(
-                {v: c for (seg, v), c in counter.items() if seg == s}
-            )
+        for name, pairs in stats.labels.items():
+            seg_counts: Counter[str] = Counter({v: c for (seg, v), c in pairs.items() if seg == s})
             total = sum(seg_counts.values())
             if total and set(seg_counts) != {"n/a"}:
                 labels_doc[name] = {

@@ -70,7 +70,8 @@ h3 { font-size:18px; margin:0 0 6px; }
 p.lead { color:var(--muted); margin:0 0 16px; }
 .note { color:var(--muted); font-size:14px; }
 .grid { display:grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap:16px; }
-.kpis { display:grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap:12px; margin:12px 0; }
+.kpis { display:grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap:12px;
+  margin:12px 0; }
 .kpi { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
 .kpi .v { font-size:24px; font-weight:700; }
 .kpi .l { color:var(--muted); font-size:14px; }
@@ -155,10 +156,10 @@ def _png(fig: Any) -> str:
     fig.savefig(
         buf,
         format="png",
-        dpi=100,
+        dpi=90,
         bbox_inches="tight",
         metadata={"Software": None},
-        pil_kwargs={"compress_level": 3},
+        pil_kwargs={"compress_level": 1},
     )
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -190,15 +191,34 @@ def chart_sizes(segments: Sequence[Mapping[str, Any]]) -> str | None:
         label="share of customers",
     )
     for rect, v in zip(bars, shares, strict=True):
-        ax.text(rect.get_width() + 0.005, rect.get_y() + rect.get_height() / 2, f"{v:.0%}",
-                va="center", fontsize=11)
+        ax.text(
+            rect.get_width() + 0.005,
+            rect.get_y() + rect.get_height() / 2,
+            f"{v:.0%}",
+            va="center",
+            fontsize=11,
+        )
     if has_value:
         vals = [float(v or 0) for v in values]
-        vb = ax.barh(y + h / 2, vals, height=h, color=[colour(s["id"]) for s in segments],
-                     alpha=0.45, hatch="//", edgecolor="white", label="share of value")
+        vb = ax.barh(
+            y + h / 2,
+            vals,
+            height=h,
+            color=[colour(s["id"]) for s in segments],
+            alpha=0.45,
+            hatch="//",
+            edgecolor="white",
+            label="share of value",
+        )
         for rect, v in zip(vb, vals, strict=True):
-            ax.text(max(rect.get_width(), 0) + 0.005, rect.get_y() + rect.get_height() / 2,
-                    f"{v:.0%}", va="center", fontsize=11, color="#444")
+            ax.text(
+                max(rect.get_width(), 0) + 0.005,
+                rect.get_y() + rect.get_height() / 2,
+                f"{v:.0%}",
+                va="center",
+                fontsize=11,
+                color="#444",
+            )
         ax.legend(loc="lower right", frameon=False)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
@@ -230,8 +250,15 @@ def chart_profile(profiles: Mapping[str, Any]) -> str | None:
         tick.set_fontweight("bold")
     for i in range(z.shape[0]):
         for j in range(z.shape[1]):
-            ax.text(j, i, f"{z[i, j]:+.1f}", ha="center", va="center", fontsize=10,
-                    color="white" if abs(z[i, j]) > lim * 0.55 else "#222")
+            ax.text(
+                j,
+                i,
+                f"{z[i, j]:+.1f}",
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="white" if abs(z[i, j]) > lim * 0.55 else "#222",
+            )
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     cb.set_label("vs average (standard deviations)")
     ax.set_title("What sets each segment apart (red = above average, blue = below)", loc="left")
@@ -248,10 +275,22 @@ def chart_map(sample: pd.DataFrame | None, names: Mapping[int, str]) -> str | No
     size = 14 if len(sample) > 1500 else 28
     for s in sorted(int(v) for v in sample["segment_id"].unique()):
         part = sample[sample["segment_id"] == s]
-        ax.scatter(part["pc1"], part["pc2"], s=size, alpha=0.6, color=colour(s),
-                   label=names.get(s, f"Segment {s}"), edgecolors="none")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), frameon=False, markerscale=1.8,
-              ncol=min(3, sample["segment_id"].nunique()))
+        ax.scatter(
+            part["pc1"],
+            part["pc2"],
+            s=size,
+            alpha=0.6,
+            color=colour(s),
+            label=names.get(s, f"Segment {s}"),
+            edgecolors="none",
+        )
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.06),
+        frameon=False,
+        markerscale=1.8,
+        ncol=min(3, sample["segment_id"].nunique()),
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     return _png(fig)
@@ -272,8 +311,15 @@ def chart_rfm(metrics: Mapping[str, Any]) -> str | None:
     for i in range(5):
         for j in range(5):
             v = shown[i, j]
-            ax.text(j, i, f"{int(v):,}\n{v / total:.0%}", ha="center", va="center", fontsize=10,
-                    color="white" if v / total > (shown.max() / total) * 0.6 else "#222")
+            ax.text(
+                j,
+                i,
+                f"{int(v):,}\n{v / total:.0%}",
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="white" if v / total > (shown.max() / total) * 0.6 else "#222",
+            )
     ax.set_xticks(range(5), ["1\nrarely", "2", "3", "4", "5\nvery often"])
     ax.set_yticks(range(5), ["5 bought\nrecently", "4", "3", "2", "1 long\nago"])
     ax.set_xlabel("F score: how often they buy")
@@ -344,8 +390,15 @@ def chart_transitions(metrics: Mapping[str, Any]) -> str | None:
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
             if counts[i, j]:
-                ax.text(j, i, f"{share[i, j]:.0%}", ha="center", va="center", fontsize=10,
-                        color="white" if share[i, j] > 0.6 else "#222")
+                ax.text(
+                    j,
+                    i,
+                    f"{share[i, j]:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    color="white" if share[i, j] > 0.6 else "#222",
+                )
     ax.set_xticks(range(len(to)), to, rotation=25, ha="right")
     ax.set_yticks(range(len(frm)), frm)
     ax.set_xlabel("segment in this run")
@@ -370,12 +423,13 @@ def chart_outcome(name: str, doc: Mapping[str, Any]) -> str | None:
     for yi, r in zip(y, rows, strict=True):
         lift = r.get("lift")
         extra = f"  ({lift:.1f}x average)" if lift is not None else ""
-        ax.text(float(r["rate"]) + 0.005, yi, f"{float(r['rate']):.0%}{extra}", va="center",
-                fontsize=11)
+        ax.text(
+            float(r["rate"]) + 0.005, yi, f"{float(r['rate']):.0%}{extra}", va="center", fontsize=11
+        )
     ax.set_yticks(y, [r["name"] for r in rows])
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.set_xlim(0, max(rates + [overall]) * 1.45 or 1)
+    ax.set_xlim(0, max([*rates, overall]) * 1.45 or 1)
     ax.legend(loc="lower right", frameon=False)
     ax.set_title(f"{_label(name).capitalize()} rate per segment", loc="left")
     return _png(fig)
@@ -387,7 +441,9 @@ def chart_outcome(name: str, doc: Mapping[str, Any]) -> str | None:
 
 
 def _kpi(value: str, label: str) -> str:
-    return f'<div class="kpi"><div class="v">{_e(value)}</div><div class="l">{_e(label)}</div></div>'
+    return (
+        f'<div class="kpi"><div class="v">{_e(value)}</div><div class="l">{_e(label)}</div></div>'
+    )
 
 
 def _overview(profiles: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
@@ -523,9 +579,7 @@ def render_report(
         "<p class='lead'>Each card describes one group of similar customers: how many they "
         "are, what makes them different from the average customer, and a suggested action."
         "</p>",
-        '<div class="grid">'
-        + "".join(_card(s, outcomes, has_value) for s in segs)
-        + "</div>",
+        '<div class="grid">' + "".join(_card(s, outcomes, has_value) for s in segs) + "</div>",
         "<h2>Size and value</h2>",
         _img(chart_sizes(segs), "segment sizes and value shares")
         or "<p class='note'>No segments.</p>",
@@ -563,7 +617,9 @@ def render_report(
         "<p class='lead'>Each bar compares this data with the data the model was trained on. "
         "Green: stable. Amber: worth watching. Red: large change; retrain.</p>"
     )
-    out.append(drift and _img(drift, "drift per feature") or "<p class='note'>No baseline.</p>")
+    out.append(
+        _img(drift, "drift per feature") if drift else "<p class='note'>No training baseline.</p>"
+    )
     st = metrics.get("stability", {}) or {}
     out.append("<h3>Since the previous run</h3>")
     if st.get("available"):
@@ -580,9 +636,7 @@ def render_report(
             )
         out.append(_img(chart_transitions(metrics), "transitions since the previous run"))
     else:
-        out.append(
-            "<p class='note'>First run: there is no previous run to compare with.</p>"
-        )
+        out.append("<p class='note'>First run: there is no previous run to compare with.</p>")
     if outcomes:
         out.append("<h2>Outcomes by segment</h2>")
         for name, doc in outcomes.items():

@@ -80,13 +80,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, _Lines]]:
     assert {name: os.environ.get(name) for name in touched} == env_before
 
 
-def _client(endpoint: str, service: str) -> Any:
+def _s3(endpoint: str) -> Any:
     return boto3.client(
-        service,
+        "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
+        aws_secret_access_key="testing",
     )
 
 
@@ -115,15 +115,13 @@ def test_upload_over_http_gives_a_committed_run(server: tuple[str, _Lines], tmp_
     if not mall.exists():  # the fixture is a copy of the team's shared data
         mall = tmp_path / "mall_customers.csv"
         shutil.copy(SHARED_MALL, mall)
-    s3 = _client(endpoint, "s3")
+    s3 = _s3(endpoint)
     assert {b["Name"] for b in s3.list_buckets()["Buckets"]} >= {data, results}
     # A key that needs URL-encoding in the S3 event (space, non-ASCII).
     s3.upload_file(str(mall), data, "incoming/mall/Mall Customers été.csv")
 
     latest = _wait_for(s3, results, results_latest_key("mall"), out)
-    manifest = json.loads(
-        s3.get_object(Bucket=results, Key=latest["manifest_key"])["Body"].read()
-    )
+    manifest = json.loads(s3.get_object(Bucket=results, Key=latest["manifest_key"])["Body"].read())
     assert manifest["run_id"] == latest["run_id"]
     assert manifest["input"]["source"]["key"] == "incoming/mall/Mall Customers été.csv"
     assert {f["name"] for f in manifest["files"]} == set(RESULT_FILES.values())

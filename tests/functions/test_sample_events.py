@@ -142,7 +142,9 @@ def _as_uploaded(stack: Any, name: str, path: Path) -> dict[str, Any]:
     stack.upload(path, key)
     stack.purge()  # the notification moto queued: the sample is what we deliver
     head = stack.client("s3").head_object(Bucket=stack.data_bucket, Key=key)
-    obj.update(versionId=head["VersionId"], eTag=head["ETag"].strip('"'), size=head["ContentLength"])
+    obj.update(
+        versionId=head["VersionId"], eTag=head["ETag"].strip('"'), size=head["ContentLength"]
+    )
     return event
 
 

@@ -83,7 +83,7 @@ def test_writer_streams_row_groups_and_one_header(tmp_path: Path) -> None:
     assert table.column("value_tier").to_pylist() == ["n/a"] * 4
     lines = csv_path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 5 and lines[0].startswith('"customer_id"')
-    assert lines[1].startswith("\"'=1\",0,\"'-Bargain\"")
+    assert lines[1].startswith('"\'=1",0,"\'-Bargain"')
     assert ",-3.5," in lines[1]  # numbers untouched
     back = pd.read_csv(csv_path, dtype={"customer_id": "string"})
     assert back["value"].tolist()[0] == -3.5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -16,10 +16,15 @@ from custseg.stats import stable_hash
 class StubModel:
     k = 3
     version = "v-test"
-    metadata: dict[str, Any] = {
+    metadata: ClassVar[dict[str, Any]] = {
         "segments": [
             {"id": 0, "name": "Big spenders", "description": "Spend a lot.", "action": "retain"},
-            {"id": 1, "name": "Bargain hunters", "description": "Wait for sales.", "action": "upsell"},
+            {
+                "id": 1,
+                "name": "Bargain hunters",
+                "description": "Wait for sales.",
+                "action": "upsell",
+            },
             {"id": 2, "name": "Sleepers", "description": "Rarely buy.", "action": "win back"},
         ],
         "training": {"value_measure": "spend"},
@@ -38,12 +43,20 @@ def _stats(chunks: int = 3) -> ScoreStats:
         spend = np.where(seg == 0, 500.0, 50.0) + rng.normal(0, 5, n)
         channel = np.where(seg == 1, "web", rng.choice(["store", "web"], n))
         frame = pd.DataFrame(
-            {"spend": spend, "age": rng.normal(40, 8, n), "channel": pd.array(channel, dtype="string")}
+            {
+                "spend": spend,
+                "age": rng.normal(40, 8, n),
+                "channel": pd.array(channel, dtype="string"),
+            }
         )
         ids = pd.Series([f"{c}-{i}" for i in range(n)], dtype="string")
         stats.update(
-            frame, seg, rng.uniform(0, 1, n), rng.uniform(0, 1, n),
-            hashes=stable_hash(ids), value=spend,
+            frame,
+            seg,
+            rng.uniform(0, 1, n),
+            rng.uniform(0, 1, n),
+            hashes=stable_hash(ids),
+            value=spend,
         )
     return stats
 
@@ -88,8 +101,11 @@ def test_quartiles_do_not_depend_on_chunking() -> None:
     n = 300
     seg = rng.integers(0, 3, n)
     frame = pd.DataFrame(
-        {"spend": rng.gamma(2, 40, n), "age": rng.normal(40, 8, n),
-         "channel": pd.array(rng.choice(["a", "b"], n), dtype="string")}
+        {
+            "spend": rng.gamma(2, 40, n),
+            "age": rng.normal(40, 8, n),
+            "channel": pd.array(rng.choice(["a", "b"], n), dtype="string"),
+        }
     )
     hashes = stable_hash(pd.Series([str(i) for i in range(n)], dtype="string"))
     args = (np.zeros(n), np.zeros(n))
@@ -97,8 +113,13 @@ def test_quartiles_do_not_depend_on_chunking() -> None:
     def stats_of(parts: list[slice]) -> ScoreStats:
         st = ScoreStats(k=3, numeric=["spend", "age"], categorical=["channel"], segment_sample_k=30)
         for sl in parts:
-            st.update(frame.iloc[sl].reset_index(drop=True), seg[sl], *(a[sl] for a in args),
-                      hashes=hashes[sl], value=frame["spend"].to_numpy()[sl])
+            st.update(
+                frame.iloc[sl].reset_index(drop=True),
+                seg[sl],
+                *(a[sl] for a in args),
+                hashes=hashes[sl],
+                value=frame["spend"].to_numpy()[sl],
+            )
         return st
 
     one = build_profiles(stats_of([slice(0, n)]), StubModel())

@@ -61,7 +61,10 @@ def _metrics(previous: bool, outcome: bool) -> dict:
             "segment_shares": {"psi": 0.02, "max_abs_diff": 0.01},
         },
         "thresholds": {"psi_watch": 0.1, "psi_retrain": 0.25},
-        "labels": {"rfm_available": True, "rfm_grid": {"counts": np.arange(25).reshape(5, 5).tolist()}},
+        "labels": {
+            "rfm_available": True,
+            "rfm_grid": {"counts": np.arange(25).reshape(5, 5).tolist()},
+        },
         "value": {"top10_share": 0.55},
         "cluster_quality": {"silhouette": 0.41, "sample_size": 600, "distance_ratio": 1.0},
         "stability": {"available": False},
@@ -100,7 +103,11 @@ def _metrics(previous: bool, outcome: bool) -> dict:
 def _sample() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     return pd.DataFrame(
-        {"pc1": rng.normal(size=90), "pc2": rng.normal(size=90), "segment_id": np.repeat([0, 1, 2], 30)}
+        {
+            "pc1": rng.normal(size=90),
+            "pc2": rng.normal(size=90),
+            "segment_id": np.repeat([0, 1, 2], 30),
+        }
     )
 
 
@@ -118,7 +125,9 @@ def test_report_is_self_contained_and_names_every_segment() -> None:
     for name in SEGMENTS:
         assert name.replace("<", "&lt;").replace(">", "&gt;") in page  # escaped
     assert "<champions>" not in page
-    assert page.count("data:image/png;base64,") >= 7  # sizes, profile, map, rfm, drift, moves, churn
+    assert (
+        page.count("data:image/png;base64,") >= 7
+    )  # sizes, profile, map, rfm, drift, moves, churn
     assert "Verdict: Retrain" in page and "recency_days drifted: PSI 0.87 &gt; 0.25" in page
     assert "customer_id: required value missing" in page
     assert "Suggested action: do it." not in page  # shown once, as "What to do"

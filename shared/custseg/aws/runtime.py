@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
+import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -35,9 +36,14 @@ def bus() -> EventBus:
     return EventBus(settings().event_bus)
 
 
+_LAYERS: list[DynamoDBPersistenceLayer] = []
+
+
 def idempotency_layer() -> DynamoDBPersistenceLayer:
     """A persistence layer for one handler module (each keeps its own configuration)."""
-    return DynamoDBPersistenceLayer(table_name=settings().idempotency_table)
+    layer = DynamoDBPersistenceLayer(table_name=settings().idempotency_table)
+    _LAYERS.append(layer)
+    return layer
 
 
 def idempotency_config(jmespath: str) -> IdempotencyConfig:
@@ -50,6 +56,11 @@ def reset() -> None:
     """Forget cached settings and clients (tests, and the local runner between stacks)."""
     for fn in (settings, store, bus):
         fn.cache_clear()
+    # Handler modules build their idempotency layer at import; give each a client made
+    # now, so that it reaches the stack just built (moto binds clients when made).
+    for layer in _LAYERS:
+        layer.client = boto3.client("dynamodb")
+        layer.table_name = settings().idempotency_table
 
 
 def decode_s3_key(raw: str) -> str:

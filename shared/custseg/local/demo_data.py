@@ -119,7 +119,10 @@ DIRT: dict[str, Any] = {
         "exact_duplicate_rows": 40,
         "repeated_customer_ids": 25,  # a newer record of the same customer, appended
         "impossible_ages": [230, 999, -4, 151],
-        "text_in_numbers": {"Annual Income": ["n/a", "n/a", "n/a", "abc", "abc"], "Age": ["thirty"]},
+        "text_in_numbers": {
+            "Annual Income": ["n/a", "n/a", "n/a", "abc", "abc"],
+            "Age": ["thirty"],
+        },
         "extreme_incomes": [1_750_000, 2_500_000, 4_800_000, 9_900_000],
         "formula_values": 2,  # one in Full Name (personal), one in City
     },
@@ -152,8 +155,14 @@ GROUPS: dict[str, dict[str, Any]] = {
         "channel": {"App": 0.6, "Online": 0.35, "Store": 0.05},
         "category": {"Fashion": 0.55, "Electronics": 0.35, "Beauty": 0.1},
         "response": 0.24,
-        "lifecycle": {"champion": 0.15, "loyal": 0.2, "new": 0.25, "at_risk": 0.1,
-                      "lapsed": 0.1, "occasional": 0.2},
+        "lifecycle": {
+            "champion": 0.15,
+            "loyal": 0.2,
+            "new": 0.25,
+            "at_risk": 0.1,
+            "lapsed": 0.1,
+            "occasional": 0.2,
+        },
     },
     "affluent_professionals": {
         "share": 0.18,
@@ -171,8 +180,14 @@ GROUPS: dict[str, dict[str, Any]] = {
         "channel": {"Online": 0.6, "Store": 0.3, "App": 0.1},
         "category": {"Electronics": 0.4, "Home": 0.3, "Travel": 0.3},
         "response": 0.16,
-        "lifecycle": {"champion": 0.35, "loyal": 0.3, "new": 0.05, "at_risk": 0.15,
-                      "lapsed": 0.05, "occasional": 0.1},
+        "lifecycle": {
+            "champion": 0.35,
+            "loyal": 0.3,
+            "new": 0.05,
+            "at_risk": 0.15,
+            "lapsed": 0.05,
+            "occasional": 0.1,
+        },
     },
     "families": {
         "share": 0.24,
@@ -190,8 +205,14 @@ GROUPS: dict[str, dict[str, Any]] = {
         "channel": {"Online": 0.5, "Store": 0.4, "App": 0.1},
         "category": {"Groceries": 0.4, "Kids": 0.4, "Home": 0.2},
         "response": 0.10,
-        "lifecycle": {"champion": 0.2, "loyal": 0.4, "new": 0.05, "at_risk": 0.15,
-                      "lapsed": 0.05, "occasional": 0.15},
+        "lifecycle": {
+            "champion": 0.2,
+            "loyal": 0.4,
+            "new": 0.05,
+            "at_risk": 0.15,
+            "lapsed": 0.05,
+            "occasional": 0.15,
+        },
     },
     "seniors": {
         "share": 0.18,
@@ -209,8 +230,14 @@ GROUPS: dict[str, dict[str, Any]] = {
         "channel": {"Store": 0.7, "Online": 0.25, "App": 0.05},
         "category": {"Home": 0.35, "Garden": 0.4, "Health": 0.25},
         "response": 0.05,
-        "lifecycle": {"champion": 0.05, "loyal": 0.25, "new": 0.05, "at_risk": 0.2,
-                      "lapsed": 0.25, "occasional": 0.2},
+        "lifecycle": {
+            "champion": 0.05,
+            "loyal": 0.25,
+            "new": 0.05,
+            "at_risk": 0.2,
+            "lapsed": 0.25,
+            "occasional": 0.2,
+        },
     },
     "bargain_hunters": {
         "share": 0.20,
@@ -228,8 +255,14 @@ GROUPS: dict[str, dict[str, Any]] = {
         "channel": {"App": 0.45, "Online": 0.5, "Store": 0.05},
         "category": {"Deals": 0.6, "Groceries": 0.3, "Fashion": 0.1},
         "response": 0.12,
-        "lifecycle": {"champion": 0.1, "loyal": 0.25, "new": 0.1, "at_risk": 0.15,
-                      "lapsed": 0.15, "occasional": 0.25},
+        "lifecycle": {
+            "champion": 0.1,
+            "loyal": 0.25,
+            "new": 0.1,
+            "at_risk": 0.15,
+            "lapsed": 0.15,
+            "occasional": 0.25,
+        },
     },
 }
 
@@ -312,11 +345,11 @@ def _customers(rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, np.nda
         m = len(idx)
         mu, sd, lo, hi = g["age"]
         age[idx] = np.clip(np.round(rng.normal(mu, sd, m)), lo, hi)
-        income[idx] = np.maximum(9_000, rng.normal(*g["income"], m)).round(-2)
-        score[idx] = np.clip(np.round(rng.normal(*g["score"], m)), 1, 100)
+        income[idx] = np.maximum(9_000, rng.normal(g["income"][0], g["income"][1], m)).round(-2)
+        score[idx] = np.clip(np.round(rng.normal(g["score"][0], g["score"][1], m)), 1, 100)
         tenure[idx] = rng.integers(g["tenure"][0], g["tenure"][1] + 1, m)
         n_orders[idx] = np.maximum(1, rng.poisson(g["orders"], m))
-        aov[idx] = np.maximum(5.0, rng.normal(*g["aov"], m))
+        aov[idx] = np.maximum(5.0, rng.normal(g["aov"][0], g["aov"][1], m))
         recency[idx] = np.minimum(np.round(rng.exponential(g["recency"], m)), 700)
         children[idx] = rng.choice(4, size=m, p=g["children"])
         response_p[idx] = g["response"]
@@ -432,9 +465,7 @@ def _dirty_customers(rng: np.random.Generator, table: pd.DataFrame) -> pd.DataFr
         ch[i] = str(ch[i]).lower() + " "
     o = arrays["Accepted Offer"]
     for i in np.flatnonzero(rng.random(n) < 0.05):
-        o[i] = {"Yes": ["yes", "Y", "TRUE"], "No": ["no", "N", "FALSE"]}[o[i]][
-            int(rng.integers(3))
-        ]
+        o[i] = {"Yes": ["yes", "Y", "TRUE"], "No": ["no", "N", "FALSE"]}[o[i]][int(rng.integers(3))]
     o[rng.random(n) < 0.01] = ""
 
     # Blanks in numeric columns (about 1% each).

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -83,9 +84,9 @@ def _outcome(result: Any) -> str:
     """A short status from a handler's result (``{"results": [{"status": ...}]}``)."""
     if not isinstance(result, dict):
         return "ok"
-    statuses = [
-        str(r.get("status")) for r in result.get("results", []) if isinstance(r, dict)
-    ] or ([str(result["status"])] if "status" in result else [])
+    statuses = [str(r.get("status")) for r in result.get("results", []) if isinstance(r, dict)] or (
+        [str(result["status"])] if "status" in result else []
+    )
     return ", ".join(s for s in statuses if s and s != "None") or "ok"
 
 
@@ -132,12 +133,14 @@ def _fresh_handlers(stack: Any) -> None:
         sys.modules.pop(fn.handler.rsplit(".", 1)[0], None)
 
 
-def _deliver(stack: Any, out: TextIO) -> int:
+def _deliver(stack: Any, out: TextIO, stop: threading.Event) -> int:
     """Deliver every waiting event once (as :meth:`LocalStack.drain` does for one round),
-    one stdout line per invocation. Returns the number of invocations."""
+    one stdout line per invocation, until ``stop`` is set. Returns the invocation count."""
     count = 0
     for logical in stack.spec.functions:
         for event in stack.receive(logical):
+            if stop.is_set():
+                break
             started = time.monotonic()
             inv = stack.invoke(logical, event)
             seconds = time.monotonic() - started
@@ -183,6 +186,7 @@ def serve(
     endpoint = f"http://{host}:{port}"
     # One line per invocation, not one per HTTP request.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    previous_sigint = _stop_on_sigint(stop, out)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     stack = LocalStack(endpoint_url=endpoint)
@@ -210,19 +214,42 @@ def serve(
                                 QueueUrl=stack.queues[logical],
                                 MessageBody=json.dumps(stack.scheduled_event(now, logical)),
                             )
-                    delivered = _deliver(stack, out)
+                    delivered = _deliver(stack, out, stop)
                 except KeyboardInterrupt:
                     raise
-                except Exception as exc:  # noqa: BLE001 - keep serving; say what happened
+                except Exception as exc:
                     print(f"delivery error: {type(exc).__name__}: {exc}", file=out, flush=True)
                     delivered = 0
                 if not delivered:
                     stop.wait(POLL_SECONDS)
     except KeyboardInterrupt:
-        print("\nstopping", file=out, flush=True)
+        pass
     finally:
+        if previous_sigint is not None:
+            signal.signal(signal.SIGINT, previous_sigint)
+        print("stopping", file=out, flush=True)
         server.stop()
         _restore(saved_env, stack)
+
+
+def _stop_on_sigint(stop: threading.Event, out: TextIO) -> Any:
+    """In the main thread, make Ctrl-C set ``stop`` (the current invocation finishes; a
+    handler's own ``except`` cannot swallow it); a second Ctrl-C stops at once.
+    Returns the previous SIGINT handler, or None when not in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\nCtrl-C: stopping after the current invocation (Ctrl-C again to stop now)",
+            file=out,
+            flush=True,
+        )
+
+    return signal.signal(signal.SIGINT, on_sigint)
 
 
 def _restore(saved_env: dict[str, str | None], stack: Any) -> None:

@@ -252,8 +252,10 @@ class LocalStack:
                     inv.result = handler(event, FakeLambdaContext(spec))
                 inv.error = None
                 break
-            except Exception:
+            except Exception:  # Lambda catches everything too
                 inv.error = traceback.format_exc()
+            finally:
+                self._current = None
         if inv.error is not None:
             self.client("sqs").send_message(
                 QueueUrl=self.client("sqs").get_queue_url(QueueName=self.spec.dead_letter_queue)[
