@@ -156,7 +156,7 @@ def _png(fig: Any) -> str:
     fig.savefig(
         buf,
         format="png",
-        dpi=90,
+        dpi=100,
         bbox_inches="tight",
         metadata={"Software": None},
         pil_kwargs={"compress_level": 1},

@@ -153,3 +153,41 @@ def test_scheduled_rescore_moves_recency_labels_not_the_model(stack: Any) -> Non
     assert (second["lifecycle_stage"] == "lapsed").mean() > lapsed_before
     assert _keys(stack, stack.artifact_bucket) == models_before
     assert _keys(stack, stack.data_bucket) == data_before
+
+
+def test_drifted_upload_is_judged_retrain_and_announced(stack: Any, tmp_path: Path) -> None:
+    sqs, events = stack.client("sqs"), stack.client("events")
+    url = sqs.create_queue(QueueName="retrain-watch")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    events.put_rule(
+        Name="watch",
+        EventBusName=stack.spec.event_bus,
+        EventPattern=json.dumps({"source": ["custseg"], "detail-type": ["Retrain Recommended"]}),
+    )
+    events.put_targets(
+        Rule="watch",
+        EventBusName=stack.spec.event_bus,
+        Targets=[{"Id": "w", "Arn": arn["QueueArn"]}],
+    )
+    _upload_and_run(stack, FIXTURES / "mall_customers.csv", "incoming/mall/mall.csv")
+    first = _json(stack, stack.results_bucket, results_latest_key("mall"))
+    metrics = _json(stack, stack.results_bucket, first["prefix"] + "metrics.json")
+    assert metrics["verdict"] == "ok"
+
+    shifted = pd.read_csv(FIXTURES / "mall_customers.csv")
+    shifted["Annual_Income"] = (shifted["Annual_Income"] * 1.4).round(1)
+    path = tmp_path / "mall_shifted.csv"
+    shifted.to_csv(path, index=False)
+    _upload_and_run(stack, path, "incoming/mall/mall_shifted.csv")
+    second = _json(stack, stack.results_bucket, results_latest_key("mall"))
+    assert second["run_id"] != first["run_id"]
+    metrics = _json(stack, stack.results_bucket, second["prefix"] + "metrics.json")
+    assert metrics["verdict"] == "retrain"
+    assert any("income" in reason for reason in metrics["reasons"])
+    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert len(msgs) == 1
+    detail = json.loads(msgs[0]["Body"])["detail"]
+    assert detail["dataset"] == "mall"
+    assert detail["features"][0] == "annual_income"
+    # the model is not replaced by itself: the drift rule is disabled by default
+    assert second["model_version"] == first["model_version"]

@@ -33,7 +33,7 @@ from custseg.local.template import stack_spec
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MALL = FIXTURES / "mall_customers.csv"
 SHARED_MALL = Path("/work/shared/data/mall_customers.csv")
-WAIT_SECONDS = 120
+WAIT_SECONDS = 180
 
 
 def _free_port() -> int:
@@ -69,11 +69,11 @@ def server(tmp_path: Path) -> Iterator[tuple[str, _Lines]]:
     )
     thread.start()
     try:
-        assert ready.wait(60), f"server did not start:\n{out.getvalue()}"
+        assert ready.wait(WAIT_SECONDS), f"server did not start:\n{out.getvalue()}"
         yield f"http://127.0.0.1:{port}", out
     finally:
         stop.set()
-        thread.join(60)
+        thread.join(WAIT_SECONDS)
     assert not thread.is_alive(), "server did not stop"
     # The server leaves the test process as it found it (no endpoint left behind).
     assert "AWS_ENDPOINT_URL" not in os.environ

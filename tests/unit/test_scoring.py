@@ -178,7 +178,7 @@ def test_small_and_large_chunks_give_the_same_metrics(
 ) -> None:
     clean = write_clean(mall_clean(), tmp_path / "clean.parquet", row_group_size=50)
     small = score_dataset(
-        clean, contract, mall_model, tmp_path / "small", run=run_info(), chunk_rows=7
+        clean, contract, mall_model, tmp_path / "small", run=run_info(), chunk_rows=13
     )
     large = score_dataset(
         clean, contract, mall_model, tmp_path / "large", run=run_info(), chunk_rows=100_000

@@ -63,10 +63,16 @@ def model_name_for(dataset: str) -> str:
     return dataset
 
 
-def _drift_max(metrics: dict[str, Any]) -> float:
-    psi = metrics.get("drift", {}).get("psi", {})
-    values = [float(v) for v in psi.values() if isinstance(v, int | float)]
-    return max(values, default=0.0)
+def drift_by_feature(metrics: dict[str, Any]) -> dict[str, float]:
+    """PSI per feature (numeric and categorical) from a run's metrics."""
+    drift = metrics.get("drift", {})
+    out: dict[str, float] = {}
+    for group in ("numeric", "categorical"):
+        for feature, stats in (drift.get(group) or {}).items():
+            psi = stats.get("psi") if isinstance(stats, dict) else None
+            if isinstance(psi, int | float):
+                out[feature] = float(psi)
+    return out
 
 
 def run_score(
@@ -232,7 +238,8 @@ def run_score(
     outcome.segments = int(model.k)
     outcome.verdict = result.verdict
     outcome.reasons = list(result.reasons)
-    outcome.drift_max = _drift_max(result.metrics)
+    psi = drift_by_feature(result.metrics)
+    outcome.drift_max = max(psi.values(), default=0.0)
     outcome.pointer_moved = moved
     bus.publish(
         RUN_COMMITTED,
@@ -245,7 +252,8 @@ def run_score(
         },
     )
     if result.verdict == "retrain":
-        drifting = result.metrics.get("drift", {}).get("drifting_features", [])
+        watch = float(result.metrics.get("thresholds", {}).get("psi_watch", 0.1))
+        drifting = sorted((f for f, v in psi.items() if v > watch), key=lambda f: -psi[f])
         bus.publish(
             RETRAIN_RECOMMENDED,
             {

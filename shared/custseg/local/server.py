@@ -186,6 +186,7 @@ def serve(
     endpoint = f"http://{host}:{port}"
     # One line per invocation, not one per HTTP request.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    print(f"starting the emulated stack on {endpoint} ...", file=out, flush=True)
     previous_sigint = _stop_on_sigint(stop, out)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
