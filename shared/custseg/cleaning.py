@@ -53,41 +53,78 @@ class NormalisedColumn:
     repairs: dict[str, int] = field(default_factory=dict)
 
 
-def normalise_column(raw: pd.Series, spec: ColumnSpec) -> NormalisedColumn:
-    """Trim, normalise case / whitespace / synonyms per the column's type.
+def _np_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow boolean array as a numpy bool array (null -> False)."""
+    filled = pc.fill_null(mask, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
 
-    Counts, per reason: ``trimmed whitespace``, ``normalised case/whitespace`` (categories),
-    ``synonym mapped``. Missing tokens (blank, NA, n/a, null, (blank), ...) plus the
-    column's own ``missing_tokens`` become missing.
+
+def _as_text(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous ``string`` / ``large_string`` array, null -> ""."""
+    arr = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.cast(arr, pa.string())
+    if arr.null_count:
+        arr = pc.fill_null(arr, pa.scalar("", arr.type))
+    return arr
+
+
+def normalise_text(
+    raw: pa.Array | pa.ChunkedArray, spec: ColumnSpec
+) -> tuple[pa.Array, np.ndarray, dict[str, int]]:
+    """Arrow core of :func:`normalise_column`: ``(values, missing, repairs)``.
+
+    ``values`` is a string array ("" where missing), ``missing`` a numpy bool array.
     """
-    text = raw.astype("str")
-    stripped = text.str.strip()
-    repairs: dict[str, int] = {}
-    lower = stripped.str.lower()
+    text = _as_text(raw)
+    stripped = pc.utf8_trim_whitespace(text)
+    lower = pc.utf8_lower(stripped)
     tokens = MISSING_TOKENS | {t.strip().lower() for t in spec.missing_tokens}
-    missing = lower.isin(tokens).to_numpy(dtype=bool)
+    missing = _np_bool(pc.is_in(lower, value_set=pa.array(sorted(tokens), type=lower.type)))
     present = ~missing
-    trimmed = int(((stripped != text).to_numpy(dtype=bool) & present).sum())
+    repairs: dict[str, int] = {}
+    # trimming only removes characters: a value changed iff its length changed
+    changed = _np_bool(pc.not_equal(pc.binary_length(stripped), pc.binary_length(text)))
+    trimmed = int((changed & present).sum())
     if trimmed:
         repairs["trimmed whitespace"] = trimmed
     values = stripped
     if spec.type in (ColumnType.CATEGORY, ColumnType.BOOLEAN):
         values = lower  # lower case is the canonical form: not counted as a repair
-        has_ws = pc.any(pc.match_substring_regex(pa.array(values.array), r"\s\s|[\t\r\n]"))
-        if has_ws.as_py():
-            collapsed = values.str.replace(r"\s+", " ", regex=True)
-            changed = int(((collapsed != values).to_numpy(dtype=bool) & present).sum())
-            if changed:
-                repairs["collapsed inner whitespace"] = changed
+        if pc.any(pc.match_substring_regex(values, r"\s\s|[\t\r\n]")).as_py():
+            collapsed = pc.replace_substring_regex(values, r"\s+", " ")
+            changed = _np_bool(pc.not_equal(collapsed, values)) & present
+            if changed.any():
+                repairs["collapsed inner whitespace"] = int(changed.sum())
             values = collapsed
         if spec.synonyms:
             syn = {k.strip().lower(): v.strip().lower() for k, v in spec.synonyms.items()}
-            hit = values.isin(list(syn)).to_numpy(dtype=bool) & present
+            keys = pa.array(list(syn), type=values.type)
+            idx = pc.index_in(values, value_set=keys)
+            hit = _np_bool(pc.is_valid(idx)) & present
             if hit.any():
-                values = values.where(~hit, values.map(syn))
+                mapped = pc.take(pa.array(list(syn.values()), type=values.type), idx)
+                values = pc.coalesce(mapped, values)
                 repairs["synonym mapped"] = int(hit.sum())
-    values = values.where(present, "")
-    return NormalisedColumn(values=values.astype("str"), missing=missing, repairs=repairs)
+    if missing.any():
+        values = pc.if_else(pa.array(present), values, pa.scalar("", values.type))
+    return values, missing, repairs
+
+
+def normalise_column(raw: pd.Series, spec: ColumnSpec) -> NormalisedColumn:
+    """Trim, normalise case / whitespace / synonyms per the column's type.
+
+    Counts, per reason: ``trimmed whitespace``, ``normalised case/whitespace`` (categories),
+    ``synonym mapped``. Missing tokens (blank, NA, n/a, null, (blank), ...) plus the
+    column's own ``missing_tokens`` become missing. Vectorised with pyarrow.compute
+    (:func:`normalise_text`).
+    """
+    arr = pa.array(raw.astype("str").array, from_pandas=True)
+    values, missing, repairs = normalise_text(arr, spec)
+    out = pd.Series(values.to_pandas(), index=raw.index, dtype="str")
+    return NormalisedColumn(values=out, missing=missing, repairs=repairs)
 
 
 # --------------------------------------------------------------------------------------
@@ -180,9 +217,14 @@ def apply_transaction_rules(
 _SEP = pa.scalar("\x1f", pa.large_string())
 
 
-def join_raw(raw: pd.DataFrame) -> pa.Array:
+def join_raw(raw: pd.DataFrame | pa.Table) -> pa.Array:
     """Each row's raw text values joined with the unit separator ``\\x1f`` (large_string)."""
-    cols = [pc.cast(pa.array(raw[c].array), pa.large_string()) for c in raw.columns]
+    if isinstance(raw, pa.Table):
+        cols = [pc.cast(c, pa.large_string()) for c in raw.columns]
+    else:
+        cols = [pc.cast(pa.array(raw[c].array), pa.large_string()) for c in raw.columns]
+    if not cols:
+        return pa.array([], pa.large_string())
     joined = pc.binary_join_element_wise(*cols, _SEP) if len(cols) > 1 else cols[0]
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
@@ -210,20 +252,46 @@ def row_hash(joined: pa.Array) -> np.ndarray:
     )
 
 
+REASON_CODES = ("", "duplicate row", "duplicate customer id")
+
+
 @dataclass
 class DedupePlan:
-    """Which rows of the staged (valid) data to keep, in staged order."""
+    """Which rows of the staged (valid) data to keep, in staged order.
+
+    ``code`` per row: 0 kept, 1 exact duplicate row, 2 repeated customer id (see
+    :data:`REASON_CODES`); ``reason`` is the same as text.
+    """
 
     keep: np.ndarray  # bool
-    reason: np.ndarray  # object: "" kept, "duplicate row", "duplicate customer id"
+    code: np.ndarray  # uint8 index into REASON_CODES
     exact: int
     by_id: int
     customers: int
 
+    @property
+    def reason(self) -> np.ndarray:
+        """object: "" kept, "duplicate row", "duplicate customer id"."""
+        return np.asarray(REASON_CODES, dtype=object)[self.code]
+
+
+def _id_codes(customer_id: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Integer code per id (equal ids, equal codes; missing ids share one code) and the
+    code of the missing id (-1 when none)."""
+    arr = customer_id
+    if isinstance(arr, pd.Series):
+        arr = pa.array(arr.array, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    nulls = np.flatnonzero(~_np_bool(enc.dictionary.is_valid()))
+    return codes, int(nulls[0]) if nulls.size else -1
+
 
 def dedupe_plan(
     row_hash: np.ndarray,
-    customer_id: pd.Series,
+    customer_id: pd.Series | pa.Array | pa.ChunkedArray,
     contract: Contract,
     order_by: pd.Series | None = None,
     n_missing: np.ndarray | None = None,
@@ -234,35 +302,41 @@ def dedupe_plan(
     table, repeated customer ids then keep one row per id: ``latest`` keeps the greatest
     ``order_by`` (missing = oldest; ties and no ``order_by`` -> last in file order);
     ``most_complete`` keeps the fewest missing values (ties -> last in file order).
-    Memory: a few 8-byte values per row (ids as given), which is the price of deduping
-    across the whole file rather than within a chunk.
+    Memory: ~30 bytes per row (the ids as Arrow text plus integer codes), which is the
+    price of deduping across the whole file rather than within a chunk.
     """
     n = len(row_hash)
-    reason = np.full(n, "", dtype=object)
-    dup_exact = pd.Series(row_hash).duplicated(keep="first").to_numpy()
-    reason[dup_exact] = "duplicate row"
+    code = np.zeros(n, dtype=np.uint8)
+    dup_exact = pd.Series(row_hash).duplicated(keep="first").to_numpy() if n else np.zeros(0, bool)
+    code[dup_exact] = 1
     keep = ~dup_exact
     by_id = 0
-    if not contract.is_transactions and n:
-        pos = np.arange(n)
-        frame = pd.DataFrame({"id": customer_id.to_numpy(), "pos": pos})
-        frame = frame[keep]
-        repeated = frame["id"].duplicated(keep=False).to_numpy()
-        frame = frame[repeated]  # only ids that occur more than once need a decision
-        if contract.dedupe == DedupeRule.MOST_COMPLETE and n_missing is not None:
-            frame["k"] = -n_missing[frame["pos"].to_numpy()]
-        elif order_by is not None:
-            frame["k"] = order_by.to_numpy()[frame["pos"].to_numpy()]
-        else:
-            frame["k"] = 0
-        frame = frame.sort_values(["k", "pos"], kind="stable", na_position="first")
-        drop_pos = frame["pos"].to_numpy()[frame["id"].duplicated(keep="last").to_numpy()]
-        keep[drop_pos] = False
-        reason[drop_pos] = "duplicate customer id"
-        by_id = len(drop_pos)
-    customers = int(pd.Series(customer_id.to_numpy()[keep]).nunique())
+    if n == 0:
+        return DedupePlan(keep=keep, code=code, exact=0, by_id=0, customers=0)
+    ids, null_code = _id_codes(customer_id)
+    counts = np.bincount(ids[keep], minlength=int(ids.max()) + 1)
+    if not contract.is_transactions:
+        # only ids that occur more than once among the kept rows need a decision
+        pos = np.flatnonzero(keep & (counts[ids] > 1))
+        if pos.size:
+            frame = pd.DataFrame({"id": ids[pos], "pos": pos})
+            if contract.dedupe == DedupeRule.MOST_COMPLETE and n_missing is not None:
+                frame["k"] = -np.asarray(n_missing)[pos]
+            elif order_by is not None:
+                frame["k"] = order_by.to_numpy()[pos]
+            else:
+                frame["k"] = 0
+            frame = frame.sort_values(["k", "pos"], kind="stable", na_position="first")
+            drop_pos = frame["pos"].to_numpy()[frame["id"].duplicated(keep="last").to_numpy()]
+            keep[drop_pos] = False
+            code[drop_pos] = 2
+            by_id = len(drop_pos)
+            counts = np.bincount(ids[keep], minlength=counts.size)
+    present = counts > 0
+    if null_code >= 0:
+        present[null_code] = False
     return DedupePlan(
-        keep=keep, reason=reason, exact=int(dup_exact.sum()), by_id=by_id, customers=customers
+        keep=keep, code=code, exact=int(dup_exact.sum()), by_id=by_id, customers=int(present.sum())
     )
 
 
@@ -412,6 +486,40 @@ def finalise_stats(stats: dict[str, ColumnStats], sample: RowSample) -> None:
                 st.lower, st.upper = float(lo), float(hi)
 
 
+def clean_table(
+    table: pa.Table, stats: dict[str, ColumnStats]
+) -> tuple[pa.Table, dict[str, int], dict[str, int]]:
+    """Arrow core of :func:`apply_cleaning` (missing values are nulls, or NaN in floats)."""
+    imputed: dict[str, int] = {}
+    clipped: dict[str, int] = {}
+    out = table
+    for name, st in stats.items():
+        if name not in out.column_names:
+            continue
+        idx = out.column_names.index(name)
+        col = out.column(idx)
+        if st.flags_missing:
+            is_float = pa.types.is_floating(col.type)
+            miss = pc.is_null(col, nan_is_null=True) if is_float else pc.is_null(col)
+            n_miss = int(pc.sum(miss).as_py() or 0)
+            out = out.append_column(f"{name}__missing", miss)
+            if st.imputes and st.fill is not None and n_miss:
+                fill = pa.scalar(st.fill).cast(col.type)
+                col = pc.if_else(miss, fill, col)
+                out = out.set_column(idx, name, col)
+                imputed[name] = n_miss
+        if st.will_clip:
+            arr = np.asarray(col.to_numpy(), dtype="float64")  # null -> NaN
+            lo = -np.inf if st.lower is None else st.lower
+            hi = np.inf if st.upper is None else st.upper
+            with np.errstate(invalid="ignore"):
+                flag = (arr < lo) | (arr > hi)
+            out = out.set_column(idx, name, pa.array(np.clip(arr, lo, hi), from_pandas=True))
+            out = out.append_column(f"{name}__clipped", pa.array(flag))
+            clipped[name] = int(flag.sum())
+    return out, imputed, clipped
+
+
 def apply_cleaning(
     frame: pd.DataFrame, stats: dict[str, ColumnStats]
 ) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
@@ -421,26 +529,8 @@ def apply_cleaning(
     value (``flags_missing``) or any value outside its bounds (``will_clip``), so every
     chunk gets the same schema. Returns the frame, imputed counts and clipped counts.
     """
-    imputed: dict[str, int] = {}
-    clipped: dict[str, int] = {}
-    out = frame.copy()
-    for name, st in stats.items():
-        if name not in out:
-            continue
-        col = out[name]
-        if st.flags_missing:
-            miss = col.isna().to_numpy(dtype=bool)
-            out[f"{name}__missing"] = miss
-            if st.imputes and st.fill is not None and miss.any():
-                out[name] = col.fillna(st.fill)
-                imputed[name] = int(miss.sum())
-        if st.will_clip:
-            arr = out[name].to_numpy(dtype="float64", na_value=np.nan)
-            lo = -np.inf if st.lower is None else st.lower
-            hi = np.inf if st.upper is None else st.upper
-            with np.errstate(invalid="ignore"):
-                flag = (arr < lo) | (arr > hi)
-            out[name] = np.clip(arr, lo, hi)
-            out[f"{name}__clipped"] = flag
-            clipped[name] = int(flag.sum())
-    return out, imputed, clipped
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    out, imputed, clipped = clean_table(table, stats)
+    result = out.to_pandas()
+    result.index = frame.index
+    return result, imputed, clipped

@@ -5,6 +5,7 @@
     custseg validate INPUT [--contract FILE] [--dataset NAME] [--json]
     custseg train INPUT [--dataset NAME] [--contract FILE] [--k K] [--out DIR]
     custseg serve [--port P]                       a local S3 endpoint wired like AWS
+    custseg models list|promote|rollback --model M --bucket B [--version V]
 
 ``run`` and ``demo`` use an embedded emulated AWS (moto) built from infra/template.yaml.
 """
@@ -195,6 +196,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """List, promote or roll back model versions in a deployed (or served) artifact bucket."""
+    import boto3
+
+    from custseg.aws import registry
+    from custseg.aws.s3 import ObjectStore
+
+    store = ObjectStore(boto3.client("s3", endpoint_url=args.endpoint_url))
+    if args.action == "list":
+        pointer = registry.champion(store, args.bucket, args.model) or {}
+        for version in registry.list_versions(store, args.bucket, args.model):
+            meta, _ = store.get_json(args.bucket, f"models/{args.model}/{version}/metadata.json")
+            meta = meta or {}
+            mark = "*" if version == pointer.get("version") else " "
+            quality = meta.get("quality", {})
+            print(
+                f"{mark} {version}  k={meta.get('k')}  silhouette={quality.get('silhouette')}  "
+                f"status={meta.get('status')}"
+            )
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            print("custseg: promote needs --version", file=sys.stderr)
+            return 2
+        pointer = registry.set_champion(
+            store, args.bucket, args.model, args.version, reason=args.reason or "promoted by hand"
+        )
+    else:
+        pointer = registry.rollback(store, args.bucket, args.model)
+    print(f"champion of {args.model} is now {pointer['version']} ({pointer['reason']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="custseg", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -226,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="custseg-out")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("models", help="list, promote or roll back model versions")
+    p.add_argument("action", choices=["list", "promote", "rollback"])
+    p.add_argument("--model", required=True, help="the model name (= the dataset name)")
+    p.add_argument("--bucket", required=True, help="the artifact bucket")
+    p.add_argument("--version", help="with promote: the version to make champion")
+    p.add_argument("--reason", help="with promote: why (kept in the pointer's history)")
+    p.add_argument("--endpoint-url", dest="endpoint_url", help="e.g. http://127.0.0.1:5000")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("serve", help="a local S3 endpoint wired like the deployed stack")
     p.add_argument("--port", type=int, default=5000)

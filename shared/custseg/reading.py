@@ -96,15 +96,26 @@ class BadRecord:
 class RawChunk:
     """Up to ``chunk_rows`` records as text.
 
-    ``frame`` has one ``str`` column per header position, named ``"0"``, ``"1"``, ...
-    (positions, because header names may repeat); ``rows`` holds each record's original
-    row number (int64, header = 1). ``bad`` lists malformed records met since the
-    previous chunk.
+    ``table`` (Arrow) has one ``string`` column per header position, named ``"0"``,
+    ``"1"``, ... (positions, because header names may repeat); ``frame`` is the same as a
+    pandas DataFrame (built on first use). ``rows`` holds each record's original row
+    number (int64, header = 1). ``bad`` lists malformed records met since the previous
+    chunk.
     """
 
-    frame: pd.DataFrame
+    table: pa.Table
     rows: np.ndarray
     bad: list[BadRecord]
+    _frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self.table.to_pandas()
+        return self._frame
+
+    def __len__(self) -> int:
+        return self.table.num_rows
 
 
 def _open_binary(path: Path, compression: str | None) -> BinaryIO:
@@ -308,16 +319,15 @@ def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Itera
 
     def flush(batches: list[pa.RecordBatch]) -> RawChunk:
         nonlocal valid_seen
-        table = pa.Table.from_batches(batches, schema=batches[0].schema)
-        frame = table.to_pandas()
-        n = len(frame)
+        table = pa.Table.from_batches(batches, schema=batches[0].schema).combine_chunks()
+        n = table.num_rows
         new_bad = list(bad)
         bad.clear()
         bad_numbers.extend(b.row for b in new_bad if b.row >= 0)
         bad_numbers.sort()
         rows = _row_numbers(valid_seen, n, np.asarray(bad_numbers, dtype="int64"))
         valid_seen += n
-        return RawChunk(frame=frame, rows=rows, bad=new_bad)
+        return RawChunk(table=table, rows=rows, bad=new_bad)
 
     try:
         while True:

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 MAX_DRIFT_BARS = 15
-"""The drift chart shows the largest PSI values only (the rest are in metrics.json)."""
+MAX_DRIFT_BARS_STABLE = 6
+"""The drift chart shows the largest PSI values only (all are in metrics.json); fewer when
+everything is stable."""
 
 PALETTE = [
     "#4E79A7",
@@ -330,7 +332,8 @@ def chart_rfm(metrics: Mapping[str, Any]) -> str | None:
     return _png(fig)
 
 
-def chart_drift(metrics: Mapping[str, Any]) -> str | None:
+def drift_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(plain label, PSI) per feature, category mix and segment sizes, largest first."""
     drift = metrics.get("drift", {}) or {}
     rows: list[tuple[str, float]] = []
     for name, entry in (drift.get("numeric") or {}).items():
@@ -342,13 +345,24 @@ def chart_drift(metrics: Mapping[str, Any]) -> str | None:
     seg = drift.get("segment_shares") or {}
     if seg.get("psi") is not None:
         rows.append(("segment sizes", float(seg["psi"])))
+    rows.sort(key=lambda r: -r[1])
+    return rows
+
+
+def _psi_limits(metrics: Mapping[str, Any]) -> tuple[float, float]:
+    th = metrics.get("thresholds", {}) or {}
+    return float(th.get("psi_watch", 0.1)), float(th.get("psi_retrain", 0.25))
+
+
+def chart_drift(metrics: Mapping[str, Any]) -> str | None:
+    rows = drift_rows(metrics)
     if not rows:
         return None
-    rows.sort(key=lambda r: -r[1])
-    hidden = max(0, len(rows) - MAX_DRIFT_BARS)
-    rows = rows[:MAX_DRIFT_BARS]
-    th = metrics.get("thresholds", {}) or {}
-    watch, retrain = float(th.get("psi_watch", 0.1)), float(th.get("psi_retrain", 0.25))
+    watch, _ = _psi_limits(metrics)
+    limit = MAX_DRIFT_BARS if rows[0][1] > watch else MAX_DRIFT_BARS_STABLE
+    hidden = max(0, len(rows) - limit)
+    rows = rows[:limit]
+    watch, retrain = _psi_limits(metrics)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9.5, 0.42 * len(rows) + 1.6))
     names = [r[0] for r in rows]
@@ -424,7 +438,12 @@ def chart_outcome(name: str, doc: Mapping[str, Any]) -> str | None:
         lift = r.get("lift")
         extra = f"  ({lift:.1f}x average)" if lift is not None else ""
         ax.text(
-            float(r["rate"]) + 0.005, yi, f"{float(r['rate']):.0%}{extra}", va="center", fontsize=11
+            float(r["rate"]) + 0.005,
+            yi,
+            f"{float(r['rate']):.0%}{extra}",
+            va="center",
+            fontsize=11,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5},
         )
     ax.set_yticks(y, [r["name"] for r in rows])
     ax.invert_yaxis()
@@ -617,6 +636,20 @@ def render_report(
         "<p class='lead'>Each bar compares this data with the data the model was trained on. "
         "Green: stable. Amber: worth watching. Red: large change; retrain.</p>"
     )
+    rows = drift_rows(metrics)
+    if rows:
+        watch, _ = _psi_limits(metrics)
+        moved = [name for name, v in rows if v > watch]
+        if moved:
+            out.append(
+                f"<p><b>{len(moved)} of {len(rows)}</b> measures changed: {_e(', '.join(moved))}."
+                "</p>"
+            )
+        else:
+            out.append(
+                f"<p><b>All {len(rows)} measures are stable</b> (largest change: "
+                f"{_e(rows[0][0])}, {rows[0][1]:.2f}).</p>"
+            )
     out.append(
         _img(drift, "drift per feature") if drift else "<p class='note'>No training baseline.</p>"
     )
