@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from custseg.cleaning import NUMERIC_TYPES, normalise_column
+from custseg.cleaning import NUMERIC_TYPES, _np_bool, normalise_text
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role, normalise_header
 from custseg.reading import FAMILY_LABELS, detect_date_format, parse_dates
 
@@ -138,43 +138,90 @@ class ParseContext:
 class ChunkValidation:
     """Result of validating one chunk.
 
-    ``typed``: canonical non-personal columns converted (float64 for numbers, nullable
-    ``boolean``, ``str`` for ids / categories with missing as NA, ``datetime64[ns]``);
+    ``arrays``: canonical non-personal columns converted, as Arrow arrays (float64 for
+    numbers, bool, string for ids / categories, timestamp[ns]; missing or invalid values
+    are null); ``typed``: the same as a pandas DataFrame (float64 with NaN, nullable
+    ``boolean``, ``str`` with NA, ``datetime64[ns]``), built on first use;
     ``failures``: (mask, column, reason) per failed check; ``invalid``: rows failing any
-    check; ``repairs``: column -> reason -> count; ``examples``: (column, reason) ->
-    (first failing position, example value or None for personal data).
+    check; ``repairs``: column -> reason -> count; ``n_missing``: missing values per row.
     """
 
-    typed: pd.DataFrame
+    arrays: dict[str, pa.Array]
     failures: list[tuple[np.ndarray, str, str]]
     invalid: np.ndarray
     repairs: dict[str, Counter[str]]
     n_missing: np.ndarray
+    index: pd.Index | None = None
+    _typed: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def typed(self) -> pd.DataFrame:
+        if self._typed is None:
+            self._typed = typed_frame(self.arrays, self.index, len(self.invalid))
+        return self._typed
+
+
+def typed_frame(arrays: dict[str, pa.Array], index: pd.Index | None, n: int) -> pd.DataFrame:
+    """Converted Arrow columns as pandas (see :class:`ChunkValidation`)."""
+    cols: dict[str, pd.Series | np.ndarray | pd.api.extensions.ExtensionArray] = {}
+    for name, arr in arrays.items():
+        if pa.types.is_boolean(arr.type):
+            cols[name] = pd.array(arr.to_pylist(), dtype="boolean") if arr.null_count else (
+                arr.to_numpy(zero_copy_only=False)
+            )
+        elif pa.types.is_floating(arr.type):
+            cols[name] = np.asarray(arr.to_numpy(zero_copy_only=False), dtype="float64")
+        else:
+            cols[name] = arr.to_pandas()
+    frame = pd.DataFrame({k: pd.Series(v).reset_index(drop=True) for k, v in cols.items()})
+    if index is not None:
+        frame.index = index
+    elif not cols:
+        frame = pd.DataFrame(index=pd.RangeIndex(n))
+    return frame
 
 
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _EU_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
 _CURRENCY = re.compile(r"[\s$€£¥%]")
+# a plain decimal number, which Arrow's string -> float64 cast always accepts
+_PLAIN_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 
 
 def _to_number(
-    values: pd.Series, missing: np.ndarray, delimiter: str
+    values: pd.Series | pa.Array, missing: np.ndarray, delimiter: str
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Text -> float64 (NaN where missing or unparseable), with counted repairs."""
-    arr = pc.if_else(pa.array(missing), pa.scalar(None, pa.large_string()),
-                     pc.cast(pa.array(values.array), pa.large_string()))  # fmt: skip
-    try:  # fast path: every present value is a plain number
-        out = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
+    """Text -> float64 (NaN where missing, unparseable or not finite), with counted repairs.
+
+    Plain numbers are cast by Arrow; only the values that are not (thousands separators,
+    decimal commas, currency symbols, junk) go through the slower pandas / regex repairs.
+    """
+    arr = values if isinstance(values, pa.Array) else pa.array(values.array, from_pandas=True)
+    present = pc.if_else(pa.array(missing), pa.scalar(None, arr.type), arr)
+    out: np.ndarray | None = None
+    try:  # fast path: every present value is a number Arrow can read
+        out = pc.cast(present, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        out = pd.to_numeric(values.where(~missing, ""), errors="coerce").to_numpy(
-            dtype="float64", na_value=np.nan, copy=True
-        )
+        plain = pc.match_substring_regex(present, _PLAIN_NUMBER)
+        try:
+            out = pc.cast(pc.if_else(plain, present, pa.scalar(None, arr.type)), pa.float64())
+            out = out.to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            out = None
+    if out is None:
+        out = np.full(len(arr), np.nan)
+    out = np.array(out, dtype="float64", copy=True)
     repairs: dict[str, int] = {}
     bad = np.isnan(out) & ~missing
     if bad.any():
         idx = np.flatnonzero(bad)
-        part = values.iloc[idx]
+        part = pd.Series(arr.take(pa.array(idx)).to_pandas(), dtype="str")
+        first = pd.to_numeric(part, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        done = ~np.isnan(first)
+        out[idx[done]] = first[done]
+        idx, part = idx[~done], part[~done]
+    if bad.any() and len(idx):
         stripped = part.str.replace(_CURRENCY, "", regex=True)
         thousands = stripped.str.match(_THOUSANDS).to_numpy(dtype=bool)
         decimal = stripped.str.match(_DECIMAL_COMMA).to_numpy(dtype=bool) & (delimiter != ",")
@@ -201,25 +248,30 @@ def _to_number(
     return out, repairs
 
 
+def _bool_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    return pa.array(values, type=pa.bool_(), mask=~valid)
+
+
 def _convert_column(
     spec: ColumnSpec,
-    raw: pd.Series,
+    raw: pa.Array | pa.ChunkedArray,
     ctx: ParseContext,
     failures: list[tuple[np.ndarray, str, str]],
     repairs: Counter[str],
-) -> tuple[pd.Series, np.ndarray]:
-    """Convert one column; append failures; return (typed series, missing mask)."""
-    norm = normalise_column(raw, spec)
-    repairs.update(norm.repairs)
-    missing = norm.missing.copy()
-    values = norm.values
-    index = raw.index
-    typed: pd.Series
+) -> tuple[pa.Array, np.ndarray]:
+    """Convert one column; append failures; return (typed Arrow array, missing mask)."""
+    values, missing, norm_repairs = normalise_text(raw, spec)
+    repairs.update(norm_repairs)
+    n = len(values)
+    typed: pa.Array
     if spec.type in (ColumnType.ID, ColumnType.CATEGORY, ColumnType.STRING):
-        typed = values.astype("str").where(~missing, None)
+        typed = pc.if_else(pa.array(missing), pa.scalar(None, values.type), values)
+        if not pa.types.is_string(typed.type):
+            typed = pc.cast(typed, pa.string())
         if spec.allowed is not None and spec.type == ColumnType.CATEGORY:
-            allowed = {a.strip().lower() for a in spec.allowed}
-            bad = ~values.isin(list(allowed)).to_numpy(dtype=bool) & ~missing
+            allowed = sorted({a.strip().lower() for a in spec.allowed})
+            ok = _np_bool(pc.is_in(values, value_set=pa.array(allowed, type=values.type)))
+            bad = ~ok & ~missing
             if bad.any():
                 failures.append((bad, spec.name, "value not allowed"))
     elif spec.type == ColumnType.BOOLEAN:
@@ -227,14 +279,12 @@ def _convert_column(
         falses = {v.strip().lower() for v in spec.false_values}
         if spec.positive:
             trues.add(spec.positive.strip().lower())
-        is_t = values.isin(list(trues)).to_numpy(dtype=bool)
-        is_f = values.isin(list(falses)).to_numpy(dtype=bool)
+        is_t = _np_bool(pc.is_in(values, value_set=pa.array(sorted(trues), type=values.type)))
+        is_f = _np_bool(pc.is_in(values, value_set=pa.array(sorted(falses), type=values.type)))
         bad = ~(is_t | is_f) & ~missing
         if bad.any():
             failures.append((bad, spec.name, "not a yes/no value"))
-        arr = pd.array(np.where(is_t, True, False), dtype="boolean")
-        arr[~(is_t | is_f)] = pd.NA
-        typed = pd.Series(arr, index=index)
+        typed = _bool_array(is_t, is_t | is_f)
     elif spec.type in NUMERIC_TYPES:
         num, rep = _to_number(values, missing, ctx.delimiter)
         repairs.update(rep)
@@ -247,8 +297,8 @@ def _convert_column(
             if frac.any():
                 failures.append((frac, spec.name, "not a whole number"))
         with np.errstate(invalid="ignore"):
-            low = num < spec.min if spec.min is not None else np.zeros(len(num), dtype=bool)
-            high = num > spec.max if spec.max is not None else np.zeros(len(num), dtype=bool)
+            low = num < spec.min if spec.min is not None else np.zeros(n, dtype=bool)
+            high = num > spec.max if spec.max is not None else np.zeros(n, dtype=bool)
         out_of_range = low | high
         if out_of_range.any():
             policy = spec.out_of_range
@@ -261,65 +311,79 @@ def _convert_column(
                 repairs["out of range, set missing"] += int(out_of_range.sum())
             else:
                 failures.append((out_of_range, spec.name, f"out of range [{spec.min}, {spec.max}]"))
-        typed = pd.Series(num, index=index, dtype="float64")
+        typed = pa.array(num, type=pa.float64(), from_pandas=True)
     else:  # DATE / DATETIME
+        text = pd.Series(values.to_pandas(), dtype="str")
         fmt = spec.date_format or ctx.date_formats.get(spec.name)
         if fmt is None:
-            family, warning = detect_date_format(values[~missing])
+            family, warning = detect_date_format(text[~missing])
             if family is not None:
                 fmt = family
                 ctx.date_formats[spec.name] = family
                 if warning:
                     ctx.warnings.append(f"column {spec.name}: {warning}")
         if fmt is None:
-            parsed = pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
+            parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
         else:
-            parsed = parse_dates(values.where(~missing, ""), fmt)
+            parsed = parse_dates(text.where(~missing, ""), fmt)
         bad = parsed.isna().to_numpy(dtype=bool) & ~missing
         if bad.any():
             label = FAMILY_LABELS.get(fmt or "", fmt or "a recognised date format")
             failures.append((bad, spec.name, f"not a date (expected {label})"))
         if spec.type == ColumnType.DATE:
             parsed = parsed.dt.normalize()
-        typed = parsed
+        typed = pa.array(parsed.to_numpy(dtype="datetime64[ns]"), type=pa.timestamp("ns"),
+                         from_pandas=True)  # fmt: skip
     return typed, missing
 
 
 def validate_chunk(
-    raw: pd.DataFrame, header: HeaderCheck, contract: Contract, ctx: ParseContext
+    raw: pd.DataFrame | pa.Table, header: HeaderCheck, contract: Contract, ctx: ParseContext
 ) -> ChunkValidation:
     """Convert and check every contract column of a raw chunk.
 
-    ``raw`` has one ``str`` column per header position (see
-    :class:`custseg.reading.RawChunk`). Personal-role columns are not converted and
-    never reach ``typed``. Required columns with missing values, and columns whose
-    missing policy is ``reject``, fail with ``required value missing``.
+    ``raw`` has one text column per header position, named "0", "1", ... (see
+    :class:`custseg.reading.RawChunk`): an Arrow table or a pandas DataFrame.
+    Personal-role columns are not converted and never reach ``typed``. Required columns
+    with missing values, and columns whose missing policy is ``reject``, fail with
+    ``required value missing``.
     """
-    n = len(raw)
+    index = raw.index if isinstance(raw, pd.DataFrame) else None
+    n = len(raw) if isinstance(raw, pd.DataFrame) else raw.num_rows
     failures: list[tuple[np.ndarray, str, str]] = []
     repairs: dict[str, Counter[str]] = {}
-    typed: dict[str, pd.Series] = {}
+    arrays: dict[str, pa.Array] = {}
     n_missing = np.zeros(n, dtype="int32")
     for spec in contract.columns:
         if spec.name not in header.positions:
             continue
         if spec.role == Role.PERSONAL or spec.type == ColumnType.STRING:
             continue
-        col_raw = raw[str(header.positions[spec.name])]
+        key = str(header.positions[spec.name])
+        if isinstance(raw, pd.DataFrame):
+            col_raw: pa.Array | pa.ChunkedArray = pa.array(
+                raw[key].astype("str").array, from_pandas=True
+            )
+        else:
+            col_raw = raw.column(key)
         rep: Counter[str] = Counter()
-        series, missing = _convert_column(spec, col_raw, ctx, failures, rep)
+        arr, missing = _convert_column(spec, col_raw, ctx, failures, rep)
         if rep:
             repairs[spec.name] = rep
-        typed[spec.name] = series
+        arrays[spec.name] = arr
         n_missing += missing.astype("int32")
         if missing.any() and spec.missing_policy.value == "reject":
             failures.append((missing, spec.name, "required value missing"))
-    frame = pd.DataFrame(typed, index=raw.index)
     invalid = np.zeros(n, dtype=bool)
     for mask, _, _ in failures:
         invalid |= mask
     return ChunkValidation(
-        typed=frame, failures=failures, invalid=invalid, repairs=repairs, n_missing=n_missing
+        arrays=arrays,
+        failures=failures,
+        invalid=invalid,
+        repairs=repairs,
+        n_missing=n_missing,
+        index=index,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,15 +155,76 @@ class ObjectStore:
         body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
         return self.put_bytes(bucket, key, body, **conditions)
 
-    def upload(self, bucket: str, key: str, path: Path) -> None:
-        """Stream a local file (multipart above 64 MiB: constant memory)."""
-        self.client.upload_file(
-            str(path),
-            bucket,
-            key,
-            ExtraArgs={"ContentType": content_type(key)},
-            Config=_TRANSFER,
-        )
+    def upload(self, bucket: str, key: str, path: Path, *, if_none_match: bool = False) -> None:
+        """Stream a local file (multipart above 64 MiB: constant memory).
+
+        ``if_none_match``: create the object only if ``key`` does not exist yet (S3
+        ``If-None-Match: *``, on the single PUT or on the multipart completion); raises
+        :class:`PreconditionFailed` when it does, leaving the existing object untouched.
+        """
+        if not if_none_match:
+            self.client.upload_file(
+                str(path),
+                bucket,
+                key,
+                ExtraArgs={"ContentType": content_type(key)},
+                Config=_TRANSFER,
+            )
+            return
+        try:
+            if path.stat().st_size <= _TRANSFER.multipart_threshold:
+                with path.open("rb") as fh:
+                    self.client.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=fh,
+                        ContentType=content_type(key),
+                        IfNoneMatch="*",
+                    )
+            else:
+                self._multipart_create_only(bucket, key, path)
+        except ClientError as exc:
+            if _is_precondition(exc):
+                raise PreconditionFailed(key) from exc
+            raise
+
+    def _multipart_create_only(self, bucket: str, key: str, path: Path) -> None:
+        # The managed transfer cannot send If-None-Match; parts go one at a time (16 MiB).
+        upload_id = self.client.create_multipart_upload(
+            Bucket=bucket, Key=key, ContentType=content_type(key)
+        )["UploadId"]
+        try:
+            parts: list[dict[str, Any]] = []
+            with path.open("rb") as fh:
+                for number in itertools.count(1):
+                    chunk = fh.read(_TRANSFER.multipart_chunksize)
+                    if not chunk:
+                        break
+                    resp = self.client.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
+                    )
+                    parts.append({"ETag": resp["ETag"], "PartNumber": number})
+            self.client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                IfNoneMatch="*",
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+
+    def sha256(self, bucket: str, key: str) -> tuple[int, str]:
+        """``(size, sha256 hex)`` of a stored object, streamed (constant memory)."""
+        body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+        digest = hashlib.sha256()
+        size = 0
+        for block in iter(lambda: body.read(1024 * 1024), b""):
+            digest.update(block)
+            size += len(block)
+        return size, digest.hexdigest()
 
     def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, **src: Any) -> None:
         source: dict[str, Any] = {"Bucket": bucket, "Key": key}
