@@ -53,7 +53,7 @@ class NormalisedColumn:
     repairs: dict[str, int] = field(default_factory=dict)
 
 
-def _np_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def to_np_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """An Arrow boolean array as a numpy bool array (null -> False)."""
     filled = pc.fill_null(mask, False)
     if isinstance(filled, pa.ChunkedArray):
@@ -61,7 +61,7 @@ def _np_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _as_text(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
+def as_text(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One contiguous ``string`` / ``large_string`` array, null -> ""."""
     arr = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
@@ -71,23 +71,33 @@ def _as_text(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
     return arr
 
 
+def weighted_count(mask: np.ndarray, weights: np.ndarray | None) -> int:
+    """``mask.sum()``, or the sum of ``weights`` where ``mask`` (values of a dictionary
+    counted by how many rows hold them)."""
+    if weights is None:
+        return int(np.count_nonzero(mask))
+    return int(weights[mask].sum())
+
+
 def normalise_text(
-    raw: pa.Array | pa.ChunkedArray, spec: ColumnSpec
+    raw: pa.Array | pa.ChunkedArray, spec: ColumnSpec, weights: np.ndarray | None = None
 ) -> tuple[pa.Array, np.ndarray, dict[str, int]]:
     """Arrow core of :func:`normalise_column`: ``(values, missing, repairs)``.
 
     ``values`` is a string array ("" where missing), ``missing`` a numpy bool array.
+    ``weights`` (optional): how many rows hold each value, when ``raw`` is the
+    dictionary of a column's distinct values; repair counts are then row counts.
     """
-    text = _as_text(raw)
+    text = as_text(raw)
     stripped = pc.utf8_trim_whitespace(text)
     lower = pc.utf8_lower(stripped)
     tokens = MISSING_TOKENS | {t.strip().lower() for t in spec.missing_tokens}
-    missing = _np_bool(pc.is_in(lower, value_set=pa.array(sorted(tokens), type=lower.type)))
+    missing = to_np_bool(pc.is_in(lower, value_set=pa.array(sorted(tokens), type=lower.type)))
     present = ~missing
     repairs: dict[str, int] = {}
     # trimming only removes characters: a value changed iff its length changed
-    changed = _np_bool(pc.not_equal(pc.binary_length(stripped), pc.binary_length(text)))
-    trimmed = int((changed & present).sum())
+    changed = to_np_bool(pc.not_equal(pc.binary_length(stripped), pc.binary_length(text)))
+    trimmed = weighted_count(changed & present, weights)
     if trimmed:
         repairs["trimmed whitespace"] = trimmed
     values = stripped
@@ -95,19 +105,19 @@ def normalise_text(
         values = lower  # lower case is the canonical form: not counted as a repair
         if pc.any(pc.match_substring_regex(values, r"\s\s|[\t\r\n]")).as_py():
             collapsed = pc.replace_substring_regex(values, r"\s+", " ")
-            changed = _np_bool(pc.not_equal(collapsed, values)) & present
+            changed = to_np_bool(pc.not_equal(collapsed, values)) & present
             if changed.any():
-                repairs["collapsed inner whitespace"] = int(changed.sum())
+                repairs["collapsed inner whitespace"] = weighted_count(changed, weights)
             values = collapsed
         if spec.synonyms:
             syn = {k.strip().lower(): v.strip().lower() for k, v in spec.synonyms.items()}
             keys = pa.array(list(syn), type=values.type)
             idx = pc.index_in(values, value_set=keys)
-            hit = _np_bool(pc.is_valid(idx)) & present
+            hit = to_np_bool(pc.is_valid(idx)) & present
             if hit.any():
                 mapped = pc.take(pa.array(list(syn.values()), type=values.type), idx)
                 values = pc.coalesce(mapped, values)
-                repairs["synonym mapped"] = int(hit.sum())
+                repairs["synonym mapped"] = weighted_count(hit, weights)
     if missing.any():
         values = pc.if_else(pa.array(present), values, pa.scalar("", values.type))
     return values, missing, repairs
@@ -275,26 +285,31 @@ class DedupePlan:
         return np.asarray(REASON_CODES, dtype=object)[self.code]
 
 
-def _id_codes(customer_id: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+def id_codes(
+    customer_id: pd.Series | pa.Array | pa.ChunkedArray | np.ndarray,
+) -> tuple[np.ndarray, int]:
     """Integer code per id (equal ids, equal codes; missing ids share one code) and the
     code of the missing id (-1 when none)."""
     arr = customer_id
+    if isinstance(arr, np.ndarray) and arr.dtype.kind in "iu":  # already codes
+        return arr.astype(np.int64, copy=False), -1
     if isinstance(arr, pd.Series):
         arr = pa.array(arr.array, from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     enc = pc.dictionary_encode(arr, null_encoding="encode")
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    nulls = np.flatnonzero(~_np_bool(enc.dictionary.is_valid()))
+    nulls = np.flatnonzero(~to_np_bool(enc.dictionary.is_valid()))
     return codes, int(nulls[0]) if nulls.size else -1
 
 
 def dedupe_plan(
     row_hash: np.ndarray,
-    customer_id: pd.Series | pa.Array | pa.ChunkedArray,
+    customer_id: pd.Series | pa.Array | pa.ChunkedArray | np.ndarray,
     contract: Contract,
     order_by: pd.Series | None = None,
     n_missing: np.ndarray | None = None,
+    null_code: int = -1,
 ) -> DedupePlan:
     """Decide duplicates over the whole file (arrays hold every staged row, file order).
 
@@ -302,6 +317,8 @@ def dedupe_plan(
     table, repeated customer ids then keep one row per id: ``latest`` keeps the greatest
     ``order_by`` (missing = oldest; ties and no ``order_by`` -> last in file order);
     ``most_complete`` keeps the fewest missing values (ties -> last in file order).
+    ``customer_id`` may be given as integer codes (see :func:`id_codes`); ``null_code``
+    is then the code of a missing id (-1: none).
     Memory: ~30 bytes per row (the ids as Arrow text plus integer codes), which is the
     price of deduping across the whole file rather than within a chunk.
     """
@@ -313,7 +330,8 @@ def dedupe_plan(
     by_id = 0
     if n == 0:
         return DedupePlan(keep=keep, code=code, exact=0, by_id=0, customers=0)
-    ids, null_code = _id_codes(customer_id)
+    ids, found_null = id_codes(customer_id)
+    null_code = found_null if found_null >= 0 else null_code
     counts = np.bincount(ids[keep], minlength=int(ids.max()) + 1)
     if not contract.is_transactions:
         # only ids that occur more than once among the kept rows need a decision
@@ -393,7 +411,7 @@ def new_stats(specs: list[ColumnSpec]) -> dict[str, ColumnStats]:
     return {s.name: ColumnStats(name=s.name, spec=s) for s in specs}
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: a fixed, well-mixed 64-bit hash of integers (no salt)."""
     z = x.astype(np.uint64)
     with np.errstate(over="ignore"):
@@ -416,17 +434,19 @@ class RowSample:
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     values: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def update(self, frame: pd.DataFrame, rows: np.ndarray) -> None:
-        keys = np.concatenate([self.keys, _mix64(np.asarray(rows))])
-        cols = {
-            c: np.concatenate(
-                [
-                    self.values.get(c, np.empty(0)),
-                    frame[c].to_numpy(dtype="float64", na_value=np.nan),
-                ]
-            )
-            for c in frame.columns
-        }
+    def update(self, frame: pd.DataFrame | dict[str, np.ndarray], rows: np.ndarray) -> None:
+        new = mix64(np.asarray(rows))
+        cols_in: dict[str, np.ndarray] = (
+            {c: frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in frame.columns}
+            if isinstance(frame, pd.DataFrame)
+            else {c: np.asarray(v, dtype="float64") for c, v in frame.items()}
+        )
+        if self.keys.size >= self.k:  # full: only keys below the current largest can enter
+            take = np.flatnonzero(new < self.keys.max())
+            new = new[take]
+            cols_in = {c: v[take] for c, v in cols_in.items()}
+        keys = np.concatenate([self.keys, new])
+        cols = {c: np.concatenate([self.values.get(c, np.empty(0)), v]) for c, v in cols_in.items()}
         if keys.size > self.k:
             idx = np.argpartition(keys, self.k - 1)[: self.k]
             keys = keys[idx]
@@ -437,10 +457,44 @@ class RowSample:
         return self.values.get(name, np.empty(0))
 
 
-def update_stats(
-    stats: dict[str, ColumnStats], frame: pd.DataFrame, sample: RowSample, rows: pd.Series
+def _update_stats_arrow(
+    stats: dict[str, ColumnStats], table: pa.Table, sample: RowSample, rows: np.ndarray
 ) -> None:
-    """Fold one chunk of kept, typed rows into the running statistics."""
+    names = set(table.column_names)
+    num: dict[str, np.ndarray] = {}
+    for name, st in stats.items():
+        if name not in names:
+            continue
+        col = table.column(name)
+        if st.numeric:
+            values = np.asarray(col.to_numpy(), dtype="float64")  # null -> NaN
+            st.missing += int(np.isnan(values).sum())
+            st.moments.update(values)
+            num[name] = values
+            continue
+        st.missing += col.null_count
+        if st.spec.type in (ColumnType.CATEGORY, ColumnType.BOOLEAN) and col.null_count < len(col):
+            counts = pc.value_counts(col.drop_null())
+            keys = counts.field("values").to_pylist()
+            for key, n in zip(keys, counts.field("counts").to_pylist(), strict=True):
+                st.counts.counts[str(key)] += int(n)
+    if num:
+        sample.update(num, rows)
+
+
+def update_stats(
+    stats: dict[str, ColumnStats],
+    frame: pd.DataFrame | pa.Table,
+    sample: RowSample,
+    rows: pd.Series | np.ndarray,
+) -> None:
+    """Fold one chunk of kept, typed rows into the running statistics.
+
+    ``frame``: pandas (NaN / NA missing) or Arrow (null missing); ``rows``: row numbers.
+    """
+    if isinstance(frame, pa.Table):
+        _update_stats_arrow(stats, frame, sample, np.asarray(rows))
+        return
     num = [name for name, st in stats.items() if st.numeric and name in frame]
     for name, st in stats.items():
         if name not in frame:
@@ -452,7 +506,7 @@ def update_stats(
         elif st.spec.type in (ColumnType.CATEGORY, ColumnType.BOOLEAN):
             st.counts.update(col.dropna().astype("str"))
     if num:
-        sample.update(frame[num], rows.to_numpy())
+        sample.update(frame[num], np.asarray(rows))
 
 
 def finalise_stats(stats: dict[str, ColumnStats], sample: RowSample) -> None:

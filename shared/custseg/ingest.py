@@ -36,18 +36,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custseg.cleaning import (
     NUMERIC_TYPES,
+    REASON_CODES,
     SAMPLE_K,
+    DedupePlan,
     RowSample,
-    apply_cleaning,
     apply_transaction_rules,
     clean_columns,
+    clean_table,
     dedupe_plan,
     finalise_stats,
+    id_codes,
     join_raw,
+    mix64,
     new_stats,
     row_hash,
     split_raw,
@@ -62,6 +67,7 @@ from custseg.validation import (
     ParseContext,
     check_headers,
     reasons_for,
+    typed_frame,
     validate_chunk,
 )
 
@@ -126,10 +132,9 @@ def _stage_schema(
         fields.append(pa.field("is_return", pa.bool_()))
     fields += [
         pa.field("_row", pa.int64()),
-        pa.field("_hash", pa.uint64()),
+        pa.field("_key", pa.uint64()),
         pa.field("_nmiss", pa.int32()),
     ]
-    fields.append(pa.field("_raw", pa.large_string()))
     return pa.schema(fields)
 
 
@@ -263,13 +268,13 @@ def _run(
     stage_writer: pq.ParquetWriter | None = None
     try:
         for chunk in iter_chunks(input_path, fmt, chunk_rows=chunk_rows):
-            report.rows_read += len(chunk.frame) + len(chunk.bad)
+            report.rows_read += len(chunk) + len(chunk.bad)
             if chunk.bad:
                 _reject_malformed(chunk.bad, headers, report, rejected)
-            if len(chunk.frame) == 0:
+            if len(chunk) == 0:
                 continue
             table = _pass1_chunk(
-                chunk.frame, chunk.rows, header, contract, ctx, report, rejected, tx_counts,
+                chunk.table, chunk.rows, header, contract, ctx, report, rejected, tx_counts,
                 schema, amount_added,
             )  # fmt: skip
             if table.num_rows:
@@ -278,7 +283,8 @@ def _run(
                         stage_path,
                         schema,
                         compression="none",
-                        use_dictionary=[n for n in schema.names if n != "_raw"],
+                        use_dictionary=False,
+                        write_statistics=False,
                     )
                 stage_writer.write_table(table)
     except ReadError as exc:
@@ -325,20 +331,8 @@ def _run(
         return contract, rejected.rows
 
     # ---- dedupe plan over the whole file ----------------------------------------------
-    id_name = contract.id_column.name
-    order_by = contract.dedupe_order_by
-    wanted = ["_hash", id_name, "_nmiss"]
-    if order_by and order_by in schema.names and not contract.is_transactions:
-        wanted.append(order_by)
-    keys = pq.read_table(stage_path, columns=wanted).to_pandas()
-    plan = dedupe_plan(
-        keys["_hash"].to_numpy(),
-        keys[id_name],
-        contract,
-        order_by=keys[order_by] if order_by and order_by in keys.columns else None,
-        n_missing=keys["_nmiss"].to_numpy(),
-    )
-    del keys
+    stage = pq.ParquetFile(stage_path)
+    plan, cand_rows, cand_raw = _dedupe(input_path, fmt, stage, schema, contract, chunk_rows)
     report.duplicates = {"exact": plan.exact, "by_id": plan.by_id}
     report.customers = plan.customers
     lap("dedupe")
@@ -348,14 +342,14 @@ def _run(
     sample = RowSample(k=SAMPLE_K)
     stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
                                                            ColumnType.BOOLEAN)]  # fmt: skip
-    stage = pq.ParquetFile(stage_path)
     offset = 0
     for batch in stage.iter_batches(batch_size=chunk_rows, columns=[*stat_cols, "_row"]):
-        frame = batch.to_pandas()
-        keep = plan.keep[offset : offset + len(frame)]
-        offset += len(frame)
-        kept = frame[keep]
-        update_stats(stats, kept, sample, kept["_row"])
+        keep = plan.keep[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        kept = pa.Table.from_batches([batch])
+        if not keep.all():
+            kept = kept.filter(pa.array(keep))
+        update_stats(stats, kept, sample, kept.column("_row").to_numpy())
     finalise_stats(stats, sample)
     del sample
     lap("stats")
@@ -380,35 +374,40 @@ def _run(
     imputed: Counter[str] = Counter()
     clipped: Counter[str] = Counter()
     offset = 0
-    with pq.ParquetWriter(clean_path, out_schema) as writer:
-        columns = [n for n in schema.names if n != "_raw"]
+    # categories dictionary-encoded, unique ids and numbers plain; snappy; one row group
+    # per chunk; no min/max statistics for the (unique, long) id text
+    id_cols = {s.name for s in stage_specs if s.type == ColumnType.ID}
+    dictionary = [f.name for f in out_fields if pa.types.is_string(f.type)]
+    dictionary = [name for name in dictionary if name not in id_cols]
+    statistics = [f.name for f in out_fields if f.name not in id_cols]
+    with pq.ParquetWriter(
+        clean_path,
+        out_schema,
+        compression="snappy",
+        use_dictionary=dictionary,
+        write_statistics=statistics,
+    ) as writer:
+        columns = [n for n in schema.names if n in out_schema.names]
         for batch in stage.iter_batches(batch_size=chunk_rows, columns=columns):
-            frame = batch.to_pandas()
-            keep = plan.keep[offset : offset + len(frame)]
-            offset += len(frame)
-            kept = frame[keep]
-            if kept.empty:
+            keep = plan.keep[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            if not keep.any():
                 continue
-            cleaned, imp, clip = apply_cleaning(kept, stats)
+            kept = pa.Table.from_batches([batch])
+            if not keep.all():
+                kept = kept.filter(pa.array(keep))
+            cleaned, imp, clip = clean_table(kept, stats)
             imputed.update(imp)
             clipped.update(clip)
-            table = pa.Table.from_pandas(
-                cleaned[out_schema.names], schema=out_schema, preserve_index=False
-            )
-            writer.write_table(table)
+            writer.write_table(cleaned.select(out_schema.names).cast(out_schema))
     if not plan.keep.all():  # duplicates -> rejected_rows.csv with their original text
-        offset = 0
-        for batch in stage.iter_batches(batch_size=chunk_rows, columns=["_row", "_raw"]):
-            keep = plan.keep[offset : offset + batch.num_rows]
-            why = plan.reason[offset : offset + batch.num_rows]
-            offset += batch.num_rows
-            if not keep.all():
-                dropped = batch.to_pandas()[~keep]
-                rejected.write(
-                    dropped["_row"].to_numpy(),
-                    why[~keep],
-                    split_raw(dropped["_raw"], len(headers)),
-                )
+        staged_rows = stage.read(columns=["_row"]).column(0).to_numpy()
+        dropped = np.flatnonzero(~plan.keep)
+        rows = staged_rows[dropped]
+        at = np.searchsorted(cand_rows, rows)  # every dropped row is a candidate
+        why = np.asarray(REASON_CODES, dtype=object)[plan.code[dropped]]
+        text = pd.Series(cand_raw.take(pa.array(at)).to_pylist(), dtype=object)
+        rejected.write(rows, why, split_raw(text, len(headers)))
     report.rows_duplicate = plan.exact + plan.by_id
     if plan.exact:
         report.rejected_by_reason["duplicate row"] += plan.exact
@@ -440,7 +439,7 @@ def _reject_malformed(
 
 
 def _pass1_chunk(
-    raw: pd.DataFrame,
+    raw: pa.Table,
     rows: np.ndarray,
     header: HeaderCheck,
     contract: Contract,
@@ -453,21 +452,22 @@ def _pass1_chunk(
 ) -> pa.Table:
     """Validate one raw chunk; write its rejected rows; return the rows to stage."""
     val = validate_chunk(raw, header, contract, ctx)
-    typed = val.typed
+    arrays = dict(val.arrays)
+    n = raw.num_rows
     for col, reps in val.repairs.items():
-        for reason, n in reps.items():
-            report.repair(col, reason, n)
+        for reason, count in reps.items():
+            report.repair(col, reason, count)
     failures = [(m, f"{col}: {why}") for m, col, why in val.failures]
     for mask, col, why in val.failures:
         report.rejected_by_reason[f"{col}: {why}"] += int(mask.sum())
         first = int(np.flatnonzero(mask)[0])
-        pos = header.positions[col]
-        report.row_error(
-            int(rows[first]), col, why, example_value(raw.iloc[first, pos], personal=False)
-        )
+        value = raw.column(header.positions[col])[first].as_py()
+        report.row_error(int(rows[first]), col, why, example_value(value, personal=False))
     invalid = val.invalid
-    excluded = np.zeros(len(raw), dtype=bool)
+    excluded = np.zeros(n, dtype=bool)
     if contract.is_transactions:
+        tx_cols = [c for c in ("invoice_id", "quantity", "unit_price", "amount") if c in arrays]
+        typed = typed_frame({c: arrays[c] for c in tx_cols}, None, n)
         tx = apply_transaction_rules(typed, contract, ~invalid)
         tx_counts.update(tx.counts)
         for mask, text in tx.exclude_reasons:
@@ -476,24 +476,120 @@ def _pass1_chunk(
                 report.rejected_by_reason[text] += int(hit.sum())
             excluded |= hit
         failures += tx.exclude_reasons
-        typed = typed.assign(amount=tx.amount, is_return=tx.is_return)
+        arrays["amount"] = pa.array(tx.amount, type=pa.float64(), from_pandas=True)
+        arrays["is_return"] = pa.array(tx.is_return, type=pa.bool_())
     drop = invalid | excluded
     report.rows_invalid += int(invalid.sum())
     report.rows_excluded += int(excluded.sum())
+    keep = ~drop
     if drop.any():
         where = np.flatnonzero(drop)
-        rejected.write(rows[where], reasons_for(failures, where), raw.iloc[where])
-    keep = ~drop
-    out = typed[keep].copy()
-    out["_row"] = rows[keep]
-    joined = join_raw(raw[keep])
-    out["_hash"] = row_hash(joined)
-    out["_nmiss"] = val.n_missing[keep]
-    out["_raw"] = pd.array(joined, dtype="str")
-    for name in schema.names:
-        if name not in out:
-            out[name] = None
-    return pa.Table.from_pandas(out[schema.names], schema=schema, preserve_index=False)
+        rejected.write(
+            rows[where], reasons_for(failures, where), raw.take(pa.array(where)).to_pandas()
+        )
+        mask = pa.array(keep)
+        arrays = {name: arr.filter(mask) for name, arr in arrays.items()}
+    m = int(keep.sum())
+    arrays["_row"] = pa.array(rows[keep], type=pa.int64())
+    arrays["_nmiss"] = pa.array(val.n_missing[keep], type=pa.int32())
+    arrays["_key"] = pa.array(_dedupe_key(arrays, contract), type=pa.uint64())
+    columns = [arrays[f.name] if f.name in arrays else pa.nulls(m, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _dedupe_key(arrays: dict[str, pa.Array], contract: Contract) -> np.ndarray:
+    """A cheap 64-bit key per row: rows with equal raw text always have equal keys.
+
+    Exact duplicates are then looked for only among rows whose key repeats (see
+    :func:`_dedupe`). Customer tables need no key (an exact duplicate repeats the
+    customer id, which the dedupe reads anyway): zeros. Transaction tables mix the bits
+    of the converted numbers, booleans and timestamps (never the text).
+    """
+    n = len(arrays["_row"])
+    key = np.zeros(n, dtype=np.uint64)
+    if not contract.is_transactions:
+        return key
+    for name, arr in arrays.items():
+        if name.startswith("_"):
+            continue
+        if pa.types.is_floating(arr.type):
+            bits = np.asarray(arr.to_numpy(zero_copy_only=False), dtype="float64").view(np.uint64)
+        elif pa.types.is_timestamp(arr.type):
+            bits = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy().view(np.uint64)
+        elif pa.types.is_boolean(arr.type):
+            bits = pc.fill_null(arr.cast(pa.uint64()), 2).to_numpy()
+        else:
+            continue
+        key = mix64(key ^ bits)
+    return key
+
+
+def _dedupe(
+    input_path: Path,
+    fmt: FileFormat,
+    stage: pq.ParquetFile,
+    schema: pa.Schema,
+    contract: Contract,
+    chunk_rows: int,
+) -> tuple[DedupePlan, np.ndarray, pa.Array]:
+    """The whole-file dedupe plan from the staged rows.
+
+    Reads the customer ids (and ``_key``, ``_nmiss``, ``_row``, the ``dedupe_order_by``
+    column) and finds candidate rows whose id (customer tables) or key (transaction
+    tables) repeats. Only those can be duplicates, so only their raw text is needed: it
+    is read again from the source file (a third pass, only when there are candidates)
+    and hashed; exact duplicates among them share :func:`custseg.cleaning.row_hash`.
+    Every other row gets a distinct stand-in hash.
+
+    Returns the plan, the candidates' row numbers (sorted) and their joined raw text.
+    """
+    id_name = contract.id_column.name
+    order_by = contract.dedupe_order_by
+    wanted = [id_name, "_key", "_nmiss", "_row"]
+    if order_by and order_by in schema.names and not contract.is_transactions:
+        wanted.append(order_by)
+    keys = stage.read(columns=wanted)
+    n = keys.num_rows
+    codes, null_code = id_codes(keys.column(id_name))
+    if contract.is_transactions:
+        cand = pd.Series(keys.column("_key").to_numpy()).duplicated(keep=False).to_numpy()
+    else:
+        cand = np.bincount(codes)[codes] > 1 if n else np.zeros(0, dtype=bool)
+    hashes = np.arange(n, dtype=np.uint64)  # distinct, below 2**63
+    staged_rows = keys.column("_row").to_numpy()
+    cand_rows = staged_rows[cand]
+    cand_raw = pa.array([], pa.large_string())
+    if cand_rows.size:
+        cand_raw = _read_raw_rows(input_path, fmt, cand_rows, chunk_rows)
+        hashes[cand] = row_hash(cand_raw) | np.uint64(1 << 63)
+    order = keys.column(order_by).to_pandas() if order_by in keys.column_names else None
+    plan = dedupe_plan(
+        hashes,
+        codes,
+        contract,
+        order_by=order,
+        n_missing=keys.column("_nmiss").to_numpy(),
+        null_code=null_code,
+    )
+    return plan, cand_rows, cand_raw
+
+
+def _read_raw_rows(
+    input_path: Path, fmt: FileFormat, rows: np.ndarray, chunk_rows: int
+) -> pa.Array:
+    """The joined raw text (see :func:`custseg.cleaning.join_raw`) of the records whose
+    row numbers are ``rows`` (sorted), in that order."""
+    parts: list[pa.Array] = []
+    for chunk in iter_chunks(input_path, fmt, chunk_rows=chunk_rows):
+        if len(chunk) == 0:
+            continue
+        hit = np.isin(chunk.rows, rows, assume_unique=True)
+        if hit.any():
+            parts.append(join_raw(chunk.table.filter(pa.array(hit))))
+    joined = pa.concat_arrays(parts) if parts else pa.array([], pa.large_string())
+    if len(joined) != len(rows):  # the file changed under us: a bug, not bad input
+        raise RuntimeError(f"re-read {len(joined)} of {len(rows)} duplicate candidates")
+    return joined
 
 
 def _report_cleaning(

@@ -225,7 +225,7 @@ def chart_sizes(segments: Sequence[Mapping[str, Any]]) -> str | None:
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    top = max([*shares, *[float(v or 0) for v in values]] or [1.0])
+    top = max([*shares, *[float(v or 0) for v in values], 0.05])
     ax.set_xlim(min(0, min(float(v or 0) for v in values)) if has_value else 0, top * 1.15)
     ax.set_title("How big is each segment, and how much value does it bring?", loc="left")
     return _png(fig)

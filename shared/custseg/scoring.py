@@ -50,7 +50,9 @@ from custseg.metrics import (
 )
 from custseg.outputs import AssignmentWriter, assignments_table
 from custseg.profiles import build_profiles
-from custseg.stats import stable_hash
+
+HASH_KEY = "custseg-sample-1"
+"""Must match :func:`custseg.stats.stable_hash` (tested)."""
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,13 @@ def _feature_columns(pf: pq.ParquetFile, contract: Contract) -> list[str]:
     ]
 
 
+def customer_hashes(ids: pd.Series | pd.Index) -> np.ndarray:
+    """:func:`custseg.stats.stable_hash` of customer ids, computed without factorizing
+    (ids are unique, so the result is the same and about twice as fast)."""
+    values = pd.Series(ids, dtype="string").to_numpy(dtype=object, na_value=None)
+    return pd.util.hash_array(values, hash_key=HASH_KEY, categorize=False).astype("uint64")
+
+
 def _slice_features(features: Features, start: int, stop: int) -> Features:
     return replace(
         features,
@@ -210,11 +219,14 @@ def score_dataset(
         if name in schema.numeric
     }
     outcomes = [c.name for c in contract.by_role(Role.OUTCOME)]
-    previous = (
-        PreviousAssignments.load(Path(previous_assignments))
-        if previous_assignments is not None and Path(previous_assignments).exists()
-        else None
-    )
+    previous = None
+    if previous_assignments is not None:
+        if Path(previous_assignments).exists():
+            previous = PreviousAssignments.load(Path(previous_assignments))
+        else:
+            log.warning(
+                "previous assignments %s not found: stability skipped", previous_assignments
+            )
     stats = ScoreStats(
         k=model.k,
         numeric=list(schema.numeric),
@@ -235,8 +247,7 @@ def score_dataset(
     }
     with AssignmentWriter(files["assignments_parquet"], files["assignments_csv"]) as writer:
         for features in _feature_chunks(clean_path, contract, model, as_of, chunk_rows):
-            ids = pd.Series(features.frame.index, dtype="string")
-            hashes = stable_hash(ids)
+            hashes = customer_hashes(features.frame.index)
             fresh = ~seen.contains(hashes)
             # within the chunk, keep the first row per customer
             first = ~pd.Series(hashes).duplicated(keep="first").to_numpy()
@@ -300,6 +311,8 @@ def score_dataset(
         sample_segments=seg_sample,
         pca_variance=variance,
     )
+    if previous_assignments is not None and previous is None:
+        metrics["stability"]["note"] = "previous assignments not found: stability not measured"
     profiles = build_profiles(stats, model, contract=contract, run=run, as_of=as_of)
     evaluated = time.perf_counter()
     metrics["timing_seconds"] = {

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from custseg.cleaning import NUMERIC_TYPES, _np_bool, normalise_text
+from custseg.cleaning import NUMERIC_TYPES, as_text, normalise_text, to_np_bool, weighted_count
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role, normalise_header
 from custseg.reading import FAMILY_LABELS, detect_date_format, parse_dates
 
@@ -166,9 +166,7 @@ def typed_frame(arrays: dict[str, pa.Array], index: pd.Index | None, n: int) -> 
     cols: dict[str, pd.Series | np.ndarray | pd.api.extensions.ExtensionArray] = {}
     for name, arr in arrays.items():
         if pa.types.is_boolean(arr.type):
-            cols[name] = pd.array(arr.to_pylist(), dtype="boolean") if arr.null_count else (
-                arr.to_numpy(zero_copy_only=False)
-            )
+            cols[name] = arr.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
         elif pa.types.is_floating(arr.type):
             cols[name] = np.asarray(arr.to_numpy(zero_copy_only=False), dtype="float64")
         else:
@@ -190,7 +188,10 @@ _PLAIN_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 
 
 def _to_number(
-    values: pd.Series | pa.Array, missing: np.ndarray, delimiter: str
+    values: pd.Series | pa.Array,
+    missing: np.ndarray,
+    delimiter: str,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Text -> float64 (NaN where missing, unparseable or not finite), with counted repairs.
 
@@ -233,15 +234,16 @@ def _to_number(
         conv = pd.to_numeric(fixed, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         ok = ~np.isnan(conv)
         out[idx[ok]] = conv[ok]
+        w = None if weights is None else weights[idx]
         if (thousands & ok).any():
-            repairs["thousands separator removed"] = int((thousands & ok).sum())
+            repairs["thousands separator removed"] = weighted_count(thousands & ok, w)
         if (decimal & ok).any():
-            repairs["decimal comma read"] = int((decimal & ok).sum())
+            repairs["decimal comma read"] = weighted_count(decimal & ok, w)
         if (eu & ok).any():
-            repairs["thousands separator removed"] = int(((eu | thousands) & ok).sum())
+            repairs["thousands separator removed"] = weighted_count((eu | thousands) & ok, w)
         other = ok & ~thousands & ~decimal
         if other.any():
-            repairs["currency symbol or spaces removed"] = int(other.sum())
+            repairs["currency symbol or spaces removed"] = weighted_count(other, w)
     with np.errstate(invalid="ignore"):
         inf = np.isinf(out)
     out[inf] = np.nan
@@ -252,6 +254,10 @@ def _bool_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array(values, type=pa.bool_(), mask=~valid)
 
 
+_DICT_MIN_ROWS = 1024  # below this, converting every value directly is as cheap
+_DICT_MAX_SHARE = 0.25  # convert distinct values when at most this share of the rows
+
+
 def _convert_column(
     spec: ColumnSpec,
     raw: pa.Array | pa.ChunkedArray,
@@ -259,8 +265,36 @@ def _convert_column(
     failures: list[tuple[np.ndarray, str, str]],
     repairs: Counter[str],
 ) -> tuple[pa.Array, np.ndarray]:
-    """Convert one column; append failures; return (typed Arrow array, missing mask)."""
-    values, missing, norm_repairs = normalise_text(raw, spec)
+    """Convert one column; append failures; return (typed Arrow array, missing mask).
+
+    A column with few distinct values (categories, ages, dates, ...) is converted once
+    per distinct value and expanded back to its rows: same result, a fraction of the work.
+    """
+    text = as_text(raw)
+    n = len(text)
+    if spec.type != ColumnType.ID and n >= _DICT_MIN_ROWS:
+        enc = pc.dictionary_encode(text)
+        if len(enc.dictionary) <= _DICT_MAX_SHARE * n:
+            idx = enc.indices
+            pos = np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.intp)
+            weights = np.bincount(pos, minlength=len(enc.dictionary))
+            local: list[tuple[np.ndarray, str, str]] = []
+            typed, missing = _convert_values(spec, enc.dictionary, ctx, local, repairs, weights)
+            failures.extend((mask[pos], col, why) for mask, col, why in local)
+            return typed.take(idx), missing[pos]
+    return _convert_values(spec, text, ctx, failures, repairs, None)
+
+
+def _convert_values(
+    spec: ColumnSpec,
+    text: pa.Array,
+    ctx: ParseContext,
+    failures: list[tuple[np.ndarray, str, str]],
+    repairs: Counter[str],
+    weights: np.ndarray | None,
+) -> tuple[pa.Array, np.ndarray]:
+    """:func:`_convert_column` on the values ``text`` (each held by ``weights`` rows)."""
+    values, missing, norm_repairs = normalise_text(text, spec, weights)
     repairs.update(norm_repairs)
     n = len(values)
     typed: pa.Array
@@ -270,7 +304,7 @@ def _convert_column(
             typed = pc.cast(typed, pa.string())
         if spec.allowed is not None and spec.type == ColumnType.CATEGORY:
             allowed = sorted({a.strip().lower() for a in spec.allowed})
-            ok = _np_bool(pc.is_in(values, value_set=pa.array(allowed, type=values.type)))
+            ok = to_np_bool(pc.is_in(values, value_set=pa.array(allowed, type=values.type)))
             bad = ~ok & ~missing
             if bad.any():
                 failures.append((bad, spec.name, "value not allowed"))
@@ -279,14 +313,14 @@ def _convert_column(
         falses = {v.strip().lower() for v in spec.false_values}
         if spec.positive:
             trues.add(spec.positive.strip().lower())
-        is_t = _np_bool(pc.is_in(values, value_set=pa.array(sorted(trues), type=values.type)))
-        is_f = _np_bool(pc.is_in(values, value_set=pa.array(sorted(falses), type=values.type)))
+        is_t = to_np_bool(pc.is_in(values, value_set=pa.array(sorted(trues), type=values.type)))
+        is_f = to_np_bool(pc.is_in(values, value_set=pa.array(sorted(falses), type=values.type)))
         bad = ~(is_t | is_f) & ~missing
         if bad.any():
             failures.append((bad, spec.name, "not a yes/no value"))
         typed = _bool_array(is_t, is_t | is_f)
     elif spec.type in NUMERIC_TYPES:
-        num, rep = _to_number(values, missing, ctx.delimiter)
+        num, rep = _to_number(values, missing, ctx.delimiter, weights)
         repairs.update(rep)
         bad = np.isnan(num) & ~missing
         if bad.any():
@@ -304,11 +338,13 @@ def _convert_column(
             policy = spec.out_of_range
             if policy == "clip":
                 num = np.clip(num, spec.min, spec.max)
-                repairs["out of range, clipped to [min, max]"] += int(out_of_range.sum())
+                repairs["out of range, clipped to [min, max]"] += weighted_count(
+                    out_of_range, weights
+                )
             elif policy == "null":
                 num[out_of_range] = np.nan
                 missing = missing | out_of_range
-                repairs["out of range, set missing"] += int(out_of_range.sum())
+                repairs["out of range, set missing"] += weighted_count(out_of_range, weights)
             else:
                 failures.append((out_of_range, spec.name, f"out of range [{spec.min}, {spec.max}]"))
         typed = pa.array(num, type=pa.float64(), from_pandas=True)

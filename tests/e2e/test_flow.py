@@ -128,8 +128,12 @@ def test_upload_outside_a_dataset_folder_is_accounted_for(stack: Any) -> None:
 
 
 @pytest.mark.slow
-def test_scheduled_rescore_moves_recency_labels_not_the_model(stack: Any) -> None:
-    _upload_and_run(stack, FIXTURES / "online_retail_invoices.csv", "incoming/orders/orders.csv")
+def test_scheduled_rescore_moves_recency_labels_not_the_model(stack: Any, tmp_path: Path) -> None:
+    # the first 6,000 invoices of the online retail file (Dec 2010 - Mar 2011)
+    lines = (FIXTURES / "online_retail_invoices.csv").read_text(encoding="utf-8").splitlines()
+    excerpt = tmp_path / "orders.csv"
+    excerpt.write_text("\n".join(lines[:6001]) + "\n", encoding="utf-8")
+    _upload_and_run(stack, excerpt, "incoming/orders/orders.csv")
     latest = _json(stack, stack.results_bucket, results_latest_key("orders"))
     first = _assignments(stack, latest["prefix"])
     models_before = _keys(stack, stack.artifact_bucket)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -19,7 +20,8 @@ from custseg.artifact import SegmentModel
 from custseg.contracts.model import Contract, builtin_contract
 from custseg.features import build_features
 from custseg.outputs import ASSIGNMENTS_SCHEMA
-from custseg.scoring import RunInfo, ScoreResult, score_dataset
+from custseg.scoring import RunInfo, ScoreResult, customer_hashes, score_dataset
+from custseg.stats import stable_hash
 from custseg.training import train_model
 
 DATA = Path("/work/shared/data")
@@ -302,3 +304,67 @@ def test_telco_churn_lift_has_a_real_spread(
     assert "7590-VHVEG" not in html  # no customer ids in the report
     assert "7590-VHVEG" not in result.files["metrics"].read_text(encoding="utf-8")
     assert "7590-VHVEG" not in result.files["profiles"].read_text(encoding="utf-8")
+
+
+def test_customer_hashes_equal_stable_hash() -> None:
+    ids = pd.Series(["007", "7", "=x", "ü-1", "C00000001"], dtype="string")
+    assert (customer_hashes(ids) == stable_hash(ids)).all()
+    assert (customer_hashes(pd.Index(ids)) == stable_hash(ids)).all()
+
+
+def transactions_clean(n_customers: int = 60, seed: int = 0) -> pd.DataFrame:
+    """A clean transactions table as ingest writes it (one row per invoice)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    start = pd.Timestamp("2023-01-01")
+    for c in range(n_customers):
+        n = int(rng.integers(1, 12))
+        for j in range(n):
+            qty = float(rng.integers(1, 20))
+            price = float(rng.uniform(1, 30))
+            rows.append(
+                {
+                    "invoice_id": f"{c:04d}-{j}",
+                    "event_time": start + pd.Timedelta(days=int(rng.integers(0, 360))),
+                    "customer_id": f"{c:05d}",
+                    "quantity": qty,
+                    "unit_price": price,
+                    "amount": qty * price,
+                    "is_return": False,
+                    "country": "united kingdom" if c % 3 else "france",
+                }
+            )
+    df = pd.DataFrame(rows)
+    for col in ("invoice_id", "customer_id", "country"):
+        df[col] = df[col].astype("string")
+    df["_row"] = np.arange(2, len(df) + 2)
+    return df
+
+
+def test_transactions_are_scored_once_per_customer_with_rfm(tmp_path: Path) -> None:
+    contract = builtin_contract("transactions")
+    df = transactions_clean()
+    as_of = dt.date(2024, 1, 1)
+    model = train_model(build_features(df, contract, as_of), contract=contract, k=3, seed=1)
+    clean = write_clean(df, tmp_path / "clean.parquet", row_group_size=50)
+    run = replace(run_info(), dataset="shop", as_of=None)  # default: day after the last event
+    result = score_dataset(clean, contract, model, tmp_path / "out", run=run, chunk_rows=16)
+    ids = pq.read_table(result.files["assignments_parquet"]).column("customer_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 60 == result.rows
+    assert result.as_of == (df["event_time"].max() + pd.Timedelta(days=1)).date()
+    labels = result.metrics["labels"]
+    assert labels["rfm_available"] and sum(map(sum, labels["rfm_grid"]["counts"])) == 60
+    assert result.metrics["value"]["measure"] == "monetary"
+    assert result.profiles["value_measure"] == "monetary"
+    assert sum(s["value_share"] for s in result.profiles["segments"]) == pytest.approx(1.0)
+
+
+def test_an_empty_clean_file_still_gives_every_output(
+    tmp_path: Path, contract: Contract, mall_model: SegmentModel
+) -> None:
+    clean = write_clean(mall_clean().head(0), tmp_path / "clean.parquet")
+    result = score_dataset(clean, contract, mall_model, tmp_path / "out", run=run_info())
+    assert result.rows == 0 and result.verdict == "watch"
+    assert "only 0 customers" in result.reasons[0]
+    assert all(path.exists() for path in result.files.values())
+    assert pq.read_table(result.files["assignments_parquet"]).num_rows == 0

@@ -96,6 +96,16 @@ def _reject_whole_file(
     return prefix
 
 
+def _clean_pointer(dataset: str, run_id: str, run_ts_iso: str) -> dict[str, Any]:
+    """The body of ``clean/<dataset>/latest.json`` naming one committed clean run."""
+    return {
+        "dataset": dataset,
+        "run_id": run_id,
+        "run_ts": run_ts_iso,
+        "manifest_key": clean_prefix(dataset, run_id) + "_manifest.json",
+    }
+
+
 def run_ingest(
     store: ObjectStore,
     settings: Settings,
@@ -141,10 +151,19 @@ def run_ingest(
         )
     dataset = upload.dataset
 
-    done = committed_manifest(store, bucket, clean_prefix(dataset, run_id)) or committed_manifest(
-        store, bucket, rejected_prefix(dataset, run_id)
-    )
-    if done is not None:
+    # Done when the clean run is committed, or the whole file was rejected. A committed
+    # "rejected_rows" manifest alone is not done: it is written before the clean run, and
+    # a crash between the two must not turn the retry into a no-op that loses the data.
+    clean_done = committed_manifest(store, bucket, clean_prefix(dataset, run_id))
+    rejected_done = committed_manifest(store, bucket, rejected_prefix(dataset, run_id))
+    if clean_done is not None or (rejected_done or {}).get("kind") == "rejected":
+        if clean_done is not None:  # a crash between the manifest and the pointer: finish
+            advance_pointer(
+                store,
+                bucket,
+                clean_latest_key(dataset),
+                _clean_pointer(dataset, run_id, str(clean_done["run_ts"])),
+            )
         return IngestOutcome(
             "duplicate",
             dataset,
@@ -156,8 +175,8 @@ def run_ingest(
     if info.size > settings.max_input_bytes:
         limit_mib = settings.max_input_bytes / 1024**2
         message = (
-            f"{key}: file is {info.size / 1024**2:,.0f} MiB, above this function's limit of "
-            f"{limit_mib:,.0f} MiB (MaxInputMiB). Split it into several files under "
+            f"{key}: file is {info.size / 1024**2:,.1f} MiB, above this function's limit of "
+            f"{limit_mib:,.4g} MiB (MaxInputMiB). Split it into several files under "
             f"incoming/{dataset}/, gzip it (often 5-10x smaller), or raise MaxInputMiB in the "
             "stack parameters together with the function's memory and ephemeral storage."
         )
@@ -283,15 +302,7 @@ def run_ingest(
         )
     outcome.clean_manifest_key = prefix + "_manifest.json"
     advance_pointer(
-        store,
-        bucket,
-        clean_latest_key(dataset),
-        {
-            "dataset": dataset,
-            "run_id": run_id,
-            "run_ts": run_ts_iso,
-            "manifest_key": outcome.clean_manifest_key,
-        },
+        store, bucket, clean_latest_key(dataset), _clean_pointer(dataset, run_id, run_ts_iso)
     )
     outcome.message = (
         f"accepted: {outcome.rows_read} rows read, {outcome.rows_kept} kept, "

@@ -3,6 +3,13 @@
 A reader that follows a ``latest.json`` pointer or finds a ``_manifest.json`` never sees
 a partial run: the manifest is written (conditionally, once) only after every file it
 lists is in place, and the pointer names only runs whose manifest exists.
+
+Every file under a run prefix is written once too (If-None-Match). Deliveries of one run
+(S3 and EventBridge deliver at least once; Lambda retries after a crash) share the run
+prefix, and their files differ in bytes (reports record timings): were a late duplicate
+allowed to overwrite a file after another delivery committed the manifest, the manifest's
+checksums would no longer describe the files. A delivery that finds a file already
+written keeps it and describes the stored object in its manifest instead.
 """
 
 from __future__ import annotations
@@ -42,18 +49,22 @@ def commit_run(
     """Upload ``files`` under ``prefix``, then write the manifest once.
 
     Returns ``(manifest, created)``; ``created`` is False when another delivery of the same
-    run committed first (its manifest is returned and this attempt's files are identical
-    up to timings, as run ids are deterministic).
+    run committed first (its manifest is returned; nothing of this attempt was written
+    over it). Files another attempt of the run wrote already are kept, not replaced: they
+    hold the same results up to timings, as run ids are deterministic.
     """
+    existing = committed_manifest(store, bucket, prefix)
+    if existing is not None:
+        return existing, False
     entries = []
     for f in files:
-        store.upload(bucket, prefix + f.name, f.path)
-        entry: dict[str, Any] = {
-            "key": prefix + f.name,
-            "name": f.name,
-            "size": f.path.stat().st_size,
-            "sha256": file_sha256(f.path),
-        }
+        key = prefix + f.name
+        try:
+            store.upload(bucket, key, f.path, if_none_match=True)
+            size, sha256 = f.path.stat().st_size, file_sha256(f.path)
+        except PreconditionFailed:
+            size, sha256 = store.sha256(bucket, key)
+        entry: dict[str, Any] = {"key": key, "name": f.name, "size": size, "sha256": sha256}
         if f.rows is not None:
             entry["rows"] = f.rows
         entries.append(entry)

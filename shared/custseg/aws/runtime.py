@@ -95,3 +95,4 @@ def report_score(logger: Logger, metrics: Metrics, outcome: ScoreOutcome) -> Non
     metrics.add_metric(name="Segments", unit=MetricUnit.Count, value=outcome.segments)
     metrics.add_metric(name="DriftMaxPSI", unit=MetricUnit.NoUnit, value=outcome.drift_max)
     metrics.add_metric(name=f"Verdict_{outcome.verdict}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ScoreDuration", unit=MetricUnit.Seconds, value=outcome.seconds)

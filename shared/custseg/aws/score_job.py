@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class ScoreOutcome:
     drift_max: float = 0.0
     model_version: str = ""
     pointer_moved: bool = False
+    seconds: float = 0.0
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +77,56 @@ def drift_by_feature(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def publish_latest(
+    store: ObjectStore, bucket: str, manifest: dict[str, Any], *, repair: bool = False
+) -> bool:
+    """Move ``latest.json`` to a committed run (only forward; True when it moved), then
+    refresh ``current/`` when it moved, or always when ``repair`` (finishing what a
+    stopped attempt of the run may have left half done)."""
+    dataset, prefix = str(manifest["dataset"]), str(manifest["prefix"])
+    pointer = {
+        "dataset": dataset,
+        "run_id": manifest["run_id"],
+        "run_date": manifest["run_date"],
+        "run_ts": manifest["run_ts"],
+        "as_of": manifest["as_of"],
+        "prefix": prefix,
+        "manifest_key": prefix + MANIFEST,
+        "model_version": manifest["model"]["version"],
+        "verdict": manifest["verdict"],
+    }
+    moved = advance_pointer(store, bucket, results_latest_key(dataset), pointer)
+    if moved or repair:
+        refresh_current(store, bucket, dataset)
+    return moved
+
+
+def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int = 8) -> None:
+    """Make ``current/`` a copy of the run ``latest.json`` names: server-side copies of
+    that run's committed files, the copy's manifest last.
+
+    Runs finishing together may copy over each other, so after copying, the pointer is
+    read again and the copy redone when it moved meanwhile: the last copy made is always
+    of the newest run, and every file in ``current/`` is a committed run file.
+    """
+    current = results_current_prefix(dataset)
+    latest_key = results_latest_key(dataset)
+    for _ in range(attempts):
+        latest, _ = store.get_json(bucket, latest_key)
+        if latest is None:
+            return
+        manifest, _ = store.get_json(bucket, latest["manifest_key"])
+        if manifest is None:
+            raise RuntimeError(f"{latest_key} names {latest['manifest_key']}, which is missing")
+        for entry in manifest["files"]:
+            store.copy(bucket, entry["key"], bucket, current + entry["name"])
+        store.put_json(bucket, current + MANIFEST, {**manifest, "copied_from": latest["prefix"]})
+        again, _ = store.get_json(bucket, latest_key)
+        if again is not None and again.get("run_id") == latest["run_id"]:
+            return
+    raise RuntimeError(f"{latest_key} kept moving while {current} was refreshed")
+
+
 def run_score(
     store: ObjectStore,
     settings: Settings,
@@ -92,6 +144,7 @@ def run_score(
     rescore); with the clean run, model version and as-of date it fixes the run id, so a
     redelivered trigger finds its run already committed and writes nothing.
     """
+    started = time.monotonic()
     dataset, clean_run_id = parse_clean_manifest_key(clean_manifest_key)
     clean_manifest, _ = store.get_json(settings.data_bucket, clean_manifest_key)
     if clean_manifest is None:
@@ -127,9 +180,15 @@ def run_score(
     prefix = results_prefix(dataset, run_date, run_id)
     outcome = ScoreOutcome("committed", dataset, run_id=run_id, model_version=model.version)
     outcome.manifest_key = prefix + MANIFEST
-    if committed_manifest(store, settings.results_bucket, prefix) is not None:
+    existing = committed_manifest(store, settings.results_bucket, prefix)
+    if existing is not None:
+        # Committed already. An earlier attempt may have stopped after its manifest:
+        # finish what it left (the pointer, current/); both steps are idempotent.
+        outcome.pointer_moved = publish_latest(
+            store, settings.results_bucket, existing, repair=True
+        )
         outcome.status = "duplicate"
-        outcome.message = "this run was already committed; nothing written"
+        outcome.message = "this run was already committed; no result file written"
         return outcome
 
     clean_prefix = clean_manifest_key[: -len(MANIFEST)]
@@ -190,7 +249,7 @@ def run_score(
             RunFile(RESULT_FILES["report"], result.files["report"]),
         ]
         run_ts_iso = run_ts.isoformat(timespec="seconds")
-        manifest, _created = commit_run(
+        manifest, created = commit_run(
             store,
             settings.results_bucket,
             prefix,
@@ -212,27 +271,7 @@ def run_score(
                 "trigger": trigger,
             },
         )
-        pointer_body = {
-            "dataset": dataset,
-            "run_id": run_id,
-            "run_date": run_date.isoformat(),
-            "run_ts": run_ts_iso,
-            "as_of": result.as_of.isoformat(),
-            "prefix": prefix,
-            "manifest_key": prefix + MANIFEST,
-            "model_version": model.version,
-            "verdict": result.verdict,
-        }
-        moved = advance_pointer(
-            store, settings.results_bucket, results_latest_key(dataset), pointer_body
-        )
-        if moved:
-            current = results_current_prefix(dataset)
-            for f in files:
-                store.upload(settings.results_bucket, current + f.name, f.path)
-            store.put_json(
-                settings.results_bucket, current + MANIFEST, {**manifest, "copied_from": prefix}
-            )
+        moved = publish_latest(store, settings.results_bucket, manifest, repair=not created)
 
     outcome.rows = result.rows
     outcome.segments = int(model.k)
@@ -267,7 +306,9 @@ def run_score(
                 "promote": False,
             },
         )
+    outcome.seconds = round(time.monotonic() - started, 3)
     outcome.message = (
-        f"scored {result.rows} customers into {model.k} segments; verdict {result.verdict}"
+        f"scored {result.rows} customers into {model.k} segments in {outcome.seconds:.1f}s; "
+        f"verdict {result.verdict}"
     )
     return outcome

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import traceback
 import uuid
 import warnings
@@ -69,6 +70,27 @@ class FakeLambdaContext:
 
 
 _ACTIVE: LocalStack | None = None
+
+# moto checks a condition (If-None-Match, If-Match, a DynamoDB ConditionExpression) and
+# then writes, without a lock: two threads can both pass the check, where AWS lets exactly
+# one win. Requests to the in-process emulation are therefore served one at a time
+# (functions still run side by side; only the emulated service calls are serialised).
+_MOTO_LOCK = threading.RLock()
+
+
+def _serialise_moto_requests() -> None:
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    call = BotocoreStubber.__call__
+    if getattr(call, "_custseg_serialised", False):
+        return
+
+    def serialised(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        with _MOTO_LOCK:
+            return call(self, event_name, request, **kwargs)
+
+    serialised._custseg_serialised = True  # type: ignore[attr-defined]
+    BotocoreStubber.__call__ = serialised  # type: ignore[method-assign]
 
 
 def _record(params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -130,6 +152,8 @@ class LocalStack:
     def create(self) -> LocalStack:
         """Create every resource the template declares and wire every trigger."""
         os.environ.update(self.environment())
+        if self.endpoint_url is None:
+            _serialise_moto_requests()
         s3 = self.client("s3")
         for name in self.spec.buckets.values():
             s3.create_bucket(Bucket=name)

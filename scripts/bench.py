@@ -1,0 +1,675 @@
+"""End-to-end benchmark: custseg's full flow on emulated AWS against a bare pandas scorer.
+
+For each size (default 1M and 5M customers) this script
+
+1. generates one seeded synthetic customers CSV (customer_id text, six numeric columns, three
+   categorical ones, telco-style headers that the default customers contract maps, ~1 %
+   blank cells) in a temporary directory; both contenders read this same file;
+2. (once, on the first size) trains the champion with custseg's own training on a sample
+   (the first ``--train-rows`` rows, ingested and featurised like any upload) and saves
+   the artifact files (``model.joblib`` + ``metadata.json``);
+3. runs, each in its own fresh process, ``--repeat`` times:
+
+   (a) **full**: a moto server runs in ANOTHER process (so S3's stored bytes are not in the
+       measured process, as in AWS where S3 is not in the Lambda's memory). The measured
+       process builds the stack from ``infra/template.yaml`` against that endpoint, puts
+       the champion into the artifact bucket, pre-imports both handler modules (Lambda's
+       init phase), and then waits; the orchestrator uploads the CSV to
+       ``incoming/bench/`` (so the upload's buffers are not in the measured process);
+       the measured process then delivers the S3 event to the IngestFunction handler and
+       the clean-manifest event to the ScoreFunction handler (validate, clean, features,
+       score, every output, metric and report, commit, ``latest.json``, ``current/``).
+       Wall time runs from upload-complete to the ScoreFunction's return (results
+       manifest committed, pointer moved, ``current/`` refreshed).
+   (b) **bare**: ``pd.read_csv`` -> ``dropna`` -> plain pandas renames ->
+       ``pipeline.predict`` (the champion's own sklearn Pipeline, loaded with joblib) ->
+       ``to_csv`` of customer id + segment.
+
+   For each it records wall time, CPU time (user + sys of the measured process) and peak
+   RSS (``VmHWM`` of the measured process; ``ru_maxrss`` as a fallback);
+4. measures cold start: ``import functions.score.app`` plus loading the champion from S3
+   (``custseg.aws.registry.load_version``) in a fresh process, ``--repeat`` times.
+
+It prints a table per size (medians over the repeats) and, as its last line, exactly
+``ratio <full/bare wall at the first size> peak_mib <full peak RSS at the last size>``.
+``--out DIR`` also writes every raw measurement to ``DIR/bench.json``.
+
+    .venv/bin/python scripts/bench.py                       # 1M and 5M, 3 repeats
+    .venv/bin/python scripts/bench.py --sizes 1000000 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "bench"
+# The checkout under test first (also lets a copy of the repository benchmark itself).
+PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "shared")])
+
+# Header in the file -> the contract's canonical name (what the model's features are called).
+# The file uses telco / CRM style spellings; ingest maps them through the contract aliases,
+# the bare scorer with a plain pandas rename.
+HEADERS: dict[str, str] = {
+    "CustomerID": "customer_id",
+    "Age": "age",
+    "Annual Income": "annual_income",
+    "Spending Score": "spending_score",
+    "Tenure": "tenure",
+    "MonthlyCharges": "monthly_charges",
+    "TotalCharges": "total_charges",
+    "Gender": "gender",
+    "Contract": "contract",
+    "PaymentMethod": "payment_method",
+}
+NUMERIC = ["age", "annual_income", "spending_score", "tenure", "monthly_charges", "total_charges"]
+CATEGORICAL = ["gender", "contract", "payment_method"]
+
+
+# ------------------------------------------------------------------------------------------
+# measurement helpers (used in the child processes too)
+# ------------------------------------------------------------------------------------------
+
+
+def usage() -> tuple[float, int]:
+    """(CPU seconds user + sys, peak RSS bytes) of this process so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    peak = r.ru_maxrss * 1024
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):  # this process's own high-water mark
+                peak = int(line.split()[1]) * 1024
+    return r.ru_utime + r.ru_stime, peak
+
+
+def rss_now() -> int:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# synthetic data
+# ------------------------------------------------------------------------------------------
+
+
+def make_csv(path: Path, rows: int, seed: int, piece: int = 1_000_000) -> None:
+    """Write the synthetic customers CSV with pyarrow (in 1M-row pieces: bounded memory).
+
+    About 1 % of the cells of four columns are blank. Categories are lower-case canonical
+    values, so the bare scorer needs no cleaning to feed the model meaningful input.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng(seed)
+    schema = pa.schema(
+        [
+            (h, pa.string() if HEADERS[h] in ("customer_id", *CATEGORICAL) else pa.float64())
+            for h in HEADERS
+        ]
+    )
+    opts = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+
+    def blanks(values: np.ndarray, share: float = 0.01) -> pa.Array:
+        return pa.array(values, mask=rng.random(values.size) < share)
+
+    with pacsv.CSVWriter(str(path), schema, write_options=opts) as writer:
+        for start in range(0, rows, piece):
+            n = min(piece, rows - start)
+            ids = np.char.add("C", np.arange(start + 1, start + n + 1).astype("U12"))
+            # Five latent customer groups (young low spenders ... affluent long-tenure
+            # customers) so training finds segments as it would on real data.
+            group = rng.choice(5, n, p=[0.3, 0.25, 0.2, 0.15, 0.1])
+            age_mu = np.array([24.0, 35.0, 45.0, 58.0, 70.0])[group]
+            income_mu = np.array([3.3, 3.8, 4.2, 4.0, 3.6])[group]
+            spend_mu = np.array([70.0, 45.0, 80.0, 25.0, 40.0])[group]
+            tenure = np.clip(rng.normal(np.array([6, 20, 40, 55, 65])[group], 8.0), 0, 72)
+            tenure = np.round(tenure)
+            monthly = np.round(
+                np.clip(rng.normal(np.array([30, 70, 100, 60, 45])[group], 12.0), 18.0, 120.0), 2
+            )
+            cols = {
+                "CustomerID": pa.array(ids),
+                "Age": blanks(np.clip(np.round(rng.normal(age_mu, 5.0)), 18, 95)),
+                "Annual Income": pa.array(np.round(rng.lognormal(income_mu, 0.3), 1)),
+                "Spending Score": pa.array(np.clip(np.round(rng.normal(spend_mu, 10.0)), 1, 100)),
+                "Tenure": pa.array(tenure),
+                "MonthlyCharges": pa.array(monthly),
+                "TotalCharges": blanks(np.round(monthly * np.maximum(tenure, 1.0), 2)),
+                "Gender": blanks(rng.choice(np.array(["male", "female"]), n)),
+                "Contract": pa.array(
+                    rng.choice(
+                        np.array(["month-to-month", "one year", "two year"]), n, p=[0.55, 0.2, 0.25]
+                    )
+                ),
+                "PaymentMethod": blanks(
+                    rng.choice(
+                        np.array(
+                            [
+                                "electronic check",
+                                "mailed check",
+                                "bank transfer (automatic)",
+                                "credit card (automatic)",
+                            ]
+                        ),
+                        n,
+                    )
+                ),
+            }
+            writer.write_table(pa.table(cols, schema=schema))
+
+
+def train_champion(csv: Path, train_rows: int, work: Path) -> Path:
+    """Train the champion with custseg's own training on the first ``train_rows`` rows.
+
+    The sample goes through custseg's ingest (validate, clean) and features like any
+    upload. Returns the directory holding ``model.joblib`` and ``metadata.json``.
+    """
+    code = r"""
+import sys
+from pathlib import Path
+import pyarrow.parquet as pq
+from custseg.artifact import dump_artifact
+from custseg.features import build_features
+from custseg.ingest import ingest_file
+from custseg.training import train_model
+src, rows, work = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+sample = work / "train_sample.csv"
+with src.open("rb") as fin, sample.open("wb") as fout:
+    for i, line in enumerate(fin):
+        if i > rows:
+            break
+        fout.write(line)
+res = ingest_file(sample, work / "train_clean", source_name=sample.name, dataset="bench",
+                  run_id="train")
+assert res.status == "accepted" and res.clean_path is not None, res.status
+clean = pq.read_table(str(res.clean_path)).to_pandas()
+features = build_features(clean, res.contract)
+model = train_model(features, contract=res.contract, model_name="bench", k=None)
+model_bytes, meta_bytes = dump_artifact(model)
+out = work / "artifact"
+out.mkdir(exist_ok=True)
+(out / "model.joblib").write_bytes(model_bytes)
+(out / "metadata.json").write_bytes(meta_bytes)
+print(model.version, model.k)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(csv.resolve()), str(train_rows), str(work.resolve())],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+    )
+    version, k = proc.stdout.split()[-2:]
+    print(f"champion {version}: k={k}, trained on {train_rows:,} rows", flush=True)
+    return work / "artifact"
+
+
+# ------------------------------------------------------------------------------------------
+# (a) the full flow, in a child process, against a moto server in another child process
+# ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A ``python -m moto.server`` process on a free port; yields its endpoint URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("moto server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def child_full(endpoint: str, artifact_dir: str) -> None:
+    """The measured process of (a). Talks to the orchestrator over stdin / stdout."""
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "custseg-bench")
+    base_cpu, _ = usage()
+    from custseg.layout import champion_key, model_prefix
+    from custseg.local.stack import LocalStack
+
+    t_import = time.perf_counter()
+    stack = LocalStack(endpoint_url=endpoint, log_stream=open(os.devnull, "w"))  # noqa: SIM115
+    stack.create()
+    # Lambda's init phase: import the handler modules before the first event.
+    stack.handler("IngestFunction")
+    stack.handler("ScoreFunction")
+    init_s = time.perf_counter() - t_import
+    s3 = stack.client("s3")
+    meta = json.loads(Path(artifact_dir, "metadata.json").read_text())
+    prefix = model_prefix(DATASET, meta["version"])
+    for name in ("model.joblib", "metadata.json"):
+        s3.put_object(
+            Bucket=stack.artifact_bucket,
+            Key=prefix + name,
+            Body=Path(artifact_dir, name).read_bytes(),
+        )
+    s3.put_object(
+        Bucket=stack.artifact_bucket,
+        Key=champion_key(DATASET),
+        Body=json.dumps(
+            {"model": DATASET, "version": meta["version"], "reason": "bench", "history": []}
+        ).encode(),
+    )
+    _, rss_ready = usage()
+    print(json.dumps({"ready": True, "bucket": stack.data_bucket}), flush=True)
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("orchestrator did not say go")
+
+    cpu0, _ = usage()
+    t0 = time.perf_counter()
+    ingest_events = stack.receive("IngestFunction")
+    t_ing = time.perf_counter()
+    inv_ingest = [stack.invoke("IngestFunction", e) for e in ingest_events]
+    ingest_s = time.perf_counter() - t_ing
+    score_events = stack.receive("ScoreFunction")
+    t_sc = time.perf_counter()
+    inv_score = [stack.invoke("ScoreFunction", e) for e in score_events]
+    score_s = time.perf_counter() - t_sc
+    wall = time.perf_counter() - t0
+    cpu1, peak = usage()
+
+    errors = [i.error for i in (*inv_ingest, *inv_score) if i.error]
+    if errors or len(inv_ingest) != 1 or len(inv_score) != 1:
+        raise SystemExit(f"flow failed: {len(inv_ingest)} ingest, {len(inv_score)} score; {errors}")
+    ingest_out = inv_ingest[0].result["results"][0]
+    score_out = inv_score[0].result["results"][0]
+    if score_out["status"] != "committed":
+        raise SystemExit(f"score did not commit: {score_out}")
+    rest = stack.drain()  # anything else (nothing should train: a champion exists)
+    trained = [i.function for i in rest if i.function == "TrainFunction"]
+    if trained:
+        raise SystemExit("the flow trained a model: the champion was not used")
+
+    # Breakdown from what the handlers wrote (small JSON files, read after timing).
+    clean_prefix = ingest_out["clean_manifest_key"].rsplit("/", 1)[0] + "/"
+    quality = json.loads(
+        s3.get_object(Bucket=stack.data_bucket, Key=clean_prefix + "quality.json")["Body"].read()
+    )
+    results_prefix = score_out["manifest_key"].rsplit("/", 1)[0] + "/"
+    metrics = json.loads(
+        s3.get_object(Bucket=stack.results_bucket, Key=results_prefix + "metrics.json")[
+            "Body"
+        ].read()
+    )
+    timings_ms = quality.get("timings_ms", {})
+    ingest_core = float(timings_ms.get("total", sum(timings_ms.values()))) / 1000.0
+    score_t = metrics.get("timing_seconds", {})
+    score_core = sum(float(v) for v in score_t.values())
+    print(
+        json.dumps(
+            {
+                "rows_read": ingest_out["rows_read"],
+                "rows_kept": ingest_out["rows_kept"],
+                "rows_scored": score_out["rows"],
+                "verdict": score_out["verdict"],
+                "wall": wall,
+                "cpu": cpu1 - cpu0,
+                "cpu_total": cpu1 - base_cpu,
+                "peak_rss": peak,
+                "rss_ready": rss_ready,
+                "init_s": init_s,
+                "ingest_handler_s": ingest_s,
+                "score_handler_s": score_s,
+                "ingest_core_s": ingest_core,
+                "ingest_timings_ms": quality.get("timings_ms", {}),
+                "score_core_s": score_core,
+                "score_timings_s": score_t,
+                "s3_and_commit_s": (ingest_s - ingest_core) + (score_s - score_core),
+                "events_s": wall - ingest_s - score_s,
+            }
+        ),
+        flush=True,
+    )
+
+
+def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
+    with moto_server() as endpoint:
+        env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "_full", endpoint, str(artifact_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.upload_file(
+            str(csv),
+            ready["bucket"],
+            f"incoming/{DATASET}/{csv.name}",
+            Config=TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=64 * 2**20),
+        )
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, _ = proc.communicate(timeout=7200)
+        if proc.returncode != 0:
+            raise RuntimeError(f"full flow child failed ({proc.returncode})")
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+# ------------------------------------------------------------------------------------------
+# (b) the bare pandas scorer
+# ------------------------------------------------------------------------------------------
+
+
+def child_bare(csv: str, model_file: str, out: str) -> None:
+    import joblib
+    import pandas as pd
+
+    pipeline = joblib.load(model_file)
+    cpu0, _ = usage()
+    t0 = time.perf_counter()
+    df = pd.read_csv(csv, dtype={"CustomerID": str})
+    rows_read = len(df)
+    df = df.dropna()
+    df = df.rename(columns=HEADERS)
+    segment = pipeline.predict(df[[*NUMERIC, *CATEGORICAL]])
+    pd.DataFrame({"customer_id": df["customer_id"], "segment": segment}).to_csv(out, index=False)
+    wall = time.perf_counter() - t0
+    cpu1, peak = usage()
+    print(
+        json.dumps(
+            {
+                "rows_read": rows_read,
+                "rows_scored": len(df),
+                "wall": wall,
+                "cpu": cpu1 - cpu0,
+                "peak_rss": peak,
+            }
+        )
+    )
+
+
+def run_bare(csv: Path, artifact_dir: Path, work: Path) -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "_bare",
+            str(csv),
+            str(artifact_dir / "model.joblib"),
+            str(work / "bare_out.csv"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+    )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# ------------------------------------------------------------------------------------------
+# cold start: import the score handler + load the champion from S3, in a fresh process
+# ------------------------------------------------------------------------------------------
+
+
+def child_cold(endpoint: str, artifact_dir: str) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    meta = json.loads(Path(artifact_dir, "metadata.json").read_text())
+    bucket = "bench-cold"
+    with contextlib.suppress(Exception):
+        s3.create_bucket(Bucket=bucket)
+    prefix = f"models/{DATASET}/{meta['version']}/"
+    for name in ("model.joblib", "metadata.json"):
+        s3.put_object(Bucket=bucket, Key=prefix + name, Body=Path(artifact_dir, name).read_bytes())
+    # The measurement: a fresh interpreter doing what a cold Lambda does before its first event.
+    code = (
+        "import time, json, sys; t0 = time.perf_counter()\n"
+        "import functions.score.app\n"
+        "t1 = time.perf_counter()\n"
+        "from custseg.aws import runtime, registry\n"
+        f"m = registry.load_version(runtime.store(), {bucket!r}, {DATASET!r}, "
+        f"{meta['version']!r})\n"
+        "t2 = time.perf_counter()\n"
+        "heavy = sorted(x for x in ('matplotlib', 'scipy', 'sklearn', 'pandas', 'pyarrow') "
+        "if x in sys.modules)\n"
+        "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1, 'total_s': t2 - t0, "
+        "'loaded': heavy}))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": PYTHONPATH,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DATA_BUCKET": "d",
+        "ARTIFACT_BUCKET": bucket,
+        "RESULTS_BUCKET": "r",
+        "EVENT_BUS_NAME": "b",
+        "IDEMPOTENCY_TABLE": "t",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_s"] = time.perf_counter() - t0  # interpreter start included
+    print(json.dumps(result))
+
+
+def run_cold(artifact_dir: Path, repeat: int) -> list[dict[str, Any]]:
+    out = []
+    with moto_server() as endpoint:
+        for _ in range(repeat):
+            proc = subprocess.run(
+                [sys.executable, __file__, "_cold", endpoint, str(artifact_dir)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": PYTHONPATH},
+            )
+            out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# orchestration and report
+# ------------------------------------------------------------------------------------------
+
+
+def med(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(float(r[key]) for r in runs))
+
+
+def mib(n: float) -> float:
+    return n / 2**20
+
+
+def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]]) -> None:
+    print(f"\n== {size:,} customers (median of {len(full)} run(s)) ==")
+    print(f"{'':8} {'wall s':>8} {'cpu s':>8} {'rows/s':>11} {'peak RSS MiB':>13}")
+    for name, runs in (("full", full), ("bare", bare)):
+        wall = med(runs, "wall")
+        print(
+            f"{name:8} {wall:8.2f} {med(runs, 'cpu'):8.2f} {size / wall:11,.0f} "
+            f"{mib(med(runs, 'peak_rss')):13.0f}"
+        )
+    print(f"ratio full/bare wall: {med(full, 'wall') / med(bare, 'wall'):.2f}")
+    print(
+        "full breakdown (s): "
+        f"ingest handler {med(full, 'ingest_handler_s'):.2f} "
+        f"(core {med(full, 'ingest_core_s'):.2f}), "
+        f"score handler {med(full, 'score_handler_s'):.2f} "
+        f"(core {med(full, 'score_core_s'):.2f}), "
+        f"S3 I/O + commit {med(full, 's3_and_commit_s'):.2f}, "
+        f"event delivery {med(full, 'events_s'):.2f}"
+    )
+    ing = full[0]["ingest_timings_ms"]
+    sc = full[0]["score_timings_s"]
+    print(
+        "  ingest phases (s, run 1): "
+        + ", ".join(f"{k} {float(v) / 1000:.2f}" for k, v in ing.items())
+    )
+    print("  score phases (s, run 1): " + ", ".join(f"{k} {float(v):.2f}" for k, v in sc.items()))
+    print(
+        f"  full: RSS before the first event {mib(med(full, 'rss_ready')):.0f} MiB; "
+        f"rows read {full[0]['rows_read']:,}, kept {full[0]['rows_kept']:,}, "
+        f"scored {full[0]['rows_scored']:,}; bare scored {bare[0]['rows_scored']:,}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_full":
+        child_full(*argv[1:])
+        return 0
+    if argv and argv[0] == "_bare":
+        child_bare(*argv[1:])
+        return 0
+    if argv and argv[0] == "_cold":
+        child_cold(*argv[1:])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,5000000", help="comma-separated customer counts")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender and size")
+    ap.add_argument("--train-rows", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=None, help="write raw results to DIR/bench.json")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement")
+    ap.add_argument("--only", choices=("full", "bare"), help="run one contender only")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}; {dt.datetime.now().isoformat(timespec='seconds')}",
+        flush=True,
+    )
+    report: dict[str, Any] = {"sizes": {}, "args": {k: str(v) for k, v in vars(args).items()}}
+    with tempfile.TemporaryDirectory(prefix="custseg-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        artifact: Path | None = None
+        for size in sizes:
+            csv = tmp / f"customers_{size}.csv"
+            t = time.perf_counter()
+            make_csv(csv, size, args.seed)
+            print(
+                f"\ndata: {size:,} rows, {csv.stat().st_size / 1e6:,.0f} MB "
+                f"(generated in {time.perf_counter() - t:.1f}s)",
+                flush=True,
+            )
+            if artifact is None:
+                artifact = train_champion(csv, args.train_rows, tmp)
+            full: list[dict[str, Any]] = []
+            bare: list[dict[str, Any]] = []
+            for i in range(args.repeat):
+                if args.only != "bare":
+                    full.append(run_full(csv, artifact))
+                    f = full[-1]
+                    print(
+                        f"  run {i + 1} full: wall {f['wall']:.2f}s cpu {f['cpu']:.2f}s "
+                        f"peak {mib(f['peak_rss']):.0f} MiB",
+                        flush=True,
+                    )
+                if args.only != "full":
+                    bare.append(run_bare(csv, artifact, tmp))
+                    b = bare[-1]
+                    print(
+                        f"  run {i + 1} bare: wall {b['wall']:.2f}s cpu {b['cpu']:.2f}s "
+                        f"peak {mib(b['peak_rss']):.0f} MiB",
+                        flush=True,
+                    )
+            report["sizes"][str(size)] = {"full": full, "bare": bare}
+            if full and bare:
+                print_table(size, full, bare)
+            csv.unlink()
+        if not args.no_cold and artifact is not None:
+            cold = run_cold(artifact, args.repeat)
+            report["cold_start"] = cold
+            print(
+                f"\ncold start (median of {len(cold)}): import functions.score.app "
+                f"{med(cold, 'import_s'):.2f}s + load champion {med(cold, 'load_s'):.2f}s = "
+                f"{med(cold, 'total_s'):.2f}s ({med(cold, 'process_s'):.2f}s with interpreter "
+                f"start); modules loaded: {', '.join(cold[0]['loaded'])}"
+            )
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench.json").write_text(json.dumps(report, indent=2))
+    first, last = report["sizes"][str(sizes[0])], report["sizes"][str(sizes[-1])]
+    ratio = (
+        med(first["full"], "wall") / med(first["bare"], "wall")
+        if first["full"] and first["bare"]
+        else float("nan")
+    )
+    peak = mib(med(last["full"], "peak_rss")) if last["full"] else float("nan")
+    print(f"ratio {ratio:.2f} peak_mib {peak:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

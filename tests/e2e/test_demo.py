@@ -1,0 +1,29 @@
+"""`custseg demo` (what `make run` runs) completes and prints the summary a user reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from custseg.cli import main
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_flow_and_summarises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for dataset in ("demo_customers", "demo_orders"):
+        assert f"== {dataset}: committed" in out
+    assert "rows read 5,065 / kept" in out
+    assert "rejected:" in out  # the top rejection reasons
+    assert "verdict: " in out
+    assert out.count("report:      ") == 2
+    reports = list(
+        tmp_path.glob("custseg-local-results-*/segments/*/run_date=*/run_id=*/report.html")
+    )
+    assert len(reports) == 2
+    assert (tmp_path / "handler-logs.jsonl").stat().st_size > 0
+    assert list(tmp_path.glob("custseg-local-data-*/incoming/demo_orders/orders.csv"))
