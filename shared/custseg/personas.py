@@ -105,6 +105,31 @@ ACTIONS = {
     ),
 }
 
+# How a marketer says "higher" / "lower" for the transaction features.
+TREND_WORDS = {
+    "recency_days": ("last bought longer ago", "bought more recently"),
+    "frequency": ("more orders", "fewer orders"),
+    "monetary": ("higher net spend", "lower net spend"),
+    "avg_order_value": ("bigger orders", "smaller orders"),
+    "tenure_days": ("customers for longer", "newer customers"),
+    "mean_interval_days": ("longer gaps between orders", "shorter gaps between orders"),
+    "return_share": ("return more", "return less"),
+}
+
+
+def trend(feature: str, higher: bool) -> str:
+    """``"bought more recently"`` for lower recency; ``"higher age"`` by default."""
+    if feature in TREND_WORDS:
+        return TREND_WORDS[feature][0 if higher else 1]
+    return f"{'higher' if higher else 'lower'} {label(feature)}"
+
+
+def display_value(value: object) -> str:
+    """A category value as a marketer reads it: ``united kingdom`` -> ``United Kingdom``."""
+    text = str(value)
+    return text.title() if text.islower() and len(text) > 3 else text
+
+
 _YES = {"yes", "true", "y", "1"}
 _NO = {"no", "false", "n", "0"}
 
@@ -299,19 +324,19 @@ def _phrase(trait: dict[str, Any]) -> str:
     if trait["kind"] == "categorical":
         return (
             f"{trait['segment_share']:.0%} have {label(trait['feature'])} "
-            f"'{trait['direction']}' (vs {trait['base_share']:.0%} overall)"
+            f"{display_value(trait['direction'])} (vs {trait['base_share']:.0%} overall)"
         )
     if trait["kind"] == "binary":
         return (
             f"{trait['segment_mean']:.0%} {label(trait['feature'])} (vs {trait['base_mean']:.0%})"
         )
     size = "much " if abs(d) >= 1.0 else ""
-    way = "higher" if d > 0 else "lower"
+    way = trend(trait["feature"], d > 0)
     if trait["feature"] == "return_share":
         seg, base = f"{trait['segment_mean']:.0%}", f"{trait['base_mean']:.0%}"
-        return f"{size}{way} {label(trait['feature'])} (average {seg} vs {base})"
+        return f"{size}{way} (average {seg} vs {base})"
     return (
-        f"{size}{way} {label(trait['feature'])} (median {_fmt(trait['segment_median'])} vs "
+        f"{size}{way} ({label(trait['feature'])}: median {_fmt(trait['segment_median'])} vs "
         f"{_fmt(trait['base_median'])})"
     )
 
@@ -463,14 +488,14 @@ def _describe(seg: dict[str, Any], traits: list[dict[str, Any]], features: Featu
     else:
         parts.append("Close to the base average on every feature.")
     cats = [
-        f"{label(c)} '{v}' ({p:.0%})"
+        f"{label(c)} {display_value(v)} ({p:.0%})"
         for c, (v, p) in seg["top_categories"].items()
         if v != MISSING_CATEGORY and not any(t["feature"] == c for t in strong)
     ][:3]
     if cats:
         parts.append("Most common: " + ", ".join(cats) + ".")
     for c, (v, p) in seg["attributes"].items():
-        parts.append(f"Mostly {label(c)} '{v}' ({p:.0%}).")
+        parts.append(f"Mostly {label(c)} {display_value(v)} ({p:.0%}).")
     for c, rates in seg["outcomes"].items():
         parts.append(
             f"{label(c).capitalize()} rate {rates['segment_rate']:.0%} "

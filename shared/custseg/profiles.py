@@ -35,6 +35,7 @@ import pandas as pd
 
 from custseg.contracts.model import ColumnType, Contract
 from custseg.metrics import ScoreStats, _grow, _num
+from custseg.personas import display_value, trend
 from custseg.stats import Moments
 
 TOP_CATEGORIES = 5
@@ -120,10 +121,9 @@ def _numeric_trait(
             f"{100 * (base['mean'] or 0):.0f}% overall"
         )
     strength = "much " if abs(z) >= TRAIT_STRONG_STD_DIFF else ""
-    direction = "higher" if z > 0 else "lower"
     return (
-        f"{strength}{direction} {label}: average {_fmt(entry['mean'])} vs "
-        f"{_fmt(base['mean'])} overall"
+        f"{strength}{trend(name, z > 0)} ({label}: average {_fmt(entry['mean'])} vs "
+        f"{_fmt(base['mean'])} overall)"
     )
 
 
@@ -245,7 +245,7 @@ def build_profiles(
                     scored.append(
                         (
                             strength,
-                            f"{feature_label(f)} is often {row['value']}: "
+                            f"{feature_label(f)} is often {display_value(row['value'])}: "
                             f"{100 * row['share']:.0f}% vs {100 * row['base_share']:.0f}% overall",
                         )
                     )
