@@ -59,7 +59,9 @@ def make_csv(path: Path, rows: int, seed: int) -> None:
                     "tenure": tenure.astype(str),
                     "monthly_charges": monthly.astype(str),
                     "total_charges": np.round(monthly * np.maximum(tenure, 1), 2).astype(str),
-                    "gender": rng.choice(["Male", "Female", "F", "M"], n, p=[0.45, 0.45, 0.05, 0.05]),
+                    "gender": rng.choice(
+                        ["Male", "Female", "F", "M"], n, p=[0.45, 0.45, 0.05, 0.05]
+                    ),
                     "contract": rng.choice(["Month-to-month", "One year", "Two year"], n),
                     "payment_method": rng.choice(
                         [

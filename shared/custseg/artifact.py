@@ -36,18 +36,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.pipeline import Pipeline
 
-from custseg.features import MISSING_CATEGORY, Features, FeatureSchema, conform
+from custseg.features import MISSING_CATEGORY, Features, FeatureSchema, conform, is_conformed
 from custseg.labels import LabelEdges
 from custseg.stats import Histogram, Moments
 
 if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
     from custseg.contracts.model import Contract
+
+# scikit-learn (with scipy) and joblib are imported where a model is (un)pickled, not with
+# this module: the ingest function imports the model registry but never loads a model, and
+# should not pay seconds of cold start for them.
 
 SILHOUETTE_FLOOR = 0.15
 MIN_SEGMENT_SHARE = 0.02
@@ -61,6 +64,9 @@ class ArtifactError(Exception):
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a pickled pipeline depends on."""
+    import joblib
+    import sklearn
+
     return {
         "python": platform.python_version(),
         "sklearn": sklearn.__version__,
@@ -119,7 +125,10 @@ class SegmentModel:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """The preprocessed matrix (n, d) of a feature frame (conformed to the schema)."""
-        x = self.pipeline[:-1].transform(conform(frame, self.schema))
+        schema = self.schema
+        x = self.pipeline[:-1].transform(
+            frame if is_conformed(frame, schema) else conform(frame, schema)
+        )
         return np.asarray(x, dtype="float64")
 
     def distances(self, frame: pd.DataFrame) -> np.ndarray:
@@ -157,12 +166,12 @@ class SegmentModel:
         with np.errstate(divide="ignore", invalid="ignore"):
             conf = np.where(d2 > 0, 1.0 - d1 / d2, 0.0)
         names = self.segment_names()
+        # One name per segment, then a vectorised take (no Python loop per customer).
+        words = pd.array([names.get(j, f"Segment {j}") for j in range(d.shape[1])], dtype="string")
         return pd.DataFrame(
             {
                 "segment_id": seg.astype("int16"),
-                "segment_name": pd.array(
-                    [names.get(int(s), f"Segment {int(s)}") for s in seg], dtype="string"
-                ),
+                "segment_name": words.take(seg),
                 "distance": d1.astype("float64"),
                 "confidence": np.clip(conf, 0.0, 1.0).astype("float64"),
             },
@@ -311,6 +320,8 @@ def build_metadata(
 
 def dump_artifact(model: SegmentModel) -> tuple[bytes, bytes]:
     """(model file bytes, metadata JSON bytes); fills ``model.metadata["sha256"]``."""
+    import joblib
+
     buf = io.BytesIO()
     joblib.dump(model.pipeline, buf, compress=3)
     model_bytes = buf.getvalue()
@@ -352,6 +363,9 @@ def load_artifact(model_bytes: bytes, metadata_bytes: bytes | None) -> SegmentMo
         raise ArtifactError(
             f"model {metadata['version']} is incompatible with this runtime: " + "; ".join(problems)
         )
+    import joblib
+    from sklearn.pipeline import Pipeline
+
     try:
         pipeline = joblib.load(io.BytesIO(model_bytes))
     except Exception as exc:  # corrupt file that still matched its hash

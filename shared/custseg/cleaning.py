@@ -285,6 +285,57 @@ class DedupePlan:
         return np.asarray(REASON_CODES, dtype=object)[self.code]
 
 
+_BYTE8 = np.arange(8)
+
+
+def text_hash64(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash per string (null as ""), vectorised over the Arrow buffers.
+
+    Reads each value 8 bytes at a time and mixes the words with :func:`mix64`: one numpy
+    pass per 8 bytes of the longest value, no hash table, memory a few bytes per value.
+    Not cryptographic: equal strings hash equal, different ones rarely collide (callers
+    use it to find candidates, then compare exactly).
+    """
+    arr = as_text(text)
+    n = len(arr)
+    off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=off_type)[arr.offset : arr.offset + n + 1]
+    offsets = offsets.astype(np.int64)
+    data_buf = arr.buffers()[2]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    starts = offsets[:-1]
+    lengths = offsets[1:] - starts
+    h = mix64(lengths.astype(np.uint64))
+    longest = int(lengths.max()) if n else 0
+    if longest == 0:
+        return h
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    padded = np.zeros(hi - lo + 8, dtype=np.uint8)
+    padded[: hi - lo] = data[lo:hi]
+    starts = starts - lo
+    for j in range(0, longest, 8):
+        word = padded[(starts + j)[:, None] + _BYTE8]  # (n, 8) bytes from position j
+        word[_BYTE8[None, :] >= (lengths - j)[:, None]] = 0  # bytes past the value's end
+        h = mix64(h ^ word.view(np.uint64).ravel())
+    return h
+
+
+def repeated(values: np.ndarray) -> np.ndarray:
+    """Mask of the values that occur more than once (sort based, no hash table)."""
+    n = len(values)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    same = ordered[1:] == ordered[:-1]
+    hit = np.zeros(n, dtype=bool)
+    hit[1:] |= same
+    hit[:-1] |= same
+    out = np.zeros(n, dtype=bool)
+    out[order] = hit
+    return out
+
+
 def id_codes(
     customer_id: pd.Series | pa.Array | pa.ChunkedArray | np.ndarray,
 ) -> tuple[np.ndarray, int]:
@@ -292,13 +343,13 @@ def id_codes(
     code of the missing id (-1 when none)."""
     arr = customer_id
     if isinstance(arr, np.ndarray) and arr.dtype.kind in "iu":  # already codes
-        return arr.astype(np.int64, copy=False), -1
+        return arr, -1
     if isinstance(arr, pd.Series):
         arr = pa.array(arr.array, from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     enc = pc.dictionary_encode(arr, null_encoding="encode")
-    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False))
     nulls = np.flatnonzero(~to_np_bool(enc.dictionary.is_valid()))
     return codes, int(nulls[0]) if nulls.size else -1
 
@@ -318,30 +369,61 @@ def dedupe_plan(
     ``order_by`` (missing = oldest; ties and no ``order_by`` -> last in file order);
     ``most_complete`` keeps the fewest missing values (ties -> last in file order).
     ``customer_id`` may be given as integer codes (see :func:`id_codes`); ``null_code``
-    is then the code of a missing id (-1: none).
-    Memory: ~30 bytes per row (the ids as Arrow text plus integer codes), which is the
-    price of deduping across the whole file rather than within a chunk.
+    is then the code of a missing id (-1: none). See :func:`dedupe_candidates` for the
+    form that only needs the few rows that can be duplicates.
     """
     n = len(row_hash)
+    ids, found_null = id_codes(customer_id)
+    pos = np.arange(n)
+    return dedupe_candidates(
+        ids,
+        pos,
+        np.asarray(row_hash, dtype=np.uint64),
+        contract,
+        order_by=None if order_by is None else order_by.to_numpy(),
+        n_missing=None if n_missing is None else np.asarray(n_missing),
+        null_code=found_null if found_null >= 0 else null_code,
+    )
+
+
+def dedupe_candidates(
+    codes: np.ndarray,
+    cand: np.ndarray,
+    cand_hash: np.ndarray,
+    contract: Contract,
+    order_by: np.ndarray | None = None,
+    n_missing: np.ndarray | None = None,
+    null_code: int = -1,
+) -> DedupePlan:
+    """:func:`dedupe_plan` when only some rows can be duplicates.
+
+    ``codes``: an integer id code per row (all rows, file order); ``cand``: the sorted
+    positions of the rows that can be duplicates (every row whose id repeats, and in a
+    transaction table every row whose raw text may repeat); ``cand_hash``, ``order_by``,
+    ``n_missing``: the raw-text hash, recency and missing-value count of those rows only.
+    Rows outside ``cand`` are kept. Memory: a few bytes per row plus the candidates.
+    """
+    n = len(codes)
     code = np.zeros(n, dtype=np.uint8)
-    dup_exact = pd.Series(row_hash).duplicated(keep="first").to_numpy() if n else np.zeros(0, bool)
-    code[dup_exact] = 1
-    keep = ~dup_exact
-    by_id = 0
+    keep = np.ones(n, dtype=bool)
     if n == 0:
         return DedupePlan(keep=keep, code=code, exact=0, by_id=0, customers=0)
-    ids, found_null = id_codes(customer_id)
-    null_code = found_null if found_null >= 0 else null_code
-    counts = np.bincount(ids[keep], minlength=int(ids.max()) + 1)
+    exact_c = pd.Series(cand_hash).duplicated(keep="first").to_numpy()
+    exact_pos = cand[exact_c]
+    keep[exact_pos] = False
+    code[exact_pos] = 1
+    by_id = 0
     if not contract.is_transactions:
-        # only ids that occur more than once among the kept rows need a decision
-        pos = np.flatnonzero(keep & (counts[ids] > 1))
-        if pos.size:
-            frame = pd.DataFrame({"id": ids[pos], "pos": pos})
+        sub = np.flatnonzero(~exact_c)  # candidates left after exact duplicates
+        ids = codes[cand[sub]]
+        repeated = pd.Series(ids).duplicated(keep=False).to_numpy()
+        sub, ids = sub[repeated], ids[repeated]  # ids still repeated need a decision
+        if sub.size:
+            frame = pd.DataFrame({"id": ids, "pos": cand[sub]})
             if contract.dedupe == DedupeRule.MOST_COMPLETE and n_missing is not None:
-                frame["k"] = -np.asarray(n_missing)[pos]
+                frame["k"] = -n_missing[sub]
             elif order_by is not None:
-                frame["k"] = order_by.to_numpy()[pos]
+                frame["k"] = order_by[sub]
             else:
                 frame["k"] = 0
             frame = frame.sort_values(["k", "pos"], kind="stable", na_position="first")
@@ -349,12 +431,11 @@ def dedupe_plan(
             keep[drop_pos] = False
             code[drop_pos] = 2
             by_id = len(drop_pos)
-            counts = np.bincount(ids[keep], minlength=counts.size)
-    present = counts > 0
+    present = np.bincount(codes[keep], minlength=int(codes.max()) + 1) > 0
     if null_code >= 0:
         present[null_code] = False
     return DedupePlan(
-        keep=keep, code=code, exact=int(dup_exact.sum()), by_id=by_id, customers=int(present.sum())
+        keep=keep, code=code, exact=int(exact_c.sum()), by_id=by_id, customers=int(present.sum())
     )
 
 

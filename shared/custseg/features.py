@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role
 
@@ -340,13 +342,13 @@ def _transaction_features(
 
 def _customer_features(
     clean: pd.DataFrame, contract: Contract, as_of: dt.date
-) -> tuple[pd.DataFrame, list[str], list[str], pd.DataFrame]:
+) -> tuple[pd.DataFrame, list[str], list[str], pd.DataFrame, pd.Series | None]:
     ids = _id_series(clean, contract)
-    valid = ids.notna().to_numpy(dtype=bool)
-    # ingest dedupes; keep the last row per customer all the same (one row per customer)
-    rows = clean.loc[valid].copy()
-    rows.index = pd.Index(ids[valid].to_numpy(), dtype="string", name="customer_id")
-    rows = rows[~rows.index.duplicated(keep="last")]
+    # ingest dedupes; keep the last row per customer all the same (one row per customer),
+    # and put the rows in customer_id order here, once (no later sort or reindex)
+    order = _sorted_unique_positions(ids)
+    rows = clean.take(order)
+    rows.index = pd.Index(ids.take(order).to_numpy(), dtype="string", name="customer_id")
     present = set(_feature_columns(rows))
     index = rows.index
 
@@ -382,7 +384,25 @@ def _customer_features(
     for spec in contract.by_role(Role.OUTCOME):
         if spec.name in present:
             extras[spec.name] = _outcome_values(spec, rows[spec.name])
-    return frame, list(numeric), list(categorical), extras
+    value = _customer_value(frame, contract)
+    if value is None:
+        value = _customer_value(rows, contract)
+    return frame, list(numeric), list(categorical), extras, value
+
+
+def _sorted_unique_positions(ids: pd.Series) -> np.ndarray:
+    """Row positions of ``ids`` in ascending id order, without missing ids and with only
+    the LAST row of a repeated id (what ``sort_index`` after ``duplicated(keep="last")``
+    gives), computed in Arrow (a stable sort; repeats are then neighbours)."""
+    arr = pa.array(ids, type=pa.string(), from_pandas=True)
+    valid = len(arr) - arr.null_count
+    order = pc.array_sort_indices(arr, null_placement="at_end").to_numpy()[:valid]
+    if valid > 1:
+        ordered = arr.take(pa.array(order))
+        repeats = pc.equal(ordered[:-1], ordered[1:]).to_numpy(zero_copy_only=False)
+        if repeats.any():  # in a stable sort the last row of a repeated id comes last
+            order = order[np.append(~repeats, True)]
+    return np.asarray(order, dtype="int64")
 
 
 def _customer_value(clean_frame: pd.DataFrame, contract: Contract) -> pd.Series | None:
@@ -408,28 +428,22 @@ def build_features(
     as_of_date = _as_date(as_of) if as_of is not None else default_as_of(clean, contract)
     if contract.is_transactions:
         frame, numeric, categorical, extras = _transaction_features(clean, contract, as_of_date)
+        frame = frame.sort_index()
+        extras = extras.reindex(frame.index)
         value: pd.Series | None = frame["monetary"].rename("monetary")
     else:
-        frame, numeric, categorical, extras = _customer_features(clean, contract, as_of_date)
-        value = _customer_value(frame, contract)
-        if value is None:
-            ids = _id_series(clean, contract)
-            raw = clean.loc[ids.notna().to_numpy(dtype=bool)].copy()
-            raw.index = pd.Index(ids.dropna().to_numpy(), dtype="string", name="customer_id")
-            raw = raw[~raw.index.duplicated(keep="last")]
-            value = _customer_value(raw, contract)
-            if value is not None:
-                value = value.reindex(frame.index)
-    frame = frame.sort_index()
-    extras = extras.reindex(frame.index)
+        # already in customer_id order, one row per customer, all aligned
+        frame, numeric, categorical, extras, value = _customer_features(clean, contract, as_of_date)
     if value is not None:
-        value = value.reindex(frame.index).astype("float64")
+        value = value.astype("float64")
     if schema is not None:
-        frame = conform(frame, schema)
+        if not is_conformed(frame, schema):
+            frame = conform(frame, schema)
         numeric, categorical = list(schema.numeric), list(schema.categorical)
-    else:
+    elif list(frame.columns) != [*numeric, *categorical]:
         frame = frame[[*numeric, *categorical]]
-    frame.index = pd.Index(frame.index.astype("string"), name="customer_id")
+    if not (isinstance(frame.index.dtype, pd.StringDtype) and frame.index.name == "customer_id"):
+        frame.index = pd.Index(frame.index.astype("string"), name="customer_id")
     extras.index = frame.index
     if value is not None:
         value.index = frame.index
@@ -441,6 +455,21 @@ def build_features(
         value=value,
         extras=extras,
     )
+
+
+def is_conformed(frame: pd.DataFrame, schema: FeatureSchema) -> bool:
+    """True when ``frame`` already is what :func:`conform` would return (same columns in
+    order, numbers float64, categories text without missing values): no copy needed."""
+    if list(frame.columns) != schema.columns:
+        return False
+    for col in schema.numeric:
+        if frame[col].dtype != np.float64:
+            return False
+    for col in schema.categorical:
+        values = frame[col]
+        if not isinstance(values.dtype, pd.StringDtype) or bool(values.isna().any()):
+            return False
+    return True
 
 
 def conform(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from custseg.cleaning import (
@@ -48,7 +50,7 @@ from custseg.cleaning import (
     apply_transaction_rules,
     clean_columns,
     clean_table,
-    dedupe_plan,
+    dedupe_candidates,
     finalise_stats,
     id_codes,
     join_raw,
@@ -56,11 +58,12 @@ from custseg.cleaning import (
     new_stats,
     row_hash,
     split_raw,
+    to_np_bool,
     update_stats,
 )
 from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
-from custseg.quality import QualityReport, example_value
+from custseg.quality import QualityReport, example_value, json_safe
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
 from custseg.validation import (
     HeaderCheck,
@@ -76,7 +79,8 @@ REJECTED_NAME = "rejected_rows.csv"
 REPORT_JSON = "quality.json"
 REPORT_TEXT = "quality.txt"
 CONTRACT_JSON = "contract.json"
-_STAGE_NAME = "_stage.parquet"
+_STAGE_NAME = "_stage.arrow"
+_RAW_COLUMNS_MAX = 256  # wider files stage their raw text joined in one column
 
 
 @dataclass
@@ -118,7 +122,8 @@ class _RejectedWriter:
         body = raw.reset_index(drop=True)
         body.columns = pd.Index(self.headers[: body.shape[1]])
         out = pd.concat([frame, body], axis=1)
-        out.to_csv(self.path, mode="a", header=self.rows == 0, index=False)
+        # CRLF line ends, so values holding a bare CR (or LF) are quoted too
+        out.to_csv(self.path, mode="a", header=self.rows == 0, index=False, lineterminator="\r\n")
         self.rows += len(rows)
 
 
@@ -134,8 +139,64 @@ def _stage_schema(
         pa.field("_row", pa.int64()),
         pa.field("_key", pa.uint64()),
         pa.field("_nmiss", pa.int32()),
+        pa.field("_valid", pa.bool_()),
     ]
+    if n_raw <= _RAW_COLUMNS_MAX:
+        fields += [pa.field(f"_raw{i}", pa.string()) for i in range(n_raw)]
+    else:
+        fields.append(pa.field("_raw", pa.large_string()))
     return pa.schema(fields)
+
+
+class _Stage:
+    """The staging file: an uncompressed Arrow IPC file, one record batch per chunk.
+
+    Holds every row read (``_valid`` False for rows rejected in pass 1, whose other
+    columns are then meaningless): the typed columns, ``_row``, ``_key``, ``_nmiss`` and
+    the raw text (``_raw0``, ``_raw1``, ... or one joined ``_raw`` for very wide files).
+    Staging rejected rows too avoids copying every chunk to filter a few rows out.
+    Reading selects columns and loads one batch at a time (no memory map, so resident
+    memory stays bounded by a chunk).
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.schema = schema
+        self._sink: Any = None
+        self._writer: Any = None
+        self.rows = 0
+        self.valid_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_file(self._sink, self.schema)
+        self._writer.write_table(table.combine_chunks(), max_chunksize=max(table.num_rows, 1))
+        self.rows += table.num_rows
+        self.valid_rows += int(pc.sum(table.column("_valid")).as_py() or 0)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+
+    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """The staged batches in order, restricted to ``columns``."""
+        fields = [self.schema.get_field_index(c) for c in columns]
+        options = pa.ipc.IpcReadOptions(included_fields=sorted(fields), use_threads=False)
+        with pa.OSFile(str(self.path), "rb") as source:
+            reader = pa.ipc.open_file(source, options=options)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i).select(columns)
+
+    def read(self, columns: list[str]) -> pa.Table:
+        batches = list(self.batches(columns))
+        if not batches:
+            return self.schema.empty_table().select(columns)
+        return pa.Table.from_batches(batches).combine_chunks()
+
+    def raw_columns(self) -> list[str]:
+        return [n for n in self.schema.names if n.startswith("_raw")]
 
 
 def _write_outputs(
@@ -144,7 +205,10 @@ def _write_outputs(
     json_path = out_dir / REPORT_JSON
     text_path = out_dir / REPORT_TEXT
     contract_path = out_dir / CONTRACT_JSON
-    json_path.write_text(json.dumps(report.to_dict(), indent=2, default=str), encoding="utf-8")
+    json_path.write_text(
+        json.dumps(json_safe(report.to_dict()), indent=2, default=str, allow_nan=False),
+        encoding="utf-8",
+    )
     text_path.write_text(report.to_text(), encoding="utf-8")
     contract_path.write_text(
         json.dumps(contract.model_dump(mode="json"), indent=2), encoding="utf-8"
@@ -249,7 +313,13 @@ def _run(
     report.columns_mapped = dict(header.mapped)
     report.columns_ignored = list(header.ignored)
     if header.ignored:
-        report.warn("columns not in the contract, ignored: " + ", ".join(header.ignored))
+        names = ", ".join(header.ignored[:20])
+        more = len(header.ignored) - 20
+        report.warn(
+            "columns not in the contract, ignored: "
+            + names
+            + (f" and {more:,} more (see columns_ignored)" if more > 0 else "")
+        )
     for issue in header.issues:
         report.file_error(issue.code, issue.message, row=issue.row, column=issue.column)
     if header.issues:
@@ -265,7 +335,7 @@ def _run(
     rejected = _RejectedWriter(rejected_path, headers)
     ctx = ParseContext(delimiter=fmt.delimiter)
     tx_counts: Counter[str] = Counter()
-    stage_writer: pq.ParquetWriter | None = None
+    stage = _Stage(stage_path, schema)
     try:
         for chunk in iter_chunks(input_path, fmt, chunk_rows=chunk_rows):
             report.rows_read += len(chunk) + len(chunk.bad)
@@ -278,20 +348,11 @@ def _run(
                 schema, amount_added,
             )  # fmt: skip
             if table.num_rows:
-                if stage_writer is None:
-                    stage_writer = pq.ParquetWriter(
-                        stage_path,
-                        schema,
-                        compression="none",
-                        use_dictionary=False,
-                        write_statistics=False,
-                    )
-                stage_writer.write_table(table)
+                stage.write(table)
     except ReadError as exc:
         report.file_error(exc.code, exc.message, row=exc.row)
     finally:
-        if stage_writer is not None:
-            stage_writer.close()
+        stage.close()
     for w in ctx.warnings:
         report.warn(w)
     for col, fam in ctx.date_formats.items():
@@ -322,7 +383,7 @@ def _run(
     if report.rows_read == 0:
         report.file_error("header_only", "the file has a header but no data rows", row=2)
         return contract, 0
-    if not stage_path.exists():
+    if stage.valid_rows == 0:
         report.file_error(
             "no_valid_rows",
             f"every one of the {report.rows_read:,} data rows was rejected "
@@ -331,8 +392,7 @@ def _run(
         return contract, rejected.rows
 
     # ---- dedupe plan over the whole file ----------------------------------------------
-    stage = pq.ParquetFile(stage_path)
-    plan, cand_rows, cand_raw = _dedupe(input_path, fmt, stage, schema, contract, chunk_rows)
+    plan, cand_stage, cand_rows, cand_raw = _dedupe(stage, contract)
     report.duplicates = {"exact": plan.exact, "by_id": plan.by_id}
     report.customers = plan.customers
     lap("dedupe")
@@ -343,7 +403,7 @@ def _run(
     stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
                                                            ColumnType.BOOLEAN)]  # fmt: skip
     offset = 0
-    for batch in stage.iter_batches(batch_size=chunk_rows, columns=[*stat_cols, "_row"]):
+    for batch in stage.batches([*stat_cols, "_row"]):
         keep = plan.keep[offset : offset + batch.num_rows]
         offset += batch.num_rows
         kept = pa.Table.from_batches([batch])
@@ -388,7 +448,7 @@ def _run(
         write_statistics=statistics,
     ) as writer:
         columns = [n for n in schema.names if n in out_schema.names]
-        for batch in stage.iter_batches(batch_size=chunk_rows, columns=columns):
+        for batch in stage.batches(columns):
             keep = plan.keep[offset : offset + batch.num_rows]
             offset += batch.num_rows
             if not keep.any():
@@ -400,11 +460,10 @@ def _run(
             imputed.update(imp)
             clipped.update(clip)
             writer.write_table(cleaned.select(out_schema.names).cast(out_schema))
-    if not plan.keep.all():  # duplicates -> rejected_rows.csv with their original text
-        staged_rows = stage.read(columns=["_row"]).column(0).to_numpy()
-        dropped = np.flatnonzero(~plan.keep)
-        rows = staged_rows[dropped]
-        at = np.searchsorted(cand_rows, rows)  # every dropped row is a candidate
+    if plan.exact or plan.by_id:  # duplicates -> rejected_rows.csv with their original text
+        dropped = np.flatnonzero(plan.code > 0)
+        at = np.searchsorted(cand_stage, dropped)  # every dropped row is a candidate
+        rows = cand_rows[at]
         why = np.asarray(REASON_CODES, dtype=object)[plan.code[dropped]]
         text = pd.Series(cand_raw.take(pa.array(at)).to_pylist(), dtype=object)
         rejected.write(rows, why, split_raw(text, len(headers)))
@@ -481,19 +540,21 @@ def _pass1_chunk(
     drop = invalid | excluded
     report.rows_invalid += int(invalid.sum())
     report.rows_excluded += int(excluded.sum())
-    keep = ~drop
     if drop.any():
         where = np.flatnonzero(drop)
         rejected.write(
             rows[where], reasons_for(failures, where), raw.take(pa.array(where)).to_pandas()
         )
-        mask = pa.array(keep)
-        arrays = {name: arr.filter(mask) for name, arr in arrays.items()}
-    m = int(keep.sum())
-    arrays["_row"] = pa.array(rows[keep], type=pa.int64())
-    arrays["_nmiss"] = pa.array(val.n_missing[keep], type=pa.int32())
+    arrays["_row"] = pa.array(rows, type=pa.int64())
+    arrays["_nmiss"] = pa.array(val.n_missing, type=pa.int32())
+    arrays["_valid"] = pa.array(~drop, type=pa.bool_())
     arrays["_key"] = pa.array(_dedupe_key(arrays, contract), type=pa.uint64())
-    columns = [arrays[f.name] if f.name in arrays else pa.nulls(m, f.type) for f in schema]
+    if "_raw" in schema.names:
+        arrays["_raw"] = join_raw(raw)
+    else:
+        for i in range(raw.num_columns):
+            arrays[f"_raw{i}"] = raw.column(i)
+    columns = [arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -525,71 +586,82 @@ def _dedupe_key(arrays: dict[str, pa.Array], contract: Contract) -> np.ndarray:
 
 
 def _dedupe(
-    input_path: Path,
-    fmt: FileFormat,
-    stage: pq.ParquetFile,
-    schema: pa.Schema,
-    contract: Contract,
-    chunk_rows: int,
-) -> tuple[DedupePlan, np.ndarray, pa.Array]:
+    stage: _Stage, contract: Contract
+) -> tuple[DedupePlan, np.ndarray, np.ndarray, pa.Array]:
     """The whole-file dedupe plan from the staged rows.
 
-    Reads the customer ids (and ``_key``, ``_nmiss``, ``_row``, the ``dedupe_order_by``
-    column) and finds candidate rows whose id (customer tables) or key (transaction
-    tables) repeats. Only those can be duplicates, so only their raw text is needed: it
-    is read again from the source file (a third pass, only when there are candidates)
-    and hashed; exact duplicates among them share :func:`custseg.cleaning.row_hash`.
-    Every other row gets a distinct stand-in hash.
+    Reads the customer ids (one column at a time) and finds the candidate rows whose id
+    (customer tables) or ``_key`` (transaction tables) repeats. Only those can be
+    duplicates, so only their raw text is joined and hashed (exact duplicates share
+    :func:`custseg.cleaning.row_hash`) and only their recency / missing counts are kept.
+    Memory: the ids as Arrow text while they are encoded, then ~6 bytes per row.
 
-    Returns the plan, the candidates' row numbers (sorted) and their joined raw text.
+    Returns the plan (over stage positions), the candidates' stage positions and row
+    numbers, and their joined raw text.
     """
     id_name = contract.id_column.name
-    order_by = contract.dedupe_order_by
-    wanted = [id_name, "_key", "_nmiss", "_row"]
-    if order_by and order_by in schema.names and not contract.is_transactions:
-        wanted.append(order_by)
-    keys = stage.read(columns=wanted)
-    n = keys.num_rows
-    codes, null_code = id_codes(keys.column(id_name))
+    valid = to_np_bool(stage.read(["_valid"]).column(0))
+    total = len(valid)
+    staged_pos = np.flatnonzero(valid)  # the valid rows' positions in the stage
+    ids = stage.read([id_name]).column(0)
+    if not valid.all():
+        ids = ids.filter(pa.array(valid))
+    codes, null_code = id_codes(ids)
+    del ids
+    n = len(codes)
     if contract.is_transactions:
-        cand = pd.Series(keys.column("_key").to_numpy()).duplicated(keep=False).to_numpy()
+        key = stage.read(["_key"]).column(0).to_numpy()[staged_pos]
+        is_cand = pd.Series(key).duplicated(keep=False).to_numpy()
+        del key
     else:
-        cand = np.bincount(codes)[codes] > 1 if n else np.zeros(0, dtype=bool)
-    hashes = np.arange(n, dtype=np.uint64)  # distinct, below 2**63
-    staged_rows = keys.column("_row").to_numpy()
-    cand_rows = staged_rows[cand]
+        is_cand = np.bincount(codes)[codes] > 1 if n else np.zeros(0, dtype=bool)
+    cand = np.flatnonzero(is_cand)  # positions among the valid rows
+    del is_cand
+    cand_stage = staged_pos[cand]
+
+    def at_cand(name: str) -> np.ndarray:
+        return stage.read([name]).column(0).to_numpy(zero_copy_only=False)[cand_stage]
+
+    cand_rows = at_cand("_row") if cand.size else np.empty(0, dtype=np.int64)
     cand_raw = pa.array([], pa.large_string())
-    if cand_rows.size:
-        cand_raw = _read_raw_rows(input_path, fmt, cand_rows, chunk_rows)
-        hashes[cand] = row_hash(cand_raw) | np.uint64(1 << 63)
-    order = keys.column(order_by).to_pandas() if order_by in keys.column_names else None
-    plan = dedupe_plan(
-        hashes,
+    cand_hash = np.empty(0, dtype=np.uint64)
+    if cand.size:
+        hit_all = np.zeros(total, dtype=bool)
+        hit_all[cand_stage] = True
+        parts: list[pa.Array] = []
+        offset = 0
+        raw_cols = stage.raw_columns()
+        for batch in stage.batches(raw_cols):
+            hit = hit_all[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            if hit.any():
+                table = pa.Table.from_batches([batch]).filter(pa.array(hit))
+                parts.append(table.column(0).combine_chunks() if raw_cols == ["_raw"] else
+                             join_raw(table))  # fmt: skip
+        cand_raw = pa.concat_arrays(parts)
+        cand_hash = row_hash(cand_raw)
+    order_by = contract.dedupe_order_by
+    order = None
+    if cand.size and order_by in stage.schema.names and not contract.is_transactions:
+        order = stage.read([order_by]).column(0).to_pandas().to_numpy()[cand_stage]
+    plan = dedupe_candidates(
         codes,
+        cand,
+        cand_hash,
         contract,
         order_by=order,
-        n_missing=keys.column("_nmiss").to_numpy(),
+        n_missing=at_cand("_nmiss") if cand.size else None,
         null_code=null_code,
     )
-    return plan, cand_rows, cand_raw
-
-
-def _read_raw_rows(
-    input_path: Path, fmt: FileFormat, rows: np.ndarray, chunk_rows: int
-) -> pa.Array:
-    """The joined raw text (see :func:`custseg.cleaning.join_raw`) of the records whose
-    row numbers are ``rows`` (sorted), in that order."""
-    parts: list[pa.Array] = []
-    for chunk in iter_chunks(input_path, fmt, chunk_rows=chunk_rows):
-        if len(chunk) == 0:
-            continue
-        hit = np.isin(chunk.rows, rows, assume_unique=True)
-        if hit.any():
-            parts.append(join_raw(chunk.table.filter(pa.array(hit))))
-    joined = pa.concat_arrays(parts) if parts else pa.array([], pa.large_string())
-    if len(joined) != len(rows):  # the file changed under us: a bug, not bad input
-        raise RuntimeError(f"re-read {len(joined)} of {len(rows)} duplicate candidates")
-    return joined
+    if n != total:  # back to stage positions: rows rejected in pass 1 are not kept
+        keep = np.zeros(total, dtype=bool)
+        keep[staged_pos] = plan.keep
+        code = np.zeros(total, dtype=np.uint8)
+        code[staged_pos] = plan.code
+        plan = DedupePlan(
+            keep=keep, code=code, exact=plan.exact, by_id=plan.by_id, customers=plan.customers
+        )
+    return plan, cand_stage, cand_rows, cand_raw
 
 
 def _report_cleaning(

@@ -16,6 +16,7 @@ original text (it is read by Athena / BI tools, not by spreadsheets).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -35,9 +36,9 @@ ASSIGNMENT_COLUMNS: dict[str, str] = {
     "given model version.",
     "segment_name": "Plain-language name of the segment (from the model's personas).",
     "distance": "Distance of the customer to the centre of their segment, in the model's "
-    "standardised feature space (smaller = more typical member).",
+    "standardised feature space (smaller = more typical member; 6 decimals).",
     "confidence": "How clearly the customer belongs to their segment rather than the next "
-    "nearest one, from 0 (on the border) to 1 (right at the centre).",
+    "nearest one, from 0 (on the border) to 1 (right at the centre); 6 decimals.",
     "r_score": "Recency score 1..5 (5 = bought most recently), quintile of the training "
     "data; empty when the data has no purchase recency.",
     "f_score": "Frequency score 1..5 (5 = buys most often); empty when not available.",
@@ -151,6 +152,7 @@ def assignments_table(
     model_version: str,
     run_id: str,
     as_of: dt.date,
+    segment_names: Mapping[int, str] | None = None,
 ) -> pa.Table:
     """One chunk of assignments as an Arrow table with :data:`ASSIGNMENTS_SCHEMA`.
 
@@ -159,6 +161,8 @@ def assignments_table(
     ``f_score``, ``m_score`` (Int8), ``rfm_segment``, ``value_tier``, ``lifecycle_stage``
     (from ``labels.assign_labels``) or ``None``. ``value``: the value measure, same index,
     or ``None``. All inputs must already be aligned on the same index order.
+    ``segment_names`` (id -> name, e.g. ``model.segment_names()``) builds the name column
+    from the ids (vectorised) instead of converting ``predictions["segment_name"]``.
     """
     n = len(predictions)
     lab = labels if labels is not None else pd.DataFrame(index=predictions.index)
@@ -171,12 +175,19 @@ def assignments_table(
         if value is None
         else pa.array(value.to_numpy(dtype="float64", na_value=np.nan), from_pandas=True)
     )
+    seg = predictions["segment_id"].to_numpy(dtype="int16")
+    if segment_names and n and int(seg.min()) >= 0 and int(seg.max()) in segment_names:
+        k = max(segment_names) + 1
+        words = pa.array([segment_names.get(i, f"Segment {i}") for i in range(k)], pa.string())
+        names_arr = pc.take(words, pa.array(seg.astype("int32")))
+    else:
+        names_arr = pa.array(predictions["segment_name"].astype("string"), type=pa.string())
     arrays = [
         pa.array(predictions.index.astype("string"), type=pa.string()),
-        pa.array(predictions["segment_id"].to_numpy(dtype="int16"), type=pa.int16()),
-        pa.array(predictions["segment_name"].astype("string"), type=pa.string()),
-        pa.array(predictions["distance"].to_numpy(dtype="float64"), type=pa.float64()),
-        pa.array(predictions["confidence"].to_numpy(dtype="float64"), type=pa.float64()),
+        pa.array(seg, type=pa.int16()),
+        names_arr,
+        pa.array(np.round(predictions["distance"].to_numpy(dtype="float64"), 6), pa.float64()),
+        pa.array(np.round(predictions["confidence"].to_numpy(dtype="float64"), 6), pa.float64()),
         _int8(col("r_score"), n),
         _int8(col("f_score"), n),
         _int8(col("m_score"), n),

@@ -21,6 +21,8 @@ personal-role columns; examples of other values are truncated to 20 characters.
 
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,12 +43,44 @@ MAX_ROW_ERRORS = 50
 EXAMPLE_CHARS = 20
 
 
+MAX_NAME_CHARS = 80
+# an e-mail address anywhere in a text (personal data even outside a personal column,
+# e.g. when a broken row shifts it into another column or a header)
+_EMAIL = re.compile(r"[^\s@,;|\"']+@[^\s@,;|\"']+\.[^\s@,;|\"']+")
+EMAIL_MASK = "<e-mail address>"
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like an e-mail address masked."""
+    return _EMAIL.sub(EMAIL_MASK, text) if "@" in text else text
+
+
 def example_value(value: Any, personal: bool) -> str | None:
-    """A value safe to show in a report: None for personal data, else at most 20 chars."""
+    """A value safe to show in a report: None for personal data, else at most 20 chars.
+
+    Values that look like e-mail addresses are masked whatever their column.
+    """
     if personal or value is None:
         return None
-    text = str(value)
+    text = redact(str(value))
     return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
+
+
+def safe_name(header: str) -> str:
+    """A header name safe and short enough for a report (e-mail-like text masked)."""
+    text = redact(header)
+    return text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…"
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats (NaN, ±inf) as None, so the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 @dataclass
@@ -206,7 +240,12 @@ class QualityReport:
                 f"{tx.get('non_positive_price', 0):,} price <= 0"
             )
         if self.columns_ignored:
-            lines.append("ignored columns: " + ", ".join(self.columns_ignored))
+            more = len(self.columns_ignored) - 20
+            lines.append(
+                "ignored columns: "
+                + ", ".join(self.columns_ignored[:20])
+                + (f" and {more:,} more" if more > 0 else "")
+            )
         for w in self.warnings:
             lines.append(f"warning: {w}")
         for e in self.row_errors[:5]:

@@ -31,6 +31,7 @@ import codecs
 import csv
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def _check_encoding(path: Path, compression: str | None, encoding: str) -> bool:
                     decoder.decode(b"", final=True)
                     return True
                 decoder.decode(block)
-    except (UnicodeDecodeError, EOFError, OSError):
+    except (UnicodeDecodeError, EOFError, OSError, zlib.error):
         return False
 
 
@@ -200,7 +201,7 @@ def sniff(path: Path) -> FileFormat:
         with _open_binary(path, compression) as fh:
             sample = fh.read(SAMPLE_BYTES)
             more = bool(fh.read(1))
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise ReadError("undecodable", f"the file is not valid gzip: {exc}") from None
     warnings: list[str] = []
     if sample.startswith(codecs.BOM_UTF8):
@@ -308,7 +309,7 @@ def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Itera
         reader = pacsv.open_csv(
             source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts
         )
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:  # OSError: corrupt or truncated gzip
         if "Empty CSV file" in str(exc):
             return
         raise ReadError("parse_error", f"the CSV cannot be parsed: {exc}") from None
@@ -344,7 +345,7 @@ def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Itera
                 yield flush(head.to_batches() or [batch.slice(0, 0)])
                 pending = rest.to_batches()
                 pending_rows = rest.num_rows
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise ReadError("parse_error", f"the CSV cannot be parsed: {exc}") from None
     if pending_rows or bad:
         yield flush(pending or [pa.RecordBatch.from_pylist([], schema=reader.schema)])
@@ -388,10 +389,16 @@ FAMILY_LABELS = {
 }
 
 
+_NS_MIN = pd.Timestamp.min.ceil("D")  # 1677-09-22: a day start, so normalising stays in range
+_NS_MAX = pd.Timestamp.max  # 2262-04-11 23:47:16.854775807
+
+
 def parse_dates(values: pd.Series, family_or_format: str) -> pd.Series:
     """Parse text to ``datetime64[ns]`` (naive UTC); unparseable or blank -> NaT.
 
     ``family_or_format`` is a family of :data:`DATE_FAMILIES` or a strftime format.
+    Dates outside what ``datetime64[ns]`` holds (before 1677-09-21 or after
+    2262-04-11, e.g. 0001-01-01 or 9999-12-31) do not parse: NaT.
     """
     formats = DATE_FAMILIES.get(family_or_format, [family_or_format])
     text = values.astype("str")
@@ -406,7 +413,7 @@ def parse_dates(values: pd.Series, family_or_format: str) -> pd.Series:
             parsed = parsed.dt.tz_convert(None)
         else:
             parsed = pd.to_datetime(part, format=fmt, errors="coerce")
-        ok = parsed.notna()
+        ok = parsed.notna() & (parsed >= _NS_MIN) & (parsed <= _NS_MAX)
         if ok.any():
             out.loc[ok[ok].index] = parsed[ok].astype("datetime64[ns]")
             todo.loc[ok[ok].index] = False

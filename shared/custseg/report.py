@@ -152,14 +152,18 @@ def _plt() -> Any:
     return plt
 
 
-def _png(fig: Any) -> str:
+def _png(fig: Any, *, tight_bbox: bool = False) -> str:
+    """The figure as base64 PNG. ``tight_bbox`` measures every artist (slower; for charts
+    with a legend outside the axes or a colour bar), else ``tight_layout`` is enough."""
     plt = _plt()
     buf = io.BytesIO()
+    if not tight_bbox:
+        fig.tight_layout(pad=0.6)
     fig.savefig(
         buf,
         format="png",
         dpi=100,
-        bbox_inches="tight",
+        bbox_inches="tight" if tight_bbox else None,
         metadata={"Software": None},
         pil_kwargs={"compress_level": 1},
     )
@@ -262,10 +266,10 @@ def chart_profile(profiles: Mapping[str, Any]) -> str | None:
                 color="white" if abs(z[i, j]) > lim * 0.55 else "#222",
             )
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
-    cb.set_label("vs average (standard deviations)")
+    cb.set_label("vs average (std. dev.)")
     ax.set_title("What sets each segment apart (red = above average, blue = below)", loc="left")
     ax.spines[:].set_visible(False)
-    return _png(fig)
+    return _png(fig, tight_bbox=True)
 
 
 def chart_map(sample: pd.DataFrame | None, names: Mapping[int, str]) -> str | None:
@@ -295,7 +299,7 @@ def chart_map(sample: pd.DataFrame | None, names: Mapping[int, str]) -> str | No
     )
     ax.set_xticks([])
     ax.set_yticks([])
-    return _png(fig)
+    return _png(fig, tight_bbox=True)
 
 
 def chart_rfm(metrics: Mapping[str, Any]) -> str | None:

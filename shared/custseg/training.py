@@ -97,9 +97,22 @@ def clip_z(x: Any) -> Any:
 
 
 def as_object(x: Any) -> Any:
-    """Categorical input as an object array of str (what OneHotEncoder handles everywhere)."""
-    frame = pd.DataFrame(x)
-    return frame.astype("string").fillna("(missing)").astype(object).to_numpy()
+    """Categorical input as an object array of str (what OneHotEncoder handles everywhere).
+
+    Each column is factorised first (in Arrow for text) and the few distinct values are
+    looked up by code: the customers' cells then share one ``str`` per distinct value
+    instead of one new object per cell (several times faster on millions of rows).
+    """
+    frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x)
+    out = np.empty(frame.shape, dtype=object)
+    for j in range(frame.shape[1]):
+        values = frame.iloc[:, j]
+        if not isinstance(values.dtype, pd.StringDtype):
+            values = values.astype("string")
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        words = np.array([*(str(u) for u in uniques), "(missing)"], dtype=object)
+        out[:, j] = words[codes]  # code -1 (missing) picks the last word
+    return out
 
 
 def _skewness(values: np.ndarray) -> float:

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from custseg.cleaning import NUMERIC_TYPES, as_text, normalise_text, to_np_bool, weighted_count
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role, normalise_header
+from custseg.quality import safe_name
 from custseg.reading import FAMILY_LABELS, detect_date_format, parse_dates
 
 
@@ -63,13 +64,14 @@ def check_headers(headers: list[str], contract: Contract) -> HeaderCheck:
     seen_keys: dict[str, str] = {}
     for i, header in enumerate(headers):
         key = normalise_header(header)
-        label = header if header else f"(column {i + 1}, no name)"
+        label = safe_name(header) if header else f"(column {i + 1}, no name)"
         if key and key in seen_keys:
             issues.append(
                 FileIssue(
                     "duplicate_header",
-                    f"header {header!r} repeats header {seen_keys[key]!r} (column {i + 1})",
-                    column=header,
+                    f"header {safe_name(header)!r} repeats header "
+                    f"{safe_name(seen_keys[key])!r} (column {i + 1})",
+                    column=safe_name(header),
                 )
             )
             continue
@@ -84,7 +86,8 @@ def check_headers(headers: list[str], contract: Contract) -> HeaderCheck:
             issues.append(
                 FileIssue(
                     "duplicate_header",
-                    f"headers {first!r} and {header!r} both mean column {canonical!r}",
+                    f"headers {safe_name(first)!r} and {safe_name(header)!r} both mean "
+                    f"column {canonical!r}",
                     column=canonical,
                 )
             )
@@ -258,6 +261,12 @@ _DICT_MIN_ROWS = 1024  # below this, converting every value directly is as cheap
 _DICT_MAX_SHARE = 0.25  # convert distinct values when at most this share of the rows
 
 
+def _few_distinct(text: pa.Array, probe: int = 4096) -> bool:
+    """Whether a column looks low-cardinality, from the distinct share of a prefix."""
+    head = text.slice(0, probe)
+    return int(pc.count_distinct(head).as_py()) <= _DICT_MAX_SHARE * len(head)
+
+
 def _convert_column(
     spec: ColumnSpec,
     raw: pa.Array | pa.ChunkedArray,
@@ -272,7 +281,7 @@ def _convert_column(
     """
     text = as_text(raw)
     n = len(text)
-    if spec.type != ColumnType.ID and n >= _DICT_MIN_ROWS:
+    if spec.type != ColumnType.ID and n >= _DICT_MIN_ROWS and _few_distinct(text):
         enc = pc.dictionary_encode(text)
         if len(enc.dictionary) <= _DICT_MAX_SHARE * n:
             idx = enc.indices

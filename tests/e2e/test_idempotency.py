@@ -20,13 +20,6 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
-
-from custseg.aws import runtime
-from custseg.aws.ingest_job import run_ingest
-from custseg.aws.s3 import ObjectStore
-from custseg.aws.score_job import run_score
-from custseg.layout import MANIFEST
-from custseg.local.stack import FakeLambdaContext
 from support import (
     MALL,
     SimulatedCrash,
@@ -41,20 +34,22 @@ from support import (
     mall_like_csv,
     manifests,
     run_together,
+    seed_models,
     verify_manifest,
 )
+
+from custseg.aws import runtime
+from custseg.aws.ingest_job import run_ingest
+from custseg.aws.s3 import ObjectStore
+from custseg.aws.score_job import run_score
+from custseg.layout import MANIFEST
+from custseg.local.stack import FakeLambdaContext
 
 
 @pytest.fixture(autouse=True)
 def _fast_charts() -> Iterator[None]:
     with fast_charts():
         yield
-
-
-def _trained(stack: Any) -> None:
-    """A first upload: ingest -> no champion -> train -> score; leaves a champion."""
-    stack.upload(MALL, "incoming/mall/first.csv")
-    assert [i.error for i in stack.drain() if i.error] == []
 
 
 def _versions(stack: Any, bucket: str, key: str) -> int:
@@ -91,17 +86,18 @@ def test_redelivered_event_by_version_or_by_etag_is_one_run(stack: Any) -> None:
     assert len(frame) == 200 and frame["customer_id"].is_unique
 
 
-def test_two_concurrent_deliveries_of_one_event(stack: Any) -> None:
-    _trained(stack)
+def test_two_concurrent_deliveries_of_one_event(stack: Any, champions: dict[str, bytes]) -> None:
+    seed_models(stack, champions, "mall")
     stack.upload(MALL, "incoming/mall/second.csv")
     for function in ("IngestFunction", "ScoreFunction"):
         (event,) = stack.receive(function)
         handler = stack.handler(function)
         spec = stack.spec.functions[function]
-        outcomes = run_together(
-            lambda: handler(copy.deepcopy(event), FakeLambdaContext(spec)),
-            lambda: handler(copy.deepcopy(event), FakeLambdaContext(spec)),
-        )
+
+        def deliver(handler: Any = handler, event: Any = event, spec: Any = spec) -> Any:
+            return handler(copy.deepcopy(event), FakeLambdaContext(spec))
+
+        outcomes = run_together(deliver, deliver)
         # One runs, the other finds the first in progress (Lambda retries it later).
         assert any(isinstance(o, dict) for o in outcomes), outcomes
         for o in outcomes:
@@ -109,12 +105,14 @@ def test_two_concurrent_deliveries_of_one_event(stack: Any) -> None:
         retry = stack.invoke(function, copy.deepcopy(event))
         assert retry.error is None and retry.result["results"][0]["status"] != "duplicate"
     assert [i.error for i in stack.drain() if i.error] == []
-    _one_run_each(stack, "mall", clean=2, segments=2)
+    _one_run_each(stack, "mall", clean=1, segments=1)
 
 
 @pytest.mark.parametrize("threads", [4])
-def test_concurrent_duplicates_past_the_idempotency_layer(stack: Any, threads: int) -> None:
-    _trained(stack)
+def test_concurrent_duplicates_past_the_idempotency_layer(
+    stack: Any, champions: dict[str, bytes], threads: int
+) -> None:
+    seed_models(stack, champions, "mall")
     stack.upload(MALL, "incoming/mall/second.csv")
     stack.purge()
     store, settings, bus = runtime.store(), runtime.settings(), runtime.bus()
@@ -132,7 +130,7 @@ def test_concurrent_duplicates_past_the_idempotency_layer(stack: Any, threads: i
     assert all(not isinstance(o, Exception) for o in scores), scores
     assert {o.run_id for o in scores} == {scores[0].run_id}
     stack.purge()
-    _one_run_each(stack, "mall", clean=2, segments=2)
+    _one_run_each(stack, "mall", clean=1, segments=1)
     for bucket, prefix in (
         (stack.data_bucket, f"clean/mall/{ingests[0].run_id}/"),
         (stack.results_bucket, scores[0].manifest_key.rsplit("/", 1)[0] + "/"),
@@ -143,12 +141,12 @@ def test_concurrent_duplicates_past_the_idempotency_layer(stack: Any, threads: i
 
 @pytest.mark.parametrize("job", ["ingest", "score"])
 def test_a_late_duplicate_cannot_change_a_committed_run(
-    stack: Any, job: str, monkeypatch: pytest.MonkeyPatch
+    stack: Any, champions: dict[str, bytes], job: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worst interleaving: a duplicate finds no manifest, the other delivery then
     commits the whole run, and only then does the duplicate write its files (whose bytes
     differ: reports record timings). The committed manifest must still match the files."""
-    _trained(stack)
+    seed_models(stack, champions, "mall")
     stack.upload(MALL, "incoming/mall/second.csv")
     stack.purge()
     store, settings, bus = runtime.store(), runtime.settings(), runtime.bus()
@@ -199,8 +197,10 @@ def test_a_late_duplicate_cannot_change_a_committed_run(
 
 
 @pytest.mark.parametrize("mode", ["error", "crash"])
-def test_retry_after_a_partial_failure_is_one_run(stack: Any, mode: str, tmp_path: Path) -> None:
-    _trained(stack)
+def test_retry_after_a_partial_failure_is_one_run(
+    stack: Any, champions: dict[str, bytes], mode: str, tmp_path: Path
+) -> None:
+    seed_models(stack, champions, "mall")
     mall_like_csv(tmp_path / "more.csv", range(5000, 5150), seed=3)
     stack.upload(tmp_path / "more.csv", "incoming/mall/more.csv")
     version = stack.client("s3").head_object(
@@ -216,12 +216,12 @@ def test_retry_after_a_partial_failure_is_one_run(stack: Any, mode: str, tmp_pat
         else:
             with pytest.raises(SimulatedCrash):
                 stack.invoke("IngestFunction", event)
-            assert len(manifests(stack, stack.data_bucket, "clean/mall/")) == 1  # the first
+            assert manifests(stack, stack.data_bucket, "clean/mall/") == []
             assert_consistent(stack, "mall", settled=False)
             assert expire_in_progress(stack) == 1
             assert stack.invoke("IngestFunction", event).error is None
     assert [i.error for i in stack.drain() if i.error] == []
-    _one_run_each(stack, "mall", clean=2, segments=2)
+    _one_run_each(stack, "mall", clean=1, segments=1)
     latest = get_json(stack, stack.results_bucket, "segments/mall/latest.json")
     assert latest is not None
     frame = assignments(stack, latest["prefix"])

@@ -65,10 +65,38 @@ def set_champion(
     store: ObjectStore, bucket: str, model: str, version: str, *, reason: str
 ) -> dict[str, Any]:
     """Make ``version`` the champion (conditional write; keeps the history)."""
+    pointer = _move_champion(store, bucket, model, version, reason=reason, only_if_absent=False)
+    assert pointer is not None
+    return pointer
+
+
+def set_first_champion(
+    store: ObjectStore, bucket: str, model: str, version: str, *, reason: str
+) -> dict[str, Any] | None:
+    """Make ``version`` the model's first champion; None when it has one already.
+
+    Requests training a new dataset's first model at once (several files arriving
+    together) then cannot take turns as champion: the first to write wins, the others
+    stay candidates.
+    """
+    return _move_champion(store, bucket, model, version, reason=reason, only_if_absent=True)
+
+
+def _move_champion(
+    store: ObjectStore,
+    bucket: str,
+    model: str,
+    version: str,
+    *,
+    reason: str,
+    only_if_absent: bool,
+) -> dict[str, Any] | None:
     if store.head(bucket, model_prefix(model, version) + METADATA_FILE) is None:
         raise ArtifactError(f"model {model} has no version {version}")
     for _ in range(8):
         current, etag = store.get_json(bucket, champion_key(model))
+        if current is not None and only_if_absent:
+            return None
         history = []
         if current is not None:
             history = [

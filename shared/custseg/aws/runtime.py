@@ -4,7 +4,7 @@ warm container (module-level caches), and S3 event key decoding."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import boto3
@@ -15,10 +15,13 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
 )
 
+from custseg.aws import registry
 from custseg.aws.bus import EventBus
 from custseg.aws.s3 import ObjectStore
-from custseg.aws.score_job import ScoreOutcome
 from custseg.aws.settings import Settings
+
+if TYPE_CHECKING:  # the ingest function must not import the scoring stack (sklearn, scipy)
+    from custseg.aws.score_job import ScoreOutcome
 
 
 @lru_cache(maxsize=1)
@@ -56,6 +59,7 @@ def reset() -> None:
     """Forget cached settings and clients (tests, and the local runner between stacks)."""
     for fn in (settings, store, bus):
         fn.cache_clear()
+    registry._CACHE.clear()  # models loaded from another stack's buckets (same names)
     # Handler modules build their idempotency layer at import; give each a client made
     # now, so that it reaches the stack just built (moto binds clients when made).
     for layer in _LAYERS:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from custseg.artifact import check_gates
 from custseg.aws.bus import MODEL_PROMOTED, EventBus
-from custseg.aws.registry import champion, save_model, set_champion
+from custseg.aws.registry import champion, save_model, set_champion, set_first_champion
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import model_name_for
 from custseg.aws.settings import Settings
@@ -58,6 +58,7 @@ def _train_and_register(
     promote: bool,
     source: dict[str, Any],
     clean_manifest_key: str | None,
+    if_no_champion: bool = False,
 ) -> TrainOutcome:
     model_name = model_name_for(dataset)
     try:
@@ -83,6 +84,7 @@ def _train_and_register(
         model_prefix=prefix,
     )
     first = champion(store, settings.artifact_bucket, model_name) is None
+    note = ""
     if promote and (passed or first):
         reason = (
             "passed the quality gates"
@@ -92,23 +94,50 @@ def _train_and_register(
                 + "; ".join(reasons)
             )
         )
-        set_champion(store, settings.artifact_bucket, model_name, model.version, reason=reason)
-        outcome.status = "promoted"
-        bus.publish(
-            MODEL_PROMOTED,
-            {
-                "dataset": dataset,
-                "model": model_name,
-                "version": model.version,
-                "clean_manifest_key": clean_manifest_key,
-                "reason": reason,
-            },
+        # A first champion is only created, never replaced: requests training the first
+        # model at once (several files of a new dataset) must not take turns as champion.
+        promote_fn = set_first_champion if first else set_champion
+        pointer = promote_fn(
+            store, settings.artifact_bucket, model_name, model.version, reason=reason
         )
+        if pointer is not None:
+            outcome.status = "promoted"
+            bus.publish(
+                MODEL_PROMOTED,
+                {
+                    "dataset": dataset,
+                    "model": model_name,
+                    "version": model.version,
+                    "clean_manifest_key": clean_manifest_key,
+                    "reason": reason,
+                },
+            )
+        else:
+            winner = champion(store, settings.artifact_bucket, model_name) or {}
+            note = f" ({winner.get('version')} became the first champion meanwhile)"
+            if if_no_champion and clean_manifest_key and winner:
+                _score_with_champion(bus, dataset, clean_manifest_key, str(winner["version"]))
     outcome.message = (
         f"model {model_name} {model.version}: k={model.k}, gates "
-        f"{'passed' if passed else 'failed (' + '; '.join(reasons) + ')'}; {outcome.status}"
+        f"{'passed' if passed else 'failed (' + '; '.join(reasons) + ')'}; {outcome.status}" + note
     )
     return outcome
+
+
+def _score_with_champion(
+    bus: EventBus, dataset: str, clean_manifest_key: str, version: str
+) -> None:
+    """Ask for a clean run to be scored with the existing champion ``version``."""
+    bus.publish(
+        MODEL_PROMOTED,
+        {
+            "dataset": dataset,
+            "model": model_name_for(dataset),
+            "version": version,
+            "clean_manifest_key": clean_manifest_key,
+            "reason": "a champion exists already; scoring with it",
+        },
+    )
 
 
 def run_train_on_clean(
@@ -132,16 +161,7 @@ def run_train_on_clean(
     if if_no_champion:
         current = champion(store, settings.artifact_bucket, model_name_for(dataset))
         if current is not None:
-            bus.publish(
-                MODEL_PROMOTED,
-                {
-                    "dataset": dataset,
-                    "model": model_name_for(dataset),
-                    "version": current["version"],
-                    "clean_manifest_key": clean_manifest_key,
-                    "reason": "a champion exists already; scoring with it",
-                },
-            )
+            _score_with_champion(bus, dataset, clean_manifest_key, str(current["version"]))
             return TrainOutcome(
                 "skipped",
                 dataset,
@@ -172,6 +192,7 @@ def run_train_on_clean(
         promote=promote,
         source={"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id},
         clean_manifest_key=clean_manifest_key,
+        if_no_champion=if_no_champion,
     )
 
 

@@ -12,6 +12,7 @@ Header matching is case-, space-, underscore- and punctuation-insensitive:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from enum import StrEnum
@@ -191,6 +192,7 @@ class Contract(BaseModel):
         return {key: col.name for col in self.columns for key in col.header_keys()}
 
 
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PUNCT = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -218,7 +220,7 @@ def load_contract(source: str | Path | bytes) -> Contract:
         label = str(source)
         text = Path(source).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # safe loader (C version when present)
         return Contract.model_validate(data)
     except Exception as exc:  # yaml.YAMLError or pydantic.ValidationError
         raise ValueError(f"invalid contract {label}: {exc}") from exc
@@ -227,12 +229,20 @@ def load_contract(source: str | Path | bytes) -> Contract:
 BUILTIN_DIR = Path(__file__).parent
 
 
-def builtin_contract(kind: str) -> Contract:
-    """One of the default contracts shipped with custseg: ``customers`` or ``transactions``."""
+@functools.lru_cache(maxsize=8)
+def _builtin(kind: str) -> Contract:
     path = BUILTIN_DIR / f"{kind}.yaml"
     if not path.exists():
         raise ValueError(f"no built-in contract {kind!r}; choose customers or transactions")
     return load_contract(path)
+
+
+def builtin_contract(kind: str) -> Contract:
+    """One of the default contracts shipped with custseg: ``customers`` or ``transactions``.
+
+    Parsed once per process; each call returns an independent (deep) copy.
+    """
+    return _builtin(kind).model_copy(deep=True)
 
 
 BUILTIN_KINDS = ("customers", "transactions")

@@ -76,6 +76,7 @@ _ACTIVE: LocalStack | None = None
 # one win. Requests to the in-process emulation are therefore served one at a time
 # (functions still run side by side; only the emulated service calls are serialised).
 _MOTO_LOCK = threading.RLock()
+_CLIENTS_LOCK = threading.Lock()
 
 
 def _serialise_moto_requests() -> None:
@@ -123,10 +124,18 @@ class LocalStack:
     # S3 calls made by handlers: (function logical id, operation, params) - to check IAM.
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     _current: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- set-up
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        """One client per service, made once: creating clients from boto3's default
+        session is not thread-safe (parallel deliveries call this), and it is slow."""
+        with _CLIENTS_LOCK:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(  # type: ignore[call-overload]
+                    service, region_name=REGION, endpoint_url=self.endpoint_url
+                )
+            return self._clients[service]
 
     @property
     def data_bucket(self) -> str:

@@ -1,0 +1,211 @@
+"""Privacy and safety of what the flow writes.
+
+- Personal data (name, e-mail, phone, address) is needed to act on a segment, never to
+  compute one: its values must not reach logs, metrics, the idempotency table, clean
+  data, models, or anything in the results bucket. Only the raw upload, the copy of a
+  rejected original and ``rejected_rows.csv`` may hold them.
+- Text that a spreadsheet would run as a formula comes out neutralised.
+- A model artifact failing its hash or version check is refused: the score function
+  fails loudly (retries, then the dead-letter queue) and writes no results run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+import pytest
+from support import (
+    MALL,
+    dead_letters,
+    get,
+    get_json,
+    keys,
+    mall_like_csv,
+    manifests,
+    seed_models,
+)
+
+from custseg.layout import MODELS, RESULT_FILES
+from custseg.outputs import FORMULA_PREFIXES
+
+N = 150
+# Distinctive strings in the personal columns (searched case-insensitively).
+MARKERS = ("qxzname", "qxzmail", "qxzphone", "qxzstreet")
+PERSONAL_HEADERS = {"Full Name", "E-mail", "Mobile", "Street", "name", "email", "phone", "address"}
+FORMULA_IDS = ["=1+2", "+cmd", "-sum", "@evil"]
+CHANNEL_FORMULA = '=HYPERLINK("http://evil.test/<script>x()</script>","go")'
+
+
+def _customers(path: Path) -> Path:
+    ids: list[int | str] = [*FORMULA_IDS, *range(1000, 1000 + N - len(FORMULA_IDS))]
+    personal = {
+        "Full Name": [f"Ann QXZNAME{i} Smith" for i in range(N)],
+        "E-mail": [f"ann.qxzmail{i}@example.com" for i in range(N)],
+        "Mobile": [f"+44 7700 QXZPHONE {i:04d}" for i in range(N)],
+        "Street": [f"{i} QXZSTREET Road, Leeds" for i in range(N)],
+        "Channel": [["web", "store", CHANNEL_FORMULA][i % 3] for i in range(N)],
+    }
+    mall_like_csv(path, ids, seed=7, extra=personal)
+    # two rows that cannot be repaired (no customer id), personal data included
+    with path.open("a", encoding="utf-8") as fh:
+        for i in range(2):
+            fh.write(f",Male,30,50,50,Bad QXZNAME{i},bad.qxzmail{i}@x.com,QXZPHONE,QXZSTREET,web\n")
+    return path
+
+
+def _text_of(key: str, body: bytes) -> str:
+    """What an object says, whatever its format (decompressed, decoded)."""
+    if key.endswith(".parquet"):
+        frame = pd.read_parquet(io.BytesIO(body))
+        return " ".join(map(str, frame.columns)) + "\n" + frame.to_csv(index=False)
+    if key.endswith(".joblib"):  # our own artifact: safe to load in a test
+        return pickle.dumps(joblib.load(io.BytesIO(body))).decode("latin-1")
+    return body.decode("utf-8", errors="replace")
+
+
+def _leaks(text: str) -> list[str]:
+    low = text.lower()
+    return [m for m in MARKERS if m in low]
+
+
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[Any, io.StringIO]]:
+    """A stack whose handler logs and EMF metrics go to a buffer."""
+    from moto import mock_aws
+
+    from custseg.local.stack import LocalStack
+
+    caplog.set_level(logging.DEBUG)
+    buf = io.StringIO()
+    with mock_aws():
+        yield LocalStack(log_stream=buf).create(), buf
+
+
+def test_personal_data_reaches_no_log_metric_or_output(
+    logged: tuple[Any, io.StringIO],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    stack, buf = logged
+    source = _customers(tmp_path / "customers.csv")
+    stack.upload(source, "incoming/people/customers.csv")
+    invocations = stack.drain()
+    assert [i.error for i in invocations if i.error] == []
+    assert [i.function for i in invocations] == [
+        "IngestFunction",
+        "ScoreFunction",
+        "TrainFunction",
+        "ScoreFunction",
+    ]
+    assert len(manifests(stack, stack.results_bucket, "segments/people/")) == 1
+
+    # logs and metrics (handlers' stream, Python logging, anything printed)
+    captured = capsys.readouterr()
+    logs = buf.getvalue()
+    assert '"RowsScored"' in logs  # the stream holds the EMF metrics
+    assert "accepted" in logs
+    for where, text in {
+        "handler logs and metrics": logs,
+        "python logging": caplog.text
+        + "\n".join(json.dumps(r.__dict__, default=str) for r in caplog.records),
+        "stdout/stderr": captured.out + captured.err,
+    }.items():
+        assert _leaks(text) == [], where
+
+    # every object, except the upload and what keeps rejected input as it came
+    allowed: list[str] = []
+    checked = 0
+    for bucket in stack.spec.buckets.values():
+        for key in keys(stack, bucket):
+            if bucket == stack.data_bucket and (
+                key.startswith("incoming/")
+                or "/original/" in key
+                or key.endswith("rejected_rows.csv")
+            ):
+                allowed.append(key)
+                continue
+            checked += 1
+            assert _leaks(_text_of(key, get(stack, bucket, key))) == [], f"{bucket}/{key}"
+    assert checked > 20
+    rejected_rows = [k for k in allowed if k.endswith("rejected_rows.csv")]
+    assert len(rejected_rows) == 1  # the check above saw real personal data somewhere
+    assert _leaks(get(stack, stack.data_bucket, rejected_rows[0]).decode()) != []
+
+    # clean data has no personal column at all
+    (clean_key,) = [
+        k for k in keys(stack, stack.data_bucket, "clean/people/") if k.endswith(".parquet")
+    ]
+    clean = pd.read_parquet(io.BytesIO(get(stack, stack.data_bucket, clean_key)))
+    assert not {c.lower() for c in clean.columns} & {h.lower() for h in PERSONAL_HEADERS}
+    assert len(clean) == N
+
+    # the idempotency table keeps handler results: no personal data there either
+    items = stack.client("dynamodb").scan(TableName=stack.spec.idempotency_table)["Items"]
+    assert items and _leaks(json.dumps(items)) == []
+
+
+def test_formulas_come_out_neutralised(stack: Any, tmp_path: Path) -> None:
+    stack.upload(_customers(tmp_path / "customers.csv"), "incoming/people/customers.csv")
+    assert [i.error for i in stack.drain() if i.error] == []
+    latest = get_json(stack, stack.results_bucket, "segments/people/latest.json")
+    assert latest is not None
+    csv_text = get(stack, stack.results_bucket, latest["prefix"] + "assignments.csv").decode()
+    frame = pd.read_csv(io.StringIO(csv_text), dtype=str, keep_default_na=False)
+    ids = set(frame["customer_id"])
+    for raw in FORMULA_IDS:
+        assert raw not in ids and "'" + raw in ids
+    text_columns = [c for c in frame.columns if frame[c].str.contains("[A-Za-z]", regex=True).any()]
+    for column in text_columns:
+        assert not frame[column].str.startswith(FORMULA_PREFIXES).any(), column
+    parquet = pd.read_parquet(
+        io.BytesIO(
+            get(stack, stack.results_bucket, latest["prefix"] + RESULT_FILES["assignments_parquet"])
+        )
+    )
+    assert set(FORMULA_IDS) <= set(parquet["customer_id"])  # Parquet keeps the data as is
+    report = get(stack, stack.results_bucket, latest["prefix"] + "report.html").decode()
+    assert "<script>x()</script>" not in report  # text from the data is escaped
+
+
+@pytest.mark.parametrize("tamper", ["model bytes", "library versions"])
+def test_tampered_model_is_refused(stack: Any, champions: dict[str, bytes], tamper: str) -> None:
+    seed_models(stack, champions, "mall")
+    champion = get_json(stack, stack.artifact_bucket, f"{MODELS}mall/champion.json")
+    assert champion is not None
+    prefix = f"{MODELS}mall/{champion['version']}/"
+    s3 = stack.client("s3")
+    if tamper == "model bytes":
+        body = bytearray(get(stack, stack.artifact_bucket, prefix + "model.joblib"))
+        body[len(body) // 2] ^= 0xFF
+        s3.put_object(Bucket=stack.artifact_bucket, Key=prefix + "model.joblib", Body=bytes(body))
+        expected = "sha-256"
+    else:
+        metadata = get_json(stack, stack.artifact_bucket, prefix + "metadata.json")
+        assert metadata is not None
+        metadata["libraries"]["sklearn"] = "0.20.0"
+        s3.put_object(
+            Bucket=stack.artifact_bucket,
+            Key=prefix + "metadata.json",
+            Body=json.dumps(metadata).encode(),
+        )
+        expected = "incompatible"
+
+    stack.upload(MALL, "incoming/mall/mall.csv")
+    invocations = stack.drain()
+    score = [i for i in invocations if i.function == "ScoreFunction"]
+    assert len(score) == 1 and score[0].attempts == 3 and score[0].error is not None
+    assert "ArtifactError" in score[0].error
+    (letter,) = dead_letters(stack)
+    assert letter["requestContext"]["functionArn"] == "ScoreFunction"
+    assert expected in letter["responsePayload"]["errorMessage"].lower()
+    assert keys(stack, stack.results_bucket) == []
+    assert get_json(stack, stack.artifact_bucket, f"{MODELS}mall/champion.json") == champion
