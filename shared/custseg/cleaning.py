@@ -184,7 +184,8 @@ def apply_transaction_rules(
             cancel |= inv.str.startswith(prefix.upper()).to_numpy(dtype=bool)
     else:
         cancel = np.zeros(n, dtype=bool)
-    computed = qty * price
+    with np.errstate(over="ignore", invalid="ignore"):
+        computed = qty * price  # may overflow to inf: the caller rejects those rows
     if "amount" in typed:
         amount = typed["amount"].to_numpy(dtype="float64").copy()
         fill = np.isnan(amount) & ~np.isnan(computed)
@@ -224,21 +225,22 @@ def apply_transaction_rules(
 # --------------------------------------------------------------------------------------
 # dedupe
 
-_SEP = pa.scalar("\x1f", pa.large_string())
-
 
 def join_raw(raw: pd.DataFrame | pa.Table) -> pa.Array:
     """Each row's raw text values joined with the unit separator ``\\x1f`` (large_string)."""
     if isinstance(raw, pa.Table):
-        cols = [pc.cast(c, pa.large_string()) for c in raw.columns]
+        cols = list(raw.columns)
+        if raw.nbytes > 1 << 30 or not all(pa.types.is_string(c.type) for c in cols):
+            cols = [pc.cast(c, pa.large_string()) for c in cols]  # 32-bit offsets may overflow
     else:
         cols = [pc.cast(pa.array(raw[c].array), pa.large_string()) for c in raw.columns]
     if not cols:
         return pa.array([], pa.large_string())
-    joined = pc.binary_join_element_wise(*cols, _SEP) if len(cols) > 1 else cols[0]
+    sep = pa.scalar("\x1f", cols[0].type)
+    joined = pc.binary_join_element_wise(*cols, sep) if len(cols) > 1 else cols[0]
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
-    return joined
+    return joined.cast(pa.large_string())
 
 
 def split_raw(joined: pd.Series, width: int) -> pd.DataFrame:
@@ -285,7 +287,7 @@ class DedupePlan:
         return np.asarray(REASON_CODES, dtype=object)[self.code]
 
 
-_BYTE8 = np.arange(8)
+_HASH_HEAD_BYTES = 64  # vectorised over this many leading bytes; longer tails one by one
 
 
 def text_hash64(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -299,24 +301,37 @@ def text_hash64(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
     arr = as_text(text)
     n = len(arr)
     off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=off_type)[arr.offset : arr.offset + n + 1]
-    offsets = offsets.astype(np.int64)
+    raw_offsets = np.frombuffer(arr.buffers()[1], dtype=off_type)
+    offsets: np.ndarray = raw_offsets[arr.offset : arr.offset + n + 1].astype(np.int64)
     data_buf = arr.buffers()[2]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    starts = offsets[:-1]
-    lengths = offsets[1:] - starts
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    )
+    starts: np.ndarray = offsets[:-1]
+    lengths: np.ndarray = offsets[1:] - starts
     h = mix64(lengths.astype(np.uint64))
     longest = int(lengths.max()) if n else 0
     if longest == 0:
         return h
     lo, hi = int(offsets[0]), int(offsets[-1])
-    padded = np.zeros(hi - lo + 8, dtype=np.uint8)
+    head = min(longest, _HASH_HEAD_BYTES)
+    padded = np.zeros(hi - lo + head + 8, dtype=np.uint8)
     padded[: hi - lo] = data[lo:hi]
     starts = starts - lo
-    for j in range(0, longest, 8):
-        word = padded[(starts + j)[:, None] + _BYTE8]  # (n, 8) bytes from position j
-        word[_BYTE8[None, :] >= (lengths - j)[:, None]] = 0  # bytes past the value's end
-        h = mix64(h ^ word.view(np.uint64).ravel())
+    # every 8-byte little-endian word starting at each byte (unaligned strided view)
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    for j in range(0, head, 8):
+        word = words[starts + j]
+        left = np.clip(lengths - j, 0, 8).astype(np.uint64)  # bytes of the value left
+        keep = np.where(left >= 8, np.uint64(2**64 - 1), (np.uint64(1) << (left * 8)) - 1)
+        h = np.where(left > 0, mix64(h ^ (word & keep)), h)  # past the end: unchanged
+    if longest > head:  # the few long values: their tails hashed one by one
+        long_rows = np.flatnonzero(lengths > head)
+        tails = [
+            bytes(padded[starts[i] + head : starts[i] + lengths[i]]) for i in long_rows.tolist()
+        ]
+        tail_hash = pd.util.hash_array(np.asarray(tails, dtype=object), hash_key="custseg-tail-v01")
+        h[long_rows] = mix64(h[long_rows] ^ tail_hash.astype(np.uint64))
     return h
 
 
@@ -550,7 +565,8 @@ def _update_stats_arrow(
         if st.numeric:
             values = np.asarray(col.to_numpy(), dtype="float64")  # null -> NaN
             st.missing += int(np.isnan(values).sum())
-            st.moments.update(values)
+            with np.errstate(over="ignore", invalid="ignore"):  # 1e308 sums overflow
+                st.moments.update(values)
             num[name] = values
             continue
         st.missing += col.null_count
@@ -583,7 +599,8 @@ def update_stats(
         col = frame[name]
         st.missing += int(col.isna().sum())
         if st.numeric:
-            st.moments.update(col.to_numpy(dtype="float64", na_value=np.nan))
+            with np.errstate(over="ignore", invalid="ignore"):
+                st.moments.update(col.to_numpy(dtype="float64", na_value=np.nan))
         elif st.spec.type in (ColumnType.CATEGORY, ColumnType.BOOLEAN):
             st.counts.update(col.dropna().astype("str"))
     if num:
@@ -613,7 +630,8 @@ def finalise_stats(stats: dict[str, ColumnStats], sample: RowSample) -> None:
             if method == OutlierMethod.IQR:
                 q1, q3 = np.quantile(values, [0.25, 0.75])
                 k = spec.outliers.iqr_factor
-                st.lower, st.upper = float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
+                with np.errstate(over="ignore", invalid="ignore"):  # may overflow to ±inf
+                    st.lower, st.upper = float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
             else:
                 # non-interpolating quantiles: a small file keeps its own min and max
                 lo = np.quantile(values, spec.outliers.lower_quantile, method="lower")

@@ -1,15 +1,22 @@
 """Ingest one customer CSV: local file in -> clean Parquet + reports out.
 
-Two passes over the data, memory bounded by ``chunk_rows`` (plus a few bytes per row
-for whole-file de-duplication, see :func:`custseg.cleaning.dedupe_plan`):
+One pass over the CSV, then passes over a local staging file; memory bounded by
+``chunk_rows`` (plus ~10 bytes per row for whole-file de-duplication, see
+:func:`_dedupe`):
 
-1. stream the CSV in chunks: normalise, convert, validate, apply transaction rules;
-   invalid / excluded rows go to ``rejected_rows.csv`` with their original values, the
-   rest to a staging Parquet file in ``out_dir`` (typed columns + original text);
-2. decide duplicates over the whole file, gather imputation values and outlier bounds
-   from the kept rows (a bounded deterministic sample, exact below 200,000 rows), then
-   stream the staging file into ``data.parquet``: impute, winsorise, flag, drop
-   duplicates (which also go to ``rejected_rows.csv``).
+1. stream the CSV in chunks (Arrow): normalise, convert, validate (pyarrow.compute,
+   once per distinct value for low-cardinality columns), apply transaction rules;
+   invalid / excluded rows go to ``rejected_rows.csv`` with their original values;
+   every chunk is appended to an uncompressed Arrow IPC staging file in ``out_dir``
+   (typed columns, a validity flag and the original text, no copies);
+2. decide duplicates over the whole file: only rows whose customer id (customer
+   tables) or numeric key (transaction tables) repeats can be duplicates, so only their
+   raw text is hashed;
+3. gather imputation values and outlier bounds from the kept rows (a bounded
+   deterministic sample, exact below 200,000 rows);
+4. stream the staging file into ``data.parquet`` (snappy, one row group per chunk,
+   dictionary-encoded categories): impute, winsorise, flag, drop duplicates (which
+   also go to ``rejected_rows.csv``).
 
 Outputs in ``out_dir``: ``data.parquet`` (accepted only), ``rejected_rows.csv`` (when
 any row was removed; columns ``row, reasons`` then the original columns as read),
@@ -56,8 +63,10 @@ from custseg.cleaning import (
     join_raw,
     mix64,
     new_stats,
+    repeated,
     row_hash,
     split_raw,
+    text_hash64,
     to_np_bool,
     update_stats,
 )
@@ -80,6 +89,7 @@ REPORT_JSON = "quality.json"
 REPORT_TEXT = "quality.txt"
 CONTRACT_JSON = "contract.json"
 _STAGE_NAME = "_stage.arrow"
+_NULL_MARK = np.uint64(0x9E3779B97F4A7C15)  # mixed into the hash of a missing id
 _RAW_COLUMNS_MAX = 256  # wider files stage their raw text joined in one column
 
 
@@ -166,14 +176,17 @@ class _Stage:
         self._writer: Any = None
         self.rows = 0
         self.valid_rows = 0
+        self._valid: list[np.ndarray] = []
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._sink = pa.OSFile(str(self.path), "wb")
             self._writer = pa.ipc.new_file(self._sink, self.schema)
         self._writer.write_table(table.combine_chunks(), max_chunksize=max(table.num_rows, 1))
+        valid = to_np_bool(table.column("_valid"))
+        self._valid.append(valid)
         self.rows += table.num_rows
-        self.valid_rows += int(pc.sum(table.column("_valid")).as_py() or 0)
+        self.valid_rows += int(valid.sum())
 
     def close(self) -> None:
         if self._writer is not None:
@@ -194,6 +207,23 @@ class _Stage:
         if not batches:
             return self.schema.empty_table().select(columns)
         return pa.Table.from_batches(batches).combine_chunks()
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Per staged row: passed pass 1 (bool)."""
+        return np.concatenate(self._valid) if self._valid else np.zeros(0, dtype=bool)
+
+    def gather(self, column: str, positions: np.ndarray) -> pa.Array:
+        """The values of ``column`` at the sorted stage ``positions``."""
+        parts: list[pa.Array] = []
+        offset = 0
+        for batch in self.batches([column]):
+            lo, hi = np.searchsorted(positions, [offset, offset + batch.num_rows])
+            if hi > lo:
+                parts.append(batch.column(0).take(pa.array(positions[lo:hi] - offset)))
+            offset += batch.num_rows
+        field = self.schema.field(column)
+        return pa.concat_arrays(parts) if parts else pa.array([], field.type)
 
     def raw_columns(self) -> list[str]:
         return [n for n in self.schema.names if n.startswith("_raw")]
@@ -528,6 +558,14 @@ def _pass1_chunk(
         tx_cols = [c for c in ("invoice_id", "quantity", "unit_price", "amount") if c in arrays]
         typed = typed_frame({c: arrays[c] for c in tx_cols}, None, n)
         tx = apply_transaction_rules(typed, contract, ~invalid)
+        overflow = np.isinf(tx.amount) & ~invalid  # e.g. quantity 1e308 x price 10
+        if overflow.any():
+            why = "amount: not a finite number (quantity x unit_price overflows)"
+            failures.append((overflow, why))
+            report.rejected_by_reason[why] += int(overflow.sum())
+            first = int(np.flatnonzero(overflow)[0])
+            report.row_error(int(rows[first]), "amount", why.split(": ", 1)[1], None)
+            invalid = invalid | overflow
         tx_counts.update(tx.counts)
         for mask, text in tx.exclude_reasons:
             hit = mask & ~invalid
@@ -585,6 +623,12 @@ def _dedupe_key(arrays: dict[str, pa.Array], contract: Contract) -> np.ndarray:
     return key
 
 
+def _id_hash(ids: pa.Array) -> np.ndarray:
+    """64-bit hash per id; a missing id hashes apart from the empty text."""
+    nulls = to_np_bool(ids.is_null()).astype(np.uint64) * _NULL_MARK
+    return text_hash64(ids) ^ nulls
+
+
 def _dedupe(
     stage: _Stage, contract: Contract
 ) -> tuple[DedupePlan, np.ndarray, np.ndarray, pa.Array]:
@@ -600,27 +644,40 @@ def _dedupe(
     numbers, and their joined raw text.
     """
     id_name = contract.id_column.name
-    valid = to_np_bool(stage.read(["_valid"]).column(0))
+    valid = stage.valid
     total = len(valid)
     staged_pos = np.flatnonzero(valid)  # the valid rows' positions in the stage
-    ids = stage.read([id_name]).column(0)
-    if not valid.all():
-        ids = ids.filter(pa.array(valid))
-    codes, null_code = id_codes(ids)
-    del ids
-    n = len(codes)
+    n = len(staged_pos)
     if contract.is_transactions:
+        # ids repeat (one per customer): a dictionary of the distinct ids is small
+        ids = stage.read([id_name]).column(0)
+        if n != total:
+            ids = ids.filter(pa.array(valid))
+        codes, null_code = id_codes(ids)
+        del ids
         key = stage.read(["_key"]).column(0).to_numpy()[staged_pos]
-        is_cand = pd.Series(key).duplicated(keep=False).to_numpy()
+        cand = np.flatnonzero(repeated(key))  # positions among the valid rows
         del key
     else:
-        is_cand = np.bincount(codes)[codes] > 1 if n else np.zeros(0, dtype=bool)
-    cand = np.flatnonzero(is_cand)  # positions among the valid rows
-    del is_cand
+        # ids are mostly unique: find the repeated ones by a 64-bit hash (8 bytes a row,
+        # no hash table of millions of strings), then encode only those ids exactly
+        hashed = np.concatenate(
+            [_id_hash(b.column(0)) for b in stage.batches([id_name])]
+            or [np.empty(0, dtype=np.uint64)]
+        )[staged_pos]
+        cand = np.flatnonzero(repeated(hashed))
+        del hashed
+        cand_codes, null_code = id_codes(stage.gather(id_name, staged_pos[cand]))
+        distinct = int(cand_codes.max()) + 1 if cand.size else 0
+        codes = np.empty(n, dtype=np.int64)
+        others = np.ones(n, dtype=bool)
+        others[cand] = False
+        codes[others] = distinct + np.arange(n - cand.size)
+        codes[cand] = cand_codes
     cand_stage = staged_pos[cand]
 
     def at_cand(name: str) -> np.ndarray:
-        return stage.read([name]).column(0).to_numpy(zero_copy_only=False)[cand_stage]
+        return stage.gather(name, cand_stage).to_numpy(zero_copy_only=False)
 
     cand_rows = at_cand("_row") if cand.size else np.empty(0, dtype=np.int64)
     cand_raw = pa.array([], pa.large_string())
@@ -642,8 +699,8 @@ def _dedupe(
         cand_hash = row_hash(cand_raw)
     order_by = contract.dedupe_order_by
     order = None
-    if cand.size and order_by in stage.schema.names and not contract.is_transactions:
-        order = stage.read([order_by]).column(0).to_pandas().to_numpy()[cand_stage]
+    if cand.size and order_by and order_by in stage.schema.names and not contract.is_transactions:
+        order = stage.gather(order_by, cand_stage).to_pandas().to_numpy()
     plan = dedupe_candidates(
         codes,
         cand,

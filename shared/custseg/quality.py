@@ -79,8 +79,11 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
+        return [json_safe(v) if isinstance(v, _NESTED) else v for v in obj]
     return obj
+
+
+_NESTED = (float, dict, list, tuple)
 
 
 @dataclass

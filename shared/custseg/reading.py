@@ -28,9 +28,11 @@ when every value fits both month-first and day-first the choice is reported as a
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ import pyarrow.csv as pacsv
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 SAMPLE_BYTES = 256 * 1024
+MAX_HEADER_BYTES = 32 * 1024 * 1024  # the longest header line sniff() reads in full
 _CHECK_BLOCK = 4 * 1024 * 1024
 
 
@@ -146,19 +149,48 @@ def _check_encoding(path: Path, compression: str | None, encoding: str) -> bool:
         return False
 
 
-def _records(text: str, delimiter: str, limit: int = 200) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    out: list[list[str]] = []
+@contextlib.contextmanager
+def _field_limit(chars: int) -> Iterator[None]:
+    """Let the ``csv`` module read fields of up to ``chars`` characters (default 128 KiB)."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, chars + 1))
     try:
-        for rec in reader:
-            if not rec or all(not v.strip() for v in rec):
-                continue
-            out.append(rec)
-            if len(out) >= limit:
-                break
-    except csv.Error:
-        pass
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _records(text: str, delimiter: str, limit: int = 200) -> list[list[str]]:
+    out: list[list[str]] = []
+    with _field_limit(len(text)):
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        try:
+            for rec in reader:
+                if not rec or all(not v.strip() for v in rec):
+                    continue
+                out.append(rec)
+                if len(out) >= limit:
+                    break
+        except csv.Error:
+            pass
     return out
+
+
+def split_record(text: str, delimiter: str) -> list[str]:
+    """The fields of one CSV record's text (any field length; never raises)."""
+    with _field_limit(len(text)):
+        try:
+            return next(csv.reader([text], delimiter=delimiter), [])
+        except csv.Error:
+            return text.split(delimiter)
+
+
+_ARROW_ROW_TEXT = re.compile(r"((?:Expected|expected) \d+ columns?, got \d+)\s*:.*", re.DOTALL)
+
+
+def _parse_message(exc: Exception) -> str:
+    """Arrow's parse error without the record text it quotes (it may be personal data)."""
+    return _ARROW_ROW_TEXT.sub(r"\1", str(exc))[:300]
 
 
 def sniff_delimiter(text: str) -> str | None:
@@ -200,6 +232,12 @@ def sniff(path: Path) -> FileFormat:
     try:
         with _open_binary(path, compression) as fh:
             sample = fh.read(SAMPLE_BYTES)
+            # a header longer than the sample (e.g. 100,000 columns): read on to its end
+            while b"\n" not in sample and b"\r" not in sample and len(sample) < MAX_HEADER_BYTES:
+                block = fh.read(SAMPLE_BYTES)
+                if not block:
+                    break
+                sample += block
             more = bool(fh.read(1))
     except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise ReadError("undecodable", f"the file is not valid gzip: {exc}") from None
@@ -282,7 +320,7 @@ def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Itera
     delimiter = fmt.delimiter
 
     def on_invalid(row: Any) -> str:
-        fields = next(csv.reader([row.text], delimiter=delimiter), [])
+        fields = split_record(row.text, delimiter)
         number = int(row.number) if row.number is not None else -1
         bad.append(BadRecord(number, list(fields), width, int(row.actual_columns)))
         return "skip"
@@ -312,7 +350,7 @@ def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Itera
     except (pa.ArrowInvalid, OSError) as exc:  # OSError: corrupt or truncated gzip
         if "Empty CSV file" in str(exc):
             return
-        raise ReadError("parse_error", f"the CSV cannot be parsed: {exc}") from None
+        raise ReadError("parse_error", f"the CSV cannot be parsed: {_parse_message(exc)}") from None
     valid_seen = 0
     bad_numbers: list[int] = []
     pending: list[pa.RecordBatch] = []
@@ -346,7 +384,7 @@ def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Itera
                 pending = rest.to_batches()
                 pending_rows = rest.num_rows
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        raise ReadError("parse_error", f"the CSV cannot be parsed: {exc}") from None
+        raise ReadError("parse_error", f"the CSV cannot be parsed: {_parse_message(exc)}") from None
     if pending_rows or bad:
         yield flush(pending or [pa.RecordBatch.from_pylist([], schema=reader.schema)])
 

@@ -209,8 +209,8 @@ def _to_number(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         plain = pc.match_substring_regex(present, _PLAIN_NUMBER)
         try:
-            out = pc.cast(pc.if_else(plain, present, pa.scalar(None, arr.type)), pa.float64())
-            out = out.to_numpy(zero_copy_only=False)
+            cast = pc.cast(pc.if_else(plain, present, pa.scalar(None, arr.type)), pa.float64())
+            out = cast.to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             out = None
     if out is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,9 @@ from support import (
     fast_charts,
     get,
     get_json,
+    mall_like_csv,
     manifests,
+    run_manifest,
     seed_models,
     source_key,
 )
@@ -165,11 +168,8 @@ def _run_case(bench: Bench, job: str, mode: str, n: int) -> None:
 
 
 def _sources(bench: Bench, job: str, manifest_key: str) -> set[str]:
-    manifest = get_json(bench.stack, bench.bucket(job), manifest_key) or {}
-    return {
-        str(manifest.get("source", {}).get("key")),
-        str(manifest.get("input", {}).get("source", {}).get("key")),
-    }
+    manifest = run_manifest(bench.stack, bench.bucket(job), manifest_key) or {}
+    return {str(source_key(manifest))}
 
 
 @pytest.mark.parametrize("mode", ["error", "crash"])
@@ -180,3 +180,33 @@ def test_every_write_fails_in_turn(bench: Bench, job: str, mode: str, subtests: 
     for n in range(1, total + 1):
         with subtests.test(write=n, key=bench.writes[job][n - 1][1]):
             _run_case(bench, job, mode, n)
+
+
+def test_crash_between_rejected_rows_and_clean_run(bench: Bench, tmp_path: Path) -> None:
+    """A file with some bad rows commits ``rejected/<run>/`` (its rejected rows) before
+    ``clean/<run>/``: a stop between the two must not make the retry a no-op."""
+    stack = bench.stack
+    path = mall_like_csv(tmp_path / "some-bad.csv", range(7000, 7100), seed=5)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(",Male,30,50,50\n,Female,41,60,40\n")  # no customer id: rejected rows
+    key = f"incoming/{DATASET}/some-bad.csv"
+    stack.upload(path, key)
+    (event,) = stack.receive("IngestFunction")
+    faults = WriteFaults(crash_after=3)
+    with faults.patched(), pytest.raises(SimulatedCrash):
+        stack.invoke("IngestFunction", event)
+    assert faults.writes[-1][1].startswith(f"rejected/{DATASET}/")
+    assert faults.writes[-1][1].endswith("/" + MANIFEST)
+    assert expire_in_progress(stack) == 1
+    retry = stack.invoke("IngestFunction", event)
+    assert retry.error is None and retry.result["results"][0]["status"] == "accepted"
+    stack.purge()
+    assert_consistent(stack, DATASET, focus=lambda m: source_key(m) == key)
+    clean = [
+        k
+        for k in manifests(stack, stack.data_bucket, f"clean/{DATASET}/")
+        if source_key(run_manifest(stack, stack.data_bucket, k) or {}) == key
+    ]
+    assert (
+        len(clean) == 1 and (run_manifest(stack, stack.data_bucket, clean[0]) or {})["rows"] == 100
+    )

@@ -11,6 +11,7 @@ in-progress lock), and two triggers of one run can carry different idempotency k
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,3 +233,50 @@ def test_retry_after_a_partial_failure_is_one_run(
     )
     head = stack.client("s3").head_object(Bucket=stack.data_bucket, Key="incoming/mall/more.csv")
     assert head["VersionId"] == version
+
+
+def test_emulated_conditional_writes_behave_like_s3(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The protocol leans on S3 conditional writes; the emulation must keep them."""
+    from boto3.s3.transfer import TransferConfig
+
+    from custseg.aws import s3 as s3_module
+    from custseg.aws.s3 import PreconditionFailed
+
+    store, bucket = ObjectStore(stack.client("s3")), stack.results_bucket
+    etag = store.put_bytes(bucket, "k.json", b"1", if_none_match=True)
+    with pytest.raises(PreconditionFailed):  # If-None-Match: * on an existing key -> 412
+        store.put_bytes(bucket, "k.json", b"2", if_none_match=True)
+    store.put_bytes(bucket, "k.json", b"3", if_match=etag)
+    with pytest.raises(PreconditionFailed):  # If-Match on a stale ETag -> 412
+        store.put_bytes(bucket, "k.json", b"4", if_match=etag)
+    assert get(stack, bucket, "k.json") == b"3"
+
+    # create-only uploads, single PUT and multipart (threshold lowered to 5 MiB)
+    monkeypatch.setattr(
+        s3_module,
+        "_TRANSFER",
+        TransferConfig(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20),
+    )
+    for name, size in (("small.bin", 1000), ("big.bin", 6 * 2**20 + 7)):
+        path = tmp_path / name
+        path.write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+        store.upload(bucket, name, path, if_none_match=True)
+        with pytest.raises(PreconditionFailed):
+            store.upload(bucket, name, path, if_none_match=True)
+        assert store.sha256(bucket, name) == (size, hashlib.sha256(path.read_bytes()).hexdigest())
+    listed = stack.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert listed == []  # the refused multipart upload was aborted
+
+    # exactly one of several simultaneous create-only writes wins
+    for i in range(20):
+        key = f"race-{i}.json"
+        outcomes = run_together(
+            *[
+                lambda n=n: store.put_bytes(bucket, key, str(n).encode(), if_none_match=True)  # noqa: B023
+                for n in range(6)
+            ]
+        )
+        assert sum(not isinstance(o, Exception) for o in outcomes) == 1, outcomes
+        assert all(isinstance(o, PreconditionFailed | str) for o in outcomes)

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import pickle
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from support import (
     seed_models,
 )
 
+from custseg.aws import registry
 from custseg.layout import MODELS, RESULT_FILES
 from custseg.outputs import FORMULA_PREFIXES
 
@@ -76,48 +79,64 @@ def _leaks(text: str) -> list[str]:
     return [m for m in MARKERS if m in low]
 
 
-@pytest.fixture
-def logged(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[Any, io.StringIO]]:
-    """A stack whose handler logs and EMF metrics go to a buffer."""
+@dataclass
+class Flow:
+    stack: Any
+    handler_logs: str  # what the functions logged, their EMF metrics included
+    python_logs: str  # every Python log record of the process, at DEBUG
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory, champions: dict[str, bytes]) -> Iterator[Flow]:
+    """The whole flow (ingest -> no champion -> train -> score) on a file with personal
+    data, logs captured; models of other datasets seeded for the tampering tests."""
     from moto import mock_aws
 
     from custseg.local.stack import LocalStack
 
-    caplog.set_level(logging.DEBUG)
-    buf = io.StringIO()
-    with mock_aws():
-        yield LocalStack(log_stream=buf).create(), buf
+    buf, py_buf, err = io.StringIO(), io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(py_buf)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s %(args)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    source = _customers(tmp_path_factory.mktemp("people") / "customers.csv")
+    try:
+        with mock_aws():
+            stack = LocalStack(log_stream=buf).create()
+            seed_models(stack, champions, "mall", "north")
+            stack.upload(source, "incoming/people/customers.csv")
+            with contextlib.redirect_stderr(err):
+                invocations = stack.drain()
+            assert [i.error for i in invocations if i.error] == []
+            assert [i.function for i in invocations] == [
+                "IngestFunction",
+                "ScoreFunction",
+                "TrainFunction",
+                "ScoreFunction",
+            ]
+            yield Flow(stack, buf.getvalue(), py_buf.getvalue(), err.getvalue())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def test_personal_data_reaches_no_log_metric_or_output(
-    logged: tuple[Any, io.StringIO],
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
+    flow: Flow, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack, buf = logged
-    source = _customers(tmp_path / "customers.csv")
-    stack.upload(source, "incoming/people/customers.csv")
-    invocations = stack.drain()
-    assert [i.error for i in invocations if i.error] == []
-    assert [i.function for i in invocations] == [
-        "IngestFunction",
-        "ScoreFunction",
-        "TrainFunction",
-        "ScoreFunction",
-    ]
+    stack = flow.stack
     assert len(manifests(stack, stack.results_bucket, "segments/people/")) == 1
 
     # logs and metrics (handlers' stream, Python logging, anything printed)
+    assert '"RowsScored"' in flow.handler_logs  # the stream holds the EMF metrics
+    assert "accepted" in flow.handler_logs and "trained" in flow.python_logs
     captured = capsys.readouterr()
-    logs = buf.getvalue()
-    assert '"RowsScored"' in logs  # the stream holds the EMF metrics
-    assert "accepted" in logs
     for where, text in {
-        "handler logs and metrics": logs,
-        "python logging": caplog.text
-        + "\n".join(json.dumps(r.__dict__, default=str) for r in caplog.records),
-        "stdout/stderr": captured.out + captured.err,
+        "handler logs and metrics": flow.handler_logs,
+        "python logging": flow.python_logs,
+        "stderr": flow.stderr + captured.out + captured.err,
     }.items():
         assert _leaks(text) == [], where
 
@@ -153,9 +172,8 @@ def test_personal_data_reaches_no_log_metric_or_output(
     assert items and _leaks(json.dumps(items)) == []
 
 
-def test_formulas_come_out_neutralised(stack: Any, tmp_path: Path) -> None:
-    stack.upload(_customers(tmp_path / "customers.csv"), "incoming/people/customers.csv")
-    assert [i.error for i in stack.drain() if i.error] == []
+def test_formulas_come_out_neutralised(flow: Flow) -> None:
+    stack = flow.stack
     latest = get_json(stack, stack.results_bucket, "segments/people/latest.json")
     assert latest is not None
     csv_text = get(stack, stack.results_bucket, latest["prefix"] + "assignments.csv").decode()
@@ -172,16 +190,21 @@ def test_formulas_come_out_neutralised(stack: Any, tmp_path: Path) -> None:
         )
     )
     assert set(FORMULA_IDS) <= set(parquet["customer_id"])  # Parquet keeps the data as is
-    report = get(stack, stack.results_bucket, latest["prefix"] + "report.html").decode()
-    assert "<script>x()</script>" not in report  # text from the data is escaped
+    report = get(stack, stack.results_bucket, latest["prefix"] + "report.html").decode().lower()
+    assert "<script>x()" not in report  # text from the data is escaped where it is shown
+    if "hyperlink" in report:
+        assert "&lt;script&gt;x()" in report
+    profiles = get(stack, stack.results_bucket, latest["prefix"] + "profiles.json").decode()
+    assert "hyperlink" in profiles.lower()  # the value did reach the outputs
 
 
-@pytest.mark.parametrize("tamper", ["model bytes", "library versions"])
-def test_tampered_model_is_refused(stack: Any, champions: dict[str, bytes], tamper: str) -> None:
-    seed_models(stack, champions, "mall")
-    champion = get_json(stack, stack.artifact_bucket, f"{MODELS}mall/champion.json")
+@pytest.mark.parametrize(("tamper", "dataset"), [("model bytes", "mall"), ("versions", "north")])
+def test_tampered_model_is_refused(flow: Flow, tamper: str, dataset: str) -> None:
+    stack = flow.stack
+    registry._CACHE.clear()  # a cold start: the model is loaded (and checked) again
+    champion = get_json(stack, stack.artifact_bucket, f"{MODELS}{dataset}/champion.json")
     assert champion is not None
-    prefix = f"{MODELS}mall/{champion['version']}/"
+    prefix = f"{MODELS}{dataset}/{champion['version']}/"
     s3 = stack.client("s3")
     if tamper == "model bytes":
         body = bytearray(get(stack, stack.artifact_bucket, prefix + "model.joblib"))
@@ -199,7 +222,7 @@ def test_tampered_model_is_refused(stack: Any, champions: dict[str, bytes], tamp
         )
         expected = "incompatible"
 
-    stack.upload(MALL, "incoming/mall/mall.csv")
+    stack.upload(MALL, f"incoming/{dataset}/mall.csv")
     invocations = stack.drain()
     score = [i for i in invocations if i.function == "ScoreFunction"]
     assert len(score) == 1 and score[0].attempts == 3 and score[0].error is not None
@@ -207,5 +230,5 @@ def test_tampered_model_is_refused(stack: Any, champions: dict[str, bytes], tamp
     (letter,) = dead_letters(stack)
     assert letter["requestContext"]["functionArn"] == "ScoreFunction"
     assert expected in letter["responsePayload"]["errorMessage"].lower()
-    assert keys(stack, stack.results_bucket) == []
-    assert get_json(stack, stack.artifact_bucket, f"{MODELS}mall/champion.json") == champion
+    assert keys(stack, stack.results_bucket, f"segments/{dataset}/") == []
+    assert get_json(stack, stack.artifact_bucket, f"{MODELS}{dataset}/champion.json") == champion

@@ -95,8 +95,9 @@ def _train_and_register(
             )
         )
         # A first champion is only created, never replaced: requests training the first
-        # model at once (several files of a new dataset) must not take turns as champion.
-        promote_fn = set_first_champion if first else set_champion
+        # model at once (several files of a new dataset) must not take turns as champion,
+        # whichever finishes first.
+        promote_fn = set_first_champion if first or if_no_champion else set_champion
         pointer = promote_fn(
             store, settings.artifact_bucket, model_name, model.version, reason=reason
         )

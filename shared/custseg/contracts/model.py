@@ -196,6 +196,7 @@ _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PUNCT = re.compile(r"[\W_]+", re.UNICODE)
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def normalise_header(header: str) -> str:
     """Normalise a header for matching: NFKC, lower case, no spaces/underscores/punctuation.
 
