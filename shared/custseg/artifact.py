@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from custseg.features import MISSING_CATEGORY, Features, FeatureSchema, conform, is_conformed
+from custseg.jsonsafe import json_safe
 from custseg.labels import LabelEdges
 from custseg.stats import Histogram, Moments
 
@@ -179,26 +180,6 @@ class SegmentModel:
         )
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types; non-finite floats become None."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, dt.datetime | dt.date):
-        return obj.isoformat()
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
-
-
 def check_gates(
     metadata: dict,
     *,
@@ -306,7 +287,7 @@ def build_metadata(
         "segments": segments,
         "quality": quality,
     }
-    metadata = _jsonable(metadata)
+    metadata = json_safe(metadata)
     passed, reasons = check_gates(metadata)
     metadata["gates"] = {
         "passed": passed,
@@ -326,7 +307,7 @@ def dump_artifact(model: SegmentModel) -> tuple[bytes, bytes]:
     joblib.dump(model.pipeline, buf, compress=3)
     model_bytes = buf.getvalue()
     model.metadata["sha256"] = hashlib.sha256(model_bytes).hexdigest()
-    text = json.dumps(_jsonable(model.metadata), indent=2, allow_nan=False)
+    text = json.dumps(json_safe(model.metadata), indent=2, allow_nan=False)
     return model_bytes, text.encode("utf-8")
 
 

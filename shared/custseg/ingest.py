@@ -72,7 +72,8 @@ from custseg.cleaning import (
 )
 from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
-from custseg.quality import QualityReport, example_value, json_safe
+from custseg.jsonsafe import json_safe
+from custseg.quality import QualityReport, example_value
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
 from custseg.validation import (
     HeaderCheck,

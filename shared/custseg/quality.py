@@ -21,7 +21,6 @@ personal-role columns; examples of other values are truncated to 20 characters.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -70,20 +69,6 @@ def safe_name(header: str) -> str:
     """A header name safe and short enough for a report (e-mail-like text masked)."""
     text = redact(header)
     return text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…"
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with non-finite floats (NaN, ±inf) as None, so the JSON is strict."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) if isinstance(v, _NESTED) else v for v in obj]
-    return obj
-
-
-_NESTED = (float, dict, list, tuple)
 
 
 @dataclass

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from custseg.artifact import SegmentModel
 from custseg.contracts.model import Contract, Role
 from custseg.features import Features, build_features, default_as_of
+from custseg.jsonsafe import json_safe
 from custseg.labels import assign_labels
 from custseg.metrics import (
     PreviousAssignments,
@@ -364,30 +365,9 @@ def score_dataset(
     )
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        f = float(obj)
-        return f if np.isfinite(f) else None
-    if isinstance(obj, dt.date):
-        return obj.isoformat()
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is pd.NA:
-        return None
-    return obj
-
-
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(
-        json.dumps(_jsonable(doc), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        json.dumps(json_safe(doc), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
         encoding="utf-8",
     )
 
