@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -32,7 +31,6 @@ from custseg.local.template import stack_spec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MALL = FIXTURES / "mall_customers.csv"
-SHARED_MALL = Path("/work/shared/data/mall_customers.csv")
 WAIT_SECONDS = 180
 
 
@@ -112,9 +110,6 @@ def test_upload_over_http_gives_a_committed_run(server: tuple[str, _Lines], tmp_
     assert f"s3://{results}/segments/shop/latest.json - --endpoint-url {endpoint}" in banner
 
     mall = MALL
-    if not mall.exists():  # the fixture is a copy of the team's shared data
-        mall = tmp_path / "mall_customers.csv"
-        shutil.copy(SHARED_MALL, mall)
     s3 = _s3(endpoint)
     assert {b["Name"] for b in s3.list_buckets()["Buckets"]} >= {data, results}
     # A key that needs URL-encoding in the S3 event (space, non-ASCII).

@@ -24,7 +24,7 @@ from custseg.scoring import RunInfo, ScoreResult, customer_hashes, score_dataset
 from custseg.stats import stable_hash
 from custseg.training import train_model
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[1] / "fixtures"  # copies of the shared real files
 AS_OF = dt.date(2024, 1, 1)
 MALL_NAMES = {
     "CustomerID": "customer_id",
