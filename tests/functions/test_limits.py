@@ -40,3 +40,26 @@ def test_too_large_upload_is_refused_up_front(stack: Any, monkeypatch: pytest.Mo
         c for c in stack.calls if c[1] == "GetObject" and c[2]["Key"] == "incoming/telco/telco.csv"
     ]
     assert gets == []
+
+
+def test_an_invalid_dataset_contract_rejects_the_file_with_a_report(
+    stack: Any, tmp_path: Path
+) -> None:
+    bad = tmp_path / "shop.yaml"
+    bad.write_text("kind: shop\ngrain: customer\ncolumns: []\n", encoding="utf-8")
+    stack.put_contract("shop", bad)
+    stack.upload(FIXTURES / "mall_customers.csv", "incoming/shop/mall.csv")
+    invocations = stack.drain()
+    assert [(i.function, i.error) for i in invocations] == [("IngestFunction", None)]
+    outcome = invocations[0].result["results"][0]
+    assert outcome["status"] == "rejected"
+    assert "contracts/shop.yaml" in outcome["message"] and "customer_id" in outcome["message"]
+    s3 = stack.client("s3")
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=stack.data_bucket, Prefix="rejected/shop/")["Contents"]
+    ]
+    assert any(k.endswith("/original/mall.csv") for k in keys)
+    error = next(k for k in keys if k.endswith("error.json"))
+    report = json.loads(s3.get_object(Bucket=stack.data_bucket, Key=error)["Body"].read())
+    assert report["file_errors"] == ["bad_contract"]

@@ -172,14 +172,8 @@ def run_ingest(
             message="this upload was already processed; nothing written",
         )
 
-    if info.size > settings.max_input_bytes:
-        limit_mib = settings.max_input_bytes / 1024**2
-        message = (
-            f"{key}: file is {info.size / 1024**2:,.1f} MiB, above this function's limit of "
-            f"{limit_mib:,.4g} MiB (MaxInputMiB). Split it into several files under "
-            f"incoming/{dataset}/, gzip it (often 5-10x smaller), or raise MaxInputMiB in the "
-            "stack parameters together with the function's memory and ephemeral storage."
-        )
+    def refuse(code: str, message: str) -> IngestOutcome:
+        """Reject the whole file before any work: copy it, report why, count no rows."""
         report = {
             "status": "rejected",
             "source": key,
@@ -188,7 +182,8 @@ def run_ingest(
             "rows_read": 0,
             "rows_kept": 0,
             "rows_rejected": 0,
-            "errors": [{"code": "too_large", "message": message, "row": None, "column": None}],
+            "errors": [{"code": code, "message": message, "row": None, "column": None}],
+            "file_errors": [code],
         }
         prefix = _reject_whole_file(
             store,
@@ -206,7 +201,24 @@ def run_ingest(
             "rejected", dataset, run_id, key, rejected_prefix=prefix, message=message
         )
 
-    contract = _load_dataset_contract(store, settings, dataset)
+    if info.size > settings.max_input_bytes:
+        limit_mib = settings.max_input_bytes / 1024**2
+        return refuse(
+            "too_large",
+            f"{key}: file is {info.size / 1024**2:,.1f} MiB, above this function's limit of "
+            f"{limit_mib:,.4g} MiB (MaxInputMiB). Split it into several files under "
+            f"incoming/{dataset}/, gzip it (often 5-10x smaller), or raise MaxInputMiB in the "
+            "stack parameters together with the function's memory and ephemeral storage.",
+        )
+
+    try:
+        contract = _load_dataset_contract(store, settings, dataset)
+    except ValueError as exc:  # the dataset's own contract does not parse
+        return refuse(
+            "bad_contract",
+            f"{key}: the contract s3://{settings.artifact_bucket}/{contract_key(dataset)} "
+            f"is not valid, so the file was not read: {exc}",
+        )
     as_of = info.metadata.get("as-of")
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
