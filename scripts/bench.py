@@ -11,22 +11,26 @@ For each size (default 1M and 5M customers) this script
 3. runs, each in its own fresh process, ``--repeat`` times:
 
    (a) **full**: a moto server runs in ANOTHER process (so S3's stored bytes are not in the
-       measured process, as in AWS where S3 is not in the Lambda's memory). The measured
-       process builds the stack from ``infra/template.yaml`` against that endpoint, puts
-       the champion into the artifact bucket, pre-imports both handler modules (Lambda's
-       init phase), and then waits; the orchestrator uploads the CSV to
-       ``incoming/bench/`` (so the upload's buffers are not in the measured process);
-       the measured process then delivers the S3 event to the IngestFunction handler and
-       the clean-manifest event to the ScoreFunction handler (validate, clean, features,
-       score, every output, metric and report, commit, ``latest.json``, ``current/``).
-       Wall time runs from upload-complete to the ScoreFunction's return (results
-       manifest committed, pointer moved, ``current/`` refreshed).
+       measured processes, as in AWS where S3 is not in the Lambda's memory). Each Lambda
+       function runs in its own warm process, as on AWS, where each function has its own
+       memory: the ingest process builds the stack from ``infra/template.yaml`` against
+       that endpoint and puts the champion into the artifact bucket; the score process
+       attaches to the same resources; each imports its handler (Lambda's init phase) and
+       waits. The orchestrator uploads the CSV to ``incoming/bench/`` (so the upload's
+       buffers are in neither measured process); the ingest process then delivers the S3
+       event to the IngestFunction handler, and the score process the clean-manifest
+       event to the ScoreFunction handler (validate, clean, features, score, every output,
+       metric and report, commit, ``latest.json``, ``current/``). Wall time is the sum of
+       the two processes' spans, each from taking its event off the queue to its
+       handler's return (results manifest committed, pointer moved, ``current/``
+       refreshed); CPU time is their sum; peak RSS is the larger of the two (each
+       process's ``VmHWM``), the figure that sizes a function's memory.
    (b) **bare**: ``pd.read_csv`` -> ``dropna`` -> plain pandas renames ->
        ``pipeline.predict`` (the champion's own sklearn Pipeline, loaded with joblib) ->
        ``to_csv`` of customer id + segment.
 
-   For each it records wall time, CPU time (user + sys of the measured process) and peak
-   RSS (``VmHWM`` of the measured process; ``ru_maxrss`` as a fallback);
+   For each it records wall time, CPU time (user + sys of the measured processes) and peak
+   RSS (``VmHWM`` of each measured process; ``ru_maxrss`` as a fallback);
 4. measures cold start: ``import functions.score.app`` plus loading the champion from S3
    (``custseg.aws.registry.load_version``) in a fresh process, ``--repeat`` times.
 
@@ -265,36 +269,45 @@ def moto_server() -> Iterator[str]:
             proc.kill()
 
 
-def child_full(endpoint: str, artifact_dir: str) -> None:
-    """The measured process of (a). Talks to the orchestrator over stdin / stdout."""
+def child_function(role: str, endpoint: str, artifact_dir: str) -> None:
+    """A measured process of (a): one Lambda function's process, warm (handler imported).
+
+    ``role`` ``ingest`` creates the stack's resources on the moto server and puts the
+    champion in place; ``score`` attaches to them. Talks to the orchestrator over stdin /
+    stdout: prints ``{"ready": ...}``, waits for ``go``, handles the events waiting for its
+    function, prints its measurements.
+    """
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "custseg-bench")
-    base_cpu, _ = usage()
     from custseg.layout import champion_key, model_prefix
     from custseg.local.stack import LocalStack
 
-    t_import = time.perf_counter()
+    logical = {"ingest": "IngestFunction", "score": "ScoreFunction"}[role]
+    t_init = time.perf_counter()
     stack = LocalStack(endpoint_url=endpoint, log_stream=open(os.devnull, "w"))  # noqa: SIM115
-    stack.create()
-    # Lambda's init phase: import the handler modules before the first event.
-    stack.handler("IngestFunction")
-    stack.handler("ScoreFunction")
-    init_s = time.perf_counter() - t_import
-    s3 = stack.client("s3")
-    meta = json.loads(Path(artifact_dir, "metadata.json").read_text())
-    prefix = model_prefix(DATASET, meta["version"])
-    for name in ("model.joblib", "metadata.json"):
+    if role == "ingest":
+        stack.create()
+        s3 = stack.client("s3")
+        meta = json.loads(Path(artifact_dir, "metadata.json").read_text())
+        prefix = model_prefix(DATASET, meta["version"])
+        for name in ("model.joblib", "metadata.json"):
+            s3.put_object(
+                Bucket=stack.artifact_bucket,
+                Key=prefix + name,
+                Body=Path(artifact_dir, name).read_bytes(),
+            )
         s3.put_object(
             Bucket=stack.artifact_bucket,
-            Key=prefix + name,
-            Body=Path(artifact_dir, name).read_bytes(),
+            Key=champion_key(DATASET),
+            Body=json.dumps(
+                {"model": DATASET, "version": meta["version"], "reason": "bench", "history": []}
+            ).encode(),
         )
-    s3.put_object(
-        Bucket=stack.artifact_bucket,
-        Key=champion_key(DATASET),
-        Body=json.dumps(
-            {"model": DATASET, "version": meta["version"], "reason": "bench", "history": []}
-        ).encode(),
-    )
+    else:
+        stack.attach()
+    s3 = stack.client("s3")
+    stack.handler(logical)  # Lambda's init phase: import the handler before the first event
+    init_s = time.perf_counter() - t_init
+
     # The scoring core logs its phase timings (score, evaluate, report); keep them.
     import logging
 
@@ -315,86 +328,113 @@ def child_full(endpoint: str, artifact_dir: str) -> None:
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("orchestrator did not say go")
 
+    calls = _trace_aws_calls()
     cpu0, _ = usage()
     t0 = time.perf_counter()
-    ingest_events = stack.receive("IngestFunction")
-    t_ing = time.perf_counter()
-    inv_ingest = [stack.invoke("IngestFunction", e) for e in ingest_events]
-    ingest_s = time.perf_counter() - t_ing
-    score_events = stack.receive("ScoreFunction")
-    t_sc = time.perf_counter()
-    inv_score = [stack.invoke("ScoreFunction", e) for e in score_events]
-    score_s = time.perf_counter() - t_sc
-    wall = time.perf_counter() - t0
+    events = stack.receive(logical)
+    t_handler = time.perf_counter()
+    profile_dir = os.environ.get("CUSTSEG_BENCH_PROFILE")  # --profile DIR
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        invocations = profiler.runcall(lambda: [stack.invoke(logical, e) for e in events])
+        profiler.dump_stats(str(Path(profile_dir) / f"{role}.prof"))
+    else:
+        invocations = [stack.invoke(logical, e) for e in events]
+    handler_s = time.perf_counter() - t_handler
+    span = time.perf_counter() - t0
     cpu1, peak = usage()
+    traced = list(calls)
+    calls.clear()
 
-    errors = [i.error for i in (*inv_ingest, *inv_score) if i.error]
-    if errors or len(inv_ingest) != 1 or len(inv_score) != 1:
-        raise SystemExit(f"flow failed: {len(inv_ingest)} ingest, {len(inv_score)} score; {errors}")
-    ingest_out = inv_ingest[0].result["results"][0]
-    score_out = inv_score[0].result["results"][0]
-    if score_out["status"] != "committed":
-        raise SystemExit(f"score did not commit: {score_out}")
-    rest = stack.drain()  # anything else (nothing should train: a champion exists)
-    trained = [i.function for i in rest if i.function == "TrainFunction"]
-    if trained:
-        raise SystemExit("the flow trained a model: the champion was not used")
+    errors = [i.error for i in invocations if i.error]
+    if errors or len(invocations) != 1:
+        raise SystemExit(f"{logical}: {len(invocations)} invocation(s); {errors}")
+    out = invocations[0].result["results"][0]
+    measured: dict[str, Any] = {
+        "span": span,
+        "handler_s": handler_s,
+        "cpu": cpu1 - cpu0,
+        "peak_rss": peak,
+        "rss_ready": rss_ready,
+        "init_s": init_s,
+        "aws_calls": traced,
+    }
+    if role == "ingest":
+        clean_prefix = out["clean_manifest_key"].rsplit("/", 1)[0] + "/"
+        quality = json.loads(
+            s3.get_object(Bucket=stack.data_bucket, Key=clean_prefix + "quality.json")[
+                "Body"
+            ].read()
+        )
+        timings_ms = quality.get("timings_ms", {})
+        measured.update(
+            rows_read=out["rows_read"],
+            rows_kept=out["rows_kept"],
+            timings=timings_ms,
+            core_s=float(timings_ms.get("total", sum(timings_ms.values()))) / 1000.0,
+        )
+    else:
+        if out["status"] != "committed":
+            raise SystemExit(f"score did not commit: {out}")
+        rest = stack.drain()  # anything else (nothing should train: a champion exists)
+        if any(i.function == "TrainFunction" for i in rest):
+            raise SystemExit("the flow trained a model: the champion was not used")
+        results_prefix = out["manifest_key"].rsplit("/", 1)[0] + "/"
+        metrics = json.loads(
+            s3.get_object(Bucket=stack.results_bucket, Key=results_prefix + "metrics.json")[
+                "Body"
+            ].read()
+        )
+        score_t = score_timings or metrics.get("timing_seconds", {})
+        measured.update(
+            rows_scored=out["rows"],
+            verdict=out["verdict"],
+            timings=score_t,
+            core_s=sum(float(v) for v in score_t.values()),
+        )
+    print(json.dumps(measured), flush=True)
 
-    # Breakdown from what the handlers wrote (small JSON files, read after timing).
-    clean_prefix = ingest_out["clean_manifest_key"].rsplit("/", 1)[0] + "/"
-    quality = json.loads(
-        s3.get_object(Bucket=stack.data_bucket, Key=clean_prefix + "quality.json")["Body"].read()
-    )
-    results_prefix = score_out["manifest_key"].rsplit("/", 1)[0] + "/"
-    metrics = json.loads(
-        s3.get_object(Bucket=stack.results_bucket, Key=results_prefix + "metrics.json")[
-            "Body"
-        ].read()
-    )
-    timings_ms = quality.get("timings_ms", {})
-    ingest_core = float(timings_ms.get("total", sum(timings_ms.values()))) / 1000.0
-    score_t = score_timings or metrics.get("timing_seconds", {})
-    score_core = sum(float(v) for v in score_t.values())
-    print(
-        json.dumps(
-            {
-                "rows_read": ingest_out["rows_read"],
-                "rows_kept": ingest_out["rows_kept"],
-                "rows_scored": score_out["rows"],
-                "verdict": score_out["verdict"],
-                "wall": wall,
-                "cpu": cpu1 - cpu0,
-                "cpu_total": cpu1 - base_cpu,
-                "peak_rss": peak,
-                "rss_ready": rss_ready,
-                "init_s": init_s,
-                "ingest_handler_s": ingest_s,
-                "score_handler_s": score_s,
-                "ingest_core_s": ingest_core,
-                "ingest_timings_ms": quality.get("timings_ms", {}),
-                "score_core_s": score_core,
-                "score_timings_s": score_t,
-                "s3_and_commit_s": (ingest_s - ingest_core) + (score_s - score_core),
-                "events_s": wall - ingest_s - score_s,
-            }
-        ),
-        flush=True,
-    )
+
+def _trace_aws_calls() -> list[tuple[str, str, float]]:
+    """Time every AWS API call of this process (operation, key or table, seconds)."""
+    import botocore.client
+
+    calls: list[tuple[str, str, float]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def timed(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        t = time.perf_counter()
+        try:
+            return original(self, operation, params)
+        finally:
+            where = str(params.get("Key") or params.get("TableName") or "")
+            calls.append((operation, where.rsplit("/", 1)[-1], time.perf_counter() - t))
+
+    botocore.client.BaseClient._make_api_call = timed  # type: ignore[method-assign]
+    return calls
 
 
 def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
+    """(a): the ingest and score functions, each in its own warm process (as on Lambda,
+    where each function has its own memory), against one moto server process."""
     with moto_server() as endpoint:
         env = {**os.environ, "PYTHONPATH": PYTHONPATH}
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "_full", endpoint, str(artifact_dir)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env=env,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
+        procs: dict[str, subprocess.Popen[str]] = {}
+        ready: dict[str, Any] = {}
+        for role in ("ingest", "score"):  # ingest first: it creates the resources
+            procs[role] = subprocess.Popen(
+                [sys.executable, __file__, "_function", role, endpoint, str(artifact_dir)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                env=env,
+            )
+            stdout = procs[role].stdout
+            assert stdout is not None
+            ready[role] = json.loads(stdout.readline())
         import boto3
         from boto3.s3.transfer import TransferConfig
 
@@ -407,18 +447,42 @@ def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
         )
         s3.upload_file(
             str(csv),
-            ready["bucket"],
+            ready["ingest"]["bucket"],
             f"incoming/{DATASET}/{csv.name}",
             # one PUT (one ObjectCreated event, as AWS sends for a completed upload; moto's
             # server announces a multipart upload twice)
             Config=TransferConfig(multipart_threshold=5 * 2**30),
         )
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out, _ = proc.communicate(timeout=7200)
-        if proc.returncode != 0:
-            raise RuntimeError(f"full flow child failed ({proc.returncode})")
-        return dict(json.loads(out.strip().splitlines()[-1]))
+        measured: dict[str, dict[str, Any]] = {}
+        for role in ("ingest", "score"):  # the score function's event exists once ingest is done
+            proc = procs[role]
+            out, _ = proc.communicate("go\n", timeout=7200)
+            if proc.returncode != 0:
+                raise RuntimeError(f"full flow: the {role} process failed ({proc.returncode})")
+            measured[role] = json.loads(out.strip().splitlines()[-1])
+    ing, sc = measured["ingest"], measured["score"]
+    return {
+        "rows_read": ing["rows_read"],
+        "rows_kept": ing["rows_kept"],
+        "rows_scored": sc["rows_scored"],
+        "verdict": sc["verdict"],
+        "wall": ing["span"] + sc["span"],
+        "cpu": ing["cpu"] + sc["cpu"],
+        "peak_rss": max(ing["peak_rss"], sc["peak_rss"]),
+        "peak_rss_ingest": ing["peak_rss"],
+        "peak_rss_score": sc["peak_rss"],
+        "rss_ready": max(ing["rss_ready"], sc["rss_ready"]),
+        "init_s": max(ing["init_s"], sc["init_s"]),
+        "ingest_handler_s": ing["handler_s"],
+        "score_handler_s": sc["handler_s"],
+        "ingest_core_s": ing["core_s"],
+        "ingest_timings_ms": ing["timings"],
+        "score_core_s": sc["core_s"],
+        "score_timings_s": sc["timings"],
+        "s3_and_commit_s": (ing["handler_s"] - ing["core_s"]) + (sc["handler_s"] - sc["core_s"]),
+        "events_s": (ing["span"] - ing["handler_s"]) + (sc["span"] - sc["handler_s"]),
+        "aws_calls": ing["aws_calls"] + sc["aws_calls"],
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -611,6 +675,16 @@ def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]
         + ", ".join(f"{k} {float(v) / 1000:.2f}" for k, v in ing.items())
     )
     print("  score phases (s, run 1): " + ", ".join(f"{k} {float(v):.2f}" for k, v in sc.items()))
+    by_op: dict[str, list[float]] = {}
+    for op, _where, secs in full[0].get("aws_calls", []):
+        by_op.setdefault(op, []).append(secs)
+    print(
+        "  AWS calls (run 1; count, s): "
+        + ", ".join(
+            f"{op} {len(v)} {sum(v):.2f}"
+            for op, v in sorted(by_op.items(), key=lambda kv: -sum(kv[1]))
+        )
+    )
     print(
         f"  full: RSS before the first event {mib(med(full, 'rss_ready')):.0f} MiB; "
         f"rows read {full[0]['rows_read']:,}, kept {full[0]['rows_kept']:,}, "
@@ -620,8 +694,8 @@ def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_full":
-        child_full(*argv[1:])
+    if argv and argv[0] == "_function":
+        child_function(*argv[1:])
         return 0
     if argv and argv[0] == "_bare":
         child_bare(*argv[1:])
@@ -637,7 +711,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write raw results to DIR/bench.json")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement")
     ap.add_argument("--only", choices=("full", "bare"), help="run one contender only")
+    ap.add_argument(
+        "--profile", type=Path, default=None, help="write cProfile stats of each handler to DIR"
+    )
     args = ap.parse_args(argv)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        os.environ["CUSTSEG_BENCH_PROFILE"] = str(args.profile.resolve())
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     print(
@@ -669,7 +749,9 @@ def main(argv: list[str] | None = None) -> int:
                     f = full[-1]
                     print(
                         f"  run {i + 1} full: wall {f['wall']:.2f}s cpu {f['cpu']:.2f}s "
-                        f"peak {mib(f['peak_rss']):.0f} MiB",
+                        f"peak {mib(f['peak_rss']):.0f} MiB (ingest process "
+                        f"{mib(f['peak_rss_ingest']):.0f}, score process "
+                        f"{mib(f['peak_rss_score']):.0f})",
                         flush=True,
                     )
                 if args.only != "full":

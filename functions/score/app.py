@@ -10,8 +10,15 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Eve
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from custseg.artifact import warm_up
 from custseg.aws import runtime
 from custseg.aws.score_job import run_score
+
+# Every invocation loads a model (scikit-learn, scipy) and scores (the scoring core):
+# import them in Lambda's init phase, once per execution environment, not in the first
+# event's time budget. (The ingest function needs neither and keeps them out: its cold
+# start stays short.)
+warm_up()
 
 logger = Logger()
 metrics = Metrics()

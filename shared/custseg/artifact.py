@@ -24,6 +24,7 @@ value that is not missing). Passing makes the model ``champion-eligible``, else 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -32,14 +33,21 @@ import math
 import platform
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from custseg.features import MISSING_CATEGORY, Features, FeatureSchema, conform, is_conformed
+from custseg.features import (
+    MISSING_CATEGORY,
+    CategoryCodes,
+    Features,
+    FeatureSchema,
+    conform,
+    is_conformed,
+)
 from custseg.jsonsafe import json_safe
 from custseg.labels import LabelEdges
 from custseg.stats import Histogram, Moments
@@ -61,6 +69,18 @@ METADATA_FORMAT = 1
 
 class ArtifactError(Exception):
     """A model artifact that must not be loaded (missing metadata, bad hash, versions)."""
+
+
+def warm_up() -> None:
+    """Import what loading and applying a model needs (scikit-learn's estimators and the
+    scoring core), for a function's init phase. About 2 s on a cold interpreter."""
+    import sklearn.cluster
+    import sklearn.compose
+    import sklearn.impute
+    import sklearn.pipeline
+    import sklearn.preprocessing  # noqa: F401
+
+    import custseg.scoring  # noqa: F401
 
 
 def library_versions() -> dict[str, str]:
@@ -97,12 +117,272 @@ def check_libraries(recorded: dict[str, Any], current: dict[str, str] | None = N
     return problems
 
 
+# -- the preprocessing without scikit-learn's per-call overhead ----------------------------
+#
+# SegmentModel.transform recognises the preprocessing custseg.training builds (a fitted
+# ColumnTransformer of imputers, scalers, the training module's own FunctionTransformers and
+# a one-hot encoder) and computes it from the fitted parameters with the same floating-point
+# operations, so the matrix is bit-for-bit the one scikit-learn returns (tested). The
+# categorical block runs the fitted encoder itself, once per distinct combination of
+# category values (a few dozen rows instead of one per customer), and repeats its rows.
+# A pipeline of any other shape (or input it would reject, e.g. infinite numbers) goes
+# through scikit-learn.
+
+_KNOWN_FUNCS = {("custseg.training", "signed_log1p"), ("custseg.training", "clip_z")}
+_TEXT_FUNCS = {("custseg.training", "as_object")}
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One transformer of the ColumnTransformer, as the fast path computes it."""
+
+    columns: tuple[str, ...]
+    weight: float | None
+    steps: tuple[tuple[str, Any], ...] = ()  # numeric: ("impute"|"func"|"scale", params)
+    encoder: Any = None  # categorical: the fitted transformer, run on distinct rows
+
+
+def _func_key(func: Any) -> tuple[str, str]:
+    return (str(getattr(func, "__module__", "")), str(getattr(func, "__qualname__", "")))
+
+
+def _numeric_steps(trans: Any, n_cols: int) -> list[tuple[str, Any]] | None:
+    """The elementwise steps of a numeric transformer (``None``: not recognised)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    if type(trans) is Pipeline:
+        steps: list[tuple[str, Any]] = []
+        for _, step in trans.steps:
+            if step is None or step == "passthrough":
+                continue
+            inner = _numeric_steps(step, n_cols)
+            if inner is None:
+                return None
+            steps += inner
+        return steps
+    if type(trans) is SimpleImputer:
+        missing = trans.missing_values
+        stats = np.asarray(getattr(trans, "statistics_", None), dtype="float64")
+        if (
+            trans.add_indicator
+            or not (isinstance(missing, float) and math.isnan(missing))
+            or stats.shape != (n_cols,)
+            or not np.isfinite(stats).all()
+        ):
+            return None
+        return [("impute", stats)]
+    if type(trans) is StandardScaler:
+        mean = None if not trans.with_mean else np.asarray(trans.mean_, dtype="float64")
+        scale = None if not trans.with_std else np.asarray(trans.scale_, dtype="float64")
+        return [("scale", (mean, scale))]
+    if type(trans) is FunctionTransformer:
+        if trans.validate or trans.kw_args or _func_key(trans.func) not in _KNOWN_FUNCS:
+            return None
+        return [("func", trans.func)]
+    return None
+
+
+def _is_text_encoder(trans: Any) -> bool:
+    """A categorical transformer the fast path runs on distinct rows: the training
+    module's ``as_object`` step and a dense one-hot encoder (row-wise, tested)."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+    steps = [s for _, s in trans.steps] if type(trans) is Pipeline else [trans]
+    if not steps or type(steps[-1]) is not OneHotEncoder or steps[-1].sparse_output:
+        return False
+    for step in steps[:-1]:
+        if not (
+            type(step) is FunctionTransformer
+            and not step.validate
+            and not step.kw_args
+            and _func_key(step.func) in _TEXT_FUNCS
+        ):
+            return False
+    return True
+
+
+def _plan(pipeline: Any, schema: FeatureSchema) -> list[_Block] | None:
+    """How to compute ``pipeline[:-1].transform`` without scikit-learn (``None``: not a
+    pipeline shape the fast path knows)."""
+    from sklearn.compose import ColumnTransformer
+
+    try:
+        pre = pipeline[:-1]
+        if len(pre) != 1 or type(pre[0]) is not ColumnTransformer:
+            return None
+        ct = pre[0]
+        transformers = ct.transformers_
+        if ct.sparse_output_ or not hasattr(ct, "feature_names_in_"):
+            return None
+        for est in (pipeline, pre, ct):
+            if (getattr(est, "_sklearn_output_config", None) or {}).get("transform") not in (
+                None,
+                "default",
+            ):
+                return None
+        numeric, categorical = set(schema.numeric), set(schema.categorical)
+        weights = ct.transformer_weights or {}
+        blocks: list[_Block] = []
+        for name, trans, columns in transformers:
+            if isinstance(trans, str) and trans == "drop":
+                continue
+            cols = [columns] if isinstance(columns, str) else list(columns)
+            if not cols:
+                continue
+            if not all(isinstance(c, str) for c in cols):
+                return None
+            weight = weights.get(name)
+            if isinstance(trans, str):
+                return None
+            if set(cols) <= numeric:
+                steps = _numeric_steps(trans, len(cols))
+                if steps is None:
+                    return None
+                blocks.append(_Block(tuple(cols), weight, steps=tuple(steps)))
+            elif set(cols) <= categorical and _is_text_encoder(trans):
+                blocks.append(_Block(tuple(cols), weight, encoder=trans))
+            else:
+                return None
+        return blocks
+    except Exception:  # any surprise in the fitted objects: use scikit-learn
+        return None
+
+
+def _numeric_block(frame: pd.DataFrame, block: _Block) -> np.ndarray | None:
+    # (n, p), one contiguous column per feature (elementwise steps: the layout does not
+    # change a value)
+    x = np.empty((len(block.columns), len(frame)), dtype="float64")
+    for j, name in enumerate(block.columns):
+        x[j] = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+    x = x.T
+    for kind, params in block.steps:
+        if kind in ("impute", "scale"):  # scikit-learn validates these steps' input
+            missing = ~np.isfinite(x)
+            if missing.any() and np.isinf(x[missing]).any():  # it rejects infinities:
+                return None  # let scikit-learn say so
+        if kind == "impute":
+            if missing.any():
+                x[missing] = np.broadcast_to(params, x.shape)[missing]
+        elif kind == "func":
+            x = np.asarray(params(x), dtype="float64")
+        else:
+            mean, scale = params
+            if mean is not None:
+                x -= mean
+            if scale is not None:
+                x /= scale
+    if block.weight is not None:
+        x = x * block.weight
+    return x
+
+
+def _category_block(
+    frame: pd.DataFrame, block: _Block, codes: Mapping[str, CategoryCodes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the block's rows for each distinct combination of values, which row each customer
+    has): the block is ``rows[which]``."""
+    parts = [codes[c] if c in codes else CategoryCodes.from_values(frame[c]) for c in block.columns]
+    n = len(frame)
+    sizes = [max(len(p.values), 1) for p in parts]
+    combined = np.zeros(n, dtype=np.int64)
+    total = 1
+    for part, size in zip(parts, sizes, strict=True):
+        combined = combined * size + part.codes
+        total *= size
+    if total <= max(4 * n, 1 << 16):
+        present = np.flatnonzero(np.bincount(combined, minlength=total))
+        lookup = np.zeros(total, dtype=np.intp)
+        lookup[present] = np.arange(present.size)
+        inverse = lookup[combined]
+    else:
+        present, inverse = np.unique(combined, return_inverse=True)
+    columns: dict[str, Any] = {}
+    rest = present
+    for name, part, size in reversed(list(zip(block.columns, parts, sizes, strict=True))):
+        words = np.asarray(part.values, dtype=object)
+        columns[name] = pd.array(words[rest % size], dtype="string")
+        rest = rest // size
+    distinct = pd.DataFrame({c: columns[c] for c in block.columns})
+    out = block.encoder.transform(distinct)
+    if hasattr(out, "toarray"):
+        out = out.toarray()
+    out = np.asarray(out, dtype="float64")
+    if block.weight is not None:
+        out = out * block.weight
+    return out, inverse
+
+
+_UNPLANNED = object()
+_ROWS = 8_192  # rows per block of SegmentModel.distances' sums of squares
+_BLAS: list[Any] = []
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """A context limiting BLAS to one thread: the thin products here (customers x a few
+    centres) take 3x the CPU on two threads (the helpers spin) and are not faster; each
+    row's result is the same either way (BLAS splits rows, not sums, between threads)."""
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS.append(ThreadpoolController())
+        except Exception:  # no threadpoolctl: leave BLAS as it is
+            _BLAS.append(None)
+    if _BLAS[0] is None:
+        return contextlib.nullcontext()
+    return _BLAS[0].limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+
+
 @dataclass
 class SegmentModel:
     """A fitted segmentation pipeline with its metadata."""
 
     pipeline: Pipeline
     metadata: dict[str, Any]
+    _fast: Any = field(default=_UNPLANNED, init=False, repr=False, compare=False)
+
+    def _fast_plan(self) -> list[_Block] | None:
+        if self._fast is _UNPLANNED:
+            self._fast = _plan(self.pipeline, self.schema)
+        return self._fast  # type: ignore[no-any-return]
+
+    def _fast_transform(
+        self, frame: pd.DataFrame, codes: Mapping[str, CategoryCodes]
+    ) -> np.ndarray | None:
+        blocks = self._fast_plan()
+        if blocks is None or not all(c in frame.columns for b in blocks for c in b.columns):
+            return None
+        if any(len(codes[c]) != len(frame) for c in codes):
+            codes = {}
+        parts: list[np.ndarray | tuple[np.ndarray, np.ndarray]] = []
+        for block in blocks:
+            if block.encoder is None:
+                part = _numeric_block(frame, block)
+                if part is None:
+                    return None
+                parts.append(part)
+            else:
+                parts.append(_category_block(frame, block, codes))
+        n = len(frame)
+        width = sum(p.shape[1] if isinstance(p, np.ndarray) else p[0].shape[1] for p in parts)
+        out = np.empty((n, width), dtype="float64")  # C order, as np.hstack gives
+        at = 0
+        for computed in parts:
+            if isinstance(computed, np.ndarray):  # column-major: copied by blocks of rows,
+                w = computed.shape[1]  # which keeps both sides of the transpose in cache
+                for start in range(0, n, _ROWS):
+                    out[start : start + _ROWS, at : at + w] = computed[start : start + _ROWS]
+                at += w
+                continue
+            rows, which = computed  # by blocks of customers: no (n, w) temporary
+            w = rows.shape[1]
+            for start in range(0, n, _ROWS):
+                out[start : start + _ROWS, at : at + w] = rows[which[start : start + _ROWS]]
+            at += w
+        return out
 
     @property
     def version(self) -> str:
@@ -124,20 +404,75 @@ class SegmentModel:
         """Segment id -> persona name."""
         return {int(s["id"]): str(s["name"]) for s in self.metadata.get("segments", [])}
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """The preprocessed matrix (n, d) of a feature frame (conformed to the schema)."""
-        schema = self.schema
-        x = self.pipeline[:-1].transform(
-            frame if is_conformed(frame, schema) else conform(frame, schema)
-        )
-        return np.asarray(x, dtype="float64")
+    def transform(
+        self, frame: pd.DataFrame, codes: Mapping[str, CategoryCodes] | None = None
+    ) -> np.ndarray:
+        """The preprocessed matrix (n, d) of a feature frame (conformed to the schema).
 
-    def distances(self, frame: pd.DataFrame) -> np.ndarray:
+        Equal, bit for bit, to ``pipeline[:-1].transform`` of the conformed frame; for the
+        pipelines :mod:`custseg.training` builds it is computed from the fitted parameters
+        (see the notes above :class:`SegmentModel`), else by scikit-learn. ``codes``
+        (e.g. :attr:`Features.codes`) spares re-coding the category columns.
+        """
+        schema = self.schema
+        if not is_conformed(frame, schema):
+            frame, codes = conform(frame, schema), None
+        if len(frame):
+            x = self._fast_transform(frame, codes or {})
+            if x is not None:
+                return x
+        return np.asarray(self.pipeline[:-1].transform(frame), dtype="float64")
+
+    def distances(
+        self, frame: pd.DataFrame, codes: Mapping[str, CategoryCodes] | None = None
+    ) -> np.ndarray:
         """Euclidean distances (n, k) to every centroid in the preprocessed space."""
         centers = np.asarray(self.pipeline[-1].cluster_centers_, dtype="float64")
-        x = self.transform(frame)
-        sq = (x * x).sum(axis=1)[:, None] - 2.0 * x @ centers.T + (centers * centers).sum(axis=1)
-        return np.sqrt(np.maximum(sq, 0.0))
+        x = self.transform(frame, codes)
+        # |x|^2 - 2 x.c + |c|^2, the same operations in the same order as the plain
+        # expression (2 x.c as x.(2c): doubling is exact), with fewer temporary arrays
+        with _one_blas_thread():
+            products = x @ (2.0 * centers).T
+        # row sums of squares by blocks of rows (each row's sum is the same; the (n, d)
+        # temporary of x * x would be new memory for every chunk)
+        norms = np.empty(len(x), dtype="float64")
+        squares = np.empty((min(len(x), _ROWS), x.shape[1]), dtype="float64")
+        for start in range(0, len(x), _ROWS):
+            part = x[start : start + _ROWS]
+            np.multiply(part, part, out=squares[: len(part)]).sum(
+                axis=1, out=norms[start : start + len(part)]
+            )
+        sq = norms[:, None] - products
+        sq += (centers * centers).sum(axis=1)
+        np.maximum(sq, 0.0, out=sq)
+        return np.sqrt(sq, out=sq)
+
+    def assign(self, features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(segment id (intp), distance, confidence) per customer as numpy arrays, in the
+        frame's order: what :meth:`predict` returns, without the frame around it."""
+        frame = features.frame
+        if len(frame) == 0:
+            empty = np.empty(0, dtype="float64")
+            return np.empty(0, dtype=np.intp), empty, empty.copy()
+        d = self.distances(frame, features.codes)
+        rows = np.arange(len(d))
+        if d.shape[1] > 1 and not np.isnan(d).any():
+            # the nearest centre (first on ties, like a stable argsort) and the second
+            # smallest distance, without sorting every row
+            seg = np.argmin(d, axis=1)
+            d1 = d[rows, seg]
+            if d.shape[1] == 2:
+                d2 = np.maximum(d[:, 0], d[:, 1])
+            else:
+                d2 = np.partition(d, 1, axis=1)[:, 1]
+        else:
+            order = np.argsort(d, axis=1, kind="stable")
+            seg = order[:, 0]
+            d1 = d[rows, seg]
+            d2 = d[rows, order[:, 1]] if d.shape[1] > 1 else d1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            conf = np.where(d2 > 0, 1.0 - d1 / d2, 0.0)
+        return seg, d1.astype("float64"), np.clip(conf, 0.0, 1.0).astype("float64")
 
     def predict(self, features: Features) -> pd.DataFrame:
         """Segment per customer.
@@ -158,23 +493,17 @@ class SegmentModel:
                 },
                 index=frame.index,
             )
-        d = self.distances(frame)
-        order = np.argsort(d, axis=1, kind="stable")
-        seg = order[:, 0]
-        rows = np.arange(len(d))
-        d1 = d[rows, seg]
-        d2 = d[rows, order[:, 1]] if d.shape[1] > 1 else d1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            conf = np.where(d2 > 0, 1.0 - d1 / d2, 0.0)
+        seg, d1, conf = self.assign(features)
         names = self.segment_names()
         # One name per segment, then a vectorised take (no Python loop per customer).
-        words = pd.array([names.get(j, f"Segment {j}") for j in range(d.shape[1])], dtype="string")
+        k = int(self.pipeline[-1].cluster_centers_.shape[0])
+        words = pd.array([names.get(j, f"Segment {j}") for j in range(k)], dtype="string")
         return pd.DataFrame(
             {
                 "segment_id": seg.astype("int16"),
                 "segment_name": words.take(seg),
-                "distance": d1.astype("float64"),
-                "confidence": np.clip(conf, 0.0, 1.0).astype("float64"),
+                "distance": d1,
+                "confidence": conf,
             },
             index=frame.index,
         )

@@ -114,6 +114,43 @@ class FeatureSchema:
 
 
 @dataclass
+class CategoryCodes:
+    """One categorical column as integer codes into its distinct values.
+
+    ``values[codes[i]]`` is the value of row ``i``; ``values`` are distinct, in no
+    particular order, and may hold values no row uses. A compact twin of a text column
+    that lets consumers count, one-hot encode or label it without touching the strings.
+    """
+
+    codes: np.ndarray  # intp, one per row, each a position in ``values``
+    values: list[str]
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def take(self, rows: np.ndarray) -> CategoryCodes:
+        """The codes of ``rows`` (positions or a boolean mask), same values."""
+        return CategoryCodes(self.codes[rows], self.values)
+
+    @classmethod
+    def from_values(
+        cls, values: pd.Series | pd.Index | np.ndarray, missing: str = "(missing)"
+    ) -> CategoryCodes:
+        """Codes of a column's values as text; a missing value counts as ``missing``."""
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        words = [str(u) for u in uniques]
+        codes = np.asarray(codes, dtype=np.intp)
+        if (codes < 0).any():
+            if missing in words:
+                fill = words.index(missing)
+            else:
+                fill = len(words)
+                words.append(missing)
+            codes = np.where(codes < 0, fill, codes)
+        return cls(codes, words)
+
+
+@dataclass
 class Features:
     """Per-customer features.
 
@@ -122,6 +159,9 @@ class Features:
     ``value``: the customer's value measure (index ``customer_id``) or ``None``.
     ``extras``: per customer, non-feature columns for profiles (attributes as strings,
     outcomes as 0/1 floats), index ``customer_id``.
+    ``codes``: optionally, per categorical column of ``frame``, the same values as
+    :class:`CategoryCodes` (:func:`build_features_arrow` fills it; consumers use it when
+    present and fall back to the text column otherwise). It must agree with ``frame``.
     """
 
     frame: pd.DataFrame
@@ -130,6 +170,7 @@ class Features:
     as_of: dt.date
     value: pd.Series | None
     extras: pd.DataFrame
+    codes: dict[str, CategoryCodes] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -358,29 +399,14 @@ def _customer_features(
     for spec in contract.columns:
         if spec.name not in present or spec.role not in (Role.NUMERIC, Role.CATEGORY):
             continue
-        values = rows[spec.name]
-        if spec.type == ColumnType.BOOLEAN or pd.api.types.is_bool_dtype(values):
-            numeric[spec.name] = values.astype("boolean").astype("Float64").astype("float64")
-        elif spec.type in _DATE_TYPES:
-            times = pd.to_datetime(values, errors="coerce")
-            days = (as_of_ts - times).dt.total_seconds() / 86400.0
-            numeric[f"days_since_{spec.name}"] = (days // 1.0).astype("float64")
-        elif spec.role == Role.NUMERIC or spec.type in _NUMBER_TYPES:
-            numeric[spec.name] = pd.to_numeric(values, errors="coerce").astype("float64")
-        else:
-            cat = values.astype("string").str.strip().str.lower()
-            cat = cat.mask(cat == "", pd.NA)
-            categorical[spec.name] = cat.fillna(MISSING_CATEGORY).astype("string")
+        name, values, is_number = _feature_column(spec, rows[spec.name], as_of_ts)
+        (numeric if is_number else categorical)[name] = values
     frame = pd.DataFrame({**numeric, **categorical}, index=index)
     extras = pd.DataFrame(index=index)
     for spec in contract.by_role(Role.ATTRIBUTE):
         if spec.name in present:
-            if spec.type in _DATE_TYPES:
-                times = pd.to_datetime(rows[spec.name], errors="coerce")
-                days = (as_of_ts - times).dt.total_seconds() / 86400.0
-                extras[f"days_since_{spec.name}"] = (days // 1.0).astype("float64")
-            else:
-                extras[spec.name] = rows[spec.name]
+            name, values = _attribute_column(spec, rows[spec.name], as_of_ts)
+            extras[name] = values
     for spec in contract.by_role(Role.OUTCOME):
         if spec.name in present:
             extras[spec.name] = _outcome_values(spec, rows[spec.name])
@@ -390,19 +416,65 @@ def _customer_features(
     return frame, list(numeric), list(categorical), extras, value
 
 
-def _sorted_unique_positions(ids: pd.Series) -> np.ndarray:
+def _days_since(values: pd.Series, as_of_ts: pd.Timestamp) -> pd.Series:
+    """Whole days from each date to ``as_of`` (float64, NaN when unknown)."""
+    times = pd.to_datetime(values, errors="coerce")
+    days = (as_of_ts - times).dt.total_seconds() / 86400.0
+    return (days // 1.0).astype("float64")
+
+
+def _category_text(values: pd.Series) -> pd.Series:
+    """A category column as trimmed lower-case text; empty or missing: MISSING_CATEGORY."""
+    cat = values.astype("string").str.strip().str.lower()
+    cat = cat.mask(cat == "", pd.NA)
+    return cat.fillna(MISSING_CATEGORY).astype("string")
+
+
+def _feature_column(
+    spec: ColumnSpec, values: pd.Series, as_of_ts: pd.Timestamp
+) -> tuple[str, pd.Series, bool]:
+    """(feature name, feature values, numeric?) of one numeric or category column of a
+    customer table (booleans as 0/1, dates as days before ``as_of``)."""
+    if spec.type == ColumnType.BOOLEAN or pd.api.types.is_bool_dtype(values):
+        return spec.name, values.astype("boolean").astype("Float64").astype("float64"), True
+    if spec.type in _DATE_TYPES:
+        return f"days_since_{spec.name}", _days_since(values, as_of_ts), True
+    if spec.role == Role.NUMERIC or spec.type in _NUMBER_TYPES:
+        return spec.name, pd.to_numeric(values, errors="coerce").astype("float64"), True
+    return spec.name, _category_text(values), False
+
+
+def _attribute_column(
+    spec: ColumnSpec, values: pd.Series, as_of_ts: pd.Timestamp
+) -> tuple[str, pd.Series]:
+    """(extras name, values) of an attribute column (dates as days before ``as_of``)."""
+    if spec.type in _DATE_TYPES:
+        return f"days_since_{spec.name}", _days_since(values, as_of_ts)
+    return spec.name, values
+
+
+def _sorted_unique_positions(ids: pd.Series | pa.Array) -> np.ndarray:
     """Row positions of ``ids`` in ascending id order, without missing ids and with only
     the LAST row of a repeated id (what ``sort_index`` after ``duplicated(keep="last")``
     gives), computed in Arrow (a stable sort; repeats are then neighbours)."""
-    arr = pa.array(ids, type=pa.string(), from_pandas=True)
+    if isinstance(ids, pa.Array):
+        arr = ids if ids.type == pa.string() else ids.cast(pa.string())
+    else:
+        arr = pa.array(ids, type=pa.string(), from_pandas=True)
+    return _sorted_unique(arr)[0]
+
+
+def _sorted_unique(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(:func:`_sorted_unique_positions`, the ids at those positions) of a string array."""
     valid = len(arr) - arr.null_count
     order = pc.array_sort_indices(arr, null_placement="at_end").to_numpy()[:valid]
+    ordered = arr.take(pa.array(order))
     if valid > 1:
-        ordered = arr.take(pa.array(order))
         repeats = pc.equal(ordered[:-1], ordered[1:]).to_numpy(zero_copy_only=False)
         if repeats.any():  # in a stable sort the last row of a repeated id comes last
-            order = order[np.append(~repeats, True)]
-    return np.asarray(order, dtype="int64")
+            last = np.append(~repeats, True)
+            order, ordered = order[last], ordered.filter(pa.array(last))
+    return np.asarray(order, dtype="int64"), ordered
 
 
 def _customer_value(clean_frame: pd.DataFrame, contract: Contract) -> pd.Series | None:
@@ -434,6 +506,20 @@ def build_features(
     else:
         # already in customer_id order, one row per customer, all aligned
         frame, numeric, categorical, extras, value = _customer_features(clean, contract, as_of_date)
+    return _finish(frame, numeric, categorical, extras, value, as_of_date, schema, {})
+
+
+def _finish(
+    frame: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    extras: pd.DataFrame,
+    value: pd.Series | None,
+    as_of_date: dt.date,
+    schema: FeatureSchema | None,
+    codes: dict[str, CategoryCodes],
+) -> Features:
+    """The common end of :func:`build_features` and :func:`build_features_arrow`."""
     if value is not None:
         value = value.astype("float64")
     if schema is not None:
@@ -447,6 +533,11 @@ def build_features(
     extras.index = frame.index
     if value is not None:
         value.index = frame.index
+    if codes:
+        kept: dict[str, CategoryCodes] = {}
+        for col in categorical:  # a schema column the data lacks is all MISSING_CATEGORY
+            kept[col] = codes[col] if col in codes else CategoryCodes.from_values(frame[col])
+        codes = kept
     return Features(
         frame=frame,
         numeric=numeric,
@@ -454,6 +545,172 @@ def build_features(
         as_of=as_of_date,
         value=value,
         extras=extras,
+        codes=codes,
+    )
+
+
+def _arrow_column(data: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+    """One column as a single array, dictionaries decoded (pandas would see Categoricals)."""
+    col = data.column(name)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return col
+
+
+def _arrow_numbers(
+    spec: ColumnSpec, col: pa.Array | pa.ChunkedArray, order: np.ndarray
+) -> np.ndarray | None:
+    """What :func:`_feature_column` gives for a number or boolean column, as float64 numpy,
+    rows taken in ``order`` (``None``: a type this fast path does not handle; use pandas)."""
+    t = col.type
+    if spec.type == ColumnType.BOOLEAN or pa.types.is_boolean(t):
+        if pa.types.is_boolean(t) and (spec.type == ColumnType.BOOLEAN or col.null_count == 0):
+            values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            return np.asarray(values, dtype="float64")[order]
+        return None
+    if spec.type in _DATE_TYPES or not (spec.role == Role.NUMERIC or spec.type in _NUMBER_TYPES):
+        return None
+    if t in (pa.float64(), pa.float32()):
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype="float64")[order]
+    if pa.types.is_integer(t) and col.null_count == 0:
+        return np.asarray(col.to_numpy()[order], dtype="float64")
+    return None
+
+
+def _arrow_category(
+    spec: ColumnSpec, col: pa.Array | pa.ChunkedArray, order: np.ndarray
+) -> tuple[pd.api.extensions.ExtensionArray, CategoryCodes] | None:
+    """What :func:`_feature_column` gives for a category column (text and codes), rows
+    taken in ``order``, normalising each distinct value once (``None``: not text). The
+    chunks of a chunked column may each have their own dictionary."""
+    if spec.type == ColumnType.BOOLEAN or spec.type in _DATE_TYPES:
+        return None
+    if spec.role == Role.NUMERIC or spec.type in _NUMBER_TYPES:
+        return None
+    t = col.type
+    if pa.types.is_dictionary(t):
+        if not (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)):
+            return None
+    elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return None
+    vocab: dict[str, int] = {}
+    parts = []
+    for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        indices, dictionary = chunk.indices, chunk.dictionary
+        words = _category_text(pd.Series(dictionary.to_pandas())).tolist()
+        remap = np.array([vocab.setdefault(str(w), len(vocab)) for w in words], dtype=np.intp)
+        if indices.null_count:
+            remap = np.append(remap, vocab.setdefault(MISSING_CATEGORY, len(vocab)))
+            indices = pc.fill_null(indices, len(words))
+        parts.append(remap[indices.to_numpy(zero_copy_only=False)])
+    codes = (np.concatenate(parts) if len(parts) != 1 else parts[0])[order]
+    values = list(vocab)
+    text = pa.array(values, type=pa.large_string()).take(pa.array(codes))
+    return pd.arrays.ArrowStringArray(text), CategoryCodes(codes, values)
+
+
+def build_features_arrow(
+    data: pa.Table | pa.RecordBatch,
+    contract: Contract,
+    as_of: dt.date | None = None,
+    schema: FeatureSchema | None = None,
+) -> Features:
+    """:func:`build_features` of a clean Arrow table or batch, with :attr:`Features.codes`.
+
+    The result equals ``build_features(data.to_pandas(), contract, as_of, schema)``. For a
+    customer table it is computed in Arrow and numpy (ids sorted in Arrow, numbers read
+    without copies, each distinct category value normalised once); columns of types this
+    path does not handle (dates, text numbers...) and the extras go through the same
+    pandas code as :func:`build_features`. Category columns may be dictionary-encoded.
+    Transaction tables go through :func:`build_features`.
+    """
+    names = list(data.schema.names)
+    id_col = contract.id_column.name if contract.id_column.name in names else "customer_id"
+    ids = _arrow_column(data, id_col) if id_col in names else None
+    if (
+        contract.is_transactions
+        or ids is None
+        or not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type))
+    ):
+        clean = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        plain = pa.schema(
+            [
+                f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                for f in clean.schema
+            ],
+            metadata=clean.schema.metadata,
+        )
+        features = build_features(clean.cast(plain).to_pandas(), contract, as_of, schema)
+        features.codes = {
+            c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
+        }
+        return features
+    as_of_date = _as_date(as_of) if as_of is not None else default_as_of(pd.DataFrame(), contract)
+    as_of_ts = pd.Timestamp(as_of_date)
+    positions, sorted_ids = _sorted_unique(
+        ids if ids.type == pa.string() else ids.cast(pa.string())
+    )
+    order = pa.array(positions)
+    index = pd.Index(pd.arrays.ArrowStringArray(sorted_ids), name="customer_id")
+    present = {
+        n
+        for n in names
+        if not n.startswith("_") and not n.endswith("__missing") and not n.endswith("__clipped")
+    }
+
+    def series(name: str) -> pd.Series:
+        # converted as a one-column table with the data's schema metadata, so that pandas
+        # gives the column the dtype ``data.to_pandas()`` would
+        part = data.select([name]).take(order)
+        field = part.schema.field(name)
+        if pa.types.is_dictionary(field.type):
+            plain = pa.schema(
+                [field.with_type(field.type.value_type)], metadata=part.schema.metadata
+            )
+            part = part.cast(plain)
+        out = part.to_pandas()[name]
+        out.index = index
+        return out
+
+    numeric: dict[str, Any] = {}
+    categorical: dict[str, Any] = {}
+    codes: dict[str, CategoryCodes] = {}
+    for spec in contract.columns:
+        if spec.name not in present or spec.role not in (Role.NUMERIC, Role.CATEGORY):
+            continue
+        raw = data.column(spec.name)
+        numbers = _arrow_numbers(spec, raw, positions)
+        if numbers is not None:
+            numeric[spec.name] = numbers
+            continue
+        category = _arrow_category(spec, raw, positions)
+        if category is not None:
+            categorical[spec.name], codes[spec.name] = category
+            continue
+        name, values, is_number = _feature_column(spec, series(spec.name), as_of_ts)
+        (numeric if is_number else categorical)[name] = values
+    frame = pd.DataFrame({**numeric, **categorical}, index=index)
+    extras = pd.DataFrame(index=index)
+    for spec in contract.by_role(Role.ATTRIBUTE):
+        if spec.name in present:
+            name, values = _attribute_column(spec, series(spec.name), as_of_ts)
+            extras[name] = values
+    for spec in contract.by_role(Role.OUTCOME):
+        if spec.name in present:
+            extras[spec.name] = _outcome_values(spec, series(spec.name))
+    value = _customer_value(frame, contract)
+    if value is None:
+        candidates = [n for n in contract.value_columns if n in names]
+        if candidates:
+            value = _customer_value(
+                pd.DataFrame({n: series(n) for n in candidates}, index=index), contract
+            )
+    return _finish(
+        frame, list(numeric), list(categorical), extras, value, as_of_date, schema, codes
     )
 
 

@@ -37,6 +37,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
 from custseg.jsonsafe import json_safe
 from custseg.quality import QualityReport, example_value
-from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
+from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, prefetch, sniff
 from custseg.validation import (
     HeaderCheck,
     ParseContext,
@@ -367,8 +368,15 @@ def _run(
     ctx = ParseContext(delimiter=fmt.delimiter)
     tx_counts: Counter[str] = Counter()
     stage = _Stage(stage_path, schema)
+    # Statistics of the rows that pass pass 1, folded in as they are staged: when the
+    # dedupe drops none of them (the usual case) they are the statistics of the kept rows
+    # and the statistics pass over the staging file is skipped.
+    stats = new_stats(stage_specs)
+    sample = RowSample(k=SAMPLE_K)
+    stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
+                                                           ColumnType.BOOLEAN)]  # fmt: skip
     try:
-        for chunk in iter_chunks(input_path, fmt, chunk_rows=chunk_rows):
+        for chunk in prefetch(iter_chunks(input_path, fmt, chunk_rows=chunk_rows), "csv-reader"):
             report.rows_read += len(chunk) + len(chunk.bad)
             if chunk.bad:
                 _reject_malformed(chunk.bad, headers, report, rejected)
@@ -380,6 +388,7 @@ def _run(
             )  # fmt: skip
             if table.num_rows:
                 stage.write(table)
+                _fold_stats(stats, sample, table.select([*stat_cols, "_row", "_valid"]))
     except ReadError as exc:
         report.file_error(exc.code, exc.message, row=exc.row)
     finally:
@@ -429,18 +438,17 @@ def _run(
     lap("dedupe")
 
     # ---- statistics over kept rows --------------------------------------------------------
-    stats = new_stats(stage_specs)
-    sample = RowSample(k=SAMPLE_K)
-    stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
-                                                           ColumnType.BOOLEAN)]  # fmt: skip
-    offset = 0
-    for batch in stage.batches([*stat_cols, "_row"]):
-        keep = plan.keep[offset : offset + batch.num_rows]
-        offset += batch.num_rows
-        kept = pa.Table.from_batches([batch])
-        if not keep.all():
-            kept = kept.filter(pa.array(keep))
-        update_stats(stats, kept, sample, kept.column("_row").to_numpy())
+    if not np.array_equal(plan.keep, stage.valid):  # the dedupe dropped rows: start again
+        stats = new_stats(stage_specs)
+        sample = RowSample(k=SAMPLE_K)
+        offset = 0
+        for batch in stage.batches([*stat_cols, "_row"]):
+            keep = plan.keep[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            kept = pa.Table.from_batches([batch])
+            if not keep.all():
+                kept = kept.filter(pa.array(keep))
+            update_stats(stats, kept, sample, kept.column("_row").to_numpy())
     finalise_stats(stats, sample)
     del sample
     lap("stats")
@@ -471,13 +479,19 @@ def _run(
     dictionary = [f.name for f in out_fields if pa.types.is_string(f.type)]
     dictionary = [name for name in dictionary if name not in id_cols]
     statistics = [f.name for f in out_fields if f.name not in id_cols]
-    with pq.ParquetWriter(
-        clean_path,
-        out_schema,
-        compression="snappy",
-        use_dictionary=dictionary,
-        write_statistics=statistics,
-    ) as writer:
+    with (
+        pq.ParquetWriter(
+            clean_path,
+            out_schema,
+            compression="snappy",
+            use_dictionary=dictionary,
+            write_statistics=statistics,
+        ) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="clean-writer") as background,
+    ):
+        # Each chunk is encoded and compressed on a background thread (Arrow releases the
+        # GIL) while the next one is cleaned; at most one chunk waits.
+        pending: Future[None] | None = None
         columns = [n for n in schema.names if n in out_schema.names]
         for batch in stage.batches(columns):
             keep = plan.keep[offset : offset + batch.num_rows]
@@ -490,7 +504,13 @@ def _run(
             cleaned, imp, clip = clean_table(kept, stats)
             imputed.update(imp)
             clipped.update(clip)
-            writer.write_table(cleaned.select(out_schema.names).cast(out_schema))
+            if pending is not None:
+                pending.result()
+            pending = background.submit(
+                writer.write_table, cleaned.select(out_schema.names).cast(out_schema)
+            )
+        if pending is not None:
+            pending.result()
     if plan.exact or plan.by_id:  # duplicates -> rejected_rows.csv with their original text
         dropped = np.flatnonzero(plan.code > 0)
         at = np.searchsorted(cand_stage, dropped)  # every dropped row is a candidate
@@ -595,6 +615,15 @@ def _pass1_chunk(
             arrays[f"_raw{i}"] = raw.column(i)
     columns = [arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _fold_stats(stats: dict[str, Any], sample: RowSample, staged: pa.Table) -> None:
+    """Fold the rows of a staged chunk that passed pass 1 into ``stats``."""
+    valid = to_np_bool(staged.column("_valid"))
+    kept = staged.drop_columns(["_valid"])
+    if not valid.all():
+        kept = kept.filter(pa.array(valid))
+    update_stats(stats, kept, sample, kept.column("_row").to_numpy())
 
 
 def _dedupe_key(arrays: dict[str, pa.Array], contract: Contract) -> np.ndarray:

@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -291,39 +292,107 @@ def fit_label_edges(features: Features) -> LabelEdges:
     return edges
 
 
-def _score(values: np.ndarray, edges: list[float], *, reverse: bool) -> pd.Series:
+SCORE_COLUMNS = ("r_score", "f_score", "m_score")
+TEXT_COLUMNS = ("rfm_segment", "value_tier", "lifecycle_stage")
+
+
+@dataclass
+class LabelCodes:
+    """The labels of some customers as small integers (:func:`label_codes`).
+
+    ``r_score``, ``f_score``, ``m_score``: int8, 1..5, 0 when not available.
+    ``rfm_segment``, ``value_tier``, ``lifecycle_stage``: int8 positions in
+    :attr:`VOCABULARY` (whose last word is ``"n/a"``). :meth:`to_frame` gives the frame
+    :func:`assign_labels` returns.
+    """
+
+    r_score: np.ndarray
+    f_score: np.ndarray
+    m_score: np.ndarray
+    rfm_segment: np.ndarray
+    value_tier: np.ndarray
+    lifecycle_stage: np.ndarray
+
+    VOCABULARY: ClassVar[dict[str, tuple[str, ...]]] = {
+        "rfm_segment": (*dict.fromkeys(RFM_SEGMENTS), NA),
+        "value_tier": (*VALUE_TIERS, NA),
+        "lifecycle_stage": (*LIFECYCLE_STAGES, NA),
+    }
+
+    def __len__(self) -> int:
+        return int(self.r_score.shape[0])
+
+    def column(self, name: str) -> np.ndarray:
+        """The codes (or scores) of one label column."""
+        if name not in (*SCORE_COLUMNS, *TEXT_COLUMNS):
+            raise KeyError(name)
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def take(self, rows: np.ndarray) -> LabelCodes:
+        """The labels of ``rows`` (positions or a boolean mask)."""
+        return LabelCodes(*(self.column(c)[rows] for c in (*SCORE_COLUMNS, *TEXT_COLUMNS)))
+
+    def to_frame(self, index: pd.Index) -> pd.DataFrame:
+        """The labels as :func:`assign_labels` returns them (Int8 scores, string text)."""
+        out = pd.DataFrame(index=index)
+        for name in SCORE_COLUMNS:
+            scores = self.column(name)
+            out[name] = pd.arrays.IntegerArray(scores.astype("int8"), scores == 0)
+        for name in TEXT_COLUMNS:
+            words = np.asarray(self.VOCABULARY[name], dtype=object)
+            out[name] = pd.array(words[self.column(name)], dtype="string")
+        return out
+
+
+def _code(name: str, word: str) -> int:
+    return LabelCodes.VOCABULARY[name].index(word)
+
+
+_RFM_TABLE = np.full((6, 6), _code("rfm_segment", NA), dtype="int8")
+for _r in range(1, 6):
+    for _fm in range(1, 6):
+        _RFM_TABLE[_r, _fm] = _code("rfm_segment", segment_for(_r, _fm))
+
+
+def _score(values: np.ndarray, edges: list[float], *, reverse: bool) -> np.ndarray:
+    """Scores 1..5 (int8) on the edges; 0 where the value is not finite."""
     finite = np.isfinite(values)
     below = np.searchsorted(np.asarray(edges, dtype="float64"), values, side="left")
     score = (5 - below) if reverse else (1 + below)
-    out = pd.array(np.clip(score, 1, 5).astype("int8"), dtype="Int8")
-    out[~finite] = pd.NA
-    return pd.Series(out)
+    out = np.clip(score, 1, 5).astype("int8")
+    out[~finite] = 0
+    return out
 
 
-def assign_labels(features: Features, edges: LabelEdges) -> pd.DataFrame:
-    """Labels per customer.
-
-    Returns a frame indexed like ``features.frame`` (``customer_id``) with ``r_score``,
-    ``f_score``, ``m_score`` (Int8, 1..5, <NA> when not available), ``rfm_segment`` (one of
-    :data:`RFM_SEGMENTS` or ``"n/a"``), ``value_tier`` (``high``/``mid``/``low``/``n/a``) and
-    ``lifecycle_stage`` (``new``/``active``/``at risk``/``lapsed``/``n/a``).
-    """
+def _feature_values(features: Features) -> Callable[[str | None], np.ndarray | None]:
     frame = features.frame
-    index = frame.index
-    n = len(frame)
 
     def col(name: str | None) -> np.ndarray | None:
-        if name and (name in frame.columns or name in features.extras.columns):
-            return _column(features, name)
+        if not name:
+            return None
+        for source in (frame, features.extras):
+            if name in source.columns:
+                if source.index is frame.index:
+                    return source[name].to_numpy(dtype="float64", na_value=np.nan)
+                return _column(features, name)
         return None
 
+    return col
+
+
+def label_codes(features: Features, edges: LabelEdges) -> LabelCodes:
+    """Labels per customer as :class:`LabelCodes`, in the order of ``features.frame``
+    (the same labels as :func:`assign_labels`, without building text per customer)."""
+    n = len(features.frame)
+    col = _feature_values(features)
     value = (
-        features.value.reindex(index).to_numpy(dtype="float64", na_value=np.nan)
+        features.value.reindex(features.frame.index).to_numpy(dtype="float64", na_value=np.nan)
         if features.value is not None
         else None
     )
-    out = pd.DataFrame(index=index)
-    na_scores = pd.Series(pd.array([pd.NA] * n, dtype="Int8"))
+    zeros = np.zeros(n, dtype="int8")
+    r, f, m = zeros, zeros.copy(), zeros.copy()
+    rfm = np.full(n, _code("rfm_segment", NA), dtype="int8")
     r_vals, f_vals = col(edges.recency_feature), col(edges.frequency_feature)
     if (
         edges.r_edges is not None
@@ -336,38 +405,38 @@ def assign_labels(features: Features, edges: LabelEdges) -> pd.DataFrame:
         r = _score(r_vals, edges.r_edges, reverse=True)
         f = _score(f_vals, edges.f_edges, reverse=False)
         m = _score(value, edges.m_edges, reverse=False)
-        seg = np.full(n, NA, dtype=object)
-        known = (r.notna() & f.notna() & m.notna()).to_numpy()
-        if known.any():
-            r_k = r[known].to_numpy(dtype="int64")
-            fm_k = np.floor(
-                (f[known].to_numpy(dtype="int64") + m[known].to_numpy(dtype="int64")) / 2 + 0.5
-            )
-            table = {(rr, ff): segment_for(rr, ff) for rr in range(1, 6) for ff in range(1, 6)}
-            seg[known] = [table[(int(a), int(b))] for a, b in zip(r_k, fm_k, strict=True)]
-        out["r_score"], out["f_score"], out["m_score"] = r.values, f.values, m.values
-        out["rfm_segment"] = pd.array(seg, dtype="string")
-    else:
-        out["r_score"] = na_scores.values
-        out["f_score"] = na_scores.values.copy()
-        out["m_score"] = na_scores.values.copy()
-        out["rfm_segment"] = pd.array([NA] * n, dtype="string")
+        known = (r > 0) & (f > 0) & (m > 0)
+        fm = (f.astype(np.intp) + m.astype(np.intp) + 1) // 2  # fm_score: half rounds up
+        rfm[known] = _RFM_TABLE[r[known], fm[known]]
 
+    tier = np.full(n, _code("value_tier", NA), dtype="int8")
     if edges.value_edges is not None and value is not None:
         mid, high = edges.value_edges
-        tier = np.where(value > high, "high", np.where(value > mid, "mid", "low"))
-        tier = np.where(np.isfinite(value), tier, NA)
-        out["value_tier"] = pd.array(tier, dtype="string")
-    else:
-        out["value_tier"] = pd.array([NA] * n, dtype="string")
+        tier = np.where(value > high, 0, np.where(value > mid, 1, 2)).astype("int8")
+        tier[~np.isfinite(value)] = _code("value_tier", NA)
 
-    out["lifecycle_stage"] = pd.array(_lifecycle(frame, edges, col), dtype="string")
-    return out
+    stage = _lifecycle(n, edges, col)
+    return LabelCodes(r, f, m, rfm, tier, stage)
 
 
-def _lifecycle(frame: pd.DataFrame, edges: LabelEdges, col: Any) -> np.ndarray:
-    n = len(frame)
-    stage = np.full(n, NA, dtype=object)
+def assign_labels(features: Features, edges: LabelEdges) -> pd.DataFrame:
+    """Labels per customer.
+
+    Returns a frame indexed like ``features.frame`` (``customer_id``) with ``r_score``,
+    ``f_score``, ``m_score`` (Int8, 1..5, <NA> when not available), ``rfm_segment`` (one of
+    :data:`RFM_SEGMENTS` or ``"n/a"``), ``value_tier`` (``high``/``mid``/``low``/``n/a``) and
+    ``lifecycle_stage`` (``new``/``active``/``at risk``/``lapsed``/``n/a``).
+    """
+    return label_codes(features, edges).to_frame(features.frame.index)
+
+
+def _lifecycle(
+    n: int, edges: LabelEdges, col: Callable[[str | None], np.ndarray | None]
+) -> np.ndarray:
+    def code(word: str) -> int:
+        return _code("lifecycle_stage", word)
+
+    stage = np.full(n, code(NA), dtype="int8")
     tenure = col(edges.tenure_feature) if edges.new_max_tenure is not None else None
     recency = (
         col(edges.recency_feature)
@@ -377,13 +446,13 @@ def _lifecycle(frame: pd.DataFrame, edges: LabelEdges, col: Any) -> np.ndarray:
     if recency is not None:
         assert edges.active_max_recency is not None and edges.lapsed_min_recency is not None
         ok = np.isfinite(recency)
-        stage[ok] = "active"
-        stage[ok & (recency > edges.active_max_recency)] = "at risk"
-        stage[ok & (recency > edges.lapsed_min_recency)] = "lapsed"
+        stage[ok] = code("active")
+        stage[ok & (recency > edges.active_max_recency)] = code("at risk")
+        stage[ok & (recency > edges.lapsed_min_recency)] = code("lapsed")
     if tenure is not None:
         assert edges.new_max_tenure is not None
         ok = np.isfinite(tenure)
         if recency is None:
-            stage[ok] = "active"
-        stage[ok & (tenure <= edges.new_max_tenure)] = "new"
+            stage[ok] = code("active")
+        stage[ok & (tenure <= edges.new_max_tenure)] = code("new")
     return stage

@@ -1,10 +1,10 @@
 """report.html: one self-contained page a marketer can open offline.
 
-Everything is inline: CSS in a ``<style>`` element, charts as base64 PNG images drawn with
-matplotlib's Agg backend (imported lazily, only when a report is rendered). No script, no
-web font, no external link. The page uses aggregates only (counts, shares, means, PSI) and
-a 2-D projection of sampled customers without their ids: no customer id and no personal
-column ever appears.
+Everything is inline: CSS in a ``<style>`` element and charts as ``<svg>`` elements drawn
+by :mod:`custseg.charts` (hand-written SVG, no plotting library, a few milliseconds per
+chart). No script, no web font, no external link. The page uses aggregates only (counts,
+shares, means, PSI) and a 2-D projection of sampled customers without their ids: no
+customer id and no personal column ever appears.
 
 Sections: overview (what was read and rejected, the verdict and its reasons), a persona
 card per segment, segment sizes vs value shares, feature profile heatmap, map of
@@ -14,35 +14,17 @@ rates per segment when the data has an outcome (e.g. churn).
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+from custseg import charts
+from custseg.charts import PALETTE, colour, drift_rows, psi_limits
 
-MAX_DRIFT_BARS = 15
-MAX_DRIFT_BARS_STABLE = 6
-"""The drift chart shows the largest PSI values only (all are in metrics.json); fewer when
-everything is stable."""
+if TYPE_CHECKING:
+    import pandas as pd
 
-PALETTE = [
-    "#4E79A7",
-    "#F28E2B",
-    "#59A14F",
-    "#E15759",
-    "#76B7B2",
-    "#EDC948",
-    "#B07AA1",
-    "#FF9DA7",
-    "#9C755F",
-    "#BAB0AC",
-    "#1F77B4",
-    "#2CA02C",
-]
-"""Segment colours by segment id (the same in every chart and card)."""
+__all__ = ["PALETTE", "VERDICT_COLOUR", "VERDICT_TEXT", "colour", "render_report"]
 
 VERDICT_TEXT = {
     "ok": ("OK", "The segments fit this customer base. Use them as they are."),
@@ -81,7 +63,7 @@ p.lead { color:var(--muted); margin:0 0 16px; }
 .verdict .big { font-size:24px; font-weight:700; }
 .verdict ul { margin:8px 0 0 0; padding-left:20px; }
 .card { background:#fff; border:1px solid var(--line); border-radius:12px; padding:16px 18px;
-  border-top:8px solid #999; }
+  border-top:8px solid #999; overflow-wrap:anywhere; }
 .card .facts { margin-bottom:8px; }
 .card .desc { color:var(--muted); font-size:14px; margin-top:10px; }
 .card .action { background:var(--bg); border-radius:8px; padding:8px 10px; margin:10px 0; }
@@ -91,17 +73,13 @@ p.lead { color:var(--muted); margin:0 0 16px; }
   vertical-align:baseline; }
 .chart { background:#fff; border:1px solid var(--line); border-radius:12px; padding:12px;
   margin:12px 0; }
-.chart img { max-width:100%; height:auto; display:block; margin:0 auto; }
+.chart svg { display:block; margin:0 auto; height:auto; }
 table { border-collapse:collapse; background:#fff; width:100%; font-size:15px; }
 th, td { text-align:left; padding:6px 10px; border-bottom:1px solid var(--line); }
 th { background:#eef1f4; }
 td.n { text-align:right; font-variant-numeric: tabular-nums; }
 footer { margin-top:40px; color:var(--muted); font-size:13px; }
 """
-
-
-def colour(segment_id: int) -> str:
-    return PALETTE[int(segment_id) % len(PALETTE)]
 
 
 def _e(text: Any) -> str:
@@ -129,338 +107,13 @@ def _label(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# charts (matplotlib, Agg, imported lazily)
-# ---------------------------------------------------------------------------------------
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {
-            "font.size": 12,
-            "axes.titlesize": 14,
-            "axes.labelsize": 12,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "font.family": "DejaVu Sans",
-        }
-    )
-    return plt
-
-
-def _png(fig: Any, *, tight_bbox: bool = False) -> str:
-    """The figure as base64 PNG. ``tight_bbox`` measures every artist (slower; for charts
-    with a legend outside the axes or a colour bar), else ``tight_layout`` is enough."""
-    plt = _plt()
-    buf = io.BytesIO()
-    if not tight_bbox:
-        fig.tight_layout(pad=0.6)
-    fig.savefig(
-        buf,
-        format="png",
-        dpi=100,
-        bbox_inches="tight" if tight_bbox else None,
-        metadata={"Software": None},
-        pil_kwargs={"compress_level": 1},
-    )
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _img(b64: str | None, alt: str) -> str:
-    if not b64:
-        return ""
-    return f'<div class="chart"><img alt="{_e(alt)}" src="data:image/png;base64,{b64}"></div>'
-
-
-def chart_sizes(segments: Sequence[Mapping[str, Any]]) -> str | None:
-    """Horizontal bars: share of customers and share of value per segment."""
-    if not segments:
-        return None
-    plt = _plt()
-    names = [s["name"] for s in segments]
-    shares = [float(s.get("share") or 0) for s in segments]
-    values = [s.get("value_share") for s in segments]
-    has_value = any(v is not None for v in values)
-    y = np.arange(len(segments))
-    fig, ax = plt.subplots(figsize=(9.5, 0.65 * len(segments) + 1.3))
-    h = 0.38 if has_value else 0.6
-    bars = ax.barh(
-        y - (h / 2 if has_value else 0),
-        shares,
-        height=h,
-        color=[colour(s["id"]) for s in segments],
-        label="share of customers",
-    )
-    for rect, v in zip(bars, shares, strict=True):
-        ax.text(
-            rect.get_width() + 0.005,
-            rect.get_y() + rect.get_height() / 2,
-            f"{v:.0%}",
-            va="center",
-            fontsize=11,
-        )
-    if has_value:
-        vals = [float(v or 0) for v in values]
-        vb = ax.barh(
-            y + h / 2,
-            vals,
-            height=h,
-            color=[colour(s["id"]) for s in segments],
-            alpha=0.45,
-            hatch="//",
-            edgecolor="white",
-            label="share of value",
-        )
-        for rect, v in zip(vb, vals, strict=True):
-            ax.text(
-                max(rect.get_width(), 0) + 0.005,
-                rect.get_y() + rect.get_height() / 2,
-                f"{v:.0%}",
-                va="center",
-                fontsize=11,
-                color="#444",
-            )
-        ax.legend(loc="lower right", frameon=False)
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    top = max([*shares, *[float(v or 0) for v in values], 0.05])
-    ax.set_xlim(min(0, min(float(v or 0) for v in values)) if has_value else 0, top * 1.15)
-    ax.set_title("How big is each segment, and how much value does it bring?", loc="left")
-    return _png(fig)
-
-
-def chart_profile(profiles: Mapping[str, Any]) -> str | None:
-    """Heatmap of standardised mean differences, segments x numeric features."""
-    segments = profiles.get("segments", [])
-    feats = list(profiles.get("features", {}).get("numeric", []))
-    if not segments or not feats:
-        return None
-    z = np.array(
-        [[(s["numeric"].get(f, {}).get("std_diff") or 0.0) for f in feats] for s in segments],
-        dtype="float64",
-    )
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.05 * len(feats) + 3.5), 0.6 * len(segments) + 2.2))
-    lim = max(1.5, float(np.nanmax(np.abs(z))) if z.size else 1.5)
-    im = ax.imshow(z, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(len(feats)), [_label(f) for f in feats], rotation=30, ha="right")
-    ax.set_yticks(range(len(segments)), [s["name"] for s in segments])
-    for tick, seg in zip(ax.get_yticklabels(), segments, strict=True):
-        tick.set_color(colour(seg["id"]))
-        tick.set_fontweight("bold")
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            ax.text(
-                j,
-                i,
-                f"{z[i, j]:+.1f}",
-                ha="center",
-                va="center",
-                fontsize=10,
-                color="white" if abs(z[i, j]) > lim * 0.55 else "#222",
-            )
-    cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
-    cb.set_label("vs average (std. dev.)")
-    ax.set_title("What sets each segment apart (red = above average, blue = below)", loc="left")
-    ax.spines[:].set_visible(False)
-    return _png(fig, tight_bbox=True)
-
-
-def chart_map(sample: pd.DataFrame | None, names: Mapping[int, str]) -> str | None:
-    """Scatter of the sampled customers on the first two principal components."""
-    if sample is None or sample.empty or not {"pc1", "pc2", "segment_id"} <= set(sample.columns):
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9.5, 6.2))
-    size = 14 if len(sample) > 1500 else 28
-    for s in sorted(int(v) for v in sample["segment_id"].unique()):
-        part = sample[sample["segment_id"] == s]
-        ax.scatter(
-            part["pc1"],
-            part["pc2"],
-            s=size,
-            alpha=0.6,
-            color=colour(s),
-            label=names.get(s, f"Segment {s}"),
-            edgecolors="none",
-        )
-    ax.legend(
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.06),
-        frameon=False,
-        markerscale=1.8,
-        ncol=min(3, sample["segment_id"].nunique()),
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return _png(fig, tight_bbox=True)
-
-
-def chart_rfm(metrics: Mapping[str, Any]) -> str | None:
-    labels = metrics.get("labels", {}) or {}
-    grid = (labels.get("rfm_grid") or {}).get("counts")
-    if not labels.get("rfm_available") or not grid:
-        return None
-    counts = np.asarray(grid, dtype="float64")
-    total = counts.sum() or 1.0
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 5.6))
-    # rows: R 5 (recent) at the top
-    shown = counts[::-1, :]
-    im = ax.imshow(shown / total, cmap="Blues", aspect="auto")
-    for i in range(5):
-        for j in range(5):
-            v = shown[i, j]
-            ax.text(
-                j,
-                i,
-                f"{int(v):,}\n{v / total:.0%}",
-                ha="center",
-                va="center",
-                fontsize=10,
-                color="white" if v / total > (shown.max() / total) * 0.6 else "#222",
-            )
-    ax.set_xticks(range(5), ["1\nrarely", "2", "3", "4", "5\nvery often"])
-    ax.set_yticks(range(5), ["5 bought\nrecently", "4", "3", "2", "1 long\nago"])
-    ax.set_xlabel("F score: how often they buy")
-    ax.set_ylabel("R score: how recently they bought")
-    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02).set_label("share of customers")
-    ax.set_title("Customers by recency and frequency", loc="left")
-    ax.spines[:].set_visible(False)
-    return _png(fig)
-
-
-def drift_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """(plain label, PSI) per feature, category mix and segment sizes, largest first."""
-    drift = metrics.get("drift", {}) or {}
-    rows: list[tuple[str, float]] = []
-    for name, entry in (drift.get("numeric") or {}).items():
-        if entry.get("psi") is not None:
-            rows.append((_label(name), float(entry["psi"])))
-    for name, entry in (drift.get("categorical") or {}).items():
-        if entry.get("psi") is not None:
-            rows.append((_label(name) + " (mix)", float(entry["psi"])))
-    seg = drift.get("segment_shares") or {}
-    if seg.get("psi") is not None:
-        rows.append(("segment sizes", float(seg["psi"])))
-    rows.sort(key=lambda r: -r[1])
-    return rows
-
-
-def _psi_limits(metrics: Mapping[str, Any]) -> tuple[float, float]:
-    th = metrics.get("thresholds", {}) or {}
-    return float(th.get("psi_watch", 0.1)), float(th.get("psi_retrain", 0.25))
-
-
-def chart_drift(metrics: Mapping[str, Any]) -> str | None:
-    rows = drift_rows(metrics)
-    if not rows:
-        return None
-    watch, _ = _psi_limits(metrics)
-    limit = MAX_DRIFT_BARS if rows[0][1] > watch else MAX_DRIFT_BARS_STABLE
-    hidden = max(0, len(rows) - limit)
-    rows = rows[:limit]
-    watch, retrain = _psi_limits(metrics)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9.5, 0.42 * len(rows) + 1.6))
-    names = [r[0] for r in rows]
-    vals = [r[1] for r in rows]
-    cols = ["#C62828" if v > retrain else "#E0A100" if v > watch else "#4E8F5A" for v in vals]
-    y = np.arange(len(rows))
-    ax.barh(y, vals, color=cols)
-    ax.axvline(watch, color="#E0A100", ls="--", lw=1.5, label=f"watch ({watch:g})")
-    ax.axvline(retrain, color="#C62828", ls="--", lw=1.5, label=f"retrain ({retrain:g})")
-    for yi, v in zip(y, vals, strict=True):
-        ax.text(v + 0.005, yi, f"{v:.2f}", va="center", fontsize=10)
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(max(vals) * 1.15, retrain * 1.3))
-    ax.set_xlabel("change vs the training data (PSI; 0 = same)")
-    ax.legend(loc="lower right", frameon=False)
-    title = "Change per measure, largest first"
-    if hidden:
-        title += f" ({hidden} more, all smaller, not shown)"
-    ax.set_title(title, loc="left")
-    return _png(fig)
-
-
-def chart_transitions(metrics: Mapping[str, Any]) -> str | None:
-    st = metrics.get("stability", {}) or {}
-    if not st.get("available"):
-        return None
-    tr = st.get("transitions") or {}
-    counts = np.asarray(tr.get("counts") or [], dtype="float64")
-    if counts.size == 0 or counts.sum() == 0:
-        return None
-    frm = [r["name"] for r in tr.get("from", [])]
-    to = [r["name"] for r in tr.get("to", [])]
-    row_tot = counts.sum(axis=1, keepdims=True)
-    share = np.divide(counts, row_tot, out=np.zeros_like(counts), where=row_tot > 0)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(to) + 3), 0.6 * len(frm) + 2.4))
-    im = ax.imshow(share, cmap="Purples", vmin=0, vmax=1, aspect="auto")
-    for i in range(counts.shape[0]):
-        for j in range(counts.shape[1]):
-            if counts[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    f"{share[i, j]:.0%}",
-                    ha="center",
-                    va="center",
-                    fontsize=10,
-                    color="white" if share[i, j] > 0.6 else "#222",
-                )
-    ax.set_xticks(range(len(to)), to, rotation=25, ha="right")
-    ax.set_yticks(range(len(frm)), frm)
-    ax.set_xlabel("segment in this run")
-    ax.set_ylabel("segment in the previous run")
-    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02).set_label("share of the previous segment")
-    ax.set_title("Where did last run's customers go?", loc="left")
-    ax.spines[:].set_visible(False)
-    return _png(fig)
-
-
-def chart_outcome(name: str, doc: Mapping[str, Any]) -> str | None:
-    rows = [r for r in doc.get("by_segment", []) if r.get("rate") is not None]
-    if not rows:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9.5, 0.6 * len(rows) + 1.5))
-    y = np.arange(len(rows))
-    rates = [float(r["rate"]) for r in rows]
-    ax.barh(y, rates, color=[colour(r["id"]) for r in rows])
-    overall = float(doc.get("overall_rate") or 0)
-    ax.axvline(overall, color="#333", ls="--", lw=1.5, label=f"all customers ({overall:.0%})")
-    for yi, r in zip(y, rows, strict=True):
-        lift = r.get("lift")
-        extra = f"  ({lift:.1f}x average)" if lift is not None else ""
-        ax.text(
-            float(r["rate"]) + 0.005,
-            yi,
-            f"{float(r['rate']):.0%}{extra}",
-            va="center",
-            fontsize=11,
-            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5},
-        )
-    ax.set_yticks(y, [r["name"] for r in rows])
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.set_xlim(0, max([*rates, overall]) * 1.45 or 1)
-    ax.legend(loc="lower right", frameon=False)
-    ax.set_title(f"{_label(name).capitalize()} rate per segment", loc="left")
-    return _png(fig)
-
-
-# ---------------------------------------------------------------------------------------
 # HTML
 # ---------------------------------------------------------------------------------------
+
+
+def _figure(svg: str | None) -> str:
+    """A chart in its frame ("" when there is no chart)."""
+    return f'<div class="chart">{svg}</div>' if svg else ""
 
 
 def _kpi(value: str, label: str) -> str:
@@ -604,8 +257,7 @@ def render_report(
         "</p>",
         '<div class="grid">' + "".join(_card(s, outcomes, has_value) for s in segs) + "</div>",
         "<h2>Size and value</h2>",
-        _img(chart_sizes(segs), "segment sizes and value shares")
-        or "<p class='note'>No segments.</p>",
+        _figure(charts.chart_sizes(segs)) or "<p class='note'>No segments.</p>",
     ]
     if has_value and profiles.get("value_measure"):
         out.append(
@@ -615,19 +267,19 @@ def render_report(
         "<h2>What makes each segment different</h2>",
         "<p class='lead'>Average of each measure in the segment compared with all customers, "
         "in standard deviations: +1 means clearly above average, -1 clearly below.</p>",
-        _img(chart_profile(profiles), "feature profile per segment")
+        _figure(charts.chart_profile(profiles))
         or "<p class='note'>No numeric measures to compare.</p>",
         "<h2>Map of customers</h2>",
         "<p class='lead'>Each dot is a customer, placed so that customers with similar data "
         "are close together (a random sample when there are many; no names or ids). Well "
         "separated colours mean well separated segments.</p>",
-        _img(chart_map(sample, names), "map of sampled customers")
+        _figure(charts.chart_map(sample, names))
         or "<p class='note'>Too few customers to draw a map.</p>",
         "<h2>Recency and frequency (RFM)</h2>",
     ]
-    rfm = chart_rfm(metrics)
+    rfm = charts.chart_rfm(metrics)
     if rfm:
-        out.append(_img(rfm, "RFM grid"))
+        out.append(_figure(rfm))
     else:
         out.append(
             "<p class='note'>RFM scores are not available for this data: it has no purchase "
@@ -635,14 +287,14 @@ def render_report(
             "instead.</p>"
         )
     out.append("<h2>Has anything changed?</h2>")
-    drift = chart_drift(metrics)
+    drift = charts.chart_drift(metrics)
     out.append(
         "<p class='lead'>Each bar compares this data with the data the model was trained on. "
         "Green: stable. Amber: worth watching. Red: large change; retrain.</p>"
     )
     rows = drift_rows(metrics)
     if rows:
-        watch, _ = _psi_limits(metrics)
+        watch, _ = psi_limits(metrics)
         moved = [name for name, v in rows if v > watch]
         if moved:
             out.append(
@@ -654,9 +306,7 @@ def render_report(
                 f"<p><b>All {len(rows)} measures are stable</b> (largest change: "
                 f"{_e(rows[0][0])}, {rows[0][1]:.2f}).</p>"
             )
-    out.append(
-        _img(drift, "drift per feature") if drift else "<p class='note'>No training baseline.</p>"
-    )
+    out.append(_figure(drift) if drift else "<p class='note'>No training baseline.</p>")
     st = metrics.get("stability", {}) or {}
     out.append("<h3>Since the previous run</h3>")
     if st.get("available"):
@@ -671,7 +321,7 @@ def render_report(
                 "<p class='note'>The previous run used another model version, so segment "
                 "numbers may not mean the same thing.</p>"
             )
-        out.append(_img(chart_transitions(metrics), "transitions since the previous run"))
+        out.append(_figure(charts.chart_transitions(metrics)))
     else:
         out.append("<p class='note'>First run: there is no previous run to compare with.</p>")
     if outcomes:
@@ -687,7 +337,7 @@ def render_report(
                 f"<p class='lead'>{_e(_label(name).capitalize())}: "
                 f"{_pct(doc.get('overall_rate'), 1)} of all customers.{_e(lift)}</p>"
             )
-            out.append(_img(chart_outcome(name, doc), f"{name} rate per segment"))
+            out.append(_figure(charts.chart_outcome(name, doc)))
     cq = metrics.get("cluster_quality", {}) or {}
     out.append(
         "<footer>"

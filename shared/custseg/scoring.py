@@ -18,6 +18,14 @@ to guarantee each customer is written once (and, when a previous run is given, i
 hashes and segment ids: about 10 bytes per customer). Transaction tables need every row of
 a customer to compute their features, so the clean file is read whole, features are built
 once (one row per customer) and the customers are then processed in chunks the same way.
+
+Speed. A chunk stays in Arrow and numpy: category columns are read dictionary-encoded and
+carried as codes (:func:`custseg.features.build_features_arrow`), the model's preprocessing
+is computed from its fitted parameters (:meth:`custseg.artifact.SegmentModel.transform`),
+labels are small integer codes (:func:`custseg.labels.label_codes`), ids are hashed from
+their bytes, and the assignments are encoded and written on a background thread while the
+next chunk is scored (the last one while the run is evaluated). Every output is the same,
+byte for byte, as computing it through pandas and scikit-learn (tested).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,10 +45,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custseg.artifact import SegmentModel
-from custseg.contracts.model import Contract, Role
-from custseg.features import Features, build_features, default_as_of
+from custseg.contracts.model import ColumnType, Contract, Role
+from custseg.features import (
+    CategoryCodes,
+    Features,
+    build_features,
+    build_features_arrow,
+    default_as_of,
+)
 from custseg.jsonsafe import json_safe
-from custseg.labels import assign_labels
+from custseg.labels import label_codes
 from custseg.metrics import (
     PreviousAssignments,
     ScoreStats,
@@ -49,7 +63,7 @@ from custseg.metrics import (
     pca_projection,
     quality_sample,
 )
-from custseg.outputs import AssignmentWriter, assignments_table
+from custseg.outputs import AssignmentWriter, assignments_batch
 from custseg.profiles import build_profiles
 
 HASH_KEY = "custseg-sample-1"
@@ -113,26 +127,64 @@ class _SeenIds:
     def __init__(self) -> None:
         self.runs: list[np.ndarray] = []
 
+    def _hits(self, queries: np.ndarray) -> np.ndarray:
+        """Which of the SORTED ``queries`` were seen."""
+        hit = np.zeros(queries.shape, dtype=bool)
+        for run in self.runs:
+            pos = np.minimum(np.searchsorted(run, queries), run.size - 1)
+            hit |= run[pos] == queries
+        return hit
+
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         seen = np.zeros(hashes.shape, dtype=bool)
         if not self.runs or hashes.size == 0:
             return seen
         order = np.argsort(hashes)
-        queries = hashes[order]
-        hit = np.zeros(queries.shape, dtype=bool)
-        for run in self.runs:
-            pos = np.minimum(np.searchsorted(run, queries), run.size - 1)
-            hit |= run[pos] == queries
-        seen[order] = hit
+        seen[order] = self._hits(hashes[order])
         return seen
 
     def add(self, hashes: np.ndarray) -> None:
-        if not hashes.size:
+        self._add_sorted(np.sort(hashes))
+
+    def _add_sorted(self, new: np.ndarray) -> None:
+        if not new.size:
             return
-        new = np.sort(hashes)
         while self.runs and self.runs[-1].size <= 2 * new.size:
-            new = np.sort(np.concatenate([self.runs.pop(), new]), kind="stable")
+            new = _merge_sorted(self.runs.pop(), new)
         self.runs.append(new)
+
+    def admit(self, hashes: np.ndarray) -> np.ndarray:
+        """The rows to write: not seen before and the first of their hash in ``hashes``
+        (what ``~contains(h) & ~duplicated(h, keep="first")`` gives); adds them. One sort
+        serves the lookup, the in-chunk repeats and the new run; when some row is not
+        new, a stable argsort finds which (the first of repeated hashes is kept)."""
+        queries = np.sort(hashes)
+        repeats = queries[1:] == queries[:-1]
+        if not repeats.any() and not (self.runs and self._hits(queries).any()):
+            self._add_sorted(queries)  # the usual case: every row is new
+            return np.ones(hashes.shape, dtype=bool)
+        order = np.argsort(hashes, kind="stable")
+        queries = hashes[order]
+        fresh = np.ones(queries.shape, dtype=bool)
+        fresh[1:] = queries[1:] != queries[:-1]  # a stable sort keeps the first one first
+        if self.runs and queries.size:
+            fresh &= ~self._hits(queries)
+        keep = np.empty(hashes.shape, dtype=bool)
+        keep[order] = fresh
+        self._add_sorted(queries[fresh])
+        return keep
+
+
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted union (with repeats) of two sorted arrays: what a stable sort of
+    ``a`` then ``b`` gives, in one pass of binary searches instead of a sort."""
+    at = np.searchsorted(a, b, side="right") + np.arange(b.size)
+    out = np.empty(a.size + b.size, dtype=np.result_type(a, b))
+    from_a = np.ones(out.size, dtype=bool)
+    from_a[at] = False
+    out[at] = b
+    out[from_a] = a
+    return out
 
 
 def _feature_columns(pf: pq.ParquetFile, contract: Contract) -> list[str]:
@@ -150,18 +202,143 @@ def _feature_columns(pf: pq.ParquetFile, contract: Contract) -> list[str]:
 
 def customer_hashes(ids: pd.Series | pd.Index) -> np.ndarray:
     """:func:`custseg.stats.stable_hash` of customer ids, computed without factorizing
-    (ids are unique, so the result is the same and about twice as fast)."""
+    (ids are unique, so the result is the same and about twice as fast). Ids held in
+    Arrow (the scoring chunks') are hashed straight from their UTF-8 bytes (see
+    :func:`_siphash_text`); others through pandas."""
+    array = ids.array if isinstance(ids, (pd.Series, pd.Index)) else None
+    if isinstance(array, pd.arrays.ArrowStringArray) and not array.isna().any():
+        arrow = pa.array(array)
+        if isinstance(arrow, pa.ChunkedArray):
+            arrow = arrow.combine_chunks()
+        hashes = _siphash_text(arrow)
+        if hashes is not None:
+            return hashes
     values = pd.Series(ids, dtype="string").to_numpy(dtype=object)
     return pd.util.hash_array(values, hash_key=HASH_KEY, categorize=False).astype("uint64")
 
 
-def _slice_features(features: Features, start: int, stop: int) -> Features:
-    return replace(
-        features,
-        frame=features.frame.iloc[start:stop],
-        value=None if features.value is None else features.value.iloc[start:stop],
-        extras=features.extras.iloc[start:stop],
-    )
+# SipHash-2-4 (the reference algorithm, which pandas' hash_array applies to the UTF-8 bytes
+# of each string) computed for many strings at once with numpy, then pandas' final mixing
+# of the 64-bit values: the same numbers as ``pd.util.hash_array(..., categorize=False)``
+# (tested), without making a Python string per customer first.
+_U64 = np.uint64
+_SIP_INIT = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573)
+_SIP_ROWS = 16_384  # strings per block: the working arrays stay in the CPU cache
+_SIP_MAX_WORDS = 4  # ids longer than 39 bytes go through pandas (measured: about as fast)
+
+
+def _rotl(x: np.ndarray, bits: int, scratch: np.ndarray) -> None:
+    np.left_shift(x, _U64(bits), out=scratch)
+    np.right_shift(x, _U64(64 - bits), out=x)
+    np.bitwise_or(x, scratch, out=x)
+
+
+def _sip_round(v: list[np.ndarray], scratch: np.ndarray) -> None:
+    v0, v1, v2, v3 = v
+    v0 += v1
+    _rotl(v1, 13, scratch)
+    v1 ^= v0
+    _rotl(v0, 32, scratch)
+    v2 += v3
+    _rotl(v3, 16, scratch)
+    v3 ^= v2
+    v0 += v3
+    _rotl(v3, 21, scratch)
+    v3 ^= v0
+    v2 += v1
+    _rotl(v1, 17, scratch)
+    v1 ^= v2
+    _rotl(v2, 32, scratch)
+
+
+def _siphash_text(text: pa.Array) -> np.ndarray | None:
+    """``pd.util.hash_array(<str objects>, hash_key=HASH_KEY, categorize=False)`` of an
+    Arrow string array without nulls (``None``: not such an array, or long strings)."""
+    if text.null_count or not (
+        pa.types.is_string(text.type) or pa.types.is_large_string(text.type)
+    ):
+        return None
+    n = len(text)
+    _, offsets_buf, data_buf = text.buffers()
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width)[text.offset : text.offset + n + 1]
+    offsets = offsets.astype(np.int64)
+    lengths = np.diff(offsets)
+    words = lengths >> 3  # whole 8-byte words before the last, partial one
+    if n and int(words.max()) > _SIP_MAX_WORDS:
+        return None
+    raw = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, np.uint8)
+    data = np.zeros(int(offsets[-1]) + 8 if n else 8, dtype=np.uint8)  # zero padding to read
+    data[: data.size - 8] = raw[: data.size - 8]  # 8 bytes from any start
+    windows = np.lib.stride_tricks.as_strided(data, shape=(data.size - 7, 8), strides=(1, 1))
+    key = HASH_KEY.encode("utf-8")
+    k0, k1 = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
+    out = np.empty(n, dtype=np.uint64)
+    order = np.argsort(words, kind="stable")
+    start = 0
+    for count_words, count in enumerate(np.bincount(words)):
+        group = order[start : start + count]
+        start += count
+        for first in range(0, count, _SIP_ROWS):
+            rows = group[first : first + _SIP_ROWS]
+            m = rows.size
+            base = offsets[rows]
+            v = [
+                np.full(m, init ^ k, dtype=np.uint64)
+                for init, k in zip(_SIP_INIT, (k0, k1, k0, k1), strict=True)
+            ]
+            scratch = np.empty(m, dtype=np.uint64)
+            for j in range(count_words):
+                word = windows[base + 8 * j].view("<u8").ravel()
+                v[3] ^= word
+                _sip_round(v, scratch)
+                _sip_round(v, scratch)
+                v[0] ^= word
+            size = lengths[rows].astype(np.uint64)
+            left = size & _U64(7)
+            tail = windows[base + 8 * count_words].view("<u8").ravel()
+            last = (tail & ((_U64(1) << (left * _U64(8))) - _U64(1))) | (size << _U64(56))
+            v[3] ^= last
+            _sip_round(v, scratch)
+            _sip_round(v, scratch)
+            v[0] ^= last
+            v[2] ^= _U64(0xFF)
+            for _ in range(4):
+                _sip_round(v, scratch)
+            out[rows] = v[0] ^ v[1] ^ v[2] ^ v[3]
+    # pandas' mixing of the 64-bit hashes (pandas.core.util.hashing._hash_ndarray)
+    out ^= out >> _U64(30)
+    out *= _U64(0xBF58476D1CE4E5B9)
+    out ^= out >> _U64(27)
+    out *= _U64(0x94D049BB133111EB)
+    out ^= out >> _U64(31)
+    return out
+
+
+def _subset(features: Features, rows: slice | np.ndarray) -> Features:
+    """The features of some customers (a slice or a boolean mask), codes included."""
+    if isinstance(rows, slice):
+        frame, extras = features.frame.iloc[rows], features.extras.iloc[rows]
+        value = None if features.value is None else features.value.iloc[rows]
+        codes = {c: CategoryCodes(v.codes[rows], v.values) for c, v in features.codes.items()}
+    else:
+        frame, extras = features.frame[rows], features.extras[rows]
+        value = None if features.value is None else features.value[rows]
+        codes = {c: v.take(rows) for c, v in features.codes.items()}
+    return replace(features, frame=frame, value=value, extras=extras, codes=codes)
+
+
+def _dictionary_columns(pf: pq.ParquetFile, contract: Contract, columns: list[str]) -> list[str]:
+    """Category columns stored as text: read dictionary-encoded (a handful of distinct
+    values per chunk, decoded once instead of once per row)."""
+    schema = pf.schema_arrow
+    return [
+        spec.name
+        for spec in contract.by_role(Role.CATEGORY)
+        if spec.name in columns
+        and spec.type not in (ColumnType.BOOLEAN, ColumnType.DATE, ColumnType.DATETIME)
+        and pa.types.is_string(schema.field(spec.name).type)
+    ]
 
 
 def _feature_chunks(
@@ -172,14 +349,42 @@ def _feature_chunks(
         clean = pq.read_table(str(clean_path)).to_pandas()
         features = build_features(clean, contract, as_of, schema=schema)
         del clean
+        features.codes = {
+            c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
+        }
         for start in range(0, len(features.frame), chunk_rows):
-            yield _slice_features(features, start, start + chunk_rows)
+            yield _subset(features, slice(start, start + chunk_rows))
         return
     pf = pq.ParquetFile(str(clean_path))
     columns = _feature_columns(pf, contract)
-    for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
-        if batch.num_rows:
-            yield build_features(batch.to_pandas(), contract, as_of, schema=schema)
+    encoded = _dictionary_columns(pf, contract, columns)
+    if encoded:
+        pf = pq.ParquetFile(str(clean_path), read_dictionary=encoded)
+    batches = pf.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False)
+    for chunk in _rebatch(batches, chunk_rows):
+        yield build_features_arrow(chunk, contract, as_of, schema=schema)
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """The rows of ``batches`` in tables of exactly ``rows`` rows (the last one shorter).
+
+    The chunks must not depend on the file's row groups: a chunk is sorted by customer id
+    on its own. A reader of plain columns gives such batches; one with dictionary-encoded
+    columns stops each batch at a row group's end (the dictionaries change there).
+    """
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            part = batch.slice(0, rows - count)
+            pending.append(part)
+            count += part.num_rows
+            batch = batch.slice(part.num_rows)
+            if count == rows:
+                yield pa.Table.from_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending)
 
 
 def _resolve_as_of(clean_path: Path, contract: Contract, run: RunInfo) -> dt.date:
@@ -195,10 +400,6 @@ def _resolve_as_of(clean_path: Path, contract: Contract, run: RunInfo) -> dt.dat
     return default_as_of(empty, contract)
 
 
-def _aligned(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-    return frame if frame.index.equals(index) else frame.reindex(index)
-
-
 def score_dataset(
     clean_path: Path,
     contract: Contract,
@@ -210,12 +411,16 @@ def score_dataset(
     previous_assignments: Path | None = None,
     thresholds: Thresholds | None = None,
     chunk_rows: int = 250_000,
+    on_file: Callable[[str, Path, int], None] | None = None,
 ) -> ScoreResult:
     """Score every customer of a clean Parquet file with ``model``; write the run's files.
 
     ``quality``: the ingest quality report (its JSON as a dict), summarised in metrics.
     ``previous_assignments``: the previous run's assignments Parquet (file or directory)
-    for stability. Returns a :class:`ScoreResult`. Each customer appears exactly once in
+    for stability. ``on_file(name, path, rows)`` is called as soon as each assignments
+    file is complete (``"assignments_parquet"``, then ``"assignments_csv"``), from a
+    background thread, while the run is still being evaluated: a caller can start
+    uploading them. Returns a :class:`ScoreResult`. Each customer appears exactly once in
     the assignments (a repeated customer id in the clean data is scored once, first
     occurrence wins, and counted in ``duplicates_dropped``).
     """
@@ -259,31 +464,32 @@ def score_dataset(
         "metrics": out_dir / METRICS_JSON,
         "report": out_dir / REPORT_HTML,
     }
-    with AssignmentWriter(files["assignments_parquet"], files["assignments_csv"]) as writer:
+    # The writer stays open while the run is evaluated: the last chunk is written in the
+    # background meanwhile (closing waits for it; an error there still fails the run).
+    writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"])
+    try:
         for features in _feature_chunks(clean_path, contract, model, as_of, chunk_rows):
             hashes = customer_hashes(features.frame.index)
-            fresh = ~seen.contains(hashes)
-            # within the chunk, keep the first row per customer
-            first = ~pd.Series(hashes).duplicated(keep="first").to_numpy()
-            keep = fresh & first
+            # customers already written, and repeats within the chunk (first row kept)
+            keep = seen.admit(hashes)
             if not keep.all():
                 duplicates += int((~keep).sum())
-                features = replace(
-                    features,
-                    frame=features.frame[keep],
-                    value=None if features.value is None else features.value[keep],
-                    extras=features.extras[keep],
-                )
+                features = _subset(features, keep)
                 hashes = hashes[keep]
             if len(features.frame) == 0:
                 continue
-            seen.add(hashes)
-            index = features.frame.index
-            pred = _aligned(model.predict(features), index)
-            labels = _aligned(assign_labels(features, label_edges), index)
-            value = features.value
-            table = assignments_table(
-                pred,
+            segment, distance, confidence = model.assign(features)
+            labels = label_codes(features, label_edges)
+            value = (
+                None
+                if features.value is None
+                else features.value.to_numpy(dtype="float64", na_value=np.nan)
+            )
+            table = assignments_batch(
+                features.frame.index,
+                segment,
+                distance,
+                confidence,
                 labels,
                 value,
                 model_version=model.version,
@@ -294,56 +500,67 @@ def score_dataset(
             writer.write(table)
             stats.update(
                 features.frame,
-                pred["segment_id"].to_numpy(dtype="int64"),
-                pred["distance"].to_numpy(dtype="float64"),
-                pred["confidence"].to_numpy(dtype="float64"),
+                segment.astype("int64"),
+                distance,
+                confidence,
                 hashes=hashes,
-                value=None if value is None else value.to_numpy(dtype="float64", na_value=np.nan),
+                value=value,
                 extras=features.extras,
                 labels=labels,
                 previous=previous.lookup(hashes) if previous is not None else None,
+                codes=features.codes,
             )
         rows = writer.rows
-    scored = time.perf_counter()
+        scored = time.perf_counter()
+        if on_file is not None:
+            callback = on_file
 
-    rows_sample, x = quality_sample(stats, model)
-    seg_sample = (
-        rows_sample["segment_id"].to_numpy(dtype="int64")
-        if len(rows_sample)
-        else np.empty(0, dtype="int64")
-    )
-    projection, variance = pca_projection(x, seg_sample)
-    metrics = build_metrics(
-        stats,
-        model,
-        run=run,
-        as_of=as_of,
-        quality=quality,
-        previous=previous,
-        thresholds=thresholds,
-        duplicates_dropped=duplicates,
-        sample_x=x,
-        sample_segments=seg_sample,
-        pca_variance=variance,
-    )
-    if previous_assignments is not None and previous is None:
-        metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-    profiles = build_profiles(stats, model, contract=contract, run=run, as_of=as_of)
-    evaluated = time.perf_counter()
-    # timings stay out of metrics.json: a rerun of the same input writes the same bytes
-    timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
-    _write_json(files["profiles"], profiles)
+            def announce() -> None:
+                callback("assignments_parquet", files["assignments_parquet"], rows)
+                callback("assignments_csv", files["assignments_csv"], rows)
 
-    from custseg.report import render_report
+            writer.finish(announce)
 
-    html = render_report(
-        profiles,
-        metrics,
-        sample=projection,
-        title=f"Customer segments: {run.dataset}",
-    )
-    files["report"].write_text(html, encoding="utf-8")
-    timings["report"] = round(time.perf_counter() - evaluated, 3)
+        rows_sample, x = quality_sample(stats, model)
+        seg_sample = (
+            rows_sample["segment_id"].to_numpy(dtype="int64")
+            if len(rows_sample)
+            else np.empty(0, dtype="int64")
+        )
+        projection, variance = pca_projection(x, seg_sample)
+        metrics = build_metrics(
+            stats,
+            model,
+            run=run,
+            as_of=as_of,
+            quality=quality,
+            previous=previous,
+            thresholds=thresholds,
+            duplicates_dropped=duplicates,
+            sample_x=x,
+            sample_segments=seg_sample,
+            pca_variance=variance,
+        )
+        if previous_assignments is not None and previous is None:
+            metrics["stability"]["note"] = "previous assignments not found: stability not measured"
+        profiles = build_profiles(stats, model, contract=contract, run=run, as_of=as_of)
+        evaluated = time.perf_counter()
+        # timings stay out of metrics.json: a rerun of the same input writes the same bytes
+        timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
+        _write_json(files["profiles"], profiles)
+
+        from custseg.report import render_report
+
+        html = render_report(
+            profiles,
+            metrics,
+            sample=projection,
+            title=f"Customer segments: {run.dataset}",
+        )
+        files["report"].write_text(html, encoding="utf-8")
+        timings["report"] = round(time.perf_counter() - evaluated, 3)
+    finally:
+        writer.close()
     _write_json(files["metrics"], metrics)
     log.info(
         "scored %d customers of %s in %.1fs (%s): verdict %s",

@@ -30,30 +30,6 @@ from custseg.layout import MANIFEST, RESULT_FILES
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MALL = FIXTURES / "mall_customers.csv"
 
-# A valid 1x1 PNG: what charts are drawn as when a test does not look at them.
-_TINY_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-    "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
-)
-
-
-@contextlib.contextmanager
-def fast_charts() -> Iterator[None]:
-    """Skip rasterising report charts (most of a small run's time); the HTML is unchanged
-    otherwise. Only for tests about the run protocol, never about the report itself."""
-    from matplotlib.figure import Figure
-
-    original = Figure.savefig
-
-    def savefig(self: Any, fname: Any, *args: Any, **kwargs: Any) -> None:
-        fname.write(_TINY_PNG)
-
-    Figure.savefig = savefig  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Figure.savefig = original  # type: ignore[method-assign]
-
 
 # ------------------------------------------------------------------------------ reading
 def get(stack: Any, bucket: str, key: str) -> bytes:

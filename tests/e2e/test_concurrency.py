@@ -10,16 +10,13 @@ what runs concurrently is everything the functions do between their requests.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support import (
     assert_consistent,
     assignments,
     dead_letters,
-    fast_charts,
     get_json,
     mall_like_csv,
     manifests,
@@ -32,12 +29,6 @@ from custseg.aws.runs import order_key
 
 # dataset -> number of files; "fresh" has no model yet, the others have a champion.
 FILES = {"north": 26, "south": 20, "fresh": 4}
-
-
-@pytest.fixture(autouse=True)
-def _fast_charts() -> Iterator[None]:
-    with fast_charts():
-        yield
 
 
 def _inputs(tmp_path: Path) -> dict[str, list[int]]:

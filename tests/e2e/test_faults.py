@@ -25,7 +25,6 @@ from support import (
     assert_consistent,
     dead_letters,
     expire_in_progress,
-    fast_charts,
     get,
     get_json,
     mall_like_csv,
@@ -90,7 +89,7 @@ def bench(champions: dict[str, bytes]) -> Iterator[Bench]:
 
     from custseg.local.stack import LocalStack
 
-    with mock_aws(), fast_charts():
+    with mock_aws():
         stack = LocalStack().create()
         seed_models(stack, champions, DATASET)
         _upload_in_a_new_second(stack, "incoming/mall/first.csv")  # a committed run

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from support import (
     assert_consistent,
     assignments,
     expire_in_progress,
-    fast_charts,
     get,
     get_json,
     keys,
@@ -45,12 +43,6 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import run_score
 from custseg.layout import MANIFEST
 from custseg.local.stack import FakeLambdaContext
-
-
-@pytest.fixture(autouse=True)
-def _fast_charts() -> Iterator[None]:
-    with fast_charts():
-        yield
 
 
 def _versions(stack: Any, bucket: str, key: str) -> int:
@@ -268,6 +260,12 @@ def test_emulated_conditional_writes_behave_like_s3(
         assert store.sha256(bucket, name) == (size, hashlib.sha256(path.read_bytes()).hexdigest())
     listed = stack.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert listed == []  # the refused multipart upload was aborted
+
+    # server-side copies: one CopyObject up to the limit, a multipart copy above it
+    monkeypatch.setattr(s3_module, "_COPY_OBJECT_MAX", 2**20)
+    for name in ("small.bin", "big.bin"):
+        store.copy(bucket, name, bucket, "copies/" + name)
+        assert get(stack, bucket, "copies/" + name) == (tmp_path / name).read_bytes()
 
     # exactly one of several simultaneous create-only writes wins
     for i in range(20):

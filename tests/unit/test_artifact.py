@@ -21,7 +21,7 @@ from custseg.artifact import (
     load_artifact,
 )
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role
-from custseg.features import build_features
+from custseg.features import CategoryCodes, build_features, conform
 from custseg.training import train_model
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures"  # copies of the shared real files
@@ -205,7 +205,109 @@ def test_telco_real_file_round_trip() -> None:
     assert len(set(names)) == model.k >= 2
     assert model.metadata["labels_unavailable"]["rfm"]
     loaded = load_artifact(*dump_artifact(model))
-    pred = loaded.predict(build_features(df, telco, schema=loaded.schema))
+    scoring = build_features(df, telco, schema=loaded.schema)
+    assert loaded._fast_plan() is not None  # log-scaled, plain, 0/1 and one-hot blocks
+    expected = np.asarray(loaded.pipeline[:-1].transform(scoring.frame), dtype="float64")
+    assert np.array_equal(loaded.transform(scoring.frame), expected)
+    pred = loaded.predict(scoring)
     assert len(pred) == 7043 and pred["segment_id"].between(0, model.k - 1).all()
     churn_rates = [s["outcomes"]["churn"]["segment_rate"] for s in model.metadata["segments"]]
     assert max(churn_rates) - min(churn_rates) > 0.1  # segments separate churners
+
+
+# -- the fast transform is scikit-learn's, bit for bit -----------------------------------
+
+
+def _sklearn_x(model: SegmentModel, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(model.pipeline[:-1].transform(conform(frame, model.schema)), dtype="float64")
+
+
+def _scoring_frame(df: pd.DataFrame, model: SegmentModel) -> pd.DataFrame:
+    messy = df.copy()
+    messy.loc[::7, "income"] = np.nan  # imputed
+    messy["gender"] = messy["gender"].astype(object)
+    messy.loc[::5, "gender"] = None  # (missing): unseen in training
+    messy.loc[3::11, "gender"] = "Other"  # unknown: all zeros
+    return build_features(messy, contract(), as_of=dt.date(2024, 1, 1), schema=model.schema).frame
+
+
+def test_fast_transform_equals_sklearn(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    model, df = trained
+    assert model._fast_plan() is not None  # the training module's pipeline is recognised
+    frame = _scoring_frame(df, model)
+    expected = _sklearn_x(model, frame)
+    got = model.transform(frame)
+    assert got.flags.c_contiguous and got.dtype == np.float64
+    assert np.array_equal(got, expected)  # bit for bit, not approximately
+    codes = {c: CategoryCodes.from_values(frame[c]) for c in model.schema.categorical}
+    assert np.array_equal(model.transform(frame, codes), expected)
+    assert np.array_equal(model.transform(frame.iloc[:1]), expected[:1])
+
+
+def test_fast_assign_equals_a_full_sort(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    model, df = trained
+    frame = _scoring_frame(df, model)
+    features = build_features(df, contract(), as_of=dt.date(2024, 1, 1), schema=model.schema)
+    features.frame = frame
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3, 5):  # distance matrices with ties, as the old argsort saw them
+        d = np.round(rng.uniform(0, 2, size=(len(frame), k)), 1)
+        d[::3, -1] = d[::3, 0]
+        d[::4] = 0.0
+        with_d = SegmentModel(model.pipeline, model.metadata)
+        with_d.distances = lambda frame, codes=None, d=d: d  # type: ignore[method-assign]
+        seg, d1, conf = with_d.assign(features)
+        order = np.argsort(d, axis=1, kind="stable")
+        rows = np.arange(len(d))
+        ref_d1 = d[rows, order[:, 0]]
+        ref_d2 = d[rows, order[:, 1]] if k > 1 else ref_d1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ref_conf = np.clip(np.where(ref_d2 > 0, 1.0 - ref_d1 / ref_d2, 0.0), 0.0, 1.0)
+        assert np.array_equal(seg, order[:, 0]) and np.array_equal(d1, ref_d1)
+        assert np.array_equal(conf, ref_conf)
+    pred = model.predict(features)
+    seg, d1, conf = model.assign(features)
+    assert pred["segment_id"].tolist() == seg.tolist()
+    assert np.array_equal(pred["distance"].to_numpy(), d1)
+
+
+def test_unknown_pipeline_shapes_use_sklearn(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder
+
+    model, df = trained
+    frame = _scoring_frame(df, model)
+    train = build_features(df, contract(), as_of=dt.date(2024, 1, 1)).frame
+    shapes = [
+        ColumnTransformer([("num", MinMaxScaler(), ["income", "spending_score"])]),
+        ColumnTransformer(
+            [
+                ("num", FunctionTransformer(lambda x: x * 2.0), ["income", "spending_score"]),
+                ("cat", OneHotEncoder(sparse_output=False, handle_unknown="ignore"), ["gender"]),
+            ]
+        ),
+        ColumnTransformer(
+            [("cat", OneHotEncoder(sparse_output=False, handle_unknown="ignore"), ["gender"])],
+            remainder="passthrough",
+        ),
+    ]
+    for pre in shapes:
+        pipeline = Pipeline([("preprocess", pre), ("cluster", KMeans(2, n_init=1, random_state=0))])
+        pipeline.fit(train)
+        other = SegmentModel(pipeline, model.metadata)
+        assert other._fast_plan() is None
+        assert np.array_equal(other.transform(frame), _sklearn_x(other, frame), equal_nan=True)
+
+
+def test_infinite_numbers_are_refused_like_sklearn(
+    trained: tuple[SegmentModel, pd.DataFrame],
+) -> None:
+    model, df = trained
+    frame = _scoring_frame(df, model)
+    frame.iloc[2, frame.columns.get_loc("income")] = np.inf
+    with pytest.raises(ValueError):
+        _sklearn_x(model, frame)
+    with pytest.raises(ValueError):
+        model.transform(frame)

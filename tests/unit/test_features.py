@@ -7,14 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role
 from custseg.features import (
     MISSING_CATEGORY,
     TRANSACTION_FEATURES,
+    CategoryCodes,
+    Features,
     FeatureSchema,
     build_features,
+    build_features_arrow,
     default_as_of,
 )
 
@@ -220,3 +225,133 @@ def test_online_retail_real_file() -> None:
     assert f.frame["recency_days"].min() == 1
     assert (f.frame["return_share"].between(0, 1)).all()
     assert f.frame[list(TRANSACTION_FEATURES)].notna().all().all()
+
+
+# -- the Arrow path gives the pandas path's features ------------------------------------
+
+
+def messy_customers() -> pd.DataFrame:
+    """Customer rows as a clean file may hold them: repeated and missing ids, categories
+    with stray case and blanks, missing numbers, dates, attributes and outcomes."""
+    df = pd.DataFrame(
+        {
+            "customer_id": pd.array(
+                ["b7", "a1", "c3", "a1", None, "0009", "b7", "z", "é2", "m"], dtype="string"
+            ),
+            "gender": pd.array(
+                [" Female", "male", None, "MALE ", "female", "", "  ", "Other", "male", None],
+                dtype="string",
+            ),
+            "age": [19.0, 35.0, np.nan, 40.0, 22.0, 61.0, np.nan, 33.0, 27.0, 45.0],
+            "annual_income": np.arange(10, dtype="int64") * 1000,  # integers without gaps
+            "spending_score": pd.array([80, None, 10, 5, 7, 9, 1, 2, 3, 4], dtype="Int64"),
+            "member": [True, False, True, True, False, False, True, True, False, True],
+            "signup_date": pd.to_datetime(
+                ["2024-01-01", "2023-12-01", None, "2023-02-28"] * 2 + ["2022-05-05", "2021-01-31"]
+            ),
+            "country": pd.array(
+                ["uk", "fr", None, "uk", "de", "fr", "uk", "uk", "es", "fr"], dtype="string"
+            ),
+            "churn": [False, True, False, None, True, False, True, False, None, True],
+            "age__missing": [False, False, True, False, False, False, True, False, False, False],
+            "_row": np.arange(10, dtype="int64"),
+        }
+    )
+    return df
+
+
+def assert_same_features(got: Features, expected: Features) -> None:
+    pd.testing.assert_frame_equal(got.frame, expected.frame)
+    pd.testing.assert_frame_equal(got.extras, expected.extras)
+    if expected.value is None:
+        assert got.value is None
+    else:
+        assert got.value is not None
+        pd.testing.assert_series_equal(got.value, expected.value)
+    assert (got.numeric, got.categorical, got.as_of) == (
+        expected.numeric,
+        expected.categorical,
+        expected.as_of,
+    )
+    assert set(got.codes) == set(got.categorical)
+    for name, codes in got.codes.items():  # the codes spell the frame's column
+        words = np.asarray(codes.values, dtype=object)[codes.codes]
+        assert list(words) == got.frame[name].tolist()
+        assert len(set(codes.values)) == len(codes.values)
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+@pytest.mark.parametrize("with_schema", [False, True])
+def test_arrow_features_equal_pandas_features(dictionary: bool, with_schema: bool) -> None:
+    as_of = dt.date(2024, 2, 1)
+    table = pa.Table.from_pandas(messy_customers(), preserve_index=False)
+    schema = None
+    if with_schema:  # a model trained on other columns: missing numbers and categories
+        schema = FeatureSchema(
+            numeric=["age", "spending_score", "tenure", "member"],
+            categorical=["gender", "contract"],
+            categories={"gender": ["male", "female"], "contract": ["monthly"]},
+        )
+    expected = build_features(table.to_pandas(), mall_like_contract(), as_of, schema)
+    if dictionary:  # category columns as the score job reads them
+        index = table.schema.get_field_index("gender")
+        table = table.set_column(index, "gender", pc.dictionary_encode(table.column("gender")))
+    for data in (table, table.to_batches()[0]):
+        got = build_features_arrow(data, mall_like_contract(), as_of, schema)
+        assert_same_features(got, expected)
+    assert list(got.frame.index) == sorted({"b7", "a1", "c3", "0009", "z", "é2", "m"})
+
+
+def test_arrow_features_of_real_files_and_fallbacks() -> None:
+    raw = pd.read_csv(DATA / "mall_customers.csv", dtype={"CustomerID": "string"})
+    raw = raw.rename(
+        columns={
+            "CustomerID": "customer_id",
+            "Genre": "gender",
+            "Age": "age",
+            "Annual_Income": "annual_income",
+            "Spending_Score": "spending_score",
+        }
+    )
+    raw["gender"] = raw["gender"].astype("string")
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    as_of = dt.date(2024, 1, 1)
+    expected = build_features(table.to_pandas(), mall_like_contract(), as_of)
+    assert_same_features(build_features_arrow(table, mall_like_contract(), as_of), expected)
+    # integer ids: the pandas path (text of the numbers), same result
+    numeric_ids = table.set_column(0, "customer_id", pa.array(np.arange(len(raw)) * 7))
+    expected = build_features(numeric_ids.to_pandas(), mall_like_contract(), as_of)
+    assert_same_features(build_features_arrow(numeric_ids, mall_like_contract(), as_of), expected)
+
+
+def test_arrow_features_of_transactions_use_the_pandas_path() -> None:
+    clean = clean_transactions()
+    table = pa.Table.from_pandas(clean, preserve_index=False)
+    as_of = dt.date(2024, 2, 1)
+    expected = build_features(table.to_pandas(), transactions_contract(), as_of)
+    got = build_features_arrow(table, transactions_contract(), as_of)
+    pd.testing.assert_frame_equal(got.frame, expected.frame)
+    assert set(got.codes) == set(got.categorical)
+
+
+def test_category_codes() -> None:
+    codes = CategoryCodes.from_values(pd.Series(["b", None, "a", "b"], dtype="string"))
+    assert codes.values == ["b", "a", MISSING_CATEGORY]
+    assert codes.codes.tolist() == [0, 2, 1, 0]
+    again = CategoryCodes.from_values(pd.Series([MISSING_CATEGORY, None], dtype="string"))
+    assert again.values == [MISSING_CATEGORY] and again.codes.tolist() == [0, 0]
+    assert codes.take(np.array([True, False, False, True])).codes.tolist() == [0, 0]
+
+
+def test_arrow_features_of_chunks_with_their_own_dictionaries() -> None:
+    as_of = dt.date(2024, 2, 1)
+    table = pa.Table.from_pandas(messy_customers(), preserve_index=False)
+    expected = build_features(table.to_pandas(), mall_like_contract(), as_of)
+    parts = []
+    for start, stop in ((0, 4), (4, 10)):  # each part encoded on its own, as row groups are
+        part = table.slice(start, stop - start)
+        index = part.schema.get_field_index("gender")
+        parts.append(part.set_column(index, "gender", pc.dictionary_encode(part.column("gender"))))
+    chunked = pa.concat_tables(parts)
+    assert chunked.column("gender").num_chunks == 2
+    assert_same_features(build_features_arrow(chunked, mall_like_contract(), as_of), expected)

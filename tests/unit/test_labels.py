@@ -16,6 +16,7 @@ from custseg.labels import (
     assign_labels,
     fit_label_edges,
     fm_score,
+    label_codes,
     segment_for,
 )
 
@@ -184,3 +185,110 @@ def test_customer_table_with_rfm_columns() -> None:
     labels = assign_labels(f, edges)
     assert labels["rfm_segment"].isin(RFM_SEGMENTS).all()
     assert set(labels["lifecycle_stage"]) <= {"active", "at risk", "lapsed"}
+
+
+def _reference_labels(features: Features, edges: LabelEdges) -> pd.DataFrame:
+    """The labels as they were computed before the codes (one text object per customer),
+    kept here to pin the codes to the same answers."""
+    frame = features.frame
+    index = frame.index
+    n = len(frame)
+
+    def col(name: str | None) -> np.ndarray | None:
+        for source in (frame, features.extras):
+            if name and name in source.columns:
+                return source[name].reindex(index).to_numpy(dtype="float64", na_value=np.nan)
+        return None
+
+    def score(values: np.ndarray, cut: list[float], reverse: bool) -> pd.Series:
+        below = np.searchsorted(np.asarray(cut, dtype="float64"), values, side="left")
+        out = pd.array(np.clip((5 - below) if reverse else (1 + below), 1, 5).astype("int8"))
+        out = pd.array(out, dtype="Int8")
+        out[~np.isfinite(values)] = pd.NA
+        return pd.Series(out)
+
+    value = None if features.value is None else features.value.to_numpy(dtype="float64")
+    out = pd.DataFrame(index=index)
+    r_vals, f_vals = col(edges.recency_feature), col(edges.frequency_feature)
+    na = pd.array([pd.NA] * n, dtype="Int8")
+    seg = np.full(n, "n/a", dtype=object)
+    if (
+        edges.r_edges
+        and edges.f_edges
+        and edges.m_edges
+        and r_vals is not None
+        and (f_vals is not None and value is not None)
+    ):
+        r = score(r_vals, edges.r_edges, True)
+        f = score(f_vals, edges.f_edges, False)
+        m = score(value, edges.m_edges, False)
+        known = (r.notna() & f.notna() & m.notna()).to_numpy()
+        for i in np.flatnonzero(known):
+            seg[i] = segment_for(int(r[i]), fm_score(int(f[i]), int(m[i])))
+        out["r_score"], out["f_score"], out["m_score"] = r.values, f.values, m.values
+    else:
+        out["r_score"], out["f_score"], out["m_score"] = na, na.copy(), na.copy()
+    out["rfm_segment"] = pd.array(seg, dtype="string")
+    tier = np.full(n, "n/a", dtype=object)
+    if edges.value_edges is not None and value is not None:
+        mid, high = edges.value_edges
+        tier = np.where(value > high, "high", np.where(value > mid, "mid", "low"))
+        tier = np.where(np.isfinite(value), tier, "n/a")
+    out["value_tier"] = pd.array(tier, dtype="string")
+    stage = np.full(n, "n/a", dtype=object)
+    tenure = col(edges.tenure_feature) if edges.new_max_tenure is not None else None
+    recency = col(edges.recency_feature) if edges.lapsed_min_recency is not None else None
+    if recency is not None:
+        ok = np.isfinite(recency)
+        stage[ok] = "active"
+        stage[ok & (recency > edges.active_max_recency)] = "at risk"
+        stage[ok & (recency > edges.lapsed_min_recency)] = "lapsed"
+    if tenure is not None:
+        ok = np.isfinite(tenure)
+        if recency is None:
+            stage[ok] = "active"
+        stage[ok & (tenure <= edges.new_max_tenure)] = "new"
+    out["lifecycle_stage"] = pd.array(stage, dtype="string")
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_codes_give_the_reference_labels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 500
+
+    def noisy(values: np.ndarray) -> list[float]:
+        values = values.astype(float)
+        values[rng.random(n) < 0.1] = np.nan  # missing values everywhere
+        return list(values)
+
+    train = tx_features(
+        recency_days=noisy(rng.integers(1, 365, n)),
+        frequency=noisy(rng.integers(1, 6, n)),  # heavy ties: coinciding edges
+        monetary=noisy(rng.normal(200, 150, n).round(1)),
+        tenure_days=noisy(rng.integers(1, 800, n)),
+        mean_interval_days=noisy(rng.integers(5, 90, n)),
+    )
+    edges = fit_label_edges(train)
+    probe = tx_features(
+        recency_days=noisy(rng.integers(0, 500, n)),
+        frequency=noisy(rng.integers(0, 8, n)),
+        monetary=noisy(rng.normal(200, 200, n).round(0)),
+        tenure_days=noisy(rng.integers(0, 900, n)),
+        mean_interval_days=noisy(rng.integers(5, 90, n)),
+    )
+    got = assign_labels(probe, edges)
+    pd.testing.assert_frame_equal(got, _reference_labels(probe, edges))
+    codes = label_codes(probe, edges)
+    pd.testing.assert_frame_equal(codes.to_frame(probe.frame.index), got)
+    pd.testing.assert_frame_equal(
+        codes.take(np.arange(n) % 3 == 0).to_frame(probe.frame.index[::3]), got.iloc[::3]
+    )
+    customers = customer_features(
+        {"tenure": noisy(rng.integers(1, 72, n)), "charges": noisy(rng.normal(70, 30, n))},
+        "charges",
+    )
+    customer_edges = fit_label_edges(customers)
+    pd.testing.assert_frame_equal(
+        assign_labels(customers, customer_edges), _reference_labels(customers, customer_edges)
+    )

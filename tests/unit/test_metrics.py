@@ -222,3 +222,46 @@ def test_summarise_quality_of_an_ingest_report() -> None:
     assert s["reject_share"] == 0.1
     assert s["top_reasons"][0] == {"reason": "customer_id: required value missing", "rows": 7}
     assert summarise_quality(None) == {"available": False}
+
+
+def _same_stats(a: ScoreStats, b: ScoreStats) -> None:
+    """Equal in every field, exactly (floats bit for bit, counters in the same order)."""
+    assert a.customers == b.customers
+    for name in ("seg_counts", "value_sum", "value_known", "rfm_grid", "transitions"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    for name in ("seg_moments", "distance", "confidence", "histograms"):
+        assert getattr(a, name) == getattr(b, name), name
+    for name in ("categories", "labels"):
+        mine, theirs = getattr(a, name), getattr(b, name)
+        assert list(mine) == list(theirs)
+        for key in mine:
+            assert list(mine[key].items()) == list(theirs[key].items()), (name, key)
+    pd.testing.assert_frame_equal(a.sample_rows(), b.sample_rows())
+    assert sorted(a.segment_samples) == sorted(b.segment_samples)
+    for s in a.segment_samples:
+        pd.testing.assert_frame_equal(a.segment_sample(s), b.segment_sample(s))
+
+
+def test_codes_and_frames_give_the_same_statistics() -> None:
+    from custseg.features import CategoryCodes
+    from custseg.labels import LabelCodes
+
+    plain, coded = _stats(), _stats()
+    rng = np.random.default_rng(9)
+    for seed in range(5):
+        c = _chunk(300, seed)
+        n = len(c["frame"])
+        c["frame"].loc[::17, "x"] = np.nan
+        labels = LabelCodes(
+            r_score=rng.integers(0, 6, n).astype("int8"),
+            f_score=rng.integers(0, 6, n).astype("int8"),
+            m_score=rng.integers(0, 6, n).astype("int8"),
+            rfm_segment=rng.integers(0, 12, n).astype("int8"),
+            value_tier=rng.integers(0, 4, n).astype("int8"),
+            lifecycle_stage=rng.integers(2, 5, n).astype("int8"),
+        )
+        plain.update(**c, labels=labels.to_frame(c["frame"].index))
+        codes = {"colour": CategoryCodes.from_values(c["frame"]["colour"])}
+        coded.update(**c, labels=labels, codes=codes)
+    _same_stats(coded, plain)
+    assert len(plain.sample_rows()) == 50

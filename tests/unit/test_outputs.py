@@ -5,17 +5,26 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from custseg.outputs import (
     ASSIGNMENT_COLUMNS,
     ASSIGNMENTS_SCHEMA,
+    CSV_SCHEMA,
+    ENCODED_SCHEMA,
     TEXT_COLUMNS,
     AssignmentWriter,
+    _constant,
+    assignments_batch,
     assignments_table,
+    neutralise_array,
     neutralise_formulas,
+    neutralise_table,
 )
 
 
@@ -84,10 +93,31 @@ def test_writer_streams_row_groups_and_one_header(tmp_path: Path) -> None:
     lines = csv_path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 5 and lines[0].startswith('"customer_id"')
     assert lines[1].startswith('"\'=1",0,"\'-Bargain"')
-    assert ",-3.5," in lines[1]  # numbers untouched
+    assert lines[1].endswith(",-3.5")  # numbers untouched (value is the last CSV column)
     back = pd.read_csv(csv_path, dtype={"customer_id": "string"})
+    assert list(back.columns) == CSV_SCHEMA.names  # the run constants are not repeated
     assert back["value"].tolist()[0] == -3.5
-    assert back["as_of"].tolist() == ["2024-01-01"] * 4
+    assert table.column("as_of").to_pylist() == [dt.date(2024, 1, 1)] * 4
+
+
+def test_finish_announces_complete_files_and_never_partial_ones(tmp_path: Path) -> None:
+    pq_path, csv_path = tmp_path / "p.parquet", tmp_path / "a.csv"
+    seen: list[tuple[int, int]] = []
+    with AssignmentWriter(pq_path, csv_path) as writer:
+        writer.write(_chunk(["a", "b"], [1.0, 2.0]))
+        writer.finish(
+            lambda: seen.append((pq.read_table(pq_path).num_rows, csv_path.read_text().count("\n")))
+        )
+    assert seen == [(2, 3)]  # announced once, both files closed and complete
+
+    broken = AssignmentWriter(tmp_path / "q.parquet", tmp_path / "b.csv")
+    announced: list[bool] = []
+    broken._write_now = lambda table: (_ for _ in ()).throw(OSError("disk full"))  # type: ignore[method-assign]
+    broken.write(_chunk(["a"], [1.0]))
+    broken.finish(lambda: announced.append(True))
+    with pytest.raises(OSError, match="disk full"):
+        broken.close()
+    assert announced == []  # a failed write is never announced as a finished file
 
 
 def test_empty_run_still_writes_both_files(tmp_path: Path) -> None:
@@ -96,3 +126,100 @@ def test_empty_run_still_writes_both_files(tmp_path: Path) -> None:
         pass
     assert pq.read_table(pq_path).num_rows == 0
     assert csv_path.read_text(encoding="utf-8").count("\n") == 1
+
+
+def test_assignments_batch_equals_assignments_table() -> None:
+    from custseg.labels import LabelCodes
+
+    n = 7
+    rng = np.random.default_rng(4)
+    ids = pd.Index([f"c{i}" for i in range(n)], dtype="string", name="customer_id")
+    seg = np.array([0, 1, 2, 1, 0, 3, 2])
+    names = {0: "-Bargain", 1: "Loyal", 2: 'Big, "quoted" spenders'}  # 3 has no name
+    distance, confidence = rng.uniform(0, 3, n), rng.uniform(0, 1, n)
+    value = np.array([1.5, np.nan, -2.0, 3.0, 0.0, 1e9, 2.25])
+    labels = LabelCodes(
+        r_score=np.array([0, 1, 2, 3, 4, 5, 0], dtype="int8"),
+        f_score=np.zeros(n, dtype="int8"),
+        m_score=np.full(n, 3, dtype="int8"),
+        rfm_segment=np.array([0, 1, 2, 3, 4, 5, 11], dtype="int8"),
+        value_tier=np.array([0, 1, 2, 3, 0, 1, 2], dtype="int8"),
+        lifecycle_stage=np.array([0, 1, 2, 3, 4, 4, 0], dtype="int8"),
+    )
+    words = [names.get(int(s), f"Segment {s}") for s in seg]
+    pred = pd.DataFrame(
+        {
+            "segment_id": seg.astype("int16"),
+            "segment_name": pd.array(words, dtype="string"),
+            "distance": distance,
+            "confidence": confidence,
+        },
+        index=ids,
+    )
+    run = {"model_version": "v1", "run_id": "r1", "as_of": dt.date(2024, 1, 1)}
+    expected = assignments_table(
+        pred, labels.to_frame(ids), pd.Series(value, index=ids), **run, segment_names=names
+    )
+    got = assignments_batch(
+        ids, seg, distance, confidence, labels, value, **run, segment_names=names
+    )
+    assert got.schema.equals(ENCODED_SCHEMA)  # few-valued text dictionary-encoded
+    assert got.cast(ASSIGNMENTS_SCHEMA).equals(expected)
+    arrow_ids = pa.array(list(ids), type=pa.string())
+    again = assignments_batch(
+        arrow_ids, seg, distance, confidence, labels, value, **run, segment_names=names
+    )
+    assert again.cast(ASSIGNMENTS_SCHEMA).equals(expected)
+    bare = assignments_batch(ids, seg, distance, confidence, None, None, **run)
+    assert bare.column("r_score").null_count == n and bare.column("value").null_count == n
+    assert bare.column("value_tier").to_pylist() == ["n/a"] * n
+
+
+def test_constant_columns() -> None:
+    for value, type_ in (("v1", pa.string()), ("", pa.string()), ("é€", pa.string()),
+                         (dt.date(1969, 12, 31), pa.date32())):  # fmt: skip
+        for n in (0, 1, 1000):
+            got = _constant(value, n, type_)
+            got.validate(full=True)
+            assert got.equals(pa.repeat(pa.scalar(value, type=type_), n))
+
+
+def test_neutralise_array_checks_first_bytes_of_any_layout() -> None:
+    values = pa.array(["ok", None, "", "é=", "=x", "a", "-1", "\tz", "b@"])
+    expected = ["ok", None, "", "é=", "'=x", "a", "'-1", "'\tz", "b@"]
+    assert neutralise_array(values).to_pylist() == expected
+    for start in range(len(expected)):  # slices start inside the buffers
+        for stop in range(start, len(expected) + 1):
+            got = neutralise_array(values[start:stop])
+            assert got.to_pylist() == expected[start:stop]
+    chunked = pa.chunked_array([values[:4], values[4:]])
+    assert neutralise_array(chunked).to_pylist() == expected
+    encoded = pa.chunked_array([pc.dictionary_encode(values[:4]), pc.dictionary_encode(values[4:])])
+    assert neutralise_array(encoded).to_pylist() == expected
+    assert neutralise_array(encoded.chunk(1)).to_pylist() == expected[4:]
+    safe = pa.array(["a", None, "b"])
+    assert neutralise_array(safe) is safe
+    assert neutralise_array(pa.array(["=a"], pa.large_string())).to_pylist() == ["'=a"]
+
+
+def test_csv_chunks_write_what_one_csv_writer_writes(tmp_path: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    chunks = [_chunk(["=1", "b"], [-3.5, None]), _chunk(["c", "d"], [None, None])]
+    chunks.append(chunks[0].cast(ENCODED_SCHEMA))  # both kinds of table, same files
+    pq_path, csv_path = tmp_path / "p.parquet", tmp_path / "a.csv"
+    with AssignmentWriter(pq_path, csv_path) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+    one = tmp_path / "one.csv"
+    with pacsv.CSVWriter(
+        str(one),
+        CSV_SCHEMA,
+        write_options=pacsv.WriteOptions(include_header=True, quoting_style="needed"),
+    ) as csv:
+        for chunk in chunks:
+            csv.write_table(neutralise_table(chunk.select(CSV_SCHEMA.names)))
+    assert csv_path.read_bytes() == one.read_bytes()
+    back = pq.read_table(pq_path)
+    assert back.schema.equals(ASSIGNMENTS_SCHEMA)
+    assert back.equals(pa.concat_tables([c.cast(ASSIGNMENTS_SCHEMA) for c in chunks]))

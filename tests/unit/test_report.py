@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -111,6 +115,10 @@ def _sample() -> pd.DataFrame:
     )
 
 
+def _svgs(page: str) -> list[ET.Element]:
+    return [ET.fromstring(m) for m in re.findall(r"<svg\b.*?</svg>", page, re.S)]
+
+
 def _assert_self_contained(page: str) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "<script" not in page.lower()
@@ -125,9 +133,20 @@ def test_report_is_self_contained_and_names_every_segment() -> None:
     for name in SEGMENTS:
         assert name.replace("<", "&lt;").replace(">", "&gt;") in page  # escaped
     assert "<champions>" not in page
-    assert (
-        page.count("data:image/png;base64,") >= 7
-    )  # sizes, profile, map, rfm, drift, moves, churn
+    # sizes, profile, map, rfm, drift, moves, churn: inline SVG, each well-formed XML
+    svgs = _svgs(page)
+    assert len(svgs) == 7
+    titles = [svg.find("{http://www.w3.org/2000/svg}title").text for svg in svgs]  # type: ignore[union-attr]
+    assert titles == [
+        "How big is each segment, and how much value does it bring?",
+        "What sets each segment apart (red = above average, blue = below)",
+        "Map of sampled customers, coloured by segment",
+        "Customers by recency and frequency",
+        "Change per measure, largest first",
+        "Where did last run's customers go?",
+        "Churn rate per segment",
+    ]
+    assert "data:image" not in page and "<img" not in page
     assert "Verdict: Retrain" in page and "recency_days drifted: PSI 0.87 &gt; 0.25" in page
     assert "customer_id: required value missing" in page
     assert "Suggested action: do it." not in page  # shown once, as "What to do"
@@ -144,3 +163,45 @@ def test_report_without_history_rfm_or_outcome_says_so() -> None:
     assert "Outcomes by segment" not in page
     for name in ["Bargain hunters", "Sleepers"]:
         assert name in page
+    # sizes, profile and drift only: no map, RFM grid, transitions or outcome chart
+    assert len(_svgs(page)) == 3
+    assert "Too few customers to draw a map" in page
+
+
+def test_report_without_segments_or_baseline_says_so() -> None:
+    page = render_report({"segments": []}, {"customers": 0}, sample=None, title="Empty")
+    _assert_self_contained(page)
+    assert "<svg" not in page
+    assert "No segments." in page and "No numeric measures to compare." in page
+    assert "No training baseline." in page
+
+
+def test_report_escapes_hostile_segment_names_in_cards_and_charts() -> None:
+    profiles = _profiles()
+    profiles["segments"][1]["name"] = '<b>&"x"'
+    page = render_report(profiles, _metrics(True, True), sample=_sample(), title="<t>")
+    _assert_self_contained(page)
+    assert '<b>&"x"' not in page and "<t>" not in page
+    assert page.count("&lt;b&gt;&amp;&quot;x&quot;") >= 6  # card, sizes, profile, map, ...
+    assert len(_svgs(page)) == 7  # still well-formed
+
+
+def test_rendering_does_not_import_matplotlib() -> None:
+    code = (
+        "import sys, numpy as np, pandas as pd\n"
+        "sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+        "from test_report import _profiles, _metrics, _sample\n"
+        "from custseg.report import render_report\n"
+        "page = render_report(_profiles(), _metrics(True, True), sample=_sample(), title='t')\n"
+        "assert page.count('<svg') == 7\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL')))\n"
+    )
+    here = Path(__file__).resolve().parent
+    shared = here.parents[1] / "shared"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(here), str(shared)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ import pytest
 from custseg.artifact import SegmentModel
 from custseg.contracts.model import Contract, builtin_contract
 from custseg.features import build_features
-from custseg.outputs import ASSIGNMENTS_SCHEMA
+from custseg.outputs import ASSIGNMENTS_SCHEMA, CSV_SCHEMA, RUN_COLUMNS
 from custseg.scoring import RunInfo, ScoreResult, customer_hashes, score_dataset
 from custseg.stats import stable_hash
 from custseg.training import train_model
@@ -125,7 +125,8 @@ def test_each_customer_once_typed_and_streamed(mall_run: ScoreResult) -> None:
         mall_run.files["assignments_csv"],
         convert_options=pacsv.ConvertOptions(column_types={"customer_id": pa.string()}),
     )
-    assert csv.column_names == ASSIGNMENTS_SCHEMA.names
+    assert csv.column_names == CSV_SCHEMA.names  # the Parquet columns but the run constants
+    assert CSV_SCHEMA.names == [n for n in ASSIGNMENTS_SCHEMA.names if n not in RUN_COLUMNS]
     assert sorted(csv.column("customer_id").to_pylist()) == sorted(ids)
     assert set(table.column("as_of").to_pylist()) == {AS_OF}
     assert table.column("value").null_count == 0  # mall value = spending score
@@ -200,6 +201,29 @@ def test_small_and_large_chunks_give_the_same_metrics(
     assert a.equals(b)
 
 
+def test_on_file_announces_the_finished_assignments_during_evaluation(
+    tmp_path: Path, contract: Contract, mall_model: SegmentModel
+) -> None:
+    clean = write_clean(mall_clean(), tmp_path / "clean.parquet")
+    announced: list[tuple[str, int, int, bool]] = []
+
+    def on_file(name: str, path: Path, rows: int) -> None:
+        lines = path.read_text().count("\n") - 1 if path.suffix == ".csv" else None
+        stored = pq.read_table(path).num_rows if lines is None else lines
+        metrics_done = (tmp_path / "out" / "metrics.json").exists()
+        announced.append((name, rows, stored, metrics_done))
+
+    result = score_dataset(
+        clean, contract, mall_model, tmp_path / "out", run=run_info(), chunk_rows=50,
+        on_file=on_file,
+    )  # fmt: skip
+    assert announced == [
+        ("assignments_parquet", 200, 200, False),  # complete, before the run's metrics
+        ("assignments_csv", 200, 200, False),
+    ]
+    assert result.rows == 200
+
+
 def test_identical_previous_run_is_fully_stable(
     tmp_path: Path, contract: Contract, mall_model: SegmentModel, mall_run: ScoreResult
 ) -> None:
@@ -227,9 +251,7 @@ def test_identical_previous_run_is_fully_stable(
         counts[i][j] == 0 for i in range(len(counts)) for j in range(len(counts[i])) if i != j
     )
     assert [r["name"] for r in st["transitions"]["to"]] == list(mall_model.segment_names().values())
-    assert "transitions since the previous run" in result.files["report"].read_text(
-        encoding="utf-8"
-    )
+    assert "segment in the previous run" in result.files["report"].read_text(encoding="utf-8")
 
 
 def test_csv_neutralises_formulas_in_text_but_keeps_negative_numbers(
@@ -301,7 +323,7 @@ def test_telco_churn_lift_has_a_real_spread(
     weighted = sum(r["rate"] * r["customers"] for r in churn["by_segment"]) / churn["customers"]
     assert weighted == pytest.approx(churn["overall_rate"], abs=1e-3)
     html = result.files["report"].read_text(encoding="utf-8")
-    assert 'alt="churn rate per segment"' in html
+    assert 'aria-label="Churn rate per segment"' in html
     assert "7590-VHVEG" not in html  # no customer ids in the report
     assert "7590-VHVEG" not in result.files["metrics"].read_text(encoding="utf-8")
     assert "7590-VHVEG" not in result.files["profiles"].read_text(encoding="utf-8")
@@ -311,6 +333,28 @@ def test_customer_hashes_equal_stable_hash() -> None:
     ids = pd.Series(["007", "7", "=x", "ü-1", "C00000001"], dtype="string")
     assert (customer_hashes(ids) == stable_hash(ids)).all()
     assert (customer_hashes(pd.Index(ids)) == stable_hash(ids)).all()
+
+
+def test_vectorised_siphash_equals_pandas() -> None:
+    from custseg.scoring import _siphash_text
+
+    rng = np.random.default_rng(11)
+    alphabet = list("abcXYZ0189-_=é€😀 \t")
+    words = ["".join(rng.choice(alphabet, int(rng.integers(0, 45)))) for _ in range(3_000)]
+    words += ["", "C1", "x" * 7, "x" * 8, "x" * 9, "y" * 16, "z" * 23, "é" * 12, "u" * 39]
+    expected = stable_hash(pd.Series(words, dtype="string"))
+    short = [w for w in words if len(w.encode()) < 40]  # the vectorised path's length
+    arrow = pa.array(short)
+    got = _siphash_text(arrow)
+    assert got is not None and (got == stable_hash(pd.Series(short, dtype="string"))).all()
+    sliced = _siphash_text(arrow[7:500])
+    assert sliced is not None and (sliced == stable_hash(pd.Series(short[7:500]))).all()
+    large = _siphash_text(arrow.cast(pa.large_string()))
+    assert large is not None and (large == got).all()
+    assert _siphash_text(pa.array(["a", None])) is None  # nulls: pandas' way
+    assert _siphash_text(pa.array(["x" * 40])) is None  # long ids: pandas' way
+    index = pd.Index(pd.arrays.ArrowStringArray(pa.array(words)), name="customer_id")
+    assert (customer_hashes(index) == expected).all()  # either way, the same hashes
 
 
 def transactions_clean(n_customers: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -392,3 +436,92 @@ def test_a_rerun_writes_the_same_bytes(
     )
     for name in ("assignments_csv", "profiles", "metrics", "report"):
         assert again.files[name].read_bytes() == mall_run.files[name].read_bytes(), name
+
+
+def _slow_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Score the way it was done before the fast paths: pandas features from each batch
+    (no codes, no dictionary-encoded reads) and scikit-learn's own transform."""
+    import custseg.scoring as scoring
+
+    def pandas_features(batch: Any, contract: Contract, as_of: Any, schema: Any = None) -> Any:
+        return build_features(batch.to_pandas(), contract, as_of, schema=schema)
+
+    monkeypatch.setattr(scoring, "_dictionary_columns", lambda *args: [])
+    monkeypatch.setattr(scoring, "build_features_arrow", pandas_features)
+    monkeypatch.setattr(SegmentModel, "_fast_plan", lambda self: None)
+
+
+def _same_files(a: ScoreResult, b: ScoreResult) -> None:
+    ta = pq.read_table(a.files["assignments_parquet"])
+    tb = pq.read_table(b.files["assignments_parquet"])
+    assert ta.equals(tb)
+    for name in ("assignments_csv", "metrics", "profiles", "report"):
+        assert a.files[name].read_bytes() == b.files[name].read_bytes(), name
+
+
+def test_fast_paths_write_the_same_files_as_the_slow_ones(
+    tmp_path: Path, telco: tuple[Path, Contract, SegmentModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean, contract, model = telco
+    # repeated customers in later chunks (dropped, counted) on top of the telco file
+    table = pq.read_table(clean)
+    again = pa.concat_tables([table, table.slice(100, 700)])
+    doubled = tmp_path / "doubled.parquet"
+    pq.write_table(again, doubled, row_group_size=1_500)
+    run = replace(run_info(), dataset="telco")
+    fast = score_dataset(doubled, contract, model, tmp_path / "fast", run=run, chunk_rows=1_000)
+    assert fast.metrics["duplicates_dropped"] == 700 and fast.rows == 7043
+    _slow_paths(monkeypatch)
+    slow = score_dataset(doubled, contract, model, tmp_path / "slow", run=run, chunk_rows=1_000)
+    _same_files(fast, slow)
+
+
+def test_fast_paths_on_transactions_and_mall(
+    tmp_path: Path,
+    contract: Contract,
+    mall_model: SegmentModel,
+    mall_run: ScoreResult,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tx_contract = builtin_contract("transactions")
+    df = transactions_clean()
+    model = train_model(build_features(df, tx_contract, AS_OF), contract=tx_contract, k=3, seed=1)
+    clean = write_clean(df, tmp_path / "clean.parquet", row_group_size=50)
+    fast = score_dataset(
+        clean, tx_contract, model, tmp_path / "fast", run=run_info(), chunk_rows=16
+    )
+    mall = write_clean(mall_clean(), tmp_path / "mall.parquet", row_group_size=64)
+    quality = {"rows_read": 203, "rows_kept": 200, "rows_rejected": 3}
+    _slow_paths(monkeypatch)
+    slow = score_dataset(
+        clean, tx_contract, model, tmp_path / "slow", run=run_info(), chunk_rows=16
+    )
+    _same_files(fast, slow)
+    slow_mall = score_dataset(
+        mall,
+        contract,
+        mall_model,
+        tmp_path / "mall",
+        run=run_info(),
+        quality=quality,
+        chunk_rows=13,
+    )
+    for name in ("assignments_csv", "assignments_parquet"):
+        assert slow_mall.files[name].read_bytes() == mall_run.files[name].read_bytes(), name
+
+
+def test_seen_ids_admit_the_first_row_of_each_new_customer() -> None:
+    from custseg.scoring import _SeenIds
+
+    rng = np.random.default_rng(5)
+    fast, slow = _SeenIds(), _SeenIds()
+    for size in (50, 80, 10, 200, 0, 30):
+        hashes = rng.integers(0, 400, size).astype("uint64")  # repeats within and across
+        expected = ~slow.contains(hashes) & ~pd.Series(hashes).duplicated(keep="first").to_numpy()
+        slow.add(hashes[expected])
+        got = fast.admit(hashes)
+        assert got.tolist() == expected.tolist()
+        assert [r.tolist() for r in fast.runs] == [r.tolist() for r in slow.runs]
+    fresh = np.arange(10_000, 12_000, dtype="uint64")  # the usual case: all new
+    assert fast.admit(fresh).all()
+    assert not fast.admit(fresh[::-1]).any()  # and all seen

@@ -15,6 +15,8 @@ written keeps it and describes the stored object in its manifest instead.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,39 @@ def committed_manifest(store: ObjectStore, bucket: str, prefix: str) -> dict[str
     return manifest
 
 
+def upload_run_file(store: ObjectStore, bucket: str, prefix: str, f: RunFile) -> dict[str, Any]:
+    """Upload one run file create-only; its manifest entry (key, name, size, sha256, rows).
+
+    When another attempt of the run wrote the file already, that object is kept and
+    described instead.
+    """
+    key = prefix + f.name
+    try:
+        store.upload(bucket, key, f.path, if_none_match=True)
+        size, sha256 = f.path.stat().st_size, file_sha256(f.path)
+    except PreconditionFailed:
+        size, sha256 = store.sha256(bucket, key)
+    entry: dict[str, Any] = {"key": key, "name": f.name, "size": size, "sha256": sha256}
+    if f.rows is not None:
+        entry["rows"] = f.rows
+    return entry
+
+
 def commit_run(
     store: ObjectStore,
     bucket: str,
     prefix: str,
     files: list[RunFile],
     manifest: dict[str, Any],
+    *,
+    started: Mapping[str, Future[dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Upload ``files`` under ``prefix``, then write the manifest once.
+
+    ``started``: file name -> an upload of that file already under way
+    (:func:`upload_run_file` on a background thread, e.g. the assignments while the run's
+    metrics are computed); the manifest waits for it like for the others, and an upload
+    that failed fails the commit (no manifest).
 
     Returns ``(manifest, created)``; ``created`` is False when another delivery of the same
     run committed first (its manifest is returned; nothing of this attempt was written
@@ -56,18 +83,11 @@ def commit_run(
     existing = committed_manifest(store, bucket, prefix)
     if existing is not None:
         return existing, False
-    entries = []
-    for f in files:
-        key = prefix + f.name
-        try:
-            store.upload(bucket, key, f.path, if_none_match=True)
-            size, sha256 = f.path.stat().st_size, file_sha256(f.path)
-        except PreconditionFailed:
-            size, sha256 = store.sha256(bucket, key)
-        entry: dict[str, Any] = {"key": key, "name": f.name, "size": size, "sha256": sha256}
-        if f.rows is not None:
-            entry["rows"] = f.rows
-        entries.append(entry)
+    started = started or {}
+    entries = [
+        started[f.name].result() if f.name in started else upload_run_file(store, bucket, prefix, f)
+        for f in files
+    ]
     body = {
         "manifest_version": MANIFEST_VERSION,
         **manifest,

@@ -19,8 +19,12 @@ from custseg.layout import content_type
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# Multipart above 64 MiB, 16 MiB parts: bounded memory for any file size.
-_TRANSFER = TransferConfig(multipart_threshold=64 * 1024**2, multipart_chunksize=16 * 1024**2)
+# One request up to 256 MiB, multipart (16 MiB parts) above. Memory is bounded either way:
+# a single PUT streams the file from disk (measured: RSS unchanged uploading 400 MB).
+# Below 256 MiB one request is faster than parts plus their assembly (multipart pays off
+# for its parallel parts and per-part retries on large files, S3's advice from ~100 MB).
+_TRANSFER = TransferConfig(multipart_threshold=256 * 1024**2, multipart_chunksize=16 * 1024**2)
+_COPY_OBJECT_MAX = 5 * 1024**3  # the largest object one CopyObject request may copy
 
 
 class PreconditionFailed(Exception):
@@ -156,7 +160,7 @@ class ObjectStore:
         return self.put_bytes(bucket, key, body, **conditions)
 
     def upload(self, bucket: str, key: str, path: Path, *, if_none_match: bool = False) -> None:
-        """Stream a local file (multipart above 64 MiB: constant memory).
+        """Stream a local file (one PUT up to 256 MiB, multipart above; constant memory).
 
         ``if_none_match``: create the object only if ``key`` does not exist yet (S3
         ``If-None-Match: *``, on the single PUT or on the multipart completion); raises
@@ -227,7 +231,22 @@ class ObjectStore:
         return size, digest.hexdigest()
 
     def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, **src: Any) -> None:
+        """Server-side copy. One ``CopyObject`` request up to 5 GiB (S3's limit for it);
+        a multipart copy (``UploadPartCopy``) only above, where S3 requires one: a
+        multipart copy of a 100 MB object costs many more requests for nothing."""
         source: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if src.get("version_id"):
             source["VersionId"] = src["version_id"]
+        head_args = {"Bucket": bucket, "Key": key}
+        if src.get("version_id"):
+            head_args["VersionId"] = src["version_id"]
+        size = int(self.client.head_object(**head_args)["ContentLength"])  # type: ignore[arg-type]
+        if size <= _COPY_OBJECT_MAX:
+            self.client.copy_object(
+                CopySource=source,  # type: ignore[arg-type]
+                Bucket=dest_bucket,
+                Key=dest_key,
+                MetadataDirective="COPY",
+            )
+            return
         self.client.copy(source, dest_bucket, dest_key, Config=_TRANSFER)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ from custseg.aws.bus import (
     EventBus,
 )
 from custseg.aws.registry import champion, load_version
-from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
+from custseg.aws.runs import (
+    RunFile,
+    advance_pointer,
+    commit_run,
+    committed_manifest,
+    upload_run_file,
+)
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.contracts import Contract
@@ -211,66 +218,85 @@ def run_score(
                     settings.results_bucket, prev_key, tmp / "previous.parquet"
                 )
 
-        result = score_dataset(
-            clean_path,
-            contract,
-            model,
-            tmp / "out",
-            run=RunInfo(
-                dataset=dataset,
-                run_id=run_id,
-                run_date=run_date,
-                as_of=as_of,
-                source={
-                    "bucket": settings.data_bucket,
-                    "clean_manifest_key": clean_manifest_key,
-                    "clean_run_id": clean_run_id,
-                    "input": clean_manifest.get("source", {}),
+        # The assignments are final once the chunk loop ends: upload them (create-only,
+        # on one background thread, in file order) while the metrics, profiles and report
+        # are computed. The manifest still comes last, after every upload succeeded.
+        background = ThreadPoolExecutor(1, thread_name_prefix="results-upload")
+        uploads: dict[str, Future[dict[str, Any]]] = {}
+
+        def upload_now(name: str, path: Path, rows: int | None) -> None:
+            run_file = RunFile(RESULT_FILES[name], path, rows)
+            uploads[run_file.name] = background.submit(
+                upload_run_file, store, settings.results_bucket, prefix, run_file
+            )
+
+        with background:
+            result = score_dataset(
+                clean_path,
+                contract,
+                model,
+                tmp / "out",
+                run=RunInfo(
+                    dataset=dataset,
+                    run_id=run_id,
+                    run_date=run_date,
+                    as_of=as_of,
+                    source={
+                        "bucket": settings.data_bucket,
+                        "clean_manifest_key": clean_manifest_key,
+                        "clean_run_id": clean_run_id,
+                        "input": clean_manifest.get("source", {}),
+                        "trigger": trigger,
+                    },
+                ),
+                quality=quality,
+                previous_assignments=previous_path,
+                thresholds=Thresholds.from_mapping(settings.thresholds),
+                chunk_rows=settings.chunk_rows,
+                on_file=upload_now,
+            )
+            quality_path = tmp / "quality.json"
+            quality_path.write_text(
+                json.dumps(quality or {}, indent=2, default=str), encoding="utf-8"
+            )
+            files = [
+                RunFile(
+                    RESULT_FILES["assignments_parquet"],
+                    result.files["assignments_parquet"],
+                    result.rows,
+                ),
+                RunFile(
+                    RESULT_FILES["assignments_csv"], result.files["assignments_csv"], result.rows
+                ),
+                RunFile(RESULT_FILES["profiles"], result.files["profiles"]),
+                RunFile(RESULT_FILES["metrics"], result.files["metrics"]),
+                RunFile(RESULT_FILES["quality"], quality_path),
+                RunFile(RESULT_FILES["report"], result.files["report"]),
+            ]
+            run_ts_iso = run_ts.isoformat(timespec="seconds")
+            manifest, created = commit_run(
+                store,
+                settings.results_bucket,
+                prefix,
+                files,
+                {
+                    "kind": "segments",
+                    "dataset": dataset,
+                    "run_id": run_id,
+                    "run_date": run_date.isoformat(),
+                    "run_ts": run_ts_iso,
+                    "as_of": result.as_of.isoformat(),
+                    "rows": result.rows,
+                    "model": {"name": model_name, "version": model.version},
+                    "input": {
+                        "clean_manifest_key": clean_manifest_key,
+                        "source": clean_manifest.get("source", {}),
+                    },
+                    "verdict": result.verdict,
                     "trigger": trigger,
                 },
-            ),
-            quality=quality,
-            previous_assignments=previous_path,
-            thresholds=Thresholds.from_mapping(settings.thresholds),
-            chunk_rows=settings.chunk_rows,
-        )
-        quality_path = tmp / "quality.json"
-        quality_path.write_text(json.dumps(quality or {}, indent=2, default=str), encoding="utf-8")
-        files = [
-            RunFile(
-                RESULT_FILES["assignments_parquet"],
-                result.files["assignments_parquet"],
-                result.rows,
-            ),
-            RunFile(RESULT_FILES["assignments_csv"], result.files["assignments_csv"], result.rows),
-            RunFile(RESULT_FILES["profiles"], result.files["profiles"]),
-            RunFile(RESULT_FILES["metrics"], result.files["metrics"]),
-            RunFile(RESULT_FILES["quality"], quality_path),
-            RunFile(RESULT_FILES["report"], result.files["report"]),
-        ]
-        run_ts_iso = run_ts.isoformat(timespec="seconds")
-        manifest, created = commit_run(
-            store,
-            settings.results_bucket,
-            prefix,
-            files,
-            {
-                "kind": "segments",
-                "dataset": dataset,
-                "run_id": run_id,
-                "run_date": run_date.isoformat(),
-                "run_ts": run_ts_iso,
-                "as_of": result.as_of.isoformat(),
-                "rows": result.rows,
-                "model": {"name": model_name, "version": model.version},
-                "input": {
-                    "clean_manifest_key": clean_manifest_key,
-                    "source": clean_manifest.get("source", {}),
-                },
-                "verdict": result.verdict,
-                "trigger": trigger,
-            },
-        )
+                started=uploads,
+            )
         moved = publish_latest(store, settings.results_bucket, manifest, repair=not created)
 
     outcome.rows = result.rows

@@ -97,7 +97,10 @@ def _serialise_moto_requests() -> None:
 def _record(params: dict[str, Any], model: Any, **_: Any) -> None:
     stack = _ACTIVE
     if stack is not None and stack._current is not None:
-        stack.calls.append((stack._current, model.name, dict(params)))
+        # The request's parameters without its payload: keeping every uploaded body would
+        # hold each file a handler writes in memory for the stack's lifetime.
+        kept = {k: v for k, v in params.items() if k != "Body"}
+        stack.calls.append((stack._current, model.name, kept))
 
 
 @dataclass
@@ -216,6 +219,21 @@ class LocalStack:
                 Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configs}
             )
         self.purge()  # moto announces each notification with an s3:TestEvent
+        self._record_calls()
+        from custseg.aws import runtime
+
+        runtime.reset()
+        return self
+
+    def attach(self) -> LocalStack:
+        """Use a stack another process created on the same endpoint (no resource is made):
+        as a second Lambda function's process shares the first one's AWS resources."""
+        if self.endpoint_url is None:
+            raise ValueError("attach() needs an endpoint_url (a moto server another process uses)")
+        os.environ.update(self.environment())
+        sqs = self.client("sqs")
+        for logical in self.spec.functions:
+            self.queues[logical] = sqs.get_queue_url(QueueName=f"local-{logical}")["QueueUrl"]
         self._record_calls()
         from custseg.aws import runtime
 
