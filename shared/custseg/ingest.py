@@ -75,7 +75,7 @@ from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
 from custseg.jsonsafe import json_safe
 from custseg.quality import QualityReport, example_value
-from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, prefetch, sniff
+from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
 from custseg.validation import (
     HeaderCheck,
     ParseContext,
@@ -376,7 +376,7 @@ def _run(
     stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
                                                            ColumnType.BOOLEAN)]  # fmt: skip
     try:
-        for chunk in prefetch(iter_chunks(input_path, fmt, chunk_rows=chunk_rows), "csv-reader"):
+        for chunk in iter_chunks(input_path, fmt, chunk_rows=chunk_rows):
             report.rows_read += len(chunk) + len(chunk.bad)
             if chunk.bad:
                 _reject_malformed(chunk.bad, headers, report, rejected)

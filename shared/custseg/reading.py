@@ -32,14 +32,12 @@ import contextlib
 import csv
 import gzip
 import io
-import queue
 import re
-import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -308,57 +306,6 @@ def _row_numbers(start_valid: int, count: int, bad_rows: np.ndarray) -> np.ndarr
         return ks + 2
     adj = bad_rows - 2 - np.arange(bad_rows.size, dtype="int64")
     return ks + 2 + np.searchsorted(adj, ks, side="right")
-
-
-T = TypeVar("T")
-
-
-def prefetch(items: Iterator[T], name: str = "prefetch") -> Iterator[T]:
-    """``items``, produced one step ahead on a background thread.
-
-    Parsing the next chunk (Arrow releases the GIL while it parses) overlaps with the
-    caller's work on the current one. At most one item waits: memory grows by one item.
-    An exception in the producer is raised in the caller at the item where it happened;
-    closing the returned generator early stops the producer.
-    """
-    done = object()
-    slot: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def offer(entry: tuple[Any, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                slot.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer((item, None)):
-                    return
-            offer((done, None))
-        except BaseException as exc:  # handed to the consumer
-            offer((done, exc))
-
-    worker = threading.Thread(target=produce, name=name, daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = slot.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:  # unblock a producer waiting to put
-                slot.get_nowait()
-        worker.join()
 
 
 def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Iterator[RawChunk]:

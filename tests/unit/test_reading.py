@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -121,42 +120,3 @@ def test_parse_dates_us_with_time() -> None:
     assert out.iloc[1] == pd.Timestamp("2011-01-05")
     assert out.iloc[2:].isna().all()
     assert str(out.dtype) == "datetime64[ns]"
-
-
-# ------------------------------------------------------------------------------ prefetch
-def test_prefetch_keeps_order_and_raises_where_the_producer_failed() -> None:
-    from custseg.reading import prefetch
-
-    assert list(prefetch(iter(range(50)))) == list(range(50))
-
-    def failing() -> Iterator[int]:
-        yield 1
-        yield 2
-        raise ValueError("bad block")
-
-    got: list[int] = []
-    with pytest.raises(ValueError, match="bad block"):
-        for item in prefetch(failing()):
-            got.append(item)
-    assert got == [1, 2]
-
-
-def test_prefetch_closed_early_stops_its_producer() -> None:
-    import threading
-
-    from custseg.reading import prefetch
-
-    produced: list[int] = []
-
-    def endless() -> Iterator[int]:
-        i = 0
-        while True:
-            produced.append(i)
-            yield i
-            i += 1
-
-    stream = prefetch(endless(), name="test-prefetch")
-    assert [next(stream) for _ in range(3)] == [0, 1, 2]
-    stream.close()  # what a caller leaving its loop early does
-    assert not any(t.name == "test-prefetch" for t in threading.enumerate())
-    assert len(produced) <= 5  # one step ahead at most (plus the one being offered)
