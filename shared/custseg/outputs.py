@@ -4,7 +4,7 @@ The Parquet file carries every column (:data:`ASSIGNMENT_COLUMNS`, typed by
 :data:`ASSIGNMENTS_SCHEMA`), one row group per scored chunk. The CSV carries the same
 columns in the same order except the three that are constant within a run
 (:data:`RUN_COLUMNS`: model version, run id, as-of date); they name the run's folder and
-its manifest, and repeated on every line they were half of the CSV's bytes. The CSV is
+its manifest, and repeated on every line they were a third of the CSV's bytes. The CSV is
 UTF-8 (no byte-order mark), comma separated, header on the first line only, text fields
 quoted, missing values as empty fields.
 
