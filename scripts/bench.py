@@ -587,16 +587,20 @@ def child_cold(endpoint: str, artifact_dir: str) -> None:
         "IDEMPOTENCY_TABLE": "t",
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
+
+    def run_python(source: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-c", source],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_python(code)
     result["process_s"] = time.perf_counter() - t0  # interpreter start included
     # The ingest function's cold start: its imports only (it loads no model).
     ingest_code = (
@@ -606,15 +610,7 @@ def child_cold(endpoint: str, artifact_dir: str) -> None:
         "if x in sys.modules)\n"
         "print(json.dumps({'import_s': time.perf_counter() - t0, 'loaded': heavy}))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", ingest_code],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-    ingest = json.loads(proc.stdout.strip().splitlines()[-1])
+    ingest = run_python(ingest_code)
     result["ingest_import_s"] = ingest["import_s"]
     result["ingest_loaded"] = ingest["loaded"]
     print(json.dumps(result))
