@@ -236,6 +236,19 @@ print(model.version, model.k)
 # ------------------------------------------------------------------------------------------
 
 
+def s3_client(endpoint: str) -> Any:
+    """An S3 client of the orchestrator, on the moto server (any credentials do)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -435,16 +448,9 @@ def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
             stdout = procs[role].stdout
             assert stdout is not None
             ready[role] = json.loads(stdout.readline())
-        import boto3
         from boto3.s3.transfer import TransferConfig
 
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        s3 = s3_client(endpoint)
         s3.upload_file(
             str(csv),
             ready["ingest"]["bucket"],
@@ -543,15 +549,7 @@ def run_bare(csv: Path, artifact_dir: Path, work: Path) -> dict[str, Any]:
 
 
 def child_cold(endpoint: str, artifact_dir: str) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = s3_client(endpoint)
     meta = json.loads(Path(artifact_dir, "metadata.json").read_text())
     bucket = "bench-cold"
     with contextlib.suppress(Exception):

@@ -388,7 +388,8 @@ def _run(
             )  # fmt: skip
             if table.num_rows:
                 stage.write(table)
-                _fold_stats(stats, sample, table.select([*stat_cols, "_row", "_valid"]))
+                valid = to_np_bool(table.column("_valid"))
+                _fold_stats(stats, sample, table.select([*stat_cols, "_row"]), valid)
     except ReadError as exc:
         report.file_error(exc.code, exc.message, row=exc.row)
     finally:
@@ -445,10 +446,7 @@ def _run(
         for batch in stage.batches([*stat_cols, "_row"]):
             keep = plan.keep[offset : offset + batch.num_rows]
             offset += batch.num_rows
-            kept = pa.Table.from_batches([batch])
-            if not keep.all():
-                kept = kept.filter(pa.array(keep))
-            update_stats(stats, kept, sample, kept.column("_row").to_numpy())
+            _fold_stats(stats, sample, pa.Table.from_batches([batch]), keep)
     finalise_stats(stats, sample)
     del sample
     lap("stats")
@@ -617,12 +615,12 @@ def _pass1_chunk(
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _fold_stats(stats: dict[str, Any], sample: RowSample, staged: pa.Table) -> None:
-    """Fold the rows of a staged chunk that passed pass 1 into ``stats``."""
-    valid = to_np_bool(staged.column("_valid"))
-    kept = staged.drop_columns(["_valid"])
-    if not valid.all():
-        kept = kept.filter(pa.array(valid))
+def _fold_stats(
+    stats: dict[str, Any], sample: RowSample, staged: pa.Table, keep: np.ndarray
+) -> None:
+    """Fold the rows of a staged chunk (its statistics columns and ``_row``) where
+    ``keep`` into ``stats``."""
+    kept = staged if keep.all() else staged.filter(pa.array(keep))
     update_stats(stats, kept, sample, kept.column("_row").to_numpy())
 
 

@@ -230,17 +230,28 @@ class ObjectStore:
             size += len(block)
         return size, digest.hexdigest()
 
-    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, **src: Any) -> None:
+    def copy(
+        self,
+        bucket: str,
+        key: str,
+        dest_bucket: str,
+        dest_key: str,
+        *,
+        version_id: str | None = None,
+        size: int | None = None,
+    ) -> None:
         """Server-side copy. One ``CopyObject`` request up to 5 GiB (S3's limit for it);
         a multipart copy (``UploadPartCopy``) only above, where S3 requires one: a
-        multipart copy of a 100 MB object costs many more requests for nothing."""
+        multipart copy of a 100 MB object costs many more requests for nothing.
+
+        ``size``: the source's size when the caller knows it (a manifest entry), which
+        spares the ``HeadObject`` that finds it out.
+        """
         source: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if src.get("version_id"):
-            source["VersionId"] = src["version_id"]
-        head_args = {"Bucket": bucket, "Key": key}
-        if src.get("version_id"):
-            head_args["VersionId"] = src["version_id"]
-        size = int(self.client.head_object(**head_args)["ContentLength"])  # type: ignore[arg-type]
+        if version_id:
+            source["VersionId"] = version_id
+        if size is None:
+            size = int(self.client.head_object(**source)["ContentLength"])
         if size <= _COPY_OBJECT_MAX:
             self.client.copy_object(
                 CopySource=source,  # type: ignore[arg-type]

@@ -126,7 +126,8 @@ def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int
         if manifest is None:
             raise RuntimeError(f"{latest_key} names {latest['manifest_key']}, which is missing")
         for entry in manifest["files"]:
-            store.copy(bucket, entry["key"], bucket, current + entry["name"])
+            target = current + entry["name"]
+            store.copy(bucket, entry["key"], bucket, target, size=entry.get("size"))
         store.put_json(bucket, current + MANIFEST, {**manifest, "copied_from": latest["prefix"]})
         again, _ = store.get_json(bucket, latest_key)
         if again is not None and again.get("run_id") == latest["run_id"]:
