@@ -194,6 +194,7 @@ class WriteFaults:
     crash_after: int | None = None
     writes: list[tuple[str, str]] = field(default_factory=list)  # (operation, key)
     armed: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextlib.contextmanager
     def patched(self) -> Iterator[WriteFaults]:
@@ -203,11 +204,12 @@ class WriteFaults:
             original = originals[name]
 
             def write(store: ObjectStore, *args: Any, **kwargs: Any) -> Any:
-                n = len(self.writes) + 1
-                if self.armed and self.error_at == n:
-                    self.armed = False
-                    raise ConnectionError(f"injected failure at S3 write {n} ({args[key_arg]})")
-                self.writes.append((name, args[key_arg]))
+                with self.lock:  # jobs write from several threads (uploads, copies)
+                    n = len(self.writes) + 1
+                    if self.armed and self.error_at == n:
+                        self.armed = False
+                        raise ConnectionError(f"injected failure at S3 write {n} ({args[key_arg]})")
+                    self.writes.append((name, args[key_arg]))
                 result = original(store, *args, **kwargs)
                 if self.armed and self.crash_after == n:
                     self.armed = False

@@ -6,13 +6,14 @@ import contextlib
 import hashlib
 import itertools
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from custseg.layout import content_type
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 # for its parallel parts and per-part retries on large files, S3's advice from ~100 MB).
 _TRANSFER = TransferConfig(multipart_threshold=256 * 1024**2, multipart_chunksize=16 * 1024**2)
 _COPY_OBJECT_MAX = 5 * 1024**3  # the largest object one CopyObject request may copy
+_STREAM_BLOCK = 8 * 1024**2  # block size of a streamed download
+_STREAM_ATTEMPTS = 3  # a broken download stream is retried from the start this many times
 
 
 class PreconditionFailed(Exception):
@@ -105,9 +108,34 @@ class ObjectStore:
         return json.loads(resp["Body"].read()), resp["ETag"].strip('"')
 
     def download(self, bucket: str, key: str, path: Path, version_id: str | None = None) -> Path:
+        """Stream an object to ``path`` (constant memory).
+
+        Up to 256 MiB: one ``GetObject`` whose body is copied to the file in 8 MiB blocks,
+        retried from the start on a broken stream. The managed transfer's single-part
+        download hands 256 KiB blocks through a queue to a writer thread: measured on the
+        emulator, 0.8-0.9 s for 100 MB against 0.15 s this way. Above 256 MiB the managed
+        transfer's parallel ranged GETs pay off.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        extra = {"VersionId": version_id} if version_id else None
-        self.client.download_file(bucket, key, str(path), ExtraArgs=extra, Config=_TRANSFER)
+        extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+        for attempt in range(_STREAM_ATTEMPTS):
+            resp = self.client.get_object(Bucket=bucket, Key=key, **extra)
+            body = resp["Body"]
+            if int(resp["ContentLength"]) > _TRANSFER.multipart_threshold:
+                body.close()
+                self.client.download_file(
+                    bucket, key, str(path), ExtraArgs=extra or None, Config=_TRANSFER
+                )
+                return path
+            try:
+                with path.open("wb") as fh:
+                    shutil.copyfileobj(body, fh, _STREAM_BLOCK)
+                return path
+            except (BotoCoreError, OSError):
+                if attempt + 1 == _STREAM_ATTEMPTS:
+                    raise
+            finally:
+                body.close()
         return path
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
@@ -194,9 +222,7 @@ class ObjectStore:
 
     def _multipart_create_only(self, bucket: str, key: str, path: Path) -> None:
         # The managed transfer cannot send If-None-Match; parts go one at a time (16 MiB).
-        upload_id = self.client.create_multipart_upload(
-            Bucket=bucket, Key=key, ContentType=content_type(key)
-        )["UploadId"]
+        upload_id = self.create_multipart(bucket, key)
         try:
             parts: list[dict[str, Any]] = []
             with path.open("rb") as fh:
@@ -204,21 +230,59 @@ class ObjectStore:
                     chunk = fh.read(_TRANSFER.multipart_chunksize)
                     if not chunk:
                         break
-                    resp = self.client.upload_part(
-                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
-                    )
-                    parts.append({"ETag": resp["ETag"], "PartNumber": number})
+                    etag = self.upload_part(bucket, key, upload_id, number, chunk)
+                    parts.append({"ETag": etag, "PartNumber": number})
+            self.complete_multipart(bucket, key, upload_id, parts, if_none_match=True)
+        except BaseException:
+            self.abort_multipart(bucket, key, upload_id)
+            raise
+
+    # -- multipart uploads (the steps, for uploads that stream a growing file) ------------
+    def create_multipart(self, bucket: str, key: str) -> str:
+        """Start a multipart upload of ``key``; its upload id. Nothing is visible until
+        :meth:`complete_multipart`."""
+        resp = self.client.create_multipart_upload(
+            Bucket=bucket, Key=key, ContentType=content_type(key)
+        )
+        return resp["UploadId"]
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """Send part ``number`` (1-based; at least 5 MiB unless it is the last); its ETag."""
+        resp = self.client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+        )
+        return resp["ETag"]
+
+    def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[dict[str, Any]],
+        *,
+        if_none_match: bool = False,
+    ) -> None:
+        """Assemble the parts into ``key``. ``if_none_match``: only if ``key`` does not
+        exist yet (raises :class:`PreconditionFailed` when it does)."""
+        kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
             self.client.complete_multipart_upload(
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                IfNoneMatch="*",
+                **kwargs,
             )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if _is_precondition(exc):
+                raise PreconditionFailed(key) from exc
             raise
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload's parts (best effort: the bucket's lifecycle rule
+        ``AbortIncompleteMultipartUpload`` removes what this misses)."""
+        with contextlib.suppress(Exception):
+            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
     def sha256(self, bucket: str, key: str) -> tuple[int, str]:
         """``(size, sha256 hex)`` of a stored object, streamed (constant memory)."""

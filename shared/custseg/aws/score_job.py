@@ -46,6 +46,8 @@ from custseg.layout import (
 from custseg.metrics import Thresholds
 from custseg.scoring import RunInfo, score_dataset
 
+_COPY_THREADS = 6  # parallel server-side copies to current/ (urllib3 pools 10 connections)
+
 
 @dataclass
 class ScoreOutcome:
@@ -112,9 +114,10 @@ def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int
     """Make ``current/`` a copy of the run ``latest.json`` names: server-side copies of
     that run's committed files, the copy's manifest last.
 
-    Runs finishing together may copy over each other, so after copying, the pointer is
-    read again and the copy redone when it moved meanwhile: the last copy made is always
-    of the newest run, and every file in ``current/`` is a committed run file.
+    The copies run in parallel (largest first); the manifest is written once all
+    succeeded. Runs finishing together may copy over each other, so after copying, the
+    pointer is read again and the copy redone when it moved meanwhile: the last copy made
+    is always of the newest run, and every file in ``current/`` is a committed run file.
     """
     current = results_current_prefix(dataset)
     latest_key = results_latest_key(dataset)
@@ -125,14 +128,33 @@ def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int
         manifest, _ = store.get_json(bucket, latest["manifest_key"])
         if manifest is None:
             raise RuntimeError(f"{latest_key} names {latest['manifest_key']}, which is missing")
-        for entry in manifest["files"]:
-            target = current + entry["name"]
-            store.copy(bucket, entry["key"], bucket, target, size=entry.get("size"))
+        copy_all(
+            store,
+            bucket,
+            [
+                (entry["key"], current + entry["name"], entry.get("size"))
+                for entry in manifest["files"]
+            ],
+        )
         store.put_json(bucket, current + MANIFEST, {**manifest, "copied_from": latest["prefix"]})
         again, _ = store.get_json(bucket, latest_key)
         if again is not None and again.get("run_id") == latest["run_id"]:
             return
     raise RuntimeError(f"{latest_key} kept moving while {current} was refreshed")
+
+
+def copy_all(store: ObjectStore, bucket: str, copies: list[tuple[str, str, int | None]]) -> None:
+    """Server-side copies ``(source key, target key, size)`` within ``bucket``, in
+    parallel (S3 copies each one at its own pace), largest first. Every copy is waited
+    for; the first error is raised once all have ended."""
+    ordered = sorted(copies, key=lambda c: -(c[2] or 0))
+    with ThreadPoolExecutor(min(_COPY_THREADS, max(1, len(ordered)))) as pool:
+        futures = [
+            pool.submit(store.copy, bucket, source, bucket, target, size=size)
+            for source, target, size in ordered
+        ]
+    for future in futures:
+        future.result()
 
 
 def run_score(

@@ -1,0 +1,156 @@
+"""The S3 adapter (``custseg.aws.s3``) on moto: streamed downloads, create-only multipart
+uploads, and the parallel copies that refresh ``current/``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ReadTimeoutError
+
+from custseg.aws import s3 as s3_module
+from custseg.aws.s3 import ObjectStore, PreconditionFailed
+from custseg.aws.score_job import copy_all
+
+BUCKET = "custseg-test-bucket"
+
+
+@pytest.fixture
+def store() -> Iterator[ObjectStore]:
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield ObjectStore(client)
+
+
+def _body(size: int, seed: int = 0) -> bytes:
+    return bytes((i * 31 + seed) % 251 for i in range(size))
+
+
+def test_download_streams_the_object_and_its_version(store: ObjectStore, tmp_path: Path) -> None:
+    first = _body(3 * 1024 * 1024 + 17)
+    v1 = store.client.put_object(Bucket=BUCKET, Key="a/x.bin", Body=first)["VersionId"]
+    store.client.put_object(Bucket=BUCKET, Key="a/x.bin", Body=b"second")
+    assert store.download(BUCKET, "a/x.bin", tmp_path / "d" / "x").read_bytes() == b"second"
+    got = store.download(BUCKET, "a/x.bin", tmp_path / "v1", version_id=v1)
+    assert got.read_bytes() == first
+
+
+def test_download_above_the_threshold_uses_ranged_gets(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        s3_module,
+        "_TRANSFER",
+        TransferConfig(multipart_threshold=1024 * 1024, multipart_chunksize=1024 * 1024),
+    )
+    body = _body(3 * 1024 * 1024 + 5, seed=3)
+    store.client.put_object(Bucket=BUCKET, Key="big.bin", Body=body)
+    calls: list[str] = []
+    original = store.client.download_file
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        calls.append(args[1])
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "download_file", spy)
+    assert store.download(BUCKET, "big.bin", tmp_path / "big").read_bytes() == body
+    assert calls == ["big.bin"]
+
+
+def test_download_retries_a_broken_stream(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = _body(200_000, seed=5)
+    store.client.put_object(Bucket=BUCKET, Key="flaky.bin", Body=body)
+    original = store.client.get_object
+    attempts: list[int] = []
+
+    class Broken:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def read(self, n: int = -1) -> bytes:
+            raise ReadTimeoutError(endpoint_url="http://s3")
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def get_object(**kwargs: Any) -> Any:
+        attempts.append(1)
+        resp = original(**kwargs)
+        if len(attempts) == 1:  # the first stream breaks after the headers
+            resp["Body"] = Broken(resp["Body"])
+        return resp
+
+    monkeypatch.setattr(store.client, "get_object", get_object)
+    assert store.download(BUCKET, "flaky.bin", tmp_path / "f").read_bytes() == body
+    assert len(attempts) == 2
+
+
+def test_multipart_upload_is_create_only(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 5 MiB parts (S3's minimum) above a 5 MiB threshold: an 11 MiB file goes in 3 parts
+    part = 5 * 1024 * 1024
+    monkeypatch.setattr(
+        s3_module, "_TRANSFER", TransferConfig(multipart_threshold=part, multipart_chunksize=part)
+    )
+    path = tmp_path / "big.csv"
+    path.write_bytes(_body(11 * 1024 * 1024, seed=7))
+    store.upload(BUCKET, "run/big.csv", path, if_none_match=True)
+    stored = store.client.get_object(Bucket=BUCKET, Key="run/big.csv")
+    assert stored["Body"].read() == path.read_bytes()
+    assert stored["ETag"].strip('"').endswith("-3")
+
+    path.write_bytes(_body(11 * 1024 * 1024, seed=8))
+    with pytest.raises(PreconditionFailed):
+        store.upload(BUCKET, "run/big.csv", path, if_none_match=True)
+    again = store.client.get_object(Bucket=BUCKET, Key="run/big.csv")["Body"].read()
+    assert again == _body(11 * 1024 * 1024, seed=7)  # the first upload is kept
+    # the losing attempt's parts were aborted: no upload is left open
+    assert store.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_copy_all_copies_in_parallel_and_reports_a_failure_after_the_rest(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        store.client.put_object(Bucket=BUCKET, Key=f"run/f{i}", Body=_body(1000 * (i + 1), i))
+    copies: list[tuple[str, str, int | None]] = [
+        (f"run/f{i}", f"current/f{i}", 1000 * (i + 1)) for i in range(5)
+    ]
+    threads: set[str] = set()
+    original = ObjectStore.copy
+
+    def copy(self: ObjectStore, *args: Any, **kwargs: Any) -> None:
+        threads.add(threading.current_thread().name)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ObjectStore, "copy", copy)
+    copy_all(store, BUCKET, copies)
+    for i in range(5):
+        got = store.client.get_object(Bucket=BUCKET, Key=f"current/f{i}")["Body"].read()
+        assert got == _body(1000 * (i + 1), i)
+    assert threading.current_thread().name not in threads
+
+    def failing(self: ObjectStore, bucket: str, key: str, *args: Any, **kwargs: Any) -> None:
+        if key == "run/f4":  # the largest, started first
+            raise ConnectionError("injected")
+        original(self, bucket, key, *args, **kwargs)
+
+    monkeypatch.setattr(ObjectStore, "copy", failing)
+    for i in range(4):
+        store.client.delete_object(Bucket=BUCKET, Key=f"current/f{i}")
+    with pytest.raises(ConnectionError, match="injected"):
+        copy_all(store, BUCKET, copies)
+    for i in range(4):  # every other copy still ran to its end
+        assert store.head(BUCKET, f"current/f{i}") is not None
