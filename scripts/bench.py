@@ -103,6 +103,14 @@ def usage() -> tuple[float, int]:
     return r.ru_utime + r.ru_stime, peak
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + sys) another process used so far (Linux ``/proc``; 0 elsewhere)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def rss_now() -> int:
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -262,8 +270,9 @@ MOTO_SERVER_ENV = {"MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(4 * 1024**3)}
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A ``python -m moto.server`` process on a free port; yields its endpoint URL."""
+def moto_server() -> Iterator[tuple[str, int]]:
+    """A ``python -m moto.server`` process on a free port; yields its endpoint URL and
+    process id."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -280,7 +289,7 @@ def moto_server() -> Iterator[str]:
             time.sleep(0.1)
         else:
             raise RuntimeError("moto server did not start")
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -439,7 +448,7 @@ def _trace_aws_calls() -> list[tuple[str, str, float]]:
 def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
     """(a): the ingest and score functions, each in its own warm process (as on Lambda,
     where each function has its own memory), against one moto server process."""
-    with moto_server() as endpoint:
+    with moto_server() as (endpoint, server_pid):
         env = {**os.environ, "PYTHONPATH": PYTHONPATH}
         procs: dict[str, subprocess.Popen[str]] = {}
         ready: dict[str, Any] = {}
@@ -467,12 +476,14 @@ def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
             Config=TransferConfig(multipart_threshold=5 * 2**30),
         )
         measured: dict[str, dict[str, Any]] = {}
+        server_cpu = process_cpu(server_pid)
         for role in ("ingest", "score"):  # the score function's event exists once ingest is done
             proc = procs[role]
             out, _ = proc.communicate("go\n", timeout=7200)
             if proc.returncode != 0:
                 raise RuntimeError(f"full flow: the {role} process failed ({proc.returncode})")
             measured[role] = json.loads(out.strip().splitlines()[-1])
+        server_cpu = process_cpu(server_pid) - server_cpu
     ing, sc = measured["ingest"], measured["score"]
     return {
         "rows_read": ing["rows_read"],
@@ -481,6 +492,7 @@ def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
         "verdict": sc["verdict"],
         "wall": ing["span"] + sc["span"],
         "cpu": ing["cpu"] + sc["cpu"],
+        "emulator_cpu": server_cpu,
         "peak_rss": max(ing["peak_rss"], sc["peak_rss"]),
         "peak_rss_ingest": ing["peak_rss"],
         "peak_rss_score": sc["peak_rss"],
@@ -623,7 +635,7 @@ def child_cold(endpoint: str, artifact_dir: str) -> None:
 
 def run_cold(artifact_dir: Path, repeat: int) -> list[dict[str, Any]]:
     out = []
-    with moto_server() as endpoint:
+    with moto_server() as (endpoint, _server_pid):
         for _ in range(repeat):
             proc = subprocess.run(
                 [sys.executable, __file__, "_cold", endpoint, str(artifact_dir)],
@@ -685,6 +697,15 @@ def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]
             f"{op} {len(v)} {sum(v):.2f}"
             for op, v in sorted(by_op.items(), key=lambda kv: -sum(kv[1]))
         )
+    )
+    # The emulator runs on the same 2 cores as the functions (in AWS, S3 is not on the
+    # function's CPU): all the CPU the full flow took, functions + emulator, next to the
+    # wall time it had, and the bare scorer's.
+    emulator = med(full, "emulator_cpu")
+    print(
+        f"  CPU (s): functions {med(full, 'cpu'):.2f} + S3 emulator {emulator:.2f} = "
+        f"{med(full, 'cpu') + emulator:.2f} for {med(full, 'wall'):.2f} s of wall; "
+        f"bare {med(bare, 'cpu'):.2f}"
     )
     print(
         f"  full: RSS before the first event {mib(med(full, 'rss_ready')):.0f} MiB; "
