@@ -74,6 +74,7 @@ from custseg.cleaning import (
 from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
 from custseg.jsonsafe import json_safe
+from custseg.prefetch import prefetch
 from custseg.quality import QualityReport, example_value
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
 from custseg.validation import (
@@ -376,7 +377,8 @@ def _run(
     stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
                                                            ColumnType.BOOLEAN)]  # fmt: skip
     try:
-        for chunk in iter_chunks(input_path, fmt, chunk_rows=chunk_rows):
+        # the next chunk is parsed on a thread while this one is validated and staged
+        for chunk in prefetch(iter_chunks(input_path, fmt, chunk_rows=chunk_rows)):
             report.rows_read += len(chunk) + len(chunk.bad)
             if chunk.bad:
                 _reject_malformed(chunk.bad, headers, report, rejected)
