@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from custseg.cleaning import (
     RowSample,
@@ -14,6 +15,7 @@ from custseg.cleaning import (
     join_raw,
     new_stats,
     normalise_column,
+    repeated,
     row_hash,
     split_raw,
     update_stats,
@@ -116,3 +118,13 @@ def test_row_sample_bounded_and_chunking_independent() -> None:
         parts.update(frame.iloc[start : start + 700], rows[start : start + 700])
     assert len(whole.column("x")) == 100
     assert sorted(whole.column("x")) == sorted(parts.column("x"))
+
+
+@pytest.mark.parametrize("distinct", [1_000_000_000, 50, 1])
+def test_repeated_marks_every_occurrence_of_a_repeated_value(distinct: int) -> None:
+    rng = np.random.default_rng(distinct)
+    values = rng.integers(0, distinct, 5_000).astype(np.uint64)
+    expected = pd.Series(values).duplicated(keep=False).to_numpy()
+    assert np.array_equal(repeated(values), expected)
+    assert not repeated(np.arange(10, dtype=np.uint64)).any()
+    assert repeated(np.array([7, 3, 7], dtype=np.uint64)).tolist() == [True, False, True]
