@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Eve
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from custseg.artifact import warm_up
+from custseg.artifact import limit_blas_threads, warm_up
 from custseg.aws import runtime
 from custseg.aws.score_job import run_score
 
@@ -19,6 +19,9 @@ from custseg.aws.score_job import run_score
 # event's time budget. (The ingest function needs neither and keeps them out: its cold
 # start stays short.)
 warm_up()
+# ...and keep BLAS to one thread: this function runs its own threads (see
+# custseg.artifact.limit_blas_threads for why and what it saves)
+limit_blas_threads(1)
 
 logger = Logger()
 metrics = Metrics()

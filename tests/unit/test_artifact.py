@@ -18,6 +18,7 @@ from custseg.artifact import (
     check_gates,
     check_libraries,
     dump_artifact,
+    limit_blas_threads,
     load_artifact,
 )
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role
@@ -311,3 +312,13 @@ def test_infinite_numbers_are_refused_like_sklearn(
         _sklearn_x(model, frame)
     with pytest.raises(ValueError):
         model.transform(frame)
+
+
+def test_limit_blas_threads_limits_the_whole_process() -> None:
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    with controller.limit(limits=2, user_api="blas"):  # the original limits come back after
+        assert limit_blas_threads(1)
+        infos = ThreadpoolController().select(user_api="blas").info()
+        assert infos and all(info["num_threads"] == 1 for info in infos)
