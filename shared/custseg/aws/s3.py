@@ -131,7 +131,7 @@ class ObjectStore:
                 with path.open("wb") as fh:
                     shutil.copyfileobj(body, fh, _STREAM_BLOCK)
                 return path
-            except (BotoCoreError, OSError):
+            except BotoCoreError:  # a broken stream (a full disk is not retried)
                 if attempt + 1 == _STREAM_ATTEMPTS:
                     raise
             finally:
@@ -237,7 +237,7 @@ class ObjectStore:
             self.abort_multipart(bucket, key, upload_id)
             raise
 
-    # -- multipart uploads (the steps, for uploads that stream a growing file) ------------
+    # -- multipart uploads, step by step (the managed transfer has no If-None-Match) -------
     def create_multipart(self, bucket: str, key: str) -> str:
         """Start a multipart upload of ``key``; its upload id. Nothing is visible until
         :meth:`complete_multipart`."""
