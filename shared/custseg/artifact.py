@@ -320,20 +320,26 @@ _ROWS = 8_192  # rows per block of SegmentModel.distances' sums of squares
 _BLAS: list[Any] = []
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """A context limiting BLAS to one thread: the thin products here (customers x a few
-    centres) take 3x the CPU on two threads (the helpers spin) and are not faster; each
-    row's result is the same either way (BLAS splits rows, not sums, between threads)."""
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the BLAS libraries loaded (found once), or None."""
     if not _BLAS:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _BLAS.append(ThreadpoolController())
+            _BLAS.append(ThreadpoolController().select(user_api="blas"))
         except Exception:  # no threadpoolctl: leave BLAS as it is
             _BLAS.append(None)
-    if _BLAS[0] is None:
+    return _BLAS[0]
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """A context limiting BLAS to one thread: the thin products here (customers x a few
+    centres) take 3x the CPU on two threads (the helpers spin) and are not faster; each
+    row's result is the same either way (BLAS splits rows, not sums, between threads)."""
+    blas = _blas_controller()
+    if blas is None:
         return contextlib.nullcontext()
-    return _BLAS[0].limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+    return blas.limit(limits=1)  # type: ignore[no-any-return]
 
 
 def limit_blas_threads(threads: int = 1) -> bool:
@@ -347,12 +353,8 @@ def limit_blas_threads(threads: int = 1) -> bool:
     work (measured on the 1M benchmark: 0.4-0.7 s less CPU for the flow with one thread).
     Results are identical (BLAS splits rows between threads, never a row's sums).
     """
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
-        return False
-    blas = ThreadpoolController().select(user_api="blas")
-    if not blas.lib_controllers:
+    blas = _blas_controller()
+    if blas is None or not blas.lib_controllers:
         return False
     blas.limit(limits=threads)  # not used as a context: stays for the process
     return True

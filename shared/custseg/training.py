@@ -47,7 +47,7 @@ import pandas as pd
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
@@ -55,6 +55,7 @@ from custseg.artifact import SegmentModel, build_metadata
 from custseg.contracts.model import Contract
 from custseg.features import Features
 from custseg.labels import fit_label_edges
+from custseg.metrics import silhouette
 from custseg.personas import describe_segments
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ def _scores(x: np.ndarray, labels: np.ndarray, sil_idx: np.ndarray, k: int) -> d
     n_used = int((shares > 0).sum())
     sub = labels[sil_idx]
     sil = (
-        float(silhouette_score(x[sil_idx], sub))
+        silhouette(x[sil_idx], sub)
         if len(np.unique(sub)) > 1 and len(sub) > len(np.unique(sub))
         else float("nan")
     )
