@@ -303,3 +303,19 @@ def source_key(manifest: dict[str, Any]) -> str | None:
     """The upload a clean, rejected or results run came from."""
     source = manifest.get("source") or manifest.get("input", {}).get("source") or {}
     return source.get("key")
+
+
+_LAST_UPLOAD = [0]
+
+
+def upload_in_a_new_second(stack: Any, path: Path, key: str) -> None:
+    """Upload ``path`` to ``key`` in a later second than the previous upload made here.
+
+    S3 times uploads to the second, and a run moves its dataset's pointer only when it
+    is newer (a tie in the same second is broken by run id, not by upload order): a test
+    whose second upload must become the latest run waits for the next second.
+    """
+    while int(time.time()) <= _LAST_UPLOAD[0]:
+        time.sleep(0.05)
+    stack.upload(path, key)
+    _LAST_UPLOAD[0] = int(time.time())

@@ -11,7 +11,6 @@ which makes its own runs (run ids derive from the object).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from support import (
     run_manifest,
     seed_models,
     source_key,
+    upload_in_a_new_second,
 )
 
 from custseg.aws.runs import order_key
@@ -70,17 +70,10 @@ class Bench:
         )
 
 
-_LAST_UPLOAD = [0]
-
-
 def _upload_in_a_new_second(stack: Any, key: str) -> None:
-    """S3 times uploads to the second, and a run only moves the pointer when it is newer
-    (a tie is broken by run id): give every case a later second, so that every case
-    makes the same writes, pointer included."""
-    while int(time.time()) <= _LAST_UPLOAD[0]:
-        time.sleep(0.05)
-    stack.upload(MALL, key)
-    _LAST_UPLOAD[0] = int(time.time())
+    """Give every case a later second, so that every case makes the same writes, pointer
+    included (see :func:`upload_in_a_new_second`)."""
+    upload_in_a_new_second(stack, MALL, key)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from support import upload_in_a_new_second
 
 from custseg.layout import RESULT_FILES, results_latest_key
 
@@ -37,7 +38,7 @@ def _assignments(stack: Any, prefix: str) -> pd.DataFrame:
 
 
 def _upload_and_run(stack: Any, path: Path, key: str) -> list[Any]:
-    stack.upload(path, key)
+    upload_in_a_new_second(stack, path, key)  # a later upload is a later run
     return stack.drain()
 
 
