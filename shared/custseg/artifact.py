@@ -72,14 +72,17 @@ class ArtifactError(Exception):
 
 
 def warm_up() -> None:
-    """Import what loading and applying a model needs (scikit-learn's estimators and the
-    scoring core), for a function's init phase. About 2 s on a cold interpreter."""
+    """Import what loading and applying a model needs (scikit-learn's estimators, the
+    scoring core, the report and its charts, Arrow's pandas conversion), for a function's
+    init phase. About 2 s on a cold interpreter."""
+    import pyarrow.pandas_compat  # noqa: F401
     import sklearn.cluster
     import sklearn.compose
     import sklearn.impute
     import sklearn.pipeline
     import sklearn.preprocessing  # noqa: F401
 
+    import custseg.report
     import custseg.scoring  # noqa: F401
 
 
