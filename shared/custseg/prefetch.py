@@ -1,10 +1,11 @@
-"""Read-ahead for chunk pipelines: produce the next chunk on a thread while this one is used.
+"""Read-ahead for chunk loops: produce the next chunk on a thread while this one is used.
 
-The ingest and scoring loops alternate between producing a chunk (parsing CSV text,
-decoding Parquet, building features) and using it (validating, scoring, folding
-statistics). Both halves spend most of their time in Arrow and numpy, which release the
-GIL, so on a machine with two cores (a Lambda function from 3,538 MB of memory) the two
-halves overlap. Memory grows by at most ``depth`` chunks.
+The ingest's first pass alternates between parsing a CSV chunk (Arrow's reader) and
+validating, staging and folding it into the statistics (Arrow and numpy). Both release
+the GIL, so on two cores (a Lambda function from 3,538 MB of memory) they overlap: the
+ingest's core time fell from 1.95 to 1.69 s at 1M customers. (The scoring loop gained
+nothing from it: its writer thread already keeps the second core busy.) Memory grows by at
+most ``depth`` chunks.
 """
 
 from __future__ import annotations

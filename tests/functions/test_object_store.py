@@ -15,7 +15,6 @@ from botocore.exceptions import ReadTimeoutError
 
 from custseg.aws import s3 as s3_module
 from custseg.aws.s3 import ObjectStore, PreconditionFailed
-from custseg.aws.score_job import copy_all
 
 BUCKET = "custseg-test-bucket"
 
@@ -120,7 +119,7 @@ def test_multipart_upload_is_create_only(
     assert store.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
-def test_copy_all_copies_in_parallel_and_reports_a_failure_after_the_rest(
+def test_copy_many_copies_in_parallel_and_reports_a_failure_after_the_rest(
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i in range(5):
@@ -136,7 +135,7 @@ def test_copy_all_copies_in_parallel_and_reports_a_failure_after_the_rest(
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(ObjectStore, "copy", copy)
-    copy_all(store, BUCKET, copies)
+    store.copy_many(BUCKET, copies)
     for i in range(5):
         got = store.client.get_object(Bucket=BUCKET, Key=f"current/f{i}")["Body"].read()
         assert got == _body(1000 * (i + 1), i)
@@ -151,6 +150,6 @@ def test_copy_all_copies_in_parallel_and_reports_a_failure_after_the_rest(
     for i in range(4):
         store.client.delete_object(Bucket=BUCKET, Key=f"current/f{i}")
     with pytest.raises(ConnectionError, match="injected"):
-        copy_all(store, BUCKET, copies)
+        store.copy_many(BUCKET, copies)
     for i in range(4):  # every other copy still ran to its end
         assert store.head(BUCKET, f"current/f{i}") is not None

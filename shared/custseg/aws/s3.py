@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # for its parallel parts and per-part retries on large files, S3's advice from ~100 MB).
 _TRANSFER = TransferConfig(multipart_threshold=256 * 1024**2, multipart_chunksize=16 * 1024**2)
 _COPY_OBJECT_MAX = 5 * 1024**3  # the largest object one CopyObject request may copy
+_COPY_THREADS = 6  # parallel server-side copies (urllib3 pools 10 connections per host)
 _STREAM_BLOCK = 8 * 1024**2  # block size of a streamed download
 _STREAM_ATTEMPTS = 3  # a broken download stream is retried from the start this many times
 
@@ -236,6 +238,19 @@ class ObjectStore:
         except BaseException:
             self.abort_multipart(bucket, key, upload_id)
             raise
+
+    def copy_many(self, bucket: str, copies: list[tuple[str, str, int | None]]) -> None:
+        """Server-side copies ``(source key, target key, size)`` within ``bucket``, in
+        parallel (S3 copies each at its own pace), largest first. Every copy is waited
+        for; the first error is raised once all have ended."""
+        ordered = sorted(copies, key=lambda c: -(c[2] or 0))
+        with ThreadPoolExecutor(min(_COPY_THREADS, max(1, len(ordered)))) as pool:
+            futures = [
+                pool.submit(self.copy, bucket, source, bucket, target, size=size)
+                for source, target, size in ordered
+            ]
+        for future in futures:
+            future.result()
 
     # -- multipart uploads, step by step (the managed transfer has no If-None-Match) -------
     def create_multipart(self, bucket: str, key: str) -> str:

@@ -46,8 +46,6 @@ from custseg.layout import (
 from custseg.metrics import Thresholds
 from custseg.scoring import RunInfo, score_dataset
 
-_COPY_THREADS = 6  # parallel server-side copies to current/ (urllib3 pools 10 connections)
-
 
 @dataclass
 class ScoreOutcome:
@@ -128,8 +126,7 @@ def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int
         manifest, _ = store.get_json(bucket, latest["manifest_key"])
         if manifest is None:
             raise RuntimeError(f"{latest_key} names {latest['manifest_key']}, which is missing")
-        copy_all(
-            store,
+        store.copy_many(
             bucket,
             [
                 (entry["key"], current + entry["name"], entry.get("size"))
@@ -141,20 +138,6 @@ def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int
         if again is not None and again.get("run_id") == latest["run_id"]:
             return
     raise RuntimeError(f"{latest_key} kept moving while {current} was refreshed")
-
-
-def copy_all(store: ObjectStore, bucket: str, copies: list[tuple[str, str, int | None]]) -> None:
-    """Server-side copies ``(source key, target key, size)`` within ``bucket``, in
-    parallel (S3 copies each one at its own pace), largest first. Every copy is waited
-    for; the first error is raised once all have ended."""
-    ordered = sorted(copies, key=lambda c: -(c[2] or 0))
-    with ThreadPoolExecutor(min(_COPY_THREADS, max(1, len(ordered)))) as pool:
-        futures = [
-            pool.submit(store.copy, bucket, source, bucket, target, size=size)
-            for source, target, size in ordered
-        ]
-    for future in futures:
-        future.result()
 
 
 def run_score(
