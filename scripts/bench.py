@@ -50,6 +50,8 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -289,7 +291,20 @@ def moto_server() -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         else:
             raise RuntimeError("moto server did not start")
+        # CUSTSEG_BENCH_SPY=FILE: sample the emulator with py-spy (if installed) into FILE
+        # (raw format), to see what its share of the CPU is spent on
+        spy = None
+        if os.environ.get("CUSTSEG_BENCH_SPY") and shutil.which("py-spy"):
+            out = os.environ["CUSTSEG_BENCH_SPY"]
+            spy = subprocess.Popen(
+                ["py-spy", "record", "-p", str(proc.pid), "-f", "raw", "-r", "200", "-o", out],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         yield url, proc.pid
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+            spy.wait()
     finally:
         proc.terminate()
         try:
@@ -426,11 +441,13 @@ def child_function(role: str, endpoint: str, artifact_dir: str) -> None:
     print(json.dumps(measured), flush=True)
 
 
-def _trace_aws_calls() -> list[tuple[str, str, float]]:
-    """Time every AWS API call of this process (operation, key or table, seconds)."""
+def _trace_aws_calls() -> list[tuple[str, str, float, float]]:
+    """Time every AWS API call of this process (operation, key or table, seconds, start in
+    seconds from the trace's start: the timeline kept in ``--out``'s ``bench.json``)."""
     import botocore.client
 
-    calls: list[tuple[str, str, float]] = []
+    calls: list[tuple[str, str, float, float]] = []
+    t_trace = time.perf_counter()
     original = getattr(botocore.client.BaseClient, "_make_api_call")  # noqa: B009
 
     def timed(self: Any, operation: str, params: dict[str, Any]) -> Any:
@@ -439,7 +456,9 @@ def _trace_aws_calls() -> list[tuple[str, str, float]]:
             return original(self, operation, params)
         finally:
             where = str(params.get("Key") or params.get("TableName") or "")
-            calls.append((operation, where.rsplit("/", 1)[-1], time.perf_counter() - t))
+            calls.append(
+                (operation, where.rsplit("/", 1)[-1], time.perf_counter() - t, t - t_trace)
+            )
 
     setattr(botocore.client.BaseClient, "_make_api_call", timed)  # noqa: B010
     return calls
@@ -507,6 +526,7 @@ def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
         "s3_and_commit_s": (ing["handler_s"] - ing["core_s"]) + (sc["handler_s"] - sc["core_s"]),
         "events_s": (ing["span"] - ing["handler_s"]) + (sc["span"] - sc["handler_s"]),
         "aws_calls": ing["aws_calls"] + sc["aws_calls"],
+        "aws_timeline": {"ingest": ing["aws_calls"], "score": sc["aws_calls"]},
     }
 
 
@@ -689,7 +709,7 @@ def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]
     )
     print("  score phases (s, run 1): " + ", ".join(f"{k} {float(v):.2f}" for k, v in sc.items()))
     by_op: dict[str, list[float]] = {}
-    for op, _where, secs in full[0].get("aws_calls", []):
+    for op, _where, secs, *_start in full[0].get("aws_calls", []):
         by_op.setdefault(op, []).append(secs)
     print(
         "  AWS calls (run 1; count, s): "

@@ -16,6 +16,7 @@ from custseg.aws.ingest_job import run_ingest
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+runtime.warm_clients()  # the S3 client, made at init
 config = runtime.idempotency_config("[bucket, key, version_id, etag]")
 
 

@@ -16,6 +16,7 @@ from custseg.aws.rescore_job import run_rescore
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+runtime.warm_clients()  # the S3 client, made at init
 
 
 @metrics.log_metrics

@@ -26,6 +26,7 @@ limit_blas_threads(1)
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+runtime.warm_clients()  # the S3 client, made at init
 config = runtime.idempotency_config("[clean_manifest_key, trigger]")
 
 

@@ -18,6 +18,7 @@ from custseg.aws.train_job import run_train_on_clean, run_train_on_upload
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+runtime.warm_clients()  # the S3 client, made at init
 config = runtime.idempotency_config("request_id")
 
 

@@ -1,8 +1,10 @@
-"""The S3 adapter (``custseg.aws.s3``) on moto: streamed downloads, create-only multipart
-uploads, and the parallel copies that refresh ``current/``."""
+"""The S3 adapter (``custseg.aws.s3``) on moto: streamed downloads, create-only uploads
+with the SHA-256 S3 verifies, create-only multipart uploads, and the parallel copies that
+refresh ``current/``."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +97,39 @@ def test_download_retries_a_broken_stream(
     assert len(attempts) == 2
 
 
+def test_create_only_upload_returns_the_sha256_s3_verified(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "part.parquet"
+    path.write_bytes(_body(2 * 1024 * 1024 + 3, seed=5))
+    sent: list[dict[str, str]] = []
+    store.client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers))
+    )
+    digest = store.upload(BUCKET, "run/part.parquet", path, if_none_match=True)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    # the checksum travels with the request (S3 verifies it); the body is not also signed
+    headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in sent[0].items()}
+    assert "x-amz-checksum-sha256" in headers or "x-amz-trailer" in headers
+    assert headers["x-amz-content-sha256"] in (
+        "UNSIGNED-PAYLOAD",
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    )
+    # S3 keeps it: the stored object's hash is read from it, not by downloading the object
+    gets: list[str] = []
+    store.client.meta.events.register(
+        "before-send.s3.GetObject", lambda request, **_: gets.append(request.url)
+    )
+    assert store.sha256(BUCKET, "run/part.parquet") == (path.stat().st_size, digest)
+    assert gets == []
+
+
+def test_sha256_of_an_object_stored_without_one_reads_it(store: ObjectStore) -> None:
+    body = _body(1024 * 1024 + 9, seed=2)
+    store.client.put_object(Bucket=BUCKET, Key="plain.bin", Body=body, ChecksumAlgorithm="CRC32")
+    assert store.sha256(BUCKET, "plain.bin") == (len(body), hashlib.sha256(body).hexdigest())
+
+
 def test_multipart_upload_is_create_only(
     store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,7 +140,8 @@ def test_multipart_upload_is_create_only(
     )
     path = tmp_path / "big.csv"
     path.write_bytes(_body(11 * 1024 * 1024, seed=7))
-    store.upload(BUCKET, "run/big.csv", path, if_none_match=True)
+    # no whole-file SHA-256 from S3 for a multipart upload: the caller hashes the file
+    assert store.upload(BUCKET, "run/big.csv", path, if_none_match=True) is None
     stored = store.client.get_object(Bucket=BUCKET, Key="run/big.csv")
     assert stored["Body"].read() == path.read_bytes()
     assert stored["ETag"].strip('"').endswith("-3")

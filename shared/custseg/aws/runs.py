@@ -49,8 +49,8 @@ def upload_run_file(store: ObjectStore, bucket: str, prefix: str, f: RunFile) ->
     """
     key = prefix + f.name
     try:
-        store.upload(bucket, key, f.path, if_none_match=True)
-        size, sha256 = f.path.stat().st_size, file_sha256(f.path)
+        stored = store.upload(bucket, key, f.path, if_none_match=True)
+        size, sha256 = f.path.stat().st_size, stored or file_sha256(f.path)
     except PreconditionFailed:
         size, sha256 = store.sha256(bucket, key)
     entry: dict[str, Any] = {"key": key, "name": f.name, "size": size, "sha256": sha256}
