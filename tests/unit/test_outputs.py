@@ -22,6 +22,7 @@ from custseg.outputs import (
     _constant,
     assignments_batch,
     assignments_table,
+    csv_rows,
     neutralise_array,
     neutralise_formulas,
     neutralise_table,
@@ -92,7 +93,7 @@ def test_writer_streams_row_groups_and_one_header(tmp_path: Path) -> None:
     assert table.column("value_tier").to_pylist() == ["n/a"] * 4
     lines = csv_path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 5 and lines[0].startswith('"customer_id"')
-    assert lines[1].startswith('"\'=1",0,"\'-Bargain"')
+    assert lines[1].startswith("'=1,0,'-Bargain,")  # neutralised; no quotes needed
     assert lines[1].endswith(",-3.5")  # numbers untouched (value is the last CSV column)
     back = pd.read_csv(csv_path, dtype={"customer_id": "string"})
     assert list(back.columns) == CSV_SCHEMA.names  # the run constants are not repeated
@@ -175,6 +176,22 @@ def test_assignments_batch_equals_assignments_table() -> None:
     assert bare.column("value_tier").to_pylist() == ["n/a"] * n
 
 
+def test_csv_rows_quote_only_when_a_field_needs_it() -> None:
+    def rows(values: list[str | None]) -> str:
+        table = pa.table({"t": pa.array(values, pa.string()), "x": [1.5] * len(values)})
+        return csv_rows(table).to_pybytes().decode()
+
+    assert rows(["a b", "'=c", None]) == "a b,1.5\n'=c,1.5\n,1.5\n"
+    # a comma, a quote or a line break: the chunk is written in Arrow's quoting style
+    assert rows(["a", "b,c"]) == '"a",1.5\n"b,c",1.5\n'
+    assert rows(['say "hi"']) == '"say ""hi""",1.5\n'
+    assert rows(["two\nlines"]) == '"two\nlines",1.5\n'
+    # the empty text stays told apart from a missing value
+    assert rows(["", None]) == '"",1.5\n,1.5\n'
+    encoded = pa.table({"t": pc.dictionary_encode(pa.array(["", "a"]))})
+    assert csv_rows(encoded).to_pybytes() == b'""\n"a"\n'
+
+
 def test_constant_columns() -> None:
     for value, type_ in (("v1", pa.string()), ("", pa.string()), ("é€", pa.string()),
                          (dt.date(1969, 12, 31), pa.date32())):  # fmt: skip
@@ -207,6 +224,7 @@ def test_csv_chunks_write_what_one_csv_writer_writes(tmp_path: Path) -> None:
 
     chunks = [_chunk(["=1", "b"], [-3.5, None]), _chunk(["c", "d"], [None, None])]
     chunks.append(chunks[0].cast(ENCODED_SCHEMA))  # both kinds of table, same files
+    chunks.append(_chunk(["e,f", 'g"h'], [1.0, 2.0]))  # text that needs quotes
     pq_path, csv_path = tmp_path / "p.parquet", tmp_path / "a.csv"
     with AssignmentWriter(pq_path, csv_path) as writer:
         for chunk in chunks:
@@ -219,7 +237,16 @@ def test_csv_chunks_write_what_one_csv_writer_writes(tmp_path: Path) -> None:
     ) as csv:
         for chunk in chunks:
             csv.write_table(neutralise_table(chunk.select(CSV_SCHEMA.names)))
-    assert csv_path.read_bytes() == one.read_bytes()
+    # the same records as one writer quoting every text field (fewer quotes)
+    text = {f.name: f.type for f in CSV_SCHEMA if pa.types.is_string(f.type)}
+    options = pacsv.ConvertOptions(column_types=text, strings_can_be_null=False)
+    assert pacsv.read_csv(csv_path, convert_options=options).equals(
+        pacsv.read_csv(one, convert_options=options)
+    )
+    lines = csv_path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 + sum(c.num_rows for c in chunks)
+    assert '"' not in "".join(lines[1:7])  # chunks whose text needs no quotes carry none
+    assert lines[7].startswith('"e,f",') and lines[8].startswith('"g""h",')
     back = pq.read_table(pq_path)
     assert back.schema.equals(ASSIGNMENTS_SCHEMA)
     assert back.equals(pa.concat_tables([c.cast(ASSIGNMENTS_SCHEMA) for c in chunks]))
