@@ -376,8 +376,14 @@ def _run(
     sample = RowSample(k=SAMPLE_K)
     stat_cols = [s.name for s in stage_specs if s.type in (*NUMERIC_TYPES, ColumnType.CATEGORY,
                                                            ColumnType.BOOLEAN)]  # fmt: skip
+
+    # Three chunks at once: the next one is parsed on a thread (prefetch), this one
+    # validated on the caller's, the previous one staged and folded into the statistics on
+    # a third (the only thread that touches the stage and the statistics; at most one
+    # chunk waits for it). Pass 1 at 1M rows: 0.93 -> 0.75 s (alternated runs).
+    staging = ThreadPoolExecutor(1, thread_name_prefix="stage")
+    staged: Future[None] | None = None
     try:
-        # the next chunk is parsed on a thread while this one is validated and staged
         for chunk in prefetch(iter_chunks(input_path, fmt, chunk_rows=chunk_rows)):
             report.rows_read += len(chunk) + len(chunk.bad)
             if chunk.bad:
@@ -389,12 +395,15 @@ def _run(
                 schema, amount_added,
             )  # fmt: skip
             if table.num_rows:
-                stage.write(table)
-                valid = to_np_bool(table.column("_valid"))
-                _fold_stats(stats, sample, table.select([*stat_cols, "_row"]), valid)
+                if staged is not None:
+                    staged.result()
+                staged = staging.submit(_stage_and_fold, stage, stats, sample, table, stat_cols)
+        if staged is not None:
+            staged.result()
     except ReadError as exc:
         report.file_error(exc.code, exc.message, row=exc.row)
     finally:
+        staging.shutdown(wait=True)
         stage.close()
     for w in ctx.warnings:
         report.warn(w)
@@ -615,6 +624,15 @@ def _pass1_chunk(
             arrays[f"_raw{i}"] = raw.column(i)
     columns = [arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _stage_and_fold(
+    stage: _Stage, stats: dict[str, Any], sample: RowSample, table: pa.Table, stat_cols: list[str]
+) -> None:
+    """Stage a validated chunk and fold its valid rows into the statistics."""
+    stage.write(table)
+    valid = to_np_bool(table.column("_valid"))
+    _fold_stats(stats, sample, table.select([*stat_cols, "_row"]), valid)
 
 
 def _fold_stats(
