@@ -483,11 +483,14 @@ def _run(
     clipped: Counter[str] = Counter()
     offset = 0
     # categories dictionary-encoded, unique ids and numbers plain; snappy; one row group
-    # per chunk; no min/max statistics for the (unique, long) id text
+    # per chunk; min/max statistics for numbers, dates and flags only: the rows keep the
+    # upload's order, so a text column's min/max spans about every value in each row
+    # group and prunes nothing (Athena skips row groups of a dictionary-encoded column by
+    # its dictionary), and they took a sixth of the encoding time (0.05 s per 1M rows)
     id_cols = {s.name for s in stage_specs if s.type == ColumnType.ID}
     dictionary = [f.name for f in out_fields if pa.types.is_string(f.type)]
     dictionary = [name for name in dictionary if name not in id_cols]
-    statistics = [f.name for f in out_fields if f.name not in id_cols]
+    statistics = [f.name for f in out_fields if not pa.types.is_string(f.type)]
     with (
         pq.ParquetWriter(
             clean_path,

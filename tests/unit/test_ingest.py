@@ -35,6 +35,12 @@ def test_bom_semicolon_crlf_keeps_leading_zeros(ingest) -> None:
     assert clean["_row"].tolist() == [2, 3, 4]
     meta = pq.read_schema(result.clean_path).metadata
     assert meta[b"custseg.contract_kind"] == b"customers"
+    # min/max statistics for numbers and flags only (text min/max prunes nothing)
+    group = pq.ParquetFile(result.clean_path).metadata.row_group(0)
+    stats = {group.column(i).path_in_schema: group.column(i).statistics
+             for i in range(group.num_columns)}  # fmt: skip
+    assert stats["annual_income"].has_min_max and stats["_row"].max == 4
+    assert stats["customer_id"] is None and stats["gender"] is None
 
 
 def test_gzip_file(ingest) -> None:

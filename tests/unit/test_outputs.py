@@ -85,6 +85,12 @@ def test_writer_streams_row_groups_and_one_header(tmp_path: Path) -> None:
     assert writer.rows == 4
     pf = pq.ParquetFile(pq_path)
     assert pf.metadata.num_row_groups == 2
+    # min/max statistics for numbers and dates (what can prune a row group), none for text
+    group = pf.metadata.row_group(1)
+    stats = {group.column(i).path_in_schema: group.column(i).statistics for i in range(15)}
+    assert stats["distance"] is not None and stats["distance"].has_min_max
+    assert stats["value"].min == 1.0 and stats["as_of"].has_min_max
+    assert stats["customer_id"] is None and stats["segment_name"] is None
     table = pf.read()
     assert table.schema.equals(ASSIGNMENTS_SCHEMA)
     assert table.column("customer_id").to_pylist() == ["=1", "b", "c", "d"]
