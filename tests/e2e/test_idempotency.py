@@ -143,9 +143,12 @@ def test_a_late_duplicate_cannot_change_a_committed_run(
     stack.upload(MALL, "incoming/mall/second.csv")
     stack.purge()
     store, settings, bus = runtime.store(), runtime.settings(), runtime.bus()
+    # the late delivery has a store of its own (same client): its uploads are the held
+    # ones, whichever thread makes them (a run's files go up in parallel)
+    late_store = ObjectStore(store.client)
     if job == "ingest":
 
-        def attempt() -> Any:
+        def attempt(store: ObjectStore) -> Any:
             return run_ingest(
                 store, settings, bucket=stack.data_bucket, key="incoming/mall/second.csv"
             )
@@ -156,24 +159,24 @@ def test_a_late_duplicate_cannot_change_a_committed_run(
         )
         clean_key = f"clean/mall/{outcome.run_id}/{MANIFEST}"
 
-        def attempt() -> Any:
+        def attempt(store: ObjectStore) -> Any:
             return run_score(store, settings, bus, clean_manifest_key=clean_key)
 
     late_ready, winner_done = threading.Event(), threading.Event()
     upload = ObjectStore.upload
 
-    def held_upload(self: ObjectStore, *args: Any, **kwargs: Any) -> None:
-        if threading.current_thread().name == "late" and not winner_done.is_set():
+    def held_upload(self: ObjectStore, *args: Any, **kwargs: Any) -> str | None:
+        if self is late_store and not winner_done.is_set():
             late_ready.set()
             assert winner_done.wait(60)
-        upload(self, *args, **kwargs)
+        return upload(self, *args, **kwargs)
 
     monkeypatch.setattr(ObjectStore, "upload", held_upload)
     late_result: list[Any] = []
-    late = threading.Thread(name="late", target=lambda: late_result.append(attempt()))
+    late = threading.Thread(target=lambda: late_result.append(attempt(late_store)))
     late.start()
     assert late_ready.wait(60)
-    winner = attempt()
+    winner = attempt(store)
     winner_done.set()
     late.join(60)
     assert late_result, "the late duplicate failed"
