@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from custseg.contracts import builtin_contract
 from custseg.validation import ParseContext, check_headers, reasons_for, validate_chunk
@@ -68,3 +69,44 @@ def test_decimal_comma_with_semicolon_files() -> None:
     raw = pd.DataFrame({"0": ["1"], "1": ["17,5"]}, dtype="str")
     val = validate_chunk(raw, check, contract, ParseContext(delimiter=";"))
     assert val.typed["annual_income"].iloc[0] == 17.5
+
+
+def test_columns_converted_in_parallel_give_what_one_after_the_other_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from custseg import validation
+
+    headers = ["customer_id", "age", "churn", "gender", "signup_date", "last_purchase_date",
+               "annual_income"]  # fmt: skip
+    rng = np.random.default_rng(5)
+    rows = [
+        [
+            f"{i:05d}",
+            ["30", "abc", " 41", "", "150"][i % 5],
+            ["yes", "no", "maybe"][i % 3],
+            [" Female", "M", "x"][i % 3],
+            ["31/01/2020", "15/02/2021", "not a date"][i % 3],
+            ["2022-03-01", "", "2022-13-40"][i % 3],
+            ["1,234.50", str(rng.integers(0, 9999)), "-5"][i % 3],
+        ]
+        for i in range(3000)
+    ]
+    results = {}
+    for parallel in (False, True):
+        monkeypatch.setattr(validation, "PARALLEL", parallel)
+        ctx = ParseContext()
+        contract = builtin_contract("customers")
+        raw = pd.DataFrame(rows, columns=[str(i) for i in range(len(headers))], dtype="str")
+        first = validate_chunk(raw.iloc[:1500], check_headers(headers, contract), contract, ctx)
+        second = validate_chunk(raw.iloc[1500:], check_headers(headers, contract), contract, ctx)
+        results[parallel] = (first, second, ctx)
+    for a, b in zip(results[False][:2], results[True][:2], strict=True):
+        assert list(a.arrays) == list(b.arrays)
+        assert all(a.arrays[k].equals(b.arrays[k]) for k in a.arrays)
+        assert [(c, w) for _, c, w in a.failures] == [(c, w) for _, c, w in b.failures]
+        pairs = zip(a.failures, b.failures, strict=True)
+        assert all((m1 == m2).all() for (m1, _, _), (m2, _, _) in pairs)
+        assert a.repairs == b.repairs and (a.n_missing == b.n_missing).all()
+        assert (a.invalid == b.invalid).all()
+    assert results[False][2] == results[True][2]  # date families and warnings, in order
+    assert results[True][2].date_formats  # the date columns were detected
