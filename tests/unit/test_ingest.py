@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -41,6 +43,26 @@ def test_bom_semicolon_crlf_keeps_leading_zeros(ingest) -> None:
              for i in range(group.num_columns)}  # fmt: skip
     assert stats["annual_income"].has_min_max and stats["_row"].max == 4
     assert stats["customer_id"] is None and stats["gender"] is None
+    # row numbers delta-encoded; numbers with few values stored as a dictionary
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings
+                 for i in range(group.num_columns)}  # fmt: skip
+    assert "DELTA_BINARY_PACKED" in encodings["_row"]
+    assert "RLE_DICTIONARY" in encodings["annual_income"]
+
+
+def test_few_valued_numbers_are_told_by_their_first_rows() -> None:
+    from custseg.ingest import few_valued_numbers
+
+    n = 10_000
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "age": pa.array(np.arange(n) % 90, pa.float64()),
+            "income": pa.array(np.arange(n) * 1.5, pa.float64()),
+            "_row": pa.array(np.arange(n), pa.int64()),
+            "gender": pa.array(["f"] * n),
+        }
+    )
+    assert few_valued_numbers(batch, ["age", "income", "_row", "gender", "absent"]) == ["age"]
 
 
 def test_gzip_file(ingest) -> None:
