@@ -82,6 +82,7 @@ from custseg.validation import (
     HeaderCheck,
     ParseContext,
     check_headers,
+    few_distinct,
     reasons_for,
     typed_frame,
     validate_chunk,
@@ -638,8 +639,7 @@ def _pass1_chunk(
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-_FEW_PROBE = 4096  # rows looked at to tell a few-valued number column
-_FEW_MAX = 256  # at most this many distinct values among them
+_FEW_MAX = 256  # distinct values among the first FEW_PROBE that make a Parquet dictionary
 
 
 def few_valued_numbers(batch: pa.RecordBatch, names: list[str]) -> list[str]:
@@ -647,16 +647,13 @@ def few_valued_numbers(batch: pa.RecordBatch, names: list[str]) -> list[str]:
     values (at most 256 of 4,096): Parquet stores them best as a dictionary. A column with
     many values is left plain: a dictionary would fill Parquet's page limit and be
     abandoned, which costs more than it saves."""
-    out = []
-    for name in names:
-        if name not in batch.schema.names:
-            continue
-        column = batch.column(name)
-        if not pa.types.is_floating(column.type):
-            continue
-        if pc.count_distinct(column.slice(0, _FEW_PROBE)).as_py() <= _FEW_MAX:
-            out.append(name)
-    return out
+    return [
+        name
+        for name in names
+        if name in batch.schema.names
+        and pa.types.is_floating(batch.schema.field(name).type)
+        and few_distinct(batch.column(name), _FEW_MAX)
+    ]
 
 
 def _stage_and_fold(

@@ -1,11 +1,11 @@
 """Read-ahead for chunk loops: produce the next chunk on a thread while this one is used.
 
 The ingest's first pass alternates between parsing a CSV chunk (Arrow's reader) and
-validating, staging and folding it into the statistics (Arrow and numpy). Both release
-the GIL, so on two cores (a Lambda function from 3,538 MB of memory) they overlap: the
-ingest's core time fell from 1.95 to 1.69 s at 1M customers. (The scoring loop gained
-nothing from it: its writer thread already keeps the second core busy.) Memory grows by at
-most ``depth`` chunks.
+validating it (Arrow and numpy; staging it and folding it into the statistics happen on
+a third thread, see ``custseg.ingest``). Both release the GIL, so on two cores (a Lambda
+function from 3,538 MB of memory) they overlap: the ingest's core time fell from 1.95 to
+1.69 s at 1M customers. (The scoring loop gained nothing from it: its writer thread
+already keeps the second core busy.) Memory grows by at most ``depth`` chunks.
 """
 
 from __future__ import annotations

@@ -263,10 +263,15 @@ _DICT_MIN_ROWS = 1024  # below this, converting every value directly is as cheap
 _DICT_MAX_SHARE = 0.25  # convert distinct values when at most this share of the rows
 
 
-def _few_distinct(text: pa.Array, probe: int = 4096) -> bool:
-    """Whether a column looks low-cardinality, from the distinct share of a prefix."""
-    head = text.slice(0, probe)
-    return int(pc.count_distinct(head).as_py()) <= _DICT_MAX_SHARE * len(head)
+FEW_PROBE = 4096
+"""Values looked at (the first ones) to tell whether a column has few distinct values."""
+
+
+def few_distinct(values: pa.Array | pa.ChunkedArray, most: float) -> bool:
+    """Whether the first :data:`FEW_PROBE` values of a column hold at most ``most``
+    distinct values: a cheap look at its cardinality, used to convert a column's distinct
+    values once (here) and to store a column as a Parquet dictionary (the ingest)."""
+    return int(pc.count_distinct(values.slice(0, FEW_PROBE)).as_py()) <= most
 
 
 def _convert_column(
@@ -283,7 +288,11 @@ def _convert_column(
     """
     text = as_text(raw)
     n = len(text)
-    if spec.type != ColumnType.ID and n >= _DICT_MIN_ROWS and _few_distinct(text):
+    if (
+        spec.type != ColumnType.ID
+        and n >= _DICT_MIN_ROWS
+        and few_distinct(text, _DICT_MAX_SHARE * min(n, FEW_PROBE))
+    ):
         enc = pc.dictionary_encode(text)
         if len(enc.dictionary) <= _DICT_MAX_SHARE * n:
             idx = enc.indices
