@@ -8,7 +8,10 @@ For each size (default 1M and 5M customers) this script
 2. (once, on the first size) trains the champion with custseg's own training on a sample
    (the first ``--train-rows`` rows, ingested and featurised like any upload) and saves
    the artifact files (``model.joblib`` + ``metadata.json``);
-3. runs, each in its own fresh process, ``--repeat`` times:
+3. runs, each in its own fresh process, ``--repeat`` times (default 5 at the first size,
+   where the ratio is measured, 3 at the others), the two contenders taking turns to go
+   first (full then bare, bare then full, ...), so that a slow or fast spell of this
+   shared machine falls on both alike:
 
    (a) **full**: a moto server runs in ANOTHER process (so S3's stored bytes are not in the
        measured processes, as in AWS where S3 is not in the Lambda's memory). Each Lambda
@@ -32,13 +35,13 @@ For each size (default 1M and 5M customers) this script
    For each it records wall time, CPU time (user + sys of the measured processes) and peak
    RSS (``VmHWM`` of each measured process; ``ru_maxrss`` as a fallback);
 4. measures cold start: ``import functions.score.app`` plus loading the champion from S3
-   (``custseg.aws.registry.load_version``) in a fresh process, ``--repeat`` times.
+   (``custseg.aws.registry.load_version``) in a fresh process, 3 times (``--repeat``).
 
 It prints a table per size (medians over the repeats) and, as its last line, exactly
 ``ratio <full/bare wall at the first size> peak_mib <full peak RSS at the last size>``.
 ``--out DIR`` also writes every raw measurement to ``DIR/bench.json``.
 
-    .venv/bin/python scripts/bench.py                       # 1M and 5M, 3 repeats
+    .venv/bin/python scripts/bench.py                       # 1M (5 runs) and 5M (3 runs)
     .venv/bin/python scripts/bench.py --sizes 1000000 --repeat 1
 """
 
@@ -734,6 +737,34 @@ def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]
     )
 
 
+FIRST_SIZE_REPEAT = 5  # runs per contender at the first size (the ratio's)
+REPEAT = 3  # runs per contender at the other sizes, and cold starts
+
+
+def run_contender_full(i: int, csv: Path, artifact: Path, runs: list[dict[str, Any]]) -> None:
+    runs.append(run_full(csv, artifact))
+    f = runs[-1]
+    print(
+        f"  run {i + 1} full: wall {f['wall']:.2f}s cpu {f['cpu']:.2f}s "
+        f"peak {mib(f['peak_rss']):.0f} MiB (ingest process "
+        f"{mib(f['peak_rss_ingest']):.0f}, score process "
+        f"{mib(f['peak_rss_score']):.0f})",
+        flush=True,
+    )
+
+
+def run_contender_bare(
+    i: int, csv: Path, artifact: Path, work: Path, runs: list[dict[str, Any]]
+) -> None:
+    runs.append(run_bare(csv, artifact, work))
+    b = runs[-1]
+    print(
+        f"  run {i + 1} bare: wall {b['wall']:.2f}s cpu {b['cpu']:.2f}s "
+        f"peak {mib(b['peak_rss']):.0f} MiB",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_function":
@@ -747,7 +778,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000000,5000000", help="comma-separated customer counts")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per contender and size")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs per contender and size (default: 5 at the first size, 3 at the others)",
+    )
     ap.add_argument("--train-rows", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=None, help="write raw results to DIR/bench.json")
@@ -785,31 +821,23 @@ def main(argv: list[str] | None = None) -> int:
                 artifact = train_champion(csv, args.train_rows, tmp)
             full: list[dict[str, Any]] = []
             bare: list[dict[str, Any]] = []
-            for i in range(args.repeat):
-                if args.only != "bare":
-                    full.append(run_full(csv, artifact))
-                    f = full[-1]
-                    print(
-                        f"  run {i + 1} full: wall {f['wall']:.2f}s cpu {f['cpu']:.2f}s "
-                        f"peak {mib(f['peak_rss']):.0f} MiB (ingest process "
-                        f"{mib(f['peak_rss_ingest']):.0f}, score process "
-                        f"{mib(f['peak_rss_score']):.0f})",
-                        flush=True,
-                    )
-                if args.only != "full":
-                    bare.append(run_bare(csv, artifact, tmp))
-                    b = bare[-1]
-                    print(
-                        f"  run {i + 1} bare: wall {b['wall']:.2f}s cpu {b['cpu']:.2f}s "
-                        f"peak {mib(b['peak_rss']):.0f} MiB",
-                        flush=True,
-                    )
+            repeat = args.repeat or (FIRST_SIZE_REPEAT if size == sizes[0] else REPEAT)
+            for i in range(repeat):
+                # the contenders take turns to go first: a spell of this shared machine
+                # (its speed drifts by tens of percent over seconds) hits both alike
+                for contender in ("full", "bare") if i % 2 == 0 else ("bare", "full"):
+                    if args.only is not None and contender != args.only:
+                        continue
+                    if contender == "full":
+                        run_contender_full(i, csv, artifact, full)
+                    else:
+                        run_contender_bare(i, csv, artifact, tmp, bare)
             report["sizes"][str(size)] = {"full": full, "bare": bare}
             if full and bare:
                 print_table(size, full, bare)
             csv.unlink()
         if not args.no_cold and artifact is not None:
-            cold = run_cold(artifact, args.repeat)
+            cold = run_cold(artifact, args.repeat or REPEAT)
             report["cold_start"] = cold
             print(
                 f"\ncold start (median of {len(cold)}): import functions.score.app "

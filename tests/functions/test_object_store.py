@@ -5,6 +5,7 @@ refresh ``current/``."""
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ReadTimeoutError
 
 from custseg.aws import s3 as s3_module
-from custseg.aws.s3 import ObjectStore, PreconditionFailed
+from custseg.aws.s3 import LargeBlocks, ObjectStore, PreconditionFailed
 
 BUCKET = "custseg-test-bucket"
 
@@ -122,6 +123,38 @@ def test_create_only_upload_returns_the_sha256_s3_verified(
     )
     assert store.sha256(BUCKET, "run/part.parquet") == (path.stat().st_size, digest)
     assert gets == []
+
+
+def test_large_blocks_reads_at_least_a_block_and_seeks() -> None:
+    body = _body(3 * 1024 * 1024 + 5)
+    reader = LargeBlocks(io.BytesIO(body), block=1024 * 1024)
+    first = reader.read(8192)  # what http.client asks for
+    assert len(first) == 1024 * 1024 and first == body[: 1024 * 1024]
+    assert reader.tell() == 1024 * 1024
+    assert reader.read(2 * 1024 * 1024 + 100) == body[1024 * 1024 : 3 * 1024 * 1024 + 100]
+    assert reader.read() == body[3 * 1024 * 1024 + 100 :]
+    assert reader.read(8192) == b""
+    reader.seek(0)  # botocore rewinds a body to retry it
+    assert reader.read(-1) == body
+
+
+def test_a_create_only_upload_sends_the_file_in_large_blocks(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "assignments.csv"
+    path.write_bytes(_body(1024 * 1024 + 7))
+    bodies: list[Any] = []
+    put_object = store.client.put_object
+
+    def spy(**kwargs: Any) -> Any:
+        bodies.append(kwargs["Body"])
+        return put_object(**kwargs)
+
+    monkeypatch.setattr(store.client, "put_object", spy)
+    store.upload(BUCKET, "run/assignments.csv", path, if_none_match=True)
+    assert len(bodies) == 1 and isinstance(bodies[0], LargeBlocks)
+    got = store.client.get_object(Bucket=BUCKET, Key="run/assignments.csv")["Body"].read()
+    assert got == path.read_bytes()
 
 
 def test_sha256_of_an_object_stored_without_one_reads_it(store: ObjectStore) -> None:
