@@ -390,8 +390,7 @@ def _no_nan_constant(name: str) -> None:
 
 def check_case(case: FuzzCase, work: Path) -> None:
     """Ingest ``case`` under ``work`` and assert every property; AssertionError if not."""
-    import pyarrow.parquet as pq
-
+    from custseg.clean_data import read_clean
     from custseg.ingest import ingest_file
 
     work.mkdir(parents=True, exist_ok=True)
@@ -414,11 +413,11 @@ def check_case(case: FuzzCase, work: Path) -> None:
     if result.status == "rejected":
         assert rep.errors, "rejected without an error"
         assert any(source in e["message"] for e in rep.errors), "no error names the file"
-        assert result.clean_path is None and not (out / "data.parquet").exists()
+        assert result.clean_path is None and not (out / "data").exists()
         assert report_text.startswith(f"REJECTED {source}")
     else:
         assert result.clean_path is not None
-        table = pq.read_table(result.clean_path)
+        table = read_clean(result.clean_path)
         assert table.num_rows == rep.rows_kept, (table.num_rows, rep.rows_kept)
         assert rep.rows_kept > 0
         if result.contract.grain == "customer":

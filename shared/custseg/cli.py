@@ -61,9 +61,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from custseg.artifact import dump_artifact
+    from custseg.clean_data import read_clean
     from custseg.features import build_features
     from custseg.ingest import ingest_file
     from custseg.training import train_model
@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result.status != "accepted" or result.clean_path is None:
             print(result.report.to_text())
             return 1
-        clean = pd.read_parquet(result.clean_path)
+        clean = read_clean(result.clean_path).to_pandas()
     features = build_features(clean, result.contract)
     model = train_model(features, contract=result.contract, k=args.k, model_name=dataset)
     model_bytes, metadata_bytes = dump_artifact(model)

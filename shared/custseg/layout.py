@@ -7,7 +7,9 @@ Data bucket (personal data, restricted)::
 
     incoming/<dataset>/<file>                         uploads (trigger ingest; never modified)
     training/<dataset>/<file>                         uploads to train a model on (trigger train)
-    clean/<dataset>/<run_id>/data.parquet             validated, cleaned, typed data
+    clean/<dataset>/<run_id>/data/part-0000N.parquet  validated, cleaned, typed data (rows in
+                                                      part order; runs written before
+                                                      2026-12-01: one data.parquet)
     clean/<dataset>/<run_id>/quality.json|quality.txt the data-quality report
     clean/<dataset>/<run_id>/contract.json            the contract the data was cleaned with
     clean/<dataset>/<run_id>/_manifest.json           written last (triggers scoring)
@@ -53,6 +55,8 @@ CONTRACTS = "contracts/"
 SEGMENTS = "segments/"
 MANIFEST = "_manifest.json"
 LATEST = "latest.json"
+CLEAN_DATA_DIR = "data"  # a clean run's Parquet parts: data/part-00000.parquet, ...
+LEGACY_CLEAN_FILE = "data.parquet"  # the clean data of runs written before 2026-12-01
 
 _DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -113,6 +117,21 @@ def run_id_for(when: dt.datetime, *parts: str) -> str:
 
 def clean_prefix(dataset: str, run_id: str) -> str:
     return f"{CLEAN}{dataset}/{run_id}/"
+
+
+def clean_part_name(index: int) -> str:
+    """The file name of part ``index`` (0-based) of a clean run's data."""
+    return f"part-{index:05d}.parquet"
+
+
+def clean_data_names(names: list[str]) -> list[str]:
+    """The clean data's files among a clean run's file ``names`` (as its manifest lists
+    them, relative to the run's prefix), in row order: ``data/part-*.parquet`` by name,
+    or the one ``data.parquet`` of a run written before the parts."""
+    parts = sorted(
+        n for n in names if n.startswith(CLEAN_DATA_DIR + "/") and n.endswith(".parquet")
+    )
+    return parts or [n for n in names if n == LEGACY_CLEAN_FILE]
 
 
 def clean_latest_key(dataset: str) -> str:

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custseg.artifact import SegmentModel
+from custseg.clean_data import clean_files, clean_schema, read_clean
 from custseg.contracts.model import ColumnType, Contract, Role
 from custseg.features import (
     CategoryCodes,
@@ -346,7 +347,7 @@ def _feature_chunks(
 ) -> Iterator[Features]:
     schema = model.schema
     if contract.is_transactions:
-        clean = pq.read_table(str(clean_path)).to_pandas()
+        clean = read_clean(clean_path).to_pandas()
         features = build_features(clean, contract, as_of, schema=schema)
         del clean
         features.codes = {
@@ -355,13 +356,17 @@ def _feature_chunks(
         for start in range(0, len(features.frame), chunk_rows):
             yield _subset(features, slice(start, start + chunk_rows))
         return
-    pf = pq.ParquetFile(str(clean_path))
+    files = clean_files(clean_path)
+    pf = pq.ParquetFile(str(files[0]))
     columns = _feature_columns(pf, contract)
     encoded = _dictionary_columns(pf, contract, columns)
-    if encoded:
-        pf = pq.ParquetFile(str(clean_path), read_dictionary=encoded)
-    batches = pf.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False)
-    for chunk in _rebatch(batches, chunk_rows):
+
+    def batches() -> Iterator[pa.RecordBatch]:  # the parts' rows, in order
+        for f in files:
+            part = pq.ParquetFile(str(f), read_dictionary=encoded or None)
+            yield from part.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False)
+
+    for chunk in _rebatch(batches(), chunk_rows):
         yield build_features_arrow(chunk, contract, as_of, schema=schema)
 
 
@@ -392,11 +397,10 @@ def _resolve_as_of(clean_path: Path, contract: Contract, run: RunInfo) -> dt.dat
         return run.as_of
     if contract.is_transactions:
         events = [c.name for c in contract.by_role(Role.EVENT_TIME)] or ["event_time"]
-        pf = pq.ParquetFile(str(clean_path))
-        cols = [c for c in events if c in pf.schema_arrow.names]
-        frame = pq.read_table(str(clean_path), columns=cols).to_pandas()
+        cols = [c for c in events if c in clean_schema(clean_path).names]
+        frame = read_clean(clean_path, columns=cols).to_pandas()
         return default_as_of(frame, contract)
-    empty = pq.ParquetFile(str(clean_path)).schema_arrow.empty_table().to_pandas()
+    empty = clean_schema(clean_path).empty_table().to_pandas()
     return default_as_of(empty, contract)
 
 
@@ -413,7 +417,10 @@ def score_dataset(
     chunk_rows: int = 250_000,
     on_file: Callable[[str, Path, int], None] | None = None,
 ) -> ScoreResult:
-    """Score every customer of a clean Parquet file with ``model``; write the run's files.
+    """Score every customer of clean data with ``model``; write the run's files.
+
+    ``clean_path``: the ingest's clean data, a directory of Parquet parts (read in name
+    order) or one Parquet file (see :mod:`custseg.clean_data`).
 
     ``quality``: the ingest quality report (its JSON as a dict), summarised in metrics.
     ``previous_assignments``: the previous run's assignments Parquet (file or directory)

@@ -6,11 +6,14 @@ untouched.
 Writes are counted in a clean run first (``ObjectStore.upload``/``put_bytes``/``copy``),
 so a write added to a job is covered without editing this file. One module-scoped stack
 with a champion serves every case; each case uploads the mall file under its own key,
-which makes its own runs (run ids derive from the object).
+which makes its own runs (run ids derive from the object). The functions read in chunks
+of 120 rows here, so that the mall file's 200 rows make two chunks: the clean data is
+two Parquet parts, each its own write.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +83,14 @@ def _upload_in_a_new_second(stack: Any, key: str) -> None:
 def bench(champions: dict[str, bytes]) -> Iterator[Bench]:
     from moto import mock_aws
 
+    from custseg.aws import runtime
     from custseg.local.stack import LocalStack
 
     with mock_aws():
         stack = LocalStack().create()
+        chunk_rows = os.environ["CHUNK_ROWS"]
+        os.environ["CHUNK_ROWS"] = "120"
+        runtime.reset()
         seed_models(stack, champions, DATASET)
         _upload_in_a_new_second(stack, "incoming/mall/first.csv")  # a committed run
         assert [i.error for i in stack.drain() if i.error] == []
@@ -96,12 +103,18 @@ def bench(champions: dict[str, bytes]) -> Iterator[Bench]:
             writes[job] = counter.writes
         assert stack.pending() == 0
         yield Bench(stack, writes)
+        os.environ["CHUNK_ROWS"] = chunk_rows
+        runtime.reset()
 
 
 def test_write_counts(bench: Bench) -> None:
     """What the cases below go through (and a reminder of the commit order)."""
     ingest = [key.rsplit("/", 1)[-1] for _, key in bench.writes["ingest"]]
     assert ingest[-2:] == [MANIFEST, "latest.json"]  # files, manifest, pointer
+    assert sorted(k for k in ingest if k.startswith("part-")) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
     score = [key for _, key in bench.writes["score"]]
     m = bench.manifest_position("score")
     assert score[m] == POINTERS["score"]  # then the pointer, then current/

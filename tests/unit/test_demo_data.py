@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from custseg.clean_data import read_clean
 from custseg.contracts import builtin_contract, normalise_header
 from custseg.local.demo_data import (
     CUSTOMER_CANONICAL,
@@ -153,7 +154,7 @@ def test_ingest_accepts_both_files_and_counts_the_dirt(
         + len(DIRT["customers"]["impossible_ages"])
     )
     assert rep.rows_kept < 5_000
-    clean = pd.read_parquet(res.clean_path)
+    clean = read_clean(res.clean_path).to_pandas()
     assert clean["customer_id"].is_unique
     assert "00042" in set(clean["customer_id"])  # leading zeros survive
     for personal in ("name", "email", "phone"):
@@ -176,7 +177,7 @@ def test_ingest_accepts_both_files_and_counts_the_dirt(
         + DIRT["orders"]["exact_duplicate_rows"]
         + DIRT["orders"]["zero_price_rows"]
     )
-    clean = pd.read_parquet(res.clean_path)
+    clean = read_clean(res.clean_path).to_pandas()
     assert clean["is_return"].sum() > 0
     assert (clean.loc[clean["is_return"], "amount"] < 0).all()
     assert clean["event_time"].max() <= pd.Timestamp("2026-10-31 23:59")

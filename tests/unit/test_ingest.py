@@ -11,12 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from custseg.clean_data import clean_files, clean_parts, clean_schema, read_clean
 from custseg.contracts import builtin_contract
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def _clean(result) -> pd.DataFrame:
     assert result.clean_path is not None
-    return pq.read_table(result.clean_path).to_pandas()
+    return read_clean(result.clean_path).to_pandas()
 
 
 def _rejected(result) -> pd.DataFrame:
@@ -35,10 +38,10 @@ def test_bom_semicolon_crlf_keeps_leading_zeros(ingest) -> None:
     assert clean["gender"].tolist() == ["female", "male", "female"]
     assert "email" not in clean.columns  # personal data never in the clean output
     assert clean["_row"].tolist() == [2, 3, 4]
-    meta = pq.read_schema(result.clean_path).metadata
+    meta = clean_schema(result.clean_path).metadata
     assert meta[b"custseg.contract_kind"] == b"customers"
     # min/max statistics for numbers and flags only (text min/max prunes nothing)
-    group = pq.ParquetFile(result.clean_path).metadata.row_group(0)
+    group = pq.ParquetFile(clean_files(result.clean_path)[0]).metadata.row_group(0)
     stats = {group.column(i).path_in_schema: group.column(i).statistics
              for i in range(group.num_columns)}  # fmt: skip
     assert stats["annual_income"].has_min_max and stats["_row"].max == 4
@@ -193,7 +196,7 @@ def test_transactions_small(ingest) -> None:
     assert clean["product_id"].tolist() == ["85123A", "85123A", "22423"]
     assert str(clean["event_time"].dtype) == "datetime64[ns]"
     assert rep.customers == 2
-    assert pq.read_schema(result.clean_path).metadata[b"custseg.contract_kind"] == (b"transactions")
+    assert clean_schema(result.clean_path).metadata[b"custseg.contract_kind"] == b"transactions"
 
 
 def test_given_contract_is_used(ingest) -> None:
@@ -276,3 +279,32 @@ def test_online_retail(ingest, fixtures: Path) -> None:
     assert clean["event_time"].min() == pd.Timestamp("2010-12-01 08:26")
     assert clean["customer_id"].nunique() == rep.customers
     assert len(_rejected(result)) == rep.rows_rejected
+
+
+@pytest.mark.parametrize(
+    ("fixture", "chunk_rows", "parts"),
+    [
+        ("telco_customer_churn.csv", 1000, 2),  # 8 chunks: parts of 4 and 4
+        ("telco_customer_churn.csv", 2500, 2),  # 3 chunks: parts of 2 and 1
+        ("duplicates.csv", 2, 2),  # duplicates across chunks and parts
+        ("mall_customers.csv", 100_000, 1),  # one chunk: one part
+    ],
+)
+def test_clean_data_is_parts_of_consecutive_rows(
+    ingest, tmp_path: Path, fixture: str, chunk_rows: int, parts: int
+) -> None:
+    """The clean data is written as CLEAN_PARTS Parquet files at once; read in name order
+    they hold the same rows, in the same order, as one chunk gives."""
+    whole = ingest(fixture, chunk_rows=1_000_000)
+    assert [f.name for f in clean_files(whole.clean_path)] == ["part-00000.parquet"]
+    copy = tmp_path / f"chunked-{fixture}"
+    copy.write_bytes((FIXTURES / fixture).read_bytes())
+    split = ingest(copy, chunk_rows=chunk_rows, source_name=whole.report.source)
+    files = clean_files(split.clean_path)
+    assert [f.name for f in files] == [f"part-{i:05d}.parquet" for i in range(parts)]
+    counts = [rows for _, rows in clean_parts(split.clean_path)]
+    assert all(counts) and sum(counts) == split.report.rows_kept == whole.report.rows_kept
+    assert read_clean(split.clean_path).equals(read_clean(whole.clean_path), check_metadata=True)
+    assert split.report.duplicates == whole.report.duplicates
+    rows = read_clean(split.clean_path).column("_row").to_numpy()
+    assert (rows[1:] > rows[:-1]).all()  # the upload's order

@@ -17,11 +17,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from custseg.clean_data import read_clean
 from custseg.ingest import ingest_file
 from custseg.reading import parse_dates
 from fuzzcases import KINDS, FuzzCase, build_case, check_case, wide_header
@@ -114,7 +114,7 @@ def test_regression_dates_outside_the_nanosecond_range(tmp_path: Path) -> None:
     result = _ingest(tmp_path, body.encode())
     assert result.status == "accepted"
     assert result.report.rows_kept == 1 and result.report.rows_invalid == 3
-    clean = pq.read_table(result.clean_path).to_pandas()
+    clean = read_clean(result.clean_path).to_pandas()
     assert clean["signup_date"].tolist() == [pd.Timestamp("2020-01-31")]
 
 
@@ -190,5 +190,5 @@ def test_regression_overflowing_amount_is_rejected(tmp_path: Path) -> None:
     result = _ingest(tmp_path, body.encode())
     assert result.status == "accepted" and result.contract.kind == "transactions"
     assert result.report.rows_kept == 1 and result.report.rows_invalid == 1
-    clean = pq.read_table(result.clean_path).to_pandas()
+    clean = read_clean(result.clean_path).to_pandas()
     assert clean["amount"].tolist() == [6.0]

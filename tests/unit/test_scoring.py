@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from custseg.artifact import SegmentModel
+from custseg.clean_data import read_clean
 from custseg.contracts.model import Contract, builtin_contract
 from custseg.features import build_features
 from custseg.outputs import ASSIGNMENTS_SCHEMA, CSV_SCHEMA, RUN_COLUMNS
@@ -298,7 +299,7 @@ def telco(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Contract, Seg
         run_id="r1",
     )
     assert result.clean_path is not None
-    features = build_features(pq.read_table(result.clean_path).to_pandas(), result.contract, AS_OF)
+    features = build_features(read_clean(result.clean_path).to_pandas(), result.contract, AS_OF)
     train = replace(  # a quarter of the customers is plenty to fit 3 segments (and fast)
         features,
         frame=features.frame.iloc[::4],

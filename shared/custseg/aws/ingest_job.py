@@ -17,9 +17,11 @@ from typing import Any
 from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
+from custseg.clean_data import clean_parts
 from custseg.contracts import Contract, load_contract
 from custseg.ingest import ingest_file
 from custseg.layout import (
+    CLEAN_DATA_DIR,
     LayoutError,
     clean_latest_key,
     clean_prefix,
@@ -289,14 +291,17 @@ def run_ingest(
             outcome.rejected_prefix = rprefix
 
         clean_path = result.clean_path
-        assert clean_path is not None, "an accepted ingest always writes data.parquet"
+        assert clean_path is not None, "an accepted ingest always writes clean data"
         prefix = clean_prefix(dataset, run_id)
         commit_run(
             store,
             bucket,
             prefix,
             [
-                RunFile("data.parquet", clean_path, outcome.rows_kept),
+                *(
+                    RunFile(f"{CLEAN_DATA_DIR}/{part.name}", part, rows)
+                    for part, rows in clean_parts(clean_path)
+                ),
                 RunFile("quality.json", result.report_json_path),
                 RunFile("quality.txt", result.report_text_path),
                 RunFile("contract.json", result.contract_path),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from custseg.aws.s3 import ObjectStore, PreconditionFailed, file_sha256
-from custseg.layout import MANIFEST
+from custseg.layout import CLEAN_DATA_DIR, LEGACY_CLEAN_FILE, MANIFEST, clean_data_names
 
 MANIFEST_VERSION = 1
 _UPLOAD_THREADS = 4  # a run's files uploaded at once (a clean run has 4, a results run 6)
@@ -134,3 +134,21 @@ def advance_pointer(
         except PreconditionFailed:
             continue
     raise RuntimeError(f"could not move pointer {key} after {attempts} attempts")
+
+
+def download_clean_data(
+    store: ObjectStore, bucket: str, prefix: str, manifest: Mapping[str, Any], dest: Path
+) -> Path:
+    """Download the clean data of the clean run at ``prefix`` (its manifest given) into
+    ``dest``, its parts at once; returns the local path to read it from
+    (:func:`custseg.clean_data.read_clean`): ``dest/data/`` with the parts, or
+    ``dest/data.parquet`` for a run written before the parts."""
+    names = clean_data_names([str(f.get("name", "")) for f in manifest.get("files", [])])
+    names = names or [LEGACY_CLEAN_FILE]
+    with ThreadPoolExecutor(len(names), "clean-download") as pool:
+        futures = [
+            pool.submit(store.download, bucket, prefix + name, dest / name) for name in names
+        ]
+        for future in futures:
+            future.result()
+    return dest / (LEGACY_CLEAN_FILE if names == [LEGACY_CLEAN_FILE] else CLEAN_DATA_DIR)

@@ -29,6 +29,7 @@ from custseg.aws.runs import (
     advance_pointer,
     commit_run,
     committed_manifest,
+    download_clean_data,
     upload_run_file,
 )
 from custseg.aws.s3 import ObjectStore
@@ -207,8 +208,8 @@ def run_score(
     clean_prefix = clean_manifest_key[: -len(MANIFEST)]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         tmp = Path(tmp_name)
-        clean_path = store.download(
-            settings.data_bucket, clean_prefix + "data.parquet", tmp / "clean.parquet"
+        clean_path = download_clean_data(
+            store, settings.data_bucket, clean_prefix, clean_manifest, tmp / "clean"
         )
         contract_bytes = store.get_bytes(settings.data_bucket, clean_prefix + "contract.json")
         contract = Contract.model_validate_json(contract_bytes or b"{}")

@@ -19,9 +19,11 @@ import pandas as pd
 from custseg.artifact import check_gates
 from custseg.aws.bus import MODEL_PROMOTED, EventBus
 from custseg.aws.registry import champion, save_model, set_champion, set_first_champion
+from custseg.aws.runs import download_clean_data
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import model_name_for
 from custseg.aws.settings import Settings
+from custseg.clean_data import read_clean
 from custseg.contracts import Contract, load_contract
 from custseg.features import build_features
 from custseg.ingest import ingest_file
@@ -175,10 +177,8 @@ def run_train_on_clean(
     if manifest is None:
         return TrainOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = store.download(
-            settings.data_bucket, prefix + "data.parquet", Path(tmp) / "clean.parquet"
-        )
-        clean = pd.read_parquet(path)
+        path = download_clean_data(store, settings.data_bucket, prefix, manifest, Path(tmp))
+        clean = read_clean(path).to_pandas()
     contract = Contract.model_validate_json(
         store.get_bytes(settings.data_bucket, prefix + "contract.json") or b"{}"
     )
@@ -229,7 +229,7 @@ def run_train_on_upload(
                 upload.dataset,
                 message=result.report_text_path.read_text(encoding="utf-8").splitlines()[0],
             )
-        clean = pd.read_parquet(result.clean_path)
+        clean = read_clean(result.clean_path).to_pandas()
     return _train_and_register(
         store,
         settings,
