@@ -492,8 +492,9 @@ class AssignmentWriter:
         self._pending: Future[None] | None = None
 
     def _write_now(self, table: pa.Table) -> None:
-        self._parquet.write_table(table, row_group_size=table.num_rows)
+        # the CSV first: it is the larger file, the one whose upload a caller waits for
         self._csv.write(csv_rows(_csv_chunk(table)))
+        self._parquet.write_table(table, row_group_size=table.num_rows)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -511,9 +512,10 @@ class AssignmentWriter:
         self._pending = self._pool.submit(self._write_now, table)
         self.rows += table.num_rows
 
-    def finish(self, then: Callable[[], None] | None = None) -> None:
-        """Close both files on the background thread once the last chunk is written, then
-        call ``then`` there (e.g. start uploading them) while the caller goes on.
+    def finish(self, then: Callable[[str], None] | None = None) -> None:
+        """Close both files on the background thread once the last chunk is written,
+        calling ``then("csv")`` as soon as the CSV is closed and ``then("parquet")`` once
+        the Parquet file is (e.g. to start uploading each), while the caller goes on.
 
         ``then`` is not called when writing a chunk failed; the error surfaces at
         :meth:`close`, which still has to be called (it waits for all of this).
@@ -523,10 +525,12 @@ class AssignmentWriter:
         def close_files() -> None:
             if previous is not None:
                 previous.result()  # a failed write: no close-and-announce of partial files
-            self._parquet.close()
             self._csv.close()
             if then is not None:
-                then()
+                then("csv")
+            self._parquet.close()
+            if then is not None:
+                then("parquet")
 
         self._pending = self._pool.submit(close_files)
 

@@ -425,7 +425,7 @@ def score_dataset(
     ``quality``: the ingest quality report (its JSON as a dict), summarised in metrics.
     ``previous_assignments``: the previous run's assignments Parquet (file or directory)
     for stability. ``on_file(name, path, rows)`` is called as soon as each assignments
-    file is complete (``"assignments_parquet"``, then ``"assignments_csv"``), from a
+    file is complete (``"assignments_csv"``, the larger, then ``"assignments_parquet"``), from a
     background thread, while the run is still being evaluated: a caller can start
     uploading them. Returns a :class:`ScoreResult`. Each customer appears exactly once in
     the assignments (a repeated customer id in the clean data is scored once, first
@@ -522,9 +522,9 @@ def score_dataset(
         if on_file is not None:
             callback = on_file
 
-            def announce() -> None:
-                callback("assignments_parquet", files["assignments_parquet"], rows)
-                callback("assignments_csv", files["assignments_csv"], rows)
+            def announce(kind: str) -> None:
+                name = f"assignments_{kind}"
+                callback(name, files[name], rows)
 
             writer.finish(announce)
 

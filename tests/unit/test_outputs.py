@@ -109,19 +109,24 @@ def test_writer_streams_row_groups_and_one_header(tmp_path: Path) -> None:
 
 def test_finish_announces_complete_files_and_never_partial_ones(tmp_path: Path) -> None:
     pq_path, csv_path = tmp_path / "p.parquet", tmp_path / "a.csv"
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[str, int]] = []
+
+    def then(kind: str) -> None:
+        path = csv_path if kind == "csv" else pq_path
+        lines = path.read_text().count("\n") if kind == "csv" else pq.read_table(path).num_rows
+        seen.append((kind, lines))
+
     with AssignmentWriter(pq_path, csv_path) as writer:
         writer.write(_chunk(["a", "b"], [1.0, 2.0]))
-        writer.finish(
-            lambda: seen.append((pq.read_table(pq_path).num_rows, csv_path.read_text().count("\n")))
-        )
-    assert seen == [(2, 3)]  # announced once, both files closed and complete
+        writer.finish(then)
+    # each announced once, closed and complete: the CSV (the larger, uploaded first) first
+    assert seen == [("csv", 3), ("parquet", 2)]
 
     broken = AssignmentWriter(tmp_path / "q.parquet", tmp_path / "b.csv")
     announced: list[bool] = []
     broken._write_now = lambda table: (_ for _ in ()).throw(OSError("disk full"))  # type: ignore[method-assign]
     broken.write(_chunk(["a"], [1.0]))
-    broken.finish(lambda: announced.append(True))
+    broken.finish(lambda kind: announced.append(True))
     with pytest.raises(OSError, match="disk full"):
         broken.close()
     assert announced == []  # a failed write is never announced as a finished file

@@ -219,8 +219,8 @@ def test_on_file_announces_the_finished_assignments_during_evaluation(
         on_file=on_file,
     )  # fmt: skip
     assert announced == [
-        ("assignments_parquet", 200, 200, False),  # complete, before the run's metrics
-        ("assignments_csv", 200, 200, False),
+        ("assignments_csv", 200, 200, False),  # complete, before the run's metrics
+        ("assignments_parquet", 200, 200, False),
     ]
     assert result.rows == 200
 
