@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KINDS = ("customers", "transactions", "mutated", "bytes", "wide")
+CHUNKS = (250_000, 16, 3)  # rows per chunk: one chunk, a few, many (and two clean parts)
+CHUNK_WEIGHTS = (0.6, 0.25, 0.15)
 KIND_WEIGHTS = (0.35, 0.25, 0.2, 0.1, 0.1)
 
 NASTY = [
@@ -165,13 +167,17 @@ class FuzzCase:
     data: bytes
     emails: list[str] = field(default_factory=list)  # personal values that must not leak
     notes: list[str] = field(default_factory=list)  # how it was built
+    chunk_rows: int = 250_000  # the ingest's chunk size (small: many chunks and parts)
 
     @property
     def name(self) -> str:
         return f"fuzz-{self.kind}-{self.seed}.csv"
 
     def describe(self) -> str:
-        return f"{self.kind} seed={self.seed} ({len(self.data):,} bytes; {', '.join(self.notes)})"
+        return (
+            f"{self.kind} seed={self.seed} ({len(self.data):,} bytes; {', '.join(self.notes)}; "
+            f"chunks of {self.chunk_rows:,} rows)"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -366,6 +372,8 @@ def build_case(seed: int, kind: str | None = None) -> FuzzCase:
         case.notes.append("wide header")
     else:
         raise ValueError(f"unknown kind {kind!r}")
+    # drawn from a stream of its own, so that a seed's bytes stay what they were
+    case.chunk_rows = random.Random(seed * 7919 + 17).choices(CHUNKS, weights=CHUNK_WEIGHTS)[0]
     return case
 
 
@@ -398,7 +406,9 @@ def check_case(case: FuzzCase, work: Path) -> None:
     src.write_bytes(case.data)
     out = work / "out"
     source = f"incoming/fuzz/{case.name}"
-    result = ingest_file(src, out, source_name=source, dataset="fuzz", run_id="fuzz-run")
+    result = ingest_file(
+        src, out, source_name=source, dataset="fuzz", run_id="fuzz-run", chunk_rows=case.chunk_rows
+    )
     rep = result.report
     assert result.status in {"accepted", "rejected"}, result.status
     assert rep.rows_read == rep.rows_kept + rep.rows_rejected, (
@@ -431,6 +441,23 @@ def check_case(case: FuzzCase, work: Path) -> None:
             rejected = _count_csv_records(result.rejected_rows_path)
             assert rejected == rep.rows_rejected, (rejected, rep.rows_rejected)
         assert report_text.startswith(f"ACCEPTED {source}")
+    if case.chunk_rows != CHUNKS[0]:
+        # The chunking changes nothing but the number of chunks and clean parts, as long
+        # as the date formats were told the same way: they are detected on the first
+        # chunk's values (up to 1,000 of them), which a chunk of 3 or 16 rows cuts short
+        # (a chunk holds 250,000 rows unless CHUNK_ROWS says otherwise).
+        whole = ingest_file(
+            src, work / "whole", source_name=source, dataset="fuzz", run_id="fuzz-run"
+        )
+        if whole.report.date_formats != rep.date_formats:
+            return
+        assert whole.status == result.status
+        counts = ("rows_read", "rows_kept", "rows_invalid", "rows_excluded", "rows_duplicate")
+        for name in counts:
+            assert getattr(whole.report, name) == getattr(rep, name), name
+        assert whole.report.rejected_by_reason == rep.rejected_by_reason
+        if result.clean_path is not None and whole.clean_path is not None:
+            assert read_clean(result.clean_path).equals(read_clean(whole.clean_path))
     for email in case.emails:
         assert email not in report_json, f"personal value leaked into quality.json: {email}"
         assert email not in report_text, f"personal value leaked into quality.txt: {email}"
