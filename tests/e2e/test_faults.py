@@ -110,6 +110,7 @@ def bench(champions: dict[str, bytes]) -> Iterator[Bench]:
 def test_write_counts(bench: Bench) -> None:
     """What the cases below go through (and a reminder of the commit order)."""
     ingest = [key.rsplit("/", 1)[-1] for _, key in bench.writes["ingest"]]
+    assert len(ingest) == 7 and len(bench.writes["score"]) == 15  # as the README says
     assert ingest[-2:] == [MANIFEST, "latest.json"]  # files, manifest, pointer
     assert sorted(k for k in ingest if k.startswith("part-")) == [
         "part-00000.parquet",
