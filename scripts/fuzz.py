@@ -44,7 +44,7 @@ def save_failure(case: FuzzCase, error: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / case.name
     path.write_bytes(case.data)
-    repro = f"python scripts/fuzz.py --replay {path}"
+    repro = f"python scripts/fuzz.py --replay {path} --chunk-rows {case.chunk_rows}"
     note = f"{case.describe()}\nreproduce: {repro}\n  or: build_case({case.seed}, {case.kind!r})\n"
     path.with_suffix(".txt").write_text(note + "\n" + error, encoding="utf-8")
     return path
@@ -57,10 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kind", choices=KINDS, default=None, help="only this kind of case")
     ap.add_argument("--out", type=Path, default=Path("fuzz-failures"), help="failing inputs")
     ap.add_argument("--replay", type=Path, help="run one saved input file again")
+    ap.add_argument(
+        "--chunk-rows", type=int, default=250_000, help="the replayed input's chunk size"
+    )
     args = ap.parse_args(argv)
 
     if args.replay is not None:
-        case = FuzzCase(seed=0, kind="replay", data=args.replay.read_bytes())
+        case = FuzzCase(
+            seed=0, kind="replay", data=args.replay.read_bytes(), chunk_rows=args.chunk_rows
+        )
         with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
             error = run_case(case, Path(tmp) / "case")
         print(error or f"{args.replay}: every property holds")

@@ -455,12 +455,23 @@ def check_case(case: FuzzCase, work: Path) -> None:
         counts = ("rows_read", "rows_kept", "rows_invalid", "rows_excluded", "rows_duplicate")
         for name in counts:
             assert getattr(whole.report, name) == getattr(rep, name), name
-        assert whole.report.rejected_by_reason == rep.rejected_by_reason
+        assert _reasons(whole.report.rejected_by_reason) == _reasons(rep.rejected_by_reason)
         if result.clean_path is not None and whole.clean_path is not None:
             assert read_clean(result.clean_path).equals(read_clean(whole.clean_path))
     for email in case.emails:
         assert email not in report_json, f"personal value leaked into quality.json: {email}"
         assert email not in report_text, f"personal value leaked into quality.txt: {email}"
+
+
+def _reasons(by_reason: dict[str, int]) -> dict[str, int]:
+    """Rejection counts by reason, a date's expected format left out: a chunk read before
+    the format was told (its column had no date to tell it by) says "expected a recognised
+    date format" where one read after says which."""
+    out: dict[str, int] = {}
+    for reason, n in by_reason.items():
+        key = reason.split(" (expected ", 1)[0] if ": not a date" in reason else reason
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def _count_csv_records(path: Path) -> int:
