@@ -178,14 +178,9 @@ class _Stage:
     memory stays bounded by a chunk).
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, hash_ids: str | None = None) -> None:
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema
-        # ``hash_ids``: the id column whose 64-bit hashes (:func:`_id_hash`) are taken as
-        # each chunk is staged, for the dedupe (on the staging thread, in pass 1, rather
-        # than in a pass of their own after it: 8 bytes a row)
-        self._hash_ids = hash_ids
-        self._id_hashes: list[np.ndarray] = []
         self._sink: Any = None
         self._writer: Any = None
         self.rows = 0
@@ -199,8 +194,6 @@ class _Stage:
         self._writer.write_table(table.combine_chunks(), max_chunksize=max(table.num_rows, 1))
         valid = to_np_bool(table.column("_valid"))
         self._valid.append(valid)
-        if self._hash_ids is not None:
-            self._id_hashes.append(_id_hash(table.column(self._hash_ids).combine_chunks()))
         self.rows += table.num_rows
         self.valid_rows += int(valid.sum())
 
@@ -208,13 +201,6 @@ class _Stage:
         if self._writer is not None:
             self._writer.close()
             self._sink.close()
-
-    @property
-    def id_hashes(self) -> np.ndarray:
-        """Per staged row: the hash of its id (when the stage was asked to take them)."""
-        if self._hash_ids is None:
-            raise ValueError("this stage does not hash ids")
-        return np.concatenate(self._id_hashes) if self._id_hashes else np.empty(0, np.uint64)
 
     @property
     def batch_rows(self) -> list[int]:
@@ -401,9 +387,7 @@ def _run(
     rejected = _RejectedWriter(rejected_path, headers)
     ctx = ParseContext(delimiter=fmt.delimiter)
     tx_counts: Counter[str] = Counter()
-    stage = _Stage(
-        stage_path, schema, None if contract.is_transactions else contract.id_column.name
-    )
+    stage = _Stage(stage_path, schema)
     # Statistics of the rows that pass pass 1, folded in as they are staged: when the
     # dedupe drops none of them (the usual case) they are the statistics of the kept rows
     # and the statistics pass over the staging file is skipped.
@@ -763,8 +747,8 @@ def _dedupe(
 ) -> tuple[DedupePlan, np.ndarray, np.ndarray, pa.Array]:
     """The whole-file dedupe plan from the staged rows.
 
-    Finds the candidate rows whose id (customer tables: by the ids' 64-bit hashes, taken as
-    pass 1 staged them) or ``_key`` (transaction tables) repeats. Only those can be
+    Reads the customer ids (one column at a time) and finds the candidate rows whose id
+    (customer tables) or ``_key`` (transaction tables) repeats. Only those can be
     duplicates, so only their raw text is joined and hashed (exact duplicates share
     :func:`custseg.cleaning.row_hash`) and only their recency / missing counts are kept.
     Memory: the ids as Arrow text while they are encoded, then ~6 bytes per row.
@@ -790,7 +774,10 @@ def _dedupe(
     else:
         # ids are mostly unique: find the repeated ones by a 64-bit hash (8 bytes a row,
         # no hash table of millions of strings), then encode only those ids exactly
-        hashed = stage.id_hashes[staged_pos]
+        hashed = np.concatenate(
+            [_id_hash(b.column(0)) for b in stage.batches([id_name])]
+            or [np.empty(0, dtype=np.uint64)]
+        )[staged_pos]
         cand = np.flatnonzero(repeated(hashed))
         del hashed
         cand_codes, null_code = id_codes(stage.gather(id_name, staged_pos[cand]))
