@@ -61,7 +61,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-
     from custseg.artifact import dump_artifact
     from custseg.clean_data import read_clean
     from custseg.features import build_features
