@@ -101,6 +101,7 @@ def test_file_level_rejections(ingest, name: str, code: str) -> None:
     assert result.report_text_path.read_text().startswith("REJECTED incoming/test/")
     assert result.contract_path.exists()
     assert not (result.report_json_path.parent / "data.parquet").exists()
+    assert not (result.report_json_path.parent / "data").exists()  # no clean part either
 
 
 def test_quoted_newline(ingest) -> None:

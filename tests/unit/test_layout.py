@@ -35,6 +35,14 @@ def test_clean_manifest_key_round_trip() -> None:
         layout.parse_clean_manifest_key("clean/shop/r1/data.parquet")
 
 
+def test_clean_data_names_are_the_parts_in_order_or_the_one_file_of_before() -> None:
+    parts = [f"data/{layout.clean_part_name(i)}" for i in (1, 0)]
+    names = [*parts, "quality.json", "contract.json", "data/notes.txt"]
+    assert layout.clean_data_names(names) == ["data/part-00000.parquet", "data/part-00001.parquet"]
+    assert layout.clean_data_names(["data.parquet", "quality.json"]) == ["data.parquet"]
+    assert layout.clean_data_names(["quality.json"]) == []
+
+
 def test_results_prefix_is_hive_partitioned() -> None:
     prefix = layout.results_prefix("shop", dt.date(2026, 11, 23), "r1")
     assert prefix == "segments/shop/run_date=2026-11-23/run_id=r1/"
