@@ -7,11 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ReadTimeoutError
@@ -19,18 +17,7 @@ from botocore.exceptions import ReadTimeoutError
 from custseg.aws import s3 as s3_module
 from custseg.aws.s3 import LargeBlocks, ObjectStore, PreconditionFailed
 
-BUCKET = "custseg-test-bucket"
-
-
-@pytest.fixture
-def store() -> Iterator[ObjectStore]:
-    from moto import mock_aws
-
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield ObjectStore(client)
+BUCKET = "custseg-test-bucket"  # the bucket of the `store` fixture (conftest.py)
 
 
 def _body(size: int, seed: int = 0) -> bytes:

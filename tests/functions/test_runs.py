@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from custseg.aws.runs import download_clean_data
 from custseg.aws.s3 import ObjectStore
 from custseg.clean_data import read_clean
 
-BUCKET = "custseg-test-data"
+BUCKET = "custseg-test-bucket"  # the bucket of the `store` fixture (conftest.py)
+
 PREFIX = "clean/shop/r1/"
-
-
-@pytest.fixture
-def store() -> Iterator[ObjectStore]:
-    from moto import mock_aws
-
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield ObjectStore(client)
 
 
 def _put_parquet(store: ObjectStore, key: str, ids: list[str], tmp: Path) -> None:
