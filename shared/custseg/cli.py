@@ -200,9 +200,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     import boto3
 
     from custseg.aws import registry
-    from custseg.aws.s3 import ObjectStore
+    from custseg.aws.s3 import S3_CONFIG, ObjectStore
 
-    store = ObjectStore(boto3.client("s3", endpoint_url=args.endpoint_url))
+    store = ObjectStore(boto3.client("s3", endpoint_url=args.endpoint_url, config=S3_CONFIG))
     if args.action == "list":
         pointer = registry.champion(store, args.bucket, args.model) or {}
         for version in registry.list_versions(store, args.bucket, args.model):

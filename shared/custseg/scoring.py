@@ -415,7 +415,7 @@ def score_dataset(
     previous_assignments: Path | None = None,
     thresholds: Thresholds | None = None,
     chunk_rows: int = 250_000,
-    on_file: Callable[[str, Path, int], None] | None = None,
+    on_file: Callable[[str, Path, int, str | None], None] | None = None,
 ) -> ScoreResult:
     """Score every customer of clean data with ``model``; write the run's files.
 
@@ -424,12 +424,14 @@ def score_dataset(
 
     ``quality``: the ingest quality report (its JSON as a dict), summarised in metrics.
     ``previous_assignments``: the previous run's assignments Parquet (file or directory)
-    for stability. ``on_file(name, path, rows)`` is called as soon as each assignments
-    file is complete (``"assignments_csv"``, the larger, then ``"assignments_parquet"``), from a
-    background thread, while the run is still being evaluated: a caller can start
-    uploading them. Returns a :class:`ScoreResult`. Each customer appears exactly once in
-    the assignments (a repeated customer id in the clean data is scored once, first
-    occurrence wins, and counted in ``duplicates_dropped``).
+    for stability. ``on_file(name, path, rows, sha256)`` is called as soon as each
+    assignments file is complete (``"assignments_csv"``, the larger, then
+    ``"assignments_parquet"``), from a background thread, while the run is still being
+    evaluated: a caller can start uploading them. ``sha256`` is the file's SHA-256 (hex)
+    when it was computed while writing (the CSV's), else None. Returns a
+    :class:`ScoreResult`. Each customer appears exactly once in the assignments (a
+    repeated customer id in the clean data is scored once, first occurrence wins, and
+    counted in ``duplicates_dropped``).
     """
     started = time.perf_counter()
     clean_path, out_dir = Path(clean_path), Path(out_dir)
@@ -524,7 +526,8 @@ def score_dataset(
 
             def announce(kind: str) -> None:
                 name = f"assignments_{kind}"
-                callback(name, files[name], rows)
+                sha256 = writer.csv_sha256 if kind == "csv" else None
+                callback(name, files[name], rows, sha256)
 
             writer.finish(announce)
 

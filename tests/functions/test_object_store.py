@@ -4,6 +4,7 @@ refresh ``current/``."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import threading
@@ -110,6 +111,33 @@ def test_create_only_upload_returns_the_sha256_s3_verified(
     )
     assert store.sha256(BUCKET, "run/part.parquet") == (path.stat().st_size, digest)
     assert gets == []
+
+
+def test_an_upload_given_the_files_sha256_sends_it_without_reading_the_file_first(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "assignments.csv"
+    path.write_bytes(_body(1024 * 1024 + 7, seed=9))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    sent: list[dict[str, str]] = []
+    store.client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers))
+    )
+    reads: list[int] = []
+    real_read = LargeBlocks.read
+
+    def counting_read(self: LargeBlocks, size: int | None = -1) -> bytes:
+        data = real_read(self, size)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(LargeBlocks, "read", counting_read)
+    assert store.upload(BUCKET, "run/a.csv", path, if_none_match=True, sha256=digest) == digest
+    headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in sent[0].items()}
+    # the given hash is the request's checksum (S3 verifies it against the bytes)
+    assert headers["x-amz-checksum-sha256"] == base64.b64encode(bytes.fromhex(digest)).decode()
+    assert sum(reads) == path.stat().st_size  # the file was read once: to send it
+    assert store.sha256(BUCKET, "run/a.csv") == (path.stat().st_size, digest)
 
 
 def test_large_blocks_reads_at_least_a_block_and_seeks() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -115,12 +116,18 @@ def test_finish_announces_complete_files_and_never_partial_ones(tmp_path: Path) 
         path = csv_path if kind == "csv" else pq_path
         lines = path.read_text().count("\n") if kind == "csv" else pq.read_table(path).num_rows
         seen.append((kind, lines))
+        # the CSV's SHA-256, computed while writing, is known once it is closed
+        hashes.append(writer.csv_sha256 == hashlib.sha256(csv_path.read_bytes()).hexdigest())
 
+    hashes: list[bool] = []
     with AssignmentWriter(pq_path, csv_path) as writer:
+        assert writer.csv_sha256 is None
         writer.write(_chunk(["a", "b"], [1.0, 2.0]))
+        writer.write(_chunk(["c,d"], [3.0]))  # a chunk that needs quotes
         writer.finish(then)
     # each announced once, closed and complete: the CSV (the larger, uploaded first) first
-    assert seen == [("csv", 3), ("parquet", 2)]
+    assert seen == [("csv", 4), ("parquet", 3)]
+    assert hashes == [True, True]
 
     broken = AssignmentWriter(tmp_path / "q.parquet", tmp_path / "b.csv")
     announced: list[bool] = []
@@ -134,10 +141,11 @@ def test_finish_announces_complete_files_and_never_partial_ones(tmp_path: Path) 
 
 def test_empty_run_still_writes_both_files(tmp_path: Path) -> None:
     pq_path, csv_path = tmp_path / "p.parquet", tmp_path / "a.csv"
-    with AssignmentWriter(pq_path, csv_path):
+    with AssignmentWriter(pq_path, csv_path) as writer:
         pass
     assert pq.read_table(pq_path).num_rows == 0
     assert csv_path.read_text(encoding="utf-8").count("\n") == 1
+    assert writer.csv_sha256 == hashlib.sha256(csv_path.read_bytes()).hexdigest()
 
 
 def test_assignments_batch_equals_assignments_table() -> None:

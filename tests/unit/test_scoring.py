@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 from dataclasses import replace
@@ -206,21 +207,23 @@ def test_on_file_announces_the_finished_assignments_during_evaluation(
     tmp_path: Path, contract: Contract, mall_model: SegmentModel
 ) -> None:
     clean = write_clean(mall_clean(), tmp_path / "clean.parquet")
-    announced: list[tuple[str, int, int, bool]] = []
+    announced: list[tuple[str, int, int, bool, bool]] = []
 
-    def on_file(name: str, path: Path, rows: int) -> None:
+    def on_file(name: str, path: Path, rows: int, sha256: str | None) -> None:
         lines = path.read_text().count("\n") - 1 if path.suffix == ".csv" else None
         stored = pq.read_table(path).num_rows if lines is None else lines
         metrics_done = (tmp_path / "out" / "metrics.json").exists()
-        announced.append((name, rows, stored, metrics_done))
+        # the CSV's SHA-256 comes from the writer: it must be the finished file's
+        hashed = sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        announced.append((name, rows, stored, metrics_done, hashed))
 
     result = score_dataset(
         clean, contract, mall_model, tmp_path / "out", run=run_info(), chunk_rows=50,
         on_file=on_file,
     )  # fmt: skip
     assert announced == [
-        ("assignments_csv", 200, 200, False),  # complete, before the run's metrics
-        ("assignments_parquet", 200, 200, False),
+        ("assignments_csv", 200, 200, False, True),  # complete, before the run's metrics
+        ("assignments_parquet", 200, 200, False, False),  # no SHA-256 given for it
     ]
     assert result.rows == 200
 

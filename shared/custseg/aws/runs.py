@@ -30,11 +30,14 @@ _UPLOAD_THREADS = 4  # a run's files uploaded at once (a clean run has 4, a resu
 
 @dataclass(frozen=True)
 class RunFile:
-    """A local file to publish at ``<prefix><name>``; ``rows`` when it holds records."""
+    """A local file to publish at ``<prefix><name>``; ``rows`` when it holds records;
+    ``sha256`` (hex) when its writer computed it (S3 verifies it on upload, and the file is
+    not read once more to hash it)."""
 
     name: str
     path: Path
     rows: int | None = None
+    sha256: str | None = None
 
 
 def committed_manifest(store: ObjectStore, bucket: str, prefix: str) -> dict[str, Any] | None:
@@ -50,8 +53,8 @@ def upload_run_file(store: ObjectStore, bucket: str, prefix: str, f: RunFile) ->
     """
     key = prefix + f.name
     try:
-        stored = store.upload(bucket, key, f.path, if_none_match=True)
-        size, sha256 = f.path.stat().st_size, stored or file_sha256(f.path)
+        stored = store.upload(bucket, key, f.path, if_none_match=True, sha256=f.sha256)
+        size, sha256 = f.path.stat().st_size, stored or f.sha256 or file_sha256(f.path)
     except PreconditionFailed:
         size, sha256 = store.sha256(bucket, key)
     entry: dict[str, Any] = {"key": key, "name": f.name, "size": size, "sha256": sha256}

@@ -235,7 +235,13 @@ class ObjectStore:
         return self.put_bytes(bucket, key, body, **conditions)
 
     def upload(
-        self, bucket: str, key: str, path: Path, *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        if_none_match: bool = False,
+        sha256: str | None = None,
     ) -> str | None:
         """Stream a local file (one PUT up to 256 MiB, multipart above; constant memory).
 
@@ -245,6 +251,10 @@ class ObjectStore:
         The single create-only PUT carries a SHA-256 checksum, which S3 verifies and keeps
         with the object: returns it (hex), so that a manifest records it without reading
         the file again. None when S3 did not compute a whole-file SHA-256 (multipart).
+
+        ``sha256``: the file's SHA-256 (hex) when the caller knows it (computed while the
+        file was written): sent as the checksum, which S3 verifies (``BadDigest`` when the
+        bytes differ), instead of botocore reading the whole file to compute it first.
         """
         if not if_none_match:
             self.client.upload_file(
@@ -257,6 +267,10 @@ class ObjectStore:
             return None
         try:
             if path.stat().st_size <= _TRANSFER.multipart_threshold:
+                checksum: dict[str, str] = {"ChecksumAlgorithm": "SHA256"}
+                if sha256 is not None:
+                    digest = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+                    checksum["ChecksumSHA256"] = digest
                 with path.open("rb") as fh:
                     resp = self.client.put_object(
                         Bucket=bucket,
@@ -264,7 +278,7 @@ class ObjectStore:
                         Body=cast(IO[bytes], LargeBlocks(fh)),  # reads, seeks, tells
                         ContentType=content_type(key),
                         IfNoneMatch="*",
-                        ChecksumAlgorithm="SHA256",
+                        **checksum,  # type: ignore[arg-type]
                     )
                 return _sha256_hex(resp.get("ChecksumSHA256"))
             self._multipart_create_only(bucket, key, path)

@@ -208,22 +208,39 @@ def run_score(
     clean_prefix = clean_manifest_key[: -len(MANIFEST)]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         tmp = Path(tmp_name)
-        clean_path = download_clean_data(
-            store, settings.data_bucket, clean_prefix, clean_manifest, tmp / "clean"
-        )
-        contract_bytes = store.get_bytes(settings.data_bucket, clean_prefix + "contract.json")
-        contract = Contract.model_validate_json(contract_bytes or b"{}")
-        quality_bytes = store.get_bytes(settings.data_bucket, clean_prefix + "quality.json")
-        quality = json.loads(quality_bytes) if quality_bytes else None
 
-        previous_path = None
-        latest, _ = store.get_json(settings.results_bucket, results_latest_key(dataset))
-        if latest is not None and latest.get("run_id") != run_id:
+        def previous_assignments() -> Path | None:
+            """The assignments of the run ``latest.json`` names (for stability), if any."""
+            latest, _ = store.get_json(settings.results_bucket, results_latest_key(dataset))
+            if latest is None or latest.get("run_id") == run_id:
+                return None
             prev_key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
-            if store.head(settings.results_bucket, prev_key) is not None:
-                previous_path = store.download(
-                    settings.results_bucket, prev_key, tmp / "previous.parquet"
-                )
+            if store.head(settings.results_bucket, prev_key) is None:
+                return None
+            return store.download(settings.results_bucket, prev_key, tmp / "previous.parquet")
+
+        # the run's inputs are independent reads: all at once
+        with ThreadPoolExecutor(4, thread_name_prefix="score-inputs") as reads:
+            clean_future = reads.submit(
+                download_clean_data,
+                store,
+                settings.data_bucket,
+                clean_prefix,
+                clean_manifest,
+                tmp / "clean",
+            )
+            contract_future = reads.submit(
+                store.get_bytes, settings.data_bucket, clean_prefix + "contract.json"
+            )
+            quality_future = reads.submit(
+                store.get_bytes, settings.data_bucket, clean_prefix + "quality.json"
+            )
+            previous_future = reads.submit(previous_assignments)
+            clean_path = clean_future.result()
+            contract = Contract.model_validate_json(contract_future.result() or b"{}")
+            quality_bytes = quality_future.result()
+            quality = json.loads(quality_bytes) if quality_bytes else None
+            previous_path = previous_future.result()
 
         # The assignments are final once the chunk loop ends: upload them (create-only,
         # both files at once on two background threads: 0.13-0.28 s less for the score
@@ -232,8 +249,8 @@ def run_score(
         background = ThreadPoolExecutor(2, thread_name_prefix="results-upload")
         uploads: dict[str, Future[dict[str, Any]]] = {}
 
-        def upload_now(name: str, path: Path, rows: int | None) -> None:
-            run_file = RunFile(RESULT_FILES[name], path, rows)
+        def upload_now(name: str, path: Path, rows: int | None, sha256: str | None) -> None:
+            run_file = RunFile(RESULT_FILES[name], path, rows, sha256)
             uploads[run_file.name] = background.submit(
                 upload_run_file, store, settings.results_bucket, prefix, run_file
             )
