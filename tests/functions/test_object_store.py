@@ -179,13 +179,8 @@ def test_sha256_of_an_object_stored_without_one_reads_it(store: ObjectStore) -> 
 
 
 def test_multipart_upload_is_create_only(
-    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: ObjectStore, tmp_path: Path, small_multipart: int
 ) -> None:
-    # 5 MiB parts (S3's minimum) above a 5 MiB threshold: an 11 MiB file goes in 3 parts
-    part = 5 * 1024 * 1024
-    monkeypatch.setattr(
-        s3_module, "_TRANSFER", TransferConfig(multipart_threshold=part, multipart_chunksize=part)
-    )
     path = tmp_path / "big.csv"
     path.write_bytes(_body(11 * 1024 * 1024, seed=7))
     # no whole-file SHA-256 from S3 for a multipart upload: the caller hashes the file

@@ -1,13 +1,17 @@
-"""custseg.aws.runs on moto: downloading a clean run's data, parts or the one file of before."""
+"""custseg.aws.runs on moto: downloading a clean run's data (parts, or the one file of
+before); a run file's manifest entry."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from custseg.aws.runs import download_clean_data
+from custseg.aws import runs as runs_module
+from custseg.aws.runs import RunFile, download_clean_data, upload_run_file
 from custseg.aws.s3 import ObjectStore
 from custseg.clean_data import read_clean
 
@@ -47,3 +51,29 @@ def test_download_clean_data_reads_a_run_written_before_the_parts(
     path = download_clean_data(store, BUCKET, PREFIX, manifest, tmp_path / "got")
     assert path == tmp_path / "got" / "data.parquet" and path.is_file()
     assert read_clean(path).column("customer_id").to_pylist() == ["x", "y"]
+
+
+def test_a_large_run_file_with_its_writers_sha256_is_not_read_again_to_hash_it(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_multipart: int
+) -> None:
+    # above the multipart threshold S3 keeps no whole-file SHA-256: the manifest entry
+    # takes the writer's, instead of reading the file once more (0.45 GB at 5M customers)
+    path = tmp_path / "assignments.csv"
+    path.write_bytes(bytes(range(256)) * (11 * 4096))  # 11 MiB: three parts
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    hashed: list[Path] = []
+    monkeypatch.setattr(runs_module, "file_sha256", lambda p: hashed.append(p) or "read")
+    entry = upload_run_file(
+        store, BUCKET, "segments/r1/", RunFile("assignments.csv", path, 7, digest)
+    )
+    assert entry == {
+        "key": "segments/r1/assignments.csv",
+        "name": "assignments.csv",
+        "size": path.stat().st_size,
+        "sha256": digest,
+        "rows": 7,
+    }
+    assert hashed == []
+    # without it, the file is hashed (the fallback is still there)
+    entry = upload_run_file(store, BUCKET, "segments/r2/", RunFile("assignments.csv", path, 7))
+    assert entry["sha256"] == "read" and hashed == [path]
