@@ -267,19 +267,18 @@ class ObjectStore:
             return None
         try:
             if path.stat().st_size <= _TRANSFER.multipart_threshold:
-                checksum: dict[str, str] = {"ChecksumAlgorithm": "SHA256"}
+                kwargs: dict[str, Any] = {
+                    "Bucket": bucket,
+                    "Key": key,
+                    "ContentType": content_type(key),
+                    "IfNoneMatch": "*",
+                    "ChecksumAlgorithm": "SHA256",
+                }
                 if sha256 is not None:
-                    digest = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
-                    checksum["ChecksumSHA256"] = digest
+                    kwargs["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
                 with path.open("rb") as fh:
-                    resp = self.client.put_object(
-                        Bucket=bucket,
-                        Key=key,
-                        Body=cast(IO[bytes], LargeBlocks(fh)),  # reads, seeks, tells
-                        ContentType=content_type(key),
-                        IfNoneMatch="*",
-                        **checksum,  # type: ignore[arg-type]
-                    )
+                    body = cast(IO[bytes], LargeBlocks(fh))  # reads, seeks, tells
+                    resp = self.client.put_object(Body=body, **kwargs)
                 return _sha256_hex(resp.get("ChecksumSHA256"))
             self._multipart_create_only(bucket, key, path)
             return None
