@@ -499,6 +499,11 @@ class AssignmentWriter:
             raise
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assignments")
         self._pending: Future[None] | None = None
+        # set by finish() (the caller's thread) once no chunk is to come; read, and the CSV
+        # announced, only on the writer thread
+        self._then: Callable[[str], None] | None = None
+        self._finishing = False
+        self._csv_announced = False
 
     def _write_csv(self, data: pa.Buffer) -> None:
         self._csv.write(data)
@@ -509,9 +514,22 @@ class AssignmentWriter:
             self._csv.close()
             self.csv_sha256 = self._csv_digest.hexdigest()
 
+    def _announce_csv(self) -> None:
+        """Close the CSV and announce it (writer thread; once)."""
+        if self._csv_announced:
+            return
+        self._close_csv()
+        self._csv_announced = True
+        if self._then is not None:
+            self._then("csv")
+
     def _write_now(self, table: pa.Table) -> None:
         # the CSV first: it is the larger file, the one whose upload a caller waits for
         self._write_csv(csv_rows(_csv_chunk(table)))
+        if self._finishing:
+            # finish() came while this chunk was being written, so it is the last one: the
+            # CSV is complete, and its upload need not wait for this chunk's Parquet
+            self._announce_csv()
         self._parquet.write_table(table, row_group_size=table.num_rows)
 
     def _wait(self) -> None:
@@ -533,19 +551,22 @@ class AssignmentWriter:
     def finish(self, then: Callable[[str], None] | None = None) -> None:
         """Close both files on the background thread once the last chunk is written,
         calling ``then("csv")`` as soon as the CSV is closed and ``then("parquet")`` once
-        the Parquet file is (e.g. to start uploading each), while the caller goes on.
+        the Parquet file is (e.g. to start uploading each), while the caller goes on. No
+        :meth:`write` may follow. When the last chunk is still being written, the CSV is
+        closed and announced as soon as that chunk's CSV rows are in, before its Parquet
+        row group is encoded.
 
-        ``then`` is not called when writing a chunk failed; the error surfaces at
+        ``then`` is not called for a file whose writing failed; the error surfaces at
         :meth:`close`, which still has to be called (it waits for all of this).
         """
         previous = self._pending
+        self._then = then
+        self._finishing = True  # after _then: the writer thread reads them in this order
 
         def close_files() -> None:
             if previous is not None:
                 previous.result()  # a failed write: no close-and-announce of partial files
-            self._close_csv()
-            if then is not None:
-                then("csv")
+            self._announce_csv()
             self._parquet.close()
             if then is not None:
                 then("parquet")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from custseg import outputs as outputs_module
 from custseg.outputs import (
     ASSIGNMENT_COLUMNS,
     ASSIGNMENTS_SCHEMA,
@@ -137,6 +139,47 @@ def test_finish_announces_complete_files_and_never_partial_ones(tmp_path: Path) 
     with pytest.raises(OSError, match="disk full"):
         broken.close()
     assert announced == []  # a failed write is never announced as a finished file
+
+
+def test_the_csv_is_announced_before_the_last_chunks_parquet_is_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # finish() comes while the last chunk is being written (as after a scoring loop): the
+    # CSV upload must not wait for that chunk's Parquet row group
+    pq_path, csv_path = tmp_path / "p.parquet", tmp_path / "a.csv"
+    events: list[str] = []
+    finished = threading.Event()
+    real_rows = outputs_module.csv_rows
+
+    def csv_rows(table: pa.Table) -> pa.Buffer:
+        if table.column("customer_id")[0].as_py() == "last":
+            assert finished.wait(10)  # hold the last chunk's CSV until finish() is called
+        return real_rows(table)
+
+    monkeypatch.setattr(outputs_module, "csv_rows", csv_rows)
+
+    def then(kind: str) -> None:
+        lines = csv_path.read_text().count("\n") if kind == "csv" else None
+        events.append(f"{kind} announced" + (f" with {lines} lines" if lines else ""))
+
+    with AssignmentWriter(pq_path, csv_path) as writer:
+        real_write_table = writer._parquet.write_table
+        writer._parquet.write_table = lambda table, **kw: (  # type: ignore[method-assign]
+            events.append(f"parquet {table.column('customer_id')[0].as_py()}"),
+            real_write_table(table, **kw),
+        )[-1]
+        writer.write(_chunk(["first", "b"], [1.0, 2.0]))
+        writer.write(_chunk(["last", "d"], [3.0, 4.0]))
+        writer.finish(then)
+        finished.set()
+    assert events == [
+        "parquet first",
+        "csv announced with 5 lines",  # header + 4 rows: complete
+        "parquet last",
+        "parquet announced",
+    ]
+    assert writer.csv_sha256 == hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    assert pq.read_table(pq_path).num_rows == 4
 
 
 def test_empty_run_still_writes_both_files(tmp_path: Path) -> None:
