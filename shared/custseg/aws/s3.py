@@ -39,8 +39,11 @@ S3_CONFIG = Config(s3={"payload_signing_enabled": False})
 """The S3 client's configuration. Uploads carry a checksum (SHA-256 for run files, see
 :meth:`ObjectStore.upload`; botocore's CRC32 otherwise), which S3 verifies, so the body
 is not also hashed into the request signature. Over HTTPS (AWS) botocore does this by
-itself; said explicitly, the local emulator's plain-HTTP endpoint gets the same requests
-instead of a second SHA-256 pass over every body (0.18 s of CPU per 1M-customer flow)."""
+itself only for a checksum it computes: one the caller hands over (the assignments CSV's,
+computed while it was written) would have the body hashed for the signature again. Said
+explicitly, it holds for both, and the local emulator's plain-HTTP endpoint gets the same
+requests (instead of a second SHA-256 pass over every body: 0.18 s of CPU per 1M-customer
+flow)."""
 
 
 class LargeBlocks:
