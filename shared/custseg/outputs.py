@@ -503,7 +503,6 @@ class AssignmentWriter:
         # announced, only on the writer thread
         self._then: Callable[[str], None] | None = None
         self._finishing = False
-        self._csv_announced = False
 
     def _write_csv(self, data: pa.Buffer) -> None:
         self._csv.write(data)
@@ -515,11 +514,11 @@ class AssignmentWriter:
             self.csv_sha256 = self._csv_digest.hexdigest()
 
     def _announce_csv(self) -> None:
-        """Close the CSV and announce it (writer thread; once)."""
-        if self._csv_announced:
+        """Close the CSV and announce it (writer thread; once: until close(), only this
+        closes the CSV)."""
+        if self._csv.closed:
             return
         self._close_csv()
-        self._csv_announced = True
         if self._then is not None:
             self._then("csv")
 
@@ -568,8 +567,8 @@ class AssignmentWriter:
                 previous.result()  # a failed write: no close-and-announce of partial files
             self._announce_csv()
             self._parquet.close()
-            if then is not None:
-                then("parquet")
+            if self._then is not None:
+                self._then("parquet")
 
         self._pending = self._pool.submit(close_files)
 
