@@ -13,12 +13,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from custseg.layout import is_clean_part_name
+
 
 def clean_files(path: Path) -> list[Path]:
     """The Parquet files of the clean data at ``path`` (a part directory or one file),
     in row order. Raises FileNotFoundError when there is none."""
     path = Path(path)
-    files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if is_clean_part_name(f.name))
+    else:
+        files = [path]
     if not files or not files[0].exists():
         raise FileNotFoundError(f"no clean Parquet data at {path}")
     return files

@@ -119,17 +119,26 @@ def clean_prefix(dataset: str, run_id: str) -> str:
     return f"{CLEAN}{dataset}/{run_id}/"
 
 
+_CLEAN_PART_RE = re.compile(r"^part-\d{5}\.parquet$")
+
+
 def clean_part_name(index: int) -> str:
     """The file name of part ``index`` (0-based) of a clean run's data."""
     return f"part-{index:05d}.parquet"
+
+
+def is_clean_part_name(name: str) -> bool:
+    """Whether a file name (no folder) is one :func:`clean_part_name` gives."""
+    return _CLEAN_PART_RE.match(name) is not None
 
 
 def clean_data_names(names: list[str]) -> list[str]:
     """The clean data's files among a clean run's file ``names`` (as its manifest lists
     them, relative to the run's prefix), in row order: ``data/part-*.parquet`` by name,
     or the one ``data.parquet`` of a run written before the parts."""
+    folder = CLEAN_DATA_DIR + "/"
     parts = sorted(
-        n for n in names if n.startswith(CLEAN_DATA_DIR + "/") and n.endswith(".parquet")
+        n for n in names if n.startswith(folder) and is_clean_part_name(n[len(folder) :])
     )
     return parts or [n for n in names if n == LEGACY_CLEAN_FILE]
 
