@@ -59,7 +59,8 @@ def test_fifty_concurrent_uploads(stack: Any, champions: dict[str, bytes], tmp_p
     invocations = parallel_drain(stack, workers=8)
 
     assert [i.error for i in invocations if i.error] == []
-    assert [i for i in invocations if i.attempts > 1] == []  # nothing needed a retry
+    # nothing needed a retry (what made one, when one was needed)
+    assert [i.failures for i in invocations if i.attempts > 1] == []
     assert dead_letters(stack) == []
     calls = Counter(i.function for i in invocations)
     assert calls["IngestFunction"] == 50

@@ -108,8 +108,9 @@ class Invocation:
     function: str
     event: dict[str, Any]
     result: Any = None
-    error: str | None = None
+    error: str | None = None  # the last attempt's traceback, when every attempt failed
     attempts: int = 1
+    failures: list[str] = field(default_factory=list)  # each failed attempt's traceback
 
 
 @dataclass
@@ -305,6 +306,7 @@ class LocalStack:
                 break
             except Exception:  # Lambda catches everything too
                 inv.error = traceback.format_exc()
+                inv.failures.append(inv.error)
             finally:
                 self._current = None
         if inv.error is not None:
