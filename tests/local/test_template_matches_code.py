@@ -1,17 +1,17 @@
 """The template describes the code: handlers, environment, triggers and IAM agree.
 
-The IAM check replays the whole flow on the emulated stack, records every S3 call each
-handler makes, and checks that the function's own policy in the template allows it;
-then it checks that no policy grants object access broader than a prefix.
+The IAM check replays the whole flow on the emulated stack, records every AWS call each
+handler makes (and Lambda's own send to the failure destination), and checks with
+:mod:`custseg.local.iam` that the function's own policy in the template allows every
+permission the call needs, KMS use on an encrypted bucket, table or queue included; then
+that every granted action is needed by some call, and no grant is broader than a prefix.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import importlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import pytest
 
 from custseg import layout
 from custseg.aws.settings import ENV_VARS
+from custseg.local import iam
+from custseg.local.iam import AwsCall
 from custseg.local.template import stack_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,58 +109,19 @@ def test_no_output_can_trigger_a_loop() -> None:
 
 # ---------------------------------------------------------------- IAM
 
-
-def _arn(bucket: str, key: str | None = None) -> str:
-    return f"arn:aws:s3:::{bucket}" + (f"/{key}" if key is not None else "")
-
-
-def required_permissions(operation: str, params: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """The IAM (action, resource) pairs one recorded S3 call needs."""
-    bucket = params.get("Bucket", "")
-    key = params.get("Key")
-    if operation in {"GetObject", "HeadObject"}:
-        yield (
-            "s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject",
-            _arn(bucket, key),
-        )
-    elif operation in {
-        "PutObject",
-        "CreateMultipartUpload",
-        "UploadPart",
-        "CompleteMultipartUpload",
-    }:
-        yield "s3:PutObject", _arn(bucket, key)
-    elif operation in {"CopyObject", "UploadPartCopy"}:
-        src = params["CopySource"]
-        if isinstance(src, str):
-            src_bucket, src_key = src.lstrip("/").split("/", 1)
-            src = {"Bucket": src_bucket, "Key": src_key.split("?")[0]}
-        action = "s3:GetObjectVersion" if src.get("VersionId") else "s3:GetObject"
-        yield action, _arn(src["Bucket"], src["Key"])
-        yield "s3:PutObject", _arn(bucket, key)
-    elif operation in {"ListObjectsV2", "ListObjects"}:
-        yield "s3:ListBucket", _arn(bucket)
-    else:
-        raise AssertionError(f"unmapped S3 operation {operation}: add it to this test")
-
-
-def allowed(policies: list[dict[str, Any]], action: str, resource: str) -> bool:
-    for policy in policies:
-        for st in policy.get("Statement", []):
-            if st.get("Effect") != "Allow":
-                continue
-            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-            if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
-                fnmatch.fnmatchcase(resource, r) for r in resources
-            ):
-                return True
-    return False
+# Grants no recorded call needs, kept on purpose (pattern of "function Sid action" -> why).
+EXPECTED_UNUSED = {
+    "* Idempotency dynamodb:GetItem": "Powertools idempotency reads a conflicting record "
+    "when DynamoDB does not return it with the failed conditional put (documented IAM set)",
+    "* Idempotency dynamodb:DeleteItem": "Powertools idempotency deletes the in-progress "
+    "record when the handler raises, so that Lambda's retry can run",
+}
 
 
 @pytest.fixture(scope="module")
-def recorded_calls() -> list[tuple[str, str, dict[str, Any]]]:
-    """Every S3 call of every handler over a flow that exercises every trigger."""
+def recorded_calls() -> list[AwsCall]:
+    """Every AWS call of every handler over a flow that exercises every trigger, a
+    retried failure and the failure destination."""
     from moto import mock_aws
 
     from custseg.local.stack import LocalStack
@@ -175,65 +138,125 @@ def recorded_calls() -> list[tuple[str, str, dict[str, Any]]]:
         stack.tick(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
         failures = [i.error for i in stack.invocations if i.error]
         assert failures == []
+
+        def fail(function: str, event: dict[str, Any]) -> None:
+            raise RuntimeError("injected: every attempt fails")
+
+        # Lambda sends each function's failed events to the on-failure destination
+        stack.before_invoke = fail
+        for function in SPEC.functions:
+            stack.invoke(function, stack.scheduled_event(dt.datetime.now(dt.UTC)))
         return list(stack.calls)
 
 
-def test_every_trigger_was_exercised(recorded_calls: list[tuple[str, str, dict[str, Any]]]) -> None:
-    assert {fn for fn, _, _ in recorded_calls} == set(SPEC.functions)
+def test_every_trigger_was_exercised(recorded_calls: list[AwsCall]) -> None:
+    assert {c.function for c in recorded_calls} == set(SPEC.functions)
 
 
-def test_every_s3_call_is_allowed_by_the_functions_own_policy(
-    recorded_calls: list[tuple[str, str, dict[str, Any]]],
+def test_every_service_the_functions_call_is_recorded(recorded_calls: list[AwsCall]) -> None:
+    services = {c.service for c in recorded_calls}
+    assert {"s3", "dynamodb", "events", "sqs"} <= services, services
+    for function in ("IngestFunction", "ScoreFunction", "TrainFunction"):
+        assert any(c.function == function and c.service == "dynamodb" for c in recorded_calls), (
+            f"{function}: its idempotency calls were not recorded"
+        )
+
+
+def test_every_call_is_allowed_by_the_functions_own_policy(
+    recorded_calls: list[AwsCall],
 ) -> None:
-    denied = set()
-    for function, operation, params in recorded_calls:
-        policies = SPEC.functions[function].policies
-        for action, resource in required_permissions(operation, params):
-            if not allowed(policies, action, resource):
-                denied.add((function, action, resource))
-    assert not denied, "\n".join(sorted(map(str, denied)))
+    problems = iam.denied(recorded_calls, SPEC)
+    assert not problems, "not allowed by the template:\n" + "\n".join(problems)
 
 
-def test_functions_may_list_every_bucket_they_read(
-    recorded_calls: list[tuple[str, str, dict[str, Any]]],
-) -> None:
+def test_every_granted_action_is_exercised(recorded_calls: list[AwsCall]) -> None:
+    """Least privilege kept: an action a policy grants and no call needs is listed."""
+    unused = iam.unused_grants(recorded_calls, SPEC, EXPECTED_UNUSED)
+    assert not unused, "granted but never needed:\n" + "\n".join(unused)
+
+
+def test_functions_may_list_every_bucket_they_read(recorded_calls: list[AwsCall]) -> None:
     """Reads probe keys that may not exist (manifests, pointers, contracts): S3 answers
     404 for those only to a caller allowed to list the bucket, 403 otherwise."""
-    for function, operation, params in recorded_calls:
-        if operation in {"GetObject", "HeadObject"}:
-            bucket_arn = _arn(params["Bucket"])
-            assert allowed(SPEC.functions[function].policies, "s3:ListBucket", bucket_arn), (
-                function,
-                params["Bucket"],
+    for call in recorded_calls:
+        if call.service == "s3" and call.operation in {"GetObject", "HeadObject"}:
+            perm = iam.Permission("s3:ListBucket", iam.s3_arn(call.params["Bucket"]))
+            assert iam.allows(SPEC.functions[call.function].policies, perm), (
+                call.function,
+                call.params["Bucket"],
             )
 
 
-def test_no_policy_is_broader_than_the_prefixes_it_needs(
-    recorded_calls: list[tuple[str, str, dict[str, Any]]],
-) -> None:
-    used: dict[str, set[tuple[str, str]]] = {}
-    for function, operation, params in recorded_calls:
-        used.setdefault(function, set()).update(required_permissions(operation, params))
+def test_no_policy_is_broader_than_the_prefixes_it_needs() -> None:
     for fn in SPEC.functions.values():
-        for policy in fn.policies:
-            for st in policy["Statement"]:
-                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-                resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-                assert "*" not in actions and "s3:*" not in actions, (fn.logical_id, st["Sid"])
-                for resource in resources:
-                    assert resource != "*", (fn.logical_id, st["Sid"])
-                    if not resource.startswith("arn:aws:s3:::"):
-                        continue
-                    path = resource.removeprefix("arn:aws:s3:::")
-                    if "/" in path:  # object resources name a prefix, never the whole bucket
-                        assert path.split("/", 1)[1] not in {"*", ""}, (fn.logical_id, resource)
-                    # and each S3 grant is used by the code (ListBucket: by reading the
-                    # bucket, as it makes S3 answer 404, not 403, for a missing key)
-                    s3_actions = [a for a in actions if a.startswith("s3:")]
-                    if s3_actions == ["s3:ListBucket"]:
-                        s3_actions = ["s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion"]
-                    assert any(
-                        (fnmatch.fnmatchcase(r, resource) or r.startswith(resource + "/"))
-                        and a in s3_actions
-                        for a, r in used.get(fn.logical_id, set())
-                    ), f"{fn.logical_id} {st['Sid']} grants {resource} but never uses it"
+        for st in iam.statements(fn.policies):
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            assert not any(a == "*" or a.endswith(":*") for a in actions), (fn.logical_id, st)
+            for resource in resources:
+                assert resource != "*", (fn.logical_id, st["Sid"])
+                path = resource.removeprefix("arn:aws:s3:::")
+                if resource.startswith("arn:aws:s3:::") and "/" in path:
+                    # object resources name a prefix, never the whole bucket
+                    assert path.split("/", 1)[1] not in {"*", ""}, (fn.logical_id, resource)
+
+
+# ---------------------------------------------------------------- the checker itself
+
+
+def _spec_without(function: str, sid: str) -> Any:
+    import copy
+
+    spec = copy.deepcopy(SPEC)
+    for policy in spec.functions[function].policies:
+        policy["Statement"] = [st for st in policy["Statement"] if st.get("Sid") != sid]
+    return spec
+
+
+def test_a_missing_grant_is_named(recorded_calls: list[AwsCall]) -> None:
+    problems = iam.denied(recorded_calls, _spec_without("TrainFunction", "Idempotency"))
+    assert any(
+        p.startswith("TrainFunction: dynamodb:PutItem on arn:aws:dynamodb:") for p in problems
+    )
+
+
+def test_a_kms_grant_is_needed_for_encrypted_buckets(recorded_calls: list[AwsCall]) -> None:
+    problems = iam.denied(recorded_calls, _spec_without("ScoreFunction", "UseKey"))
+    assert any("ScoreFunction: kms:GenerateDataKey" in p and "SSE-KMS" in p for p in problems)
+
+
+def test_an_explicit_deny_wins() -> None:
+    perm = iam.Permission("s3:PutObject", "arn:aws:s3:::b/models/x")
+    allow = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/*"}
+    deny = {"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::b/models/*"}
+    assert iam.allows([{"Statement": [allow]}], perm)
+    assert not iam.allows([{"Statement": [allow, deny]}], perm)
+
+
+def test_conditions_are_evaluated_on_the_request_context() -> None:
+    st = {
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}},
+    }
+    via_s3 = iam.Permission("kms:Decrypt", "k", (("kms:ViaService", "s3.us-east-1.amazonaws.com"),))
+    direct = iam.Permission("kms:Decrypt", "k")
+    assert iam.allows([{"Statement": [st]}], via_s3)
+    assert not iam.allows([{"Statement": [st]}], direct)  # a missing key fails the condition
+
+
+def test_sam_policy_templates_are_expanded() -> None:
+    from custseg.local.template import Resolver, expand_policies, load_template
+
+    r = Resolver(load_template(), {"EnvName": "local"})
+    (doc,) = expand_policies([{"DynamoDBCrudPolicy": {"TableName": "t"}}], r)
+    perm = iam.Permission("dynamodb:PutItem", iam.table_arn("t"))
+    assert iam.allows([doc], perm)
+    with pytest.raises(ValueError, match="unknown SAM policy template"):
+        expand_policies([{"NoSuchPolicy": {}}], r)
+
+
+def test_an_unknown_call_is_refused_not_passed() -> None:
+    with pytest.raises(KeyError, match="s3:DeleteBucket"):
+        iam.required_permissions(AwsCall("F", "DeleteBucket", {"Bucket": "b"}, "s3"), SPEC)

@@ -33,6 +33,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 
+from custseg.local.iam import AwsCall
 from custseg.local.template import ACCOUNT_ID, REGION, FunctionSpec, StackSpec, stack_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -99,8 +100,9 @@ def _record(params: dict[str, Any], model: Any, **_: Any) -> None:
     if stack is not None and stack._current is not None:
         # The request's parameters without its payload: keeping every uploaded body would
         # hold each file a handler writes in memory for the stack's lifetime.
-        kept = {k: v for k, v in params.items() if k != "Body"}
-        stack.calls.append((stack._current, model.name, kept))
+        kept = {k: v for k, v in params.items() if k not in {"Body", "Message"}}
+        service = model.service_model.service_name
+        stack.calls.append(AwsCall(stack._current, model.name, kept, service))
 
 
 @dataclass
@@ -125,8 +127,9 @@ class LocalStack:
     _handlers: dict[str, Callable[..., Any]] = field(default_factory=dict)
     # Hooks for fault injection: called before each handler invocation.
     before_invoke: Callable[[str, dict[str, Any]], None] | None = None
-    # S3 calls made by handlers: (function logical id, operation, params) - to check IAM.
-    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # Every AWS call made by handlers, or by Lambda for them (failure destinations):
+    # (function logical id, operation, params, service) - to check IAM (custseg.local.iam).
+    calls: list[AwsCall] = field(default_factory=list)
     _current: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
@@ -242,11 +245,11 @@ class LocalStack:
         return self
 
     def _record_calls(self) -> None:
-        """Record every S3 call a handler makes (clients created from now on)."""
+        """Record every AWS call a handler makes (clients created from now on)."""
         global _ACTIVE
         _ACTIVE = self
         session = boto3._get_default_session()
-        session.events.register("provide-client-params.s3", _record, unique_id="custseg-record")
+        session.events.register("provide-client-params", _record, unique_id="custseg-record-all")
 
     def purge(self) -> None:
         sqs = self.client("sqs")
@@ -310,10 +313,13 @@ class LocalStack:
             finally:
                 self._current = None
         if inv.error is not None:
+            queue_url = self.client("sqs").get_queue_url(QueueName=self.spec.dead_letter_queue)[
+                "QueueUrl"
+            ]
+            # Lambda sends to the on-failure destination with the function's own role.
+            self.calls.append(AwsCall(logical, "SendMessage", {"QueueUrl": queue_url}, "sqs"))
             self.client("sqs").send_message(
-                QueueUrl=self.client("sqs").get_queue_url(QueueName=self.spec.dead_letter_queue)[
-                    "QueueUrl"
-                ],
+                QueueUrl=queue_url,
                 MessageBody=json.dumps(
                     {
                         "requestContext": {"functionArn": logical, "condition": "RetriesExhausted"},

@@ -93,6 +93,13 @@ class StackSpec:
     dead_letter_queue: str
     functions: dict[str, FunctionSpec]
     resources: dict[str, Any]
+    # Encryption, for the KMS permissions services ask for on a caller's behalf:
+    bucket_keys: dict[str, str] = field(default_factory=dict)  # bucket -> KMS key ARN
+    bucket_key_enabled: set[str] = field(default_factory=set)  # buckets with an S3 Bucket Key
+    table_keys: dict[str, str] = field(default_factory=dict)  # table -> KMS key ARN
+    queue_keys: dict[str, str] = field(default_factory=dict)  # queue name -> KMS key ARN
+    # KMS key identifiers (id, ARN or alias of the emulated key) -> the template's key ARN
+    kms_key_arns: dict[str, str] = field(default_factory=dict)
 
 
 class Resolver:
@@ -115,6 +122,10 @@ class Resolver:
 
     def name_of(self, logical_id: str) -> str:
         """What ``!Ref`` returns for a resource: its physical name."""
+        if logical_id not in self.resources:
+            if logical_id.removesuffix("Role") in self.resources:
+                return logical_id  # the execution role SAM makes for a function
+            raise KeyError(f"the template has no resource {logical_id}")
         res = self.resources[logical_id]
         props = res.get("Properties", {})
         rtype = res["Type"]
@@ -159,22 +170,46 @@ class Resolver:
                     return self.pseudo[arg]
                 return self.name_of(arg)
             if fn == "Fn::Sub":
-                return self._sub(arg if isinstance(arg, str) else arg[0])
+                if isinstance(arg, str):
+                    return self._sub(arg)
+                return self._sub(arg[0], {k: str(self.resolve(v)) for k, v in arg[1].items()})
             if fn == "Fn::GetAtt":
                 logical, attr = arg
                 if attr == "Arn":
-                    return f"arn:aws:local:::{self.name_of(logical)}"
+                    return self.arn_of(logical)
                 return self.name_of(logical)
             if fn == "Fn::If":
                 cond, yes, no = arg
                 return self.resolve(yes if self.condition(cond) else no)
         return {k: self.resolve(v) for k, v in value.items()}
 
-    def _sub(self, text: str) -> str:
+    def arn_of(self, logical_id: str) -> str:
+        """What ``!GetAtt X.Arn`` returns, in the emulated account and region."""
+        name = self.name_of(logical_id)
+        where = f"{REGION}:{ACCOUNT_ID}"
+        rtype = (
+            self.resources[logical_id]["Type"] if logical_id in self.resources else "AWS::IAM::Role"
+        )
+        return {
+            "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
+            "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{where}:table/{name}",
+            "AWS::Events::EventBus": f"arn:aws:events:{where}:event-bus/{name}",
+            "AWS::SQS::Queue": f"arn:aws:sqs:{where}:{name}",
+            "AWS::SNS::Topic": f"arn:aws:sns:{where}:{name}",
+            "AWS::KMS::Key": f"arn:aws:kms:{where}:key/{name}",
+            "AWS::Serverless::Function": f"arn:aws:lambda:{where}:function:{name}",
+            "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
+            "AWS::Logs::LogGroup": f"arn:aws:logs:{where}:log-group:{name}:*",
+            "AWS::Serverless::StateMachine": f"arn:aws:states:{where}:stateMachine:{name}",
+        }.get(rtype, f"arn:aws:cloudformation:{where}:resource/{name}")
+
+    def _sub(self, text: str, variables: dict[str, str] | None = None) -> str:
         def repl(m: re.Match[str]) -> str:
             token = m.group(1)
             if token.startswith("!"):
                 return "${" + token[1:] + "}"
+            if variables and token in variables:
+                return variables[token]
             if token in self.params:
                 return self.params[token]
             if token in self.pseudo:
@@ -182,6 +217,69 @@ class Resolver:
             return self.name_of(token.split(".")[0])
 
         return re.sub(r"\$\{([^}]+)\}", repl, text)
+
+
+def expand_policies(policies: Any, r: Resolver) -> list[dict[str, Any]]:
+    """A function's ``Policies`` as IAM policy documents: inline documents as they are,
+    SAM policy templates (``{DynamoDBCrudPolicy: {TableName: ...}}``) expanded as SAM
+    expands them. A managed policy named by string cannot be checked here: refused."""
+    out: list[dict[str, Any]] = []
+    for entry in policies if isinstance(policies, list) else [policies]:
+        if isinstance(entry, dict) and "Statement" in entry:
+            out.append(r.resolve(entry))
+        elif isinstance(entry, dict) and len(entry) == 1:
+            ((name, params),) = entry.items()
+            from samtranslator.policy_template_processor.processor import (
+                PolicyTemplatesProcessor,
+            )
+
+            processor = PolicyTemplatesProcessor(
+                PolicyTemplatesProcessor.get_default_policy_templates_json()
+            )
+            if not processor.has(name):
+                raise ValueError(f"unknown SAM policy template {name}")
+            out.append(r.resolve(processor.convert(name, r.resolve(params or {}))))
+        else:
+            raise ValueError(f"policy {entry!r}: use an inline document or a SAM policy template")
+    return out
+
+
+def _key_arn(r: Resolver, ref: Any) -> str:
+    """A KMS key reference (``!Ref Key``, ``!GetAtt Key.Arn`` or an ARN) -> its ARN."""
+    value = str(r.resolve(ref))
+    if value.startswith("arn:"):
+        return value
+    return r.arn_of(value) if value in r.resources else value
+
+
+def _encryption(r: Resolver) -> dict[str, Any]:
+    """Which bucket, table and queue each template key encrypts."""
+    bucket_keys: dict[str, str] = {}
+    bucket_key_enabled: set[str] = set()
+    table_keys: dict[str, str] = {}
+    queue_keys: dict[str, str] = {}
+    for logical, res in r.resources.items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::S3::Bucket":
+            rules = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+            for rule in rules:
+                default = rule.get("ServerSideEncryptionByDefault", {})
+                if default.get("SSEAlgorithm") in {"aws:kms", "aws:kms:dsse"}:
+                    bucket_keys[r.name_of(logical)] = _key_arn(r, default["KMSMasterKeyID"])
+                    if rule.get("BucketKeyEnabled"):
+                        bucket_key_enabled.add(r.name_of(logical))
+        elif res["Type"] == "AWS::DynamoDB::Table":
+            sse = props.get("SSESpecification", {})
+            if sse.get("SSEEnabled") and sse.get("KMSMasterKeyId"):
+                table_keys[r.name_of(logical)] = _key_arn(r, sse["KMSMasterKeyId"])
+        elif res["Type"] == "AWS::SQS::Queue" and props.get("KmsMasterKeyId"):
+            queue_keys[r.name_of(logical)] = _key_arn(r, props["KmsMasterKeyId"])
+    return {
+        "bucket_keys": bucket_keys,
+        "bucket_key_enabled": bucket_key_enabled,
+        "table_keys": table_keys,
+        "queue_keys": queue_keys,
+    }
 
 
 def stack_spec(
@@ -223,7 +321,7 @@ def stack_spec(
             environment={k: str(r.resolve(v)) for k, v in env_raw.items()},
             memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
             timeout_s=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
-            policies=r.resolve(props.get("Policies", [])),
+            policies=expand_policies(props.get("Policies", []), r),
             max_retries=retries,
         )
         for event_name, event in props.get("Events", {}).items():
@@ -252,7 +350,9 @@ def stack_spec(
             elif event["Type"] in {"Schedule", "ScheduleV2"}:
                 spec.schedules.append(str(r.resolve(eprops.get("Schedule", ""))))
         functions[logical] = spec
+    encryption = _encryption(r)
     return StackSpec(
+        **encryption,
         parameters=r.params,
         buckets=buckets,
         versioned=versioned,
