@@ -1,10 +1,12 @@
 # One image for every custseg function; each chooses its handler with ImageConfig.Command.
-# The project is installed from pyproject.toml: there is no second dependency list.
+# The runtime libraries are the pinned set of requirements.lock (the tests run against the
+# same versions), so rebuilding the image never changes what a champion was trained with.
 FROM public.ecr.aws/lambda/python:3.12
 
-COPY pyproject.toml README.md /tmp/build/
+COPY requirements.lock pyproject.toml README.md /tmp/build/
 COPY shared /tmp/build/shared
-RUN pip install --no-cache-dir /tmp/build && rm -rf /tmp/build
+RUN pip install --no-cache-dir -r /tmp/build/requirements.lock \
+    && pip install --no-cache-dir --no-deps /tmp/build && rm -rf /tmp/build
 
 COPY functions ${LAMBDA_TASK_ROOT}/functions
 

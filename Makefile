@@ -3,26 +3,39 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The template linters live in a venv of their own: their pins (checkov's) must not move
+# the runtime libraries the tests share with the function image.
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
+LINT_TOOLS := 'cfn-lint>=1.0' 'checkov>=3.0' 'aws-sam-translator>=1.90'
 
-.PHONY: venv run test lint unit bench fuzz clean
+.PHONY: venv run test lint unit bench fuzz lock clean
 
-$(STAMP): pyproject.toml
+# The runtime libraries come from requirements.lock (what the function image installs);
+# the dev tools resolve around them.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+$(LINT_STAMP):
+	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LINT_VENV)/bin/python -m pip install --quiet $(LINT_TOOLS)
+	touch $(LINT_STAMP)
 
 venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/custseg demo
 
-lint: $(STAMP)
+lint: $(STAMP) $(LINT_STAMP)
 	$(BIN)/ruff check shared functions tests scripts
 	$(BIN)/ruff format --check shared functions tests scripts
 	$(BIN)/mypy
-	$(BIN)/cfn-lint infra/template.yaml
-	$(BIN)/checkov --quiet --compact --skip-download -f infra/template.yaml --framework cloudformation
+	$(LINT_VENV)/bin/cfn-lint infra/template.yaml
+	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download -f infra/template.yaml --framework cloudformation
 
 unit: $(STAMP)
 	$(BIN)/pytest
@@ -35,5 +48,8 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python scripts/fuzz.py --cases $${CASES:-2000}
 
+lock:
+	scripts/lock.sh
+
 clean:
-	rm -rf $(VENV) custseg-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LINT_VENV) custseg-out .pytest_cache .mypy_cache .ruff_cache

@@ -260,3 +260,38 @@ def test_sam_policy_templates_are_expanded() -> None:
 def test_an_unknown_call_is_refused_not_passed() -> None:
     with pytest.raises(KeyError, match="s3:DeleteBucket"):
         iam.required_permissions(AwsCall("F", "DeleteBucket", {"Bucket": "b"}, "s3"), SPEC)
+
+
+def test_bucket_policies_deny_what_the_template_says() -> None:
+    artifacts = SPEC.buckets["ArtifactBucket"]
+    model = iam.Permission("s3:PutObject", iam.s3_arn(artifacts, "models/shop/v1/model.joblib"))
+    assert not iam.bucket_policy_denies(SPEC, model, iam.role_arn("TrainFunction"))
+    assert iam.bucket_policy_denies(SPEC, model, iam.role_arn("ScoreFunction"))
+    results = SPEC.buckets["ResultsBucket"]
+    key = SPEC.bucket_keys[results]
+    for headers, denied in [
+        ((), False),  # the bucket's default encryption: the stack key
+        ((("s3:x-amz-server-side-encryption", "aws:kms"),), False),
+        ((("s3:x-amz-server-side-encryption", "AES256"),), True),
+        ((("s3:x-amz-server-side-encryption-aws-kms-key-id", key),), False),
+        ((("s3:x-amz-server-side-encryption-aws-kms-key-id", key + "-other"),), True),
+    ]:
+        put = iam.Permission("s3:PutObject", iam.s3_arn(results, "segments/x"), headers)
+        assert iam.bucket_policy_denies(SPEC, put, iam.role_arn("ScoreFunction")) is denied
+
+
+def test_results_readers_decrypt_only_results_through_s3() -> None:
+    from custseg.local.template import Resolver, load_template
+
+    r = Resolver(load_template(), {"EnvName": "local"})
+    reader = r.resolve(SPEC.resources["ResultsReaderPolicy"]["Properties"]["PolicyDocument"])
+    key = SPEC.bucket_keys[SPEC.buckets["ResultsBucket"]]
+    via_s3 = ("kms:ViaService", "s3.us-east-1.amazonaws.com")
+
+    def decrypt(bucket: str, *via: tuple[str, str]) -> iam.Permission:
+        ctx = ("kms:EncryptionContext:aws:s3:arn", iam.s3_arn(bucket))
+        return iam.Permission("kms:Decrypt", key, (*via, ctx))
+
+    assert iam.allows([reader], decrypt(SPEC.buckets["ResultsBucket"], via_s3))
+    assert not iam.allows([reader], decrypt(SPEC.buckets["DataBucket"], via_s3))
+    assert not iam.allows([reader], decrypt(SPEC.buckets["ResultsBucket"]))  # direct KMS call

@@ -95,9 +95,14 @@ def _s3_object_read(spec: StackSpec, bucket: str, key: str, version: bool) -> It
 
 
 def _s3_object_write(
-    spec: StackSpec, bucket: str, key: str, multipart: bool
+    spec: StackSpec, bucket: str, key: str, multipart: bool, params: Mapping[str, Any]
 ) -> Iterator[Permission]:
-    yield Permission("s3:PutObject", s3_arn(bucket, key))
+    headers = {
+        "s3:x-amz-server-side-encryption": params.get("ServerSideEncryption"),
+        "s3:x-amz-server-side-encryption-aws-kms-key-id": params.get("SSEKMSKeyId"),
+    }
+    sent = tuple((k, str(v)) for k, v in headers.items() if v)
+    yield Permission("s3:PutObject", s3_arn(bucket, key), sent)
     key_arn = spec.bucket_keys.get(bucket)
     if key_arn:
         ctx = (_via("s3"), ("kms:EncryptionContext:aws:s3:arn", _s3_context(spec, bucket, key)))
@@ -117,14 +122,14 @@ def _s3(spec: StackSpec, operation: str, params: Mapping[str, Any]) -> Iterator[
     if operation in _S3_READS:
         yield from _s3_object_read(spec, bucket, key or "", bool(params.get("VersionId")))
     elif operation in _S3_WRITES:
-        yield from _s3_object_write(spec, bucket, key or "", operation != "PutObject")
+        yield from _s3_object_write(spec, bucket, key or "", operation != "PutObject", params)
     elif operation in {"CopyObject", "UploadPartCopy"}:
         src = params["CopySource"]
         if isinstance(src, str):
             src_bucket, src_key = src.lstrip("/").split("/", 1)
             src = {"Bucket": src_bucket, "Key": src_key.split("?")[0]}
         yield from _s3_object_read(spec, src["Bucket"], src["Key"], bool(src.get("VersionId")))
-        yield from _s3_object_write(spec, bucket, key or "", operation == "UploadPartCopy")
+        yield from _s3_object_write(spec, bucket, key or "", operation == "UploadPartCopy", params)
     elif operation in {"ListObjectsV2", "ListObjects"}:
         yield Permission(
             "s3:ListBucket", s3_arn(bucket), (("s3:prefix", params.get("Prefix", "")),)
@@ -201,6 +206,10 @@ def _condition_holds(operator: str, values: Mapping[str, Any], context: Mapping[
     if_exists = operator.endswith("IfExists")
     op = operator.removesuffix("IfExists")
     for key, expected in values.items():
+        if op == "Null":  # "true": the request does not carry the key
+            if (key not in context) != (str(expected).lower() == "true"):
+                return False
+            continue
         if key not in context:
             if if_exists or op.startswith(("StringNot", "ArnNot")):
                 continue
@@ -256,16 +265,53 @@ def allows(policies: Iterable[Mapping[str, Any]], permission: Permission) -> boo
     return allowed
 
 
+def _principal_matches(principal: Any, principal_arn: str) -> bool:
+    if principal == "*":
+        return True
+    if isinstance(principal, Mapping):
+        return any(_matches(p, principal_arn) for p in _listify(principal.get("AWS", [])))
+    return False
+
+
+def bucket_policy_denies(spec: StackSpec, permission: Permission, principal_arn: str) -> bool:
+    """Whether the bucket policy of the resource's bucket denies ``permission`` to the
+    principal (same-account access: an explicit Deny there wins over the role's Allow)."""
+    if not permission.resource.startswith("arn:aws:s3:::"):
+        return False
+    bucket = permission.resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
+    context = (
+        *permission.context,
+        ("aws:PrincipalArn", principal_arn),
+        ("aws:SecureTransport", "true"),
+    )
+    in_context = Permission(permission.action, permission.resource, context)
+    return any(
+        st.get("Effect") == "Deny"
+        and _principal_matches(st.get("Principal"), principal_arn)
+        and statement_matches(st, in_context)
+        for st in spec.bucket_policies.get(bucket, [])
+    )
+
+
+def role_arn(function: str) -> str:
+    """The execution role SAM makes for a function (``<LogicalId>Role``)."""
+    return f"arn:aws:iam::{ACCOUNT_ID}:role/{function}Role"
+
+
 def denied(calls: Iterable[AwsCall], spec: StackSpec) -> list[str]:
-    """``function: action on resource`` for every permission a call needs and its
-    function's policies do not grant."""
+    """``function: action on resource`` for every permission a call needs that its
+    function's policies do not grant, or that a bucket policy denies."""
     out: set[str] = set()
     for call in calls:
         policies = spec.functions[call.function].policies
         for perm in required_permissions(call, spec):
+            why = f" ({perm.reason})" if perm.reason else ""
             if not allows(policies, perm):
-                why = f" ({perm.reason})" if perm.reason else ""
                 out.add(f"{call.function}: {perm.action} on {perm.resource}{why}")
+            elif bucket_policy_denies(spec, perm, role_arn(call.function)):
+                out.add(
+                    f"{call.function}: {perm.action} on {perm.resource} denied by bucket policy"
+                )
     return sorted(out)
 
 

@@ -100,6 +100,7 @@ class StackSpec:
     queue_keys: dict[str, str] = field(default_factory=dict)  # queue name -> KMS key ARN
     # KMS key identifiers (id, ARN or alias of the emulated key) -> the template's key ARN
     kms_key_arns: dict[str, str] = field(default_factory=dict)
+    bucket_policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # statements
 
 
 class Resolver:
@@ -253,9 +254,10 @@ def _key_arn(r: Resolver, ref: Any) -> str:
 
 
 def _encryption(r: Resolver) -> dict[str, Any]:
-    """Which bucket, table and queue each template key encrypts."""
+    """Which bucket, table and queue each template key encrypts; the bucket policies."""
     bucket_keys: dict[str, str] = {}
     bucket_key_enabled: set[str] = set()
+    bucket_policies: dict[str, list[dict[str, Any]]] = {}
     table_keys: dict[str, str] = {}
     queue_keys: dict[str, str] = {}
     for logical, res in r.resources.items():
@@ -274,7 +276,11 @@ def _encryption(r: Resolver) -> dict[str, Any]:
                 table_keys[r.name_of(logical)] = _key_arn(r, sse["KMSMasterKeyId"])
         elif res["Type"] == "AWS::SQS::Queue" and props.get("KmsMasterKeyId"):
             queue_keys[r.name_of(logical)] = _key_arn(r, props["KmsMasterKeyId"])
+        elif res["Type"] == "AWS::S3::BucketPolicy":
+            doc = r.resolve(props["PolicyDocument"])
+            bucket_policies.setdefault(str(r.resolve(props["Bucket"])), []).extend(doc["Statement"])
     return {
+        "bucket_policies": bucket_policies,
         "bucket_keys": bucket_keys,
         "bucket_key_enabled": bucket_key_enabled,
         "table_keys": table_keys,
@@ -319,8 +325,8 @@ def stack_spec(
             logical_id=logical,
             handler=props["ImageConfig"]["Command"][0],
             environment={k: str(r.resolve(v)) for k, v in env_raw.items()},
-            memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
-            timeout_s=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+            memory_mb=int(r.resolve(props.get("MemorySize", globals_fn.get("MemorySize", 128)))),
+            timeout_s=int(r.resolve(props.get("Timeout", globals_fn.get("Timeout", 3)))),
             policies=expand_policies(props.get("Policies", []), r),
             max_retries=retries,
         )
