@@ -25,7 +25,9 @@ import pandas as pd
 
 from custseg.aws.runs import order_key
 from custseg.aws.s3 import ObjectStore
+from custseg.aws.signing import KmsSigner
 from custseg.layout import MANIFEST, RESULT_FILES
+from custseg.signing import SIGNATURE_FIELD, signed_digest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MALL = FIXTURES / "mall_customers.csv"
@@ -291,11 +293,29 @@ def run_together(*calls: Callable[[], Any]) -> list[Any]:
     return out
 
 
+def signing_key(stack: Any) -> str:
+    """The ARN of ``stack``'s model-signing key (as its functions see it)."""
+    return str(stack.environment()["MODEL_SIGNING_KEY"])
+
+
+def resign(stack: Any, metadata: bytes) -> bytes:
+    """A metadata file signed with ``stack``'s model-signing key, as its training function
+    signs (each emulated stack has a key of its own)."""
+    meta = json.loads(metadata)
+    meta.pop(SIGNATURE_FIELD, None)
+    signer = KmsSigner(signing_key(stack), stack.client("kms"))
+    meta[SIGNATURE_FIELD] = signer.sign(signed_digest(meta)).to_dict()
+    return json.dumps(meta, indent=2).encode()
+
+
 def seed_models(stack: Any, snapshot: dict[str, bytes], *datasets: str) -> None:
-    """Put the trained models of ``datasets`` (all when none named) into ``stack``."""
+    """Put the trained models of ``datasets`` (all when none named) into ``stack``, their
+    metadata signed with the stack's key."""
     s3 = stack.client("s3")
     for key, body in snapshot.items():
         if not datasets or key.split("/")[1] in datasets:
+            if key.endswith("/metadata.json"):
+                body = resign(stack, body)
             s3.put_object(Bucket=stack.artifact_bucket, Key=key, Body=body)
 
 

@@ -3,7 +3,9 @@
 The local runner and the tests build buckets, queues, the event bus, the idempotency
 table and every trigger from the template itself, so the template and the code cannot
 drift apart. Only the intrinsic functions the template uses are resolved (``Ref``,
-``Sub``, ``GetAtt`` of names, ``If`` on parameter conditions).
+``Sub``, ``GetAtt`` of names, ``If`` on parameter conditions). A resource whose ARN only
+exists once it is made (the model-signing KMS key: KMS picks its id) resolves to
+:func:`placeholder_arn`; the stack puts the real ARN in its place when it makes it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ import yaml
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
+
+
+def placeholder_arn(logical_id: str) -> str:
+    """What ``!GetAtt <logical_id>.Arn`` resolves to before the resource exists."""
+    return f"arn:aws:local:::{logical_id}"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -93,6 +100,8 @@ class StackSpec:
     dead_letter_queue: str
     functions: dict[str, FunctionSpec]
     resources: dict[str, Any]
+    # KMS signing keys (logical id -> KeySpec), made by the stack (KMS picks their ARNs)
+    signing_keys: dict[str, str] = field(default_factory=dict)
 
 
 class Resolver:
@@ -163,7 +172,7 @@ class Resolver:
             if fn == "Fn::GetAtt":
                 logical, attr = arg
                 if attr == "Arn":
-                    return f"arn:aws:local:::{self.name_of(logical)}"
+                    return placeholder_arn(self.name_of(logical))
                 return self.name_of(logical)
             if fn == "Fn::If":
                 cond, yes, no = arg
@@ -193,9 +202,13 @@ def stack_spec(
     buckets: dict[str, str] = {}
     versioned: set[str] = set()
     bus = table = dlq = ""
+    signing_keys: dict[str, str] = {}
     for logical, res in r.resources.items():
         rtype = res["Type"]
-        if rtype == "AWS::S3::Bucket":
+        props = res.get("Properties", {})
+        if rtype == "AWS::KMS::Key" and props.get("KeyUsage") == "SIGN_VERIFY":
+            signing_keys[logical] = str(r.resolve(props["KeySpec"]))
+        elif rtype == "AWS::S3::Bucket":
             name = r.name_of(logical)
             buckets[logical] = name
             status = res.get("Properties", {}).get("VersioningConfiguration", {}).get("Status")
@@ -261,4 +274,5 @@ def stack_spec(
         dead_letter_queue=dlq,
         functions=functions,
         resources=r.resources,
+        signing_keys=signing_keys,
     )
