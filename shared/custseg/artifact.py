@@ -683,13 +683,20 @@ def dump_artifact(model: SegmentModel, signer: Signer | None = None) -> tuple[by
     model_bytes = buf.getvalue()
     model.metadata["sha256"] = hashlib.sha256(model_bytes).hexdigest()
     model.metadata.pop(SIGNATURE_FIELD, None)
-    text = json.dumps(json_safe(model.metadata), indent=2, allow_nan=False)
+    metadata_bytes = json.dumps(json_safe(model.metadata), indent=2, allow_nan=False).encode()
     if signer is not None:
-        stored = json.loads(text)  # exactly what a reader will parse
-        signature = signer.sign(signed_digest(stored))
-        model.metadata[SIGNATURE_FIELD] = stored[SIGNATURE_FIELD] = signature.to_dict()
-        text = json.dumps(stored, indent=2, allow_nan=False)
-    return model_bytes, text.encode("utf-8")
+        metadata_bytes = sign_metadata(metadata_bytes, signer)
+        model.metadata[SIGNATURE_FIELD] = json.loads(metadata_bytes)[SIGNATURE_FIELD]
+    return model_bytes, metadata_bytes
+
+
+def sign_metadata(metadata_bytes: bytes, signer: Signer) -> bytes:
+    """A metadata file signed by ``signer`` (over its content as a reader parses it; a
+    signature it had is replaced)."""
+    stored = json.loads(metadata_bytes)
+    stored.pop(SIGNATURE_FIELD, None)
+    stored[SIGNATURE_FIELD] = signer.sign(signed_digest(stored)).to_dict()
+    return json.dumps(stored, indent=2, allow_nan=False).encode("utf-8")
 
 
 def read_metadata(metadata_bytes: bytes | None) -> dict[str, Any]:

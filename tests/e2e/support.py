@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from custseg.artifact import sign_metadata
 from custseg.aws.runs import order_key
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.signing import KmsSigner
 from custseg.layout import MANIFEST, RESULT_FILES
-from custseg.signing import SIGNATURE_FIELD, signed_digest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MALL = FIXTURES / "mall_customers.csv"
@@ -301,11 +301,7 @@ def signing_key(stack: Any) -> str:
 def resign(stack: Any, metadata: bytes) -> bytes:
     """A metadata file signed with ``stack``'s model-signing key, as its training function
     signs (each emulated stack has a key of its own)."""
-    meta = json.loads(metadata)
-    meta.pop(SIGNATURE_FIELD, None)
-    signer = KmsSigner(signing_key(stack), stack.client("kms"))
-    meta[SIGNATURE_FIELD] = signer.sign(signed_digest(meta)).to_dict()
-    return json.dumps(meta, indent=2).encode()
+    return sign_metadata(metadata, KmsSigner(signing_key(stack), stack.client("kms")))
 
 
 def seed_models(stack: Any, snapshot: dict[str, bytes], *datasets: str) -> None:
