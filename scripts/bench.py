@@ -325,6 +325,8 @@ def child_function(role: str, endpoint: str, artifact_dir: str) -> None:
     function, prints its measurements.
     """
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "custseg-bench")
+    from custseg.artifact import sign_metadata
+    from custseg.aws.signing import KmsSigner
     from custseg.layout import champion_key, model_prefix
     from custseg.local.stack import LocalStack
 
@@ -336,12 +338,12 @@ def child_function(role: str, endpoint: str, artifact_dir: str) -> None:
         s3 = stack.client("s3")
         meta = json.loads(Path(artifact_dir, "metadata.json").read_text())
         prefix = model_prefix(DATASET, meta["version"])
+        key = stack.environment()["MODEL_SIGNING_KEY"]
         for name in ("model.joblib", "metadata.json"):
-            s3.put_object(
-                Bucket=stack.artifact_bucket,
-                Key=prefix + name,
-                Body=Path(artifact_dir, name).read_bytes(),
-            )
+            body = Path(artifact_dir, name).read_bytes()
+            if name == "metadata.json":  # signed as the stack's training function signs
+                body = sign_metadata(body, KmsSigner(key, stack.client("kms")))
+            s3.put_object(Bucket=stack.artifact_bucket, Key=prefix + name, Body=body)
         s3.put_object(
             Bucket=stack.artifact_bucket,
             Key=champion_key(DATASET),
@@ -591,14 +593,30 @@ def run_bare(csv: Path, artifact_dir: Path, work: Path) -> dict[str, Any]:
 
 
 def child_cold(endpoint: str, artifact_dir: str) -> None:
+    import boto3
+
+    from custseg.artifact import sign_metadata
+    from custseg.aws.signing import KmsSigner
+
     s3 = s3_client(endpoint)
     meta = json.loads(Path(artifact_dir, "metadata.json").read_text())
     bucket = "bench-cold"
     with contextlib.suppress(Exception):
         s3.create_bucket(Bucket=bucket)
     prefix = f"models/{DATASET}/{meta['version']}/"
+    kms = boto3.client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     for name in ("model.joblib", "metadata.json"):
-        s3.put_object(Bucket=bucket, Key=prefix + name, Body=Path(artifact_dir, name).read_bytes())
+        body = Path(artifact_dir, name).read_bytes()
+        if name == "metadata.json":
+            body = sign_metadata(body, KmsSigner(key, kms))
+        s3.put_object(Bucket=bucket, Key=prefix + name, Body=body)
     # The measurement: a fresh interpreter doing what a cold Lambda does before its first event.
     code = (
         "import time, json, sys; t0 = time.perf_counter()\n"
@@ -606,7 +624,7 @@ def child_cold(endpoint: str, artifact_dir: str) -> None:
         "t1 = time.perf_counter()\n"
         "from custseg.aws import runtime, registry\n"
         f"m = registry.load_version(runtime.store(), {bucket!r}, {DATASET!r}, "
-        f"{meta['version']!r})\n"
+        f"{meta['version']!r}, runtime.verifier())\n"
         "t2 = time.perf_counter()\n"
         "heavy = sorted(x for x in ('matplotlib', 'scipy', 'sklearn', 'pandas', 'pyarrow') "
         "if x in sys.modules)\n"
@@ -625,6 +643,7 @@ def child_cold(endpoint: str, artifact_dir: str) -> None:
         "RESULTS_BUCKET": "r",
         "EVENT_BUS_NAME": "b",
         "IDEMPOTENCY_TABLE": "t",
+        "MODEL_SIGNING_KEY": key,
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
 

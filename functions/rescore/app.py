@@ -27,7 +27,12 @@ def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str,
     when = dt.datetime.fromisoformat(event.time.replace("Z", "+00:00"))
     datasets = event.detail.get("datasets") if isinstance(event.detail, dict) else None
     outcomes = run_rescore(
-        runtime.store(), runtime.settings(), runtime.bus(), when=when, datasets=datasets
+        runtime.store(),
+        runtime.settings(),
+        runtime.bus(),
+        when=when,
+        datasets=datasets,
+        verifier=runtime.verifier(),
     )
     for outcome in outcomes:
         runtime.report_score(logger, metrics, outcome)

@@ -42,6 +42,7 @@ def score_request(request: dict[str, Any]) -> dict[str, Any]:
         runtime.bus(),
         clean_manifest_key=request["clean_manifest_key"],
         trigger=request["trigger"],
+        verifier=runtime.verifier(),
     )
     runtime.report_score(logger, metrics, outcome)
     return outcome.to_dict()

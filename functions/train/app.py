@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
-from custseg.aws.train_job import run_train_on_clean, run_train_on_upload
+from custseg.aws.train_job import Keys, run_train_on_clean, run_train_on_upload
 
 logger = Logger()
 metrics = Metrics()
@@ -30,9 +30,16 @@ config = runtime.idempotency_config("request_id")
 def train_request(request: dict[str, Any]) -> dict[str, Any]:
     """One training request; a redelivered request (same ``request_id``) trains nothing."""
     store, settings, bus = runtime.store(), runtime.settings(), runtime.bus()
+    keys = Keys(runtime.signer(), runtime.verifier())
     if request["kind"] == "upload":
         outcome = run_train_on_upload(
-            store, settings, bus, bucket=request["bucket"], key=request["key"], k=request.get("k")
+            store,
+            settings,
+            bus,
+            bucket=request["bucket"],
+            key=request["key"],
+            k=request.get("k"),
+            keys=keys,
         )
     else:
         outcome = run_train_on_clean(
@@ -43,9 +50,11 @@ def train_request(request: dict[str, Any]) -> dict[str, Any]:
             k=request.get("k"),
             promote=bool(request.get("promote", False)),
             if_no_champion=bool(request.get("if_no_champion", False)),
+            keys=keys,
         )
     logger.append_keys(dataset=outcome.dataset, model_version=outcome.version)
-    logger.info(outcome.message, extra={"outcome": outcome.to_dict()})
+    log = logger.error if outcome.status == "refused" else logger.info
+    log(outcome.message, extra={"outcome": outcome.to_dict()})
     metrics.add_metric(name=f"Models_{outcome.status}", unit=MetricUnit.Count, value=1)
     return outcome.to_dict()
 

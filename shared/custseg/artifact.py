@@ -8,8 +8,13 @@ Files (under ``models/<model>/<version>/`` in the artifact bucket, names are the
   model file bytes, filled by :func:`dump_artifact`.
 
 Loading unpickles code, so :func:`load_artifact` refuses (:class:`ArtifactError`) BEFORE
-unpickling when: the metadata file is missing or unreadable; the SHA-256 of the model bytes
-differs from the metadata; or the library versions are incompatible. Compatibility rule
+unpickling when: the metadata file is missing or unreadable; the metadata names another
+model or version than its path (:func:`check_binding`); it carries no signature, or one
+the trusted model-signing key did not make over it (:mod:`custseg.signing`:
+:func:`verify_artifact`); the SHA-256 of the model bytes differs from the metadata; or the
+library versions are incompatible. The signature covers the whole metadata, the model
+file's SHA-256 among it: whoever can write the bucket but not use the signing key cannot
+make a model file load. Compatibility rule
 (:func:`check_libraries`): scikit-learn must have the same major.minor as at training
 (pickled estimators are only supported within one minor release), numpy the same major
 (numpy 2 changed its pickled internals); python, pandas and joblib are recorded but not
@@ -50,6 +55,14 @@ from custseg.features import (
 )
 from custseg.jsonsafe import json_safe
 from custseg.labels import LabelEdges
+from custseg.signing import (
+    SIGNATURE_FIELD,
+    Signature,
+    SignatureError,
+    Signer,
+    Verifier,
+    signed_digest,
+)
 from custseg.stats import Histogram, Moments
 
 if TYPE_CHECKING:
@@ -69,6 +82,10 @@ METADATA_FORMAT = 1
 
 class ArtifactError(Exception):
     """A model artifact that must not be loaded (missing metadata, bad hash, versions)."""
+
+
+class UnsignedArtifactError(ArtifactError):
+    """A model artifact whose signature is missing, unreadable or not the trusted key's."""
 
 
 def warm_up() -> None:
@@ -655,16 +672,31 @@ def build_metadata(
     return metadata
 
 
-def dump_artifact(model: SegmentModel) -> tuple[bytes, bytes]:
-    """(model file bytes, metadata JSON bytes); fills ``model.metadata["sha256"]``."""
+def dump_artifact(model: SegmentModel, signer: Signer | None = None) -> tuple[bytes, bytes]:
+    """(model file bytes, metadata JSON bytes); fills ``model.metadata["sha256"]`` and,
+    given a ``signer``, its ``signature`` (over the metadata as a reader parses it). Without
+    a signer the artifact is unsigned: :func:`load_artifact` refuses it."""
     import joblib
 
     buf = io.BytesIO()
     joblib.dump(model.pipeline, buf, compress=3)
     model_bytes = buf.getvalue()
     model.metadata["sha256"] = hashlib.sha256(model_bytes).hexdigest()
-    text = json.dumps(json_safe(model.metadata), indent=2, allow_nan=False)
-    return model_bytes, text.encode("utf-8")
+    model.metadata.pop(SIGNATURE_FIELD, None)
+    metadata_bytes = json.dumps(json_safe(model.metadata), indent=2, allow_nan=False).encode()
+    if signer is not None:
+        metadata_bytes = sign_metadata(metadata_bytes, signer)
+        model.metadata[SIGNATURE_FIELD] = json.loads(metadata_bytes)[SIGNATURE_FIELD]
+    return model_bytes, metadata_bytes
+
+
+def sign_metadata(metadata_bytes: bytes, signer: Signer) -> bytes:
+    """A metadata file signed by ``signer`` (over its content as a reader parses it; a
+    signature it had is replaced)."""
+    stored = json.loads(metadata_bytes)
+    stored.pop(SIGNATURE_FIELD, None)
+    stored[SIGNATURE_FIELD] = signer.sign(signed_digest(stored)).to_dict()
+    return json.dumps(stored, indent=2, allow_nan=False).encode("utf-8")
 
 
 def read_metadata(metadata_bytes: bytes | None) -> dict[str, Any]:
@@ -679,15 +711,57 @@ def read_metadata(metadata_bytes: bytes | None) -> dict[str, Any]:
         raise ArtifactError(f"model metadata is not valid JSON: {exc}") from exc
     if not isinstance(metadata, dict):
         raise ArtifactError("model metadata is not a JSON object")
-    for key in ("version", "sha256", "libraries", "feature_schema", "k"):
+    for key in ("model_name", "version", "sha256", "libraries", "feature_schema", "k"):
         if key not in metadata or metadata[key] is None:
             raise ArtifactError(f"model metadata lacks {key!r}")
     return metadata
 
 
-def load_artifact(model_bytes: bytes, metadata_bytes: bytes | None) -> SegmentModel:
-    """Verify, then unpickle. Raises :class:`ArtifactError` (see module docs)."""
+def check_binding(metadata: Mapping[str, Any], model_name: str, version: str) -> None:
+    """Refuse metadata that names another model or version than the path it was read
+    from (a signed artifact copied to another version's or model's place)."""
+    for field_name, expected in (("model_name", model_name), ("version", version)):
+        found = str(metadata.get(field_name))
+        if found != expected:
+            raise ArtifactError(
+                f"model metadata at models/{model_name}/{version}/ says {field_name} "
+                f"{found!r}: an artifact copied from another place is refused"
+            )
+
+
+def check_signature(metadata: Mapping[str, Any], verifier: Verifier) -> None:
+    """Refuse metadata without a signature by the trusted key over its current content."""
+    where = f"model {metadata.get('model_name')} {metadata.get('version')}"
+    raw = metadata.get(SIGNATURE_FIELD)
+    if raw is None:
+        raise UnsignedArtifactError(
+            f"{where} is not signed: refusing to load a model the training function did not sign"
+        )
+    try:
+        signature = Signature.from_dict(raw)
+    except SignatureError as exc:
+        raise UnsignedArtifactError(f"{where}: {exc}") from exc
+    if not verifier.verify(signed_digest(metadata), signature):
+        raise UnsignedArtifactError(
+            f"{where}: its signature (by key {signature.key_id}) is not valid for the "
+            f"model-signing key {verifier.key_id}: the metadata was changed or signed by "
+            "another key"
+        )
+
+
+def verify_artifact(
+    model_bytes: bytes,
+    metadata_bytes: bytes | None,
+    *,
+    verifier: Verifier,
+    model_name: str,
+    version: str,
+) -> dict[str, Any]:
+    """The metadata of ``models/<model_name>/<version>/``, once it is bound to that path,
+    signed by the trusted key and matches the model file. Raises :class:`ArtifactError`."""
     metadata = read_metadata(metadata_bytes)
+    check_binding(metadata, model_name, version)
+    check_signature(metadata, verifier)
     digest = hashlib.sha256(model_bytes).hexdigest()
     if digest != str(metadata["sha256"]).lower():
         raise ArtifactError(
@@ -695,6 +769,22 @@ def load_artifact(model_bytes: bytes, metadata_bytes: bytes | None) -> SegmentMo
             f"({str(metadata['sha256'])[:12]}...) of version {metadata['version']}: "
             "the file was changed or belongs to another version"
         )
+    return metadata
+
+
+def load_artifact(
+    model_bytes: bytes,
+    metadata_bytes: bytes | None,
+    *,
+    verifier: Verifier,
+    model_name: str,
+    version: str,
+) -> SegmentModel:
+    """Verify (:func:`verify_artifact`, library versions), then unpickle. Raises
+    :class:`ArtifactError` (see module docs)."""
+    metadata = verify_artifact(
+        model_bytes, metadata_bytes, verifier=verifier, model_name=model_name, version=version
+    )
     problems = check_libraries(metadata["libraries"])
     if problems:
         raise ArtifactError(
@@ -738,15 +828,21 @@ class ModelCache:
         return model
 
     def get_or_load(
-        self, version: str, fetch: Callable[[], tuple[bytes, bytes | None]]
+        self,
+        model_name: str,
+        version: str,
+        fetch: Callable[[], tuple[bytes, bytes | None]],
+        verifier: Verifier,
     ) -> SegmentModel:
-        """The cached model of ``version``, else ``load_artifact(*fetch())`` (then cached)."""
+        """The cached model of ``version``, else :func:`load_artifact` of ``fetch()``
+        (verified against ``model_name`` and ``version``, then cached)."""
         cached = self.get(version)
         if cached is not None:
             return cached
-        model = load_artifact(*fetch())
-        if model.version != version:
-            raise ArtifactError(f"asked for model {version} but its metadata says {model.version}")
+        model_bytes, metadata_bytes = fetch()
+        model = load_artifact(
+            model_bytes, metadata_bytes, verifier=verifier, model_name=model_name, version=version
+        )
         return self.put(model)
 
     def clear(self) -> None:

@@ -5,7 +5,7 @@
     custseg validate INPUT [--contract FILE] [--dataset NAME] [--json]
     custseg train INPUT [--dataset NAME] [--contract FILE] [--k K] [--out DIR]
     custseg serve [--port P]                       a local S3 endpoint wired like AWS
-    custseg models list|promote|rollback --model M --bucket B [--version V]
+    custseg models list|promote|rollback --model M --bucket B [--version V] [--signing-key K]
 
 ``run`` and ``demo`` use an embedded emulated AWS (moto) built from infra/template.yaml.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -196,36 +197,69 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """List, promote or roll back model versions in a deployed (or served) artifact bucket."""
-    import boto3
+    """List, promote or roll back model versions in a deployed (or served) artifact bucket.
 
+    Promote and rollback verify the version's signature with the model-signing key
+    (``--signing-key``, else ``$MODEL_SIGNING_KEY``) first and refuse a forged one."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from custseg.artifact import ArtifactError
     from custseg.aws import registry
     from custseg.aws.s3 import S3_CONFIG, ObjectStore
+    from custseg.aws.signing import KmsVerifier
 
     store = ObjectStore(boto3.client("s3", endpoint_url=args.endpoint_url, config=S3_CONFIG))
     if args.action == "list":
-        pointer = registry.champion(store, args.bucket, args.model) or {}
-        for version in registry.list_versions(store, args.bucket, args.model):
-            meta, _ = store.get_json(args.bucket, f"models/{args.model}/{version}/metadata.json")
-            meta = meta or {}
-            mark = "*" if version == pointer.get("version") else " "
-            quality = meta.get("quality", {})
-            print(
-                f"{mark} {version}  k={meta.get('k')}  silhouette={quality.get('silhouette')}  "
-                f"status={meta.get('status')}"
-            )
+        _list_models(store, args.bucket, args.model)
         return 0
-    if args.action == "promote":
-        if not args.version:
-            print("custseg: promote needs --version", file=sys.stderr)
-            return 2
-        pointer = registry.set_champion(
-            store, args.bucket, args.model, args.version, reason=args.reason or "promoted by hand"
+    if args.action == "promote" and not args.version:
+        print("custseg: promote needs --version", file=sys.stderr)
+        return 2
+    key = args.signing_key or os.environ.get("MODEL_SIGNING_KEY", "")
+    if not key:
+        print(
+            "custseg: promote and rollback verify the model's signature: give the "
+            "model-signing key with --signing-key (or set MODEL_SIGNING_KEY)",
+            file=sys.stderr,
         )
-    else:
-        pointer = registry.rollback(store, args.bucket, args.model)
+        return 2
+    verifier = KmsVerifier(key, boto3.client("kms", endpoint_url=args.endpoint_url))
+    try:
+        if args.action == "promote":
+            pointer = registry.set_champion(
+                store,
+                args.bucket,
+                args.model,
+                args.version,
+                reason=args.reason or "promoted by hand",
+                verifier=verifier,
+            )
+        else:
+            pointer = registry.rollback(store, args.bucket, args.model, verifier)
+    except ArtifactError as exc:
+        print(f"custseg: refused: {exc}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        print(f"custseg: AWS error: {exc}", file=sys.stderr)
+        return 1
     print(f"champion of {args.model} is now {pointer['version']} ({pointer['reason']})")
     return 0
+
+
+def _list_models(store: Any, bucket: str, model: str) -> None:
+    from custseg.aws import registry
+
+    pointer = registry.champion(store, bucket, model) or {}
+    for version in registry.list_versions(store, bucket, model):
+        meta, _ = store.get_json(bucket, f"models/{model}/{version}/metadata.json")
+        meta = meta or {}
+        mark = "*" if version == pointer.get("version") else " "
+        quality = meta.get("quality", {})
+        print(
+            f"{mark} {version}  k={meta.get('k')}  silhouette={quality.get('silhouette')}  "
+            f"status={meta.get('status')}"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", required=True, help="the artifact bucket")
     p.add_argument("--version", help="with promote: the version to make champion")
     p.add_argument("--reason", help="with promote: why (kept in the pointer's history)")
+    p.add_argument(
+        "--signing-key",
+        dest="signing_key",
+        help="ARN or alias of the stack's model-signing KMS key (default $MODEL_SIGNING_KEY)",
+    )
     p.add_argument("--endpoint-url", dest="endpoint_url", help="e.g. http://127.0.0.1:5000")
     p.set_defaults(func=cmd_models)
 

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from custseg.artifact import sign_metadata
 from custseg.aws.runs import order_key
 from custseg.aws.s3 import ObjectStore
+from custseg.aws.signing import KmsSigner
 from custseg.layout import MANIFEST, RESULT_FILES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -291,11 +293,25 @@ def run_together(*calls: Callable[[], Any]) -> list[Any]:
     return out
 
 
+def signing_key(stack: Any) -> str:
+    """The ARN of ``stack``'s model-signing key (as its functions see it)."""
+    return str(stack.environment()["MODEL_SIGNING_KEY"])
+
+
+def resign(stack: Any, metadata: bytes) -> bytes:
+    """A metadata file signed with ``stack``'s model-signing key, as its training function
+    signs (each emulated stack has a key of its own)."""
+    return sign_metadata(metadata, KmsSigner(signing_key(stack), stack.client("kms")))
+
+
 def seed_models(stack: Any, snapshot: dict[str, bytes], *datasets: str) -> None:
-    """Put the trained models of ``datasets`` (all when none named) into ``stack``."""
+    """Put the trained models of ``datasets`` (all when none named) into ``stack``, their
+    metadata signed with the stack's key."""
     s3 = stack.client("s3")
     for key, body in snapshot.items():
         if not datasets or key.split("/")[1] in datasets:
+            if key.endswith("/metadata.json"):
+                body = resign(stack, body)
             s3.put_object(Bucket=stack.artifact_bucket, Key=key, Body=body)
 
 

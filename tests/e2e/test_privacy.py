@@ -5,13 +5,16 @@
   data, models, or anything in the results bucket. Only the raw upload, the copy of a
   rejected original and ``rejected_rows.csv`` may hold them.
 - Text that a spreadsheet would run as a formula comes out neutralised.
-- A model artifact failing its hash or version check is refused: the score function
-  fails loudly (retries, then the dead-letter queue) and writes no results run.
+- A model artifact failing its signature, hash or version check is refused before it is
+  unpickled: the score function's outcome says why (``model_refused``, an error log line
+  and a ``ModelsRefused`` metric; no retries, as the same artifact would be refused
+  again) and it writes no results run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -32,14 +35,18 @@ from support import (
     keys,
     mall_like_csv,
     manifests,
+    resign,
     seed_models,
 )
 
 from custseg.aws import registry
+from custseg.aws.signing import KmsSigner
 from custseg.layout import MODELS, RESULT_FILES
 from custseg.outputs import FORMULA_PREFIXES
+from custseg.signing import SIGNATURE_FIELD, signed_digest
 
 N = 150
+ARTIFACT_FILES = ("model.joblib", "metadata.json")
 # Distinctive strings in the personal columns (searched case-insensitively).
 MARKERS = ("qxzname", "qxzmail", "qxzphone", "qxzstreet")
 PERSONAL_HEADERS = {"Full Name", "E-mail", "Mobile", "Street", "name", "email", "phone", "address"}
@@ -106,7 +113,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory, champions: dict[str, bytes]) 
     try:
         with mock_aws():
             stack = LocalStack(log_stream=buf).create()
-            seed_models(stack, champions, "mall", "north")
+            seed_models(stack, champions, "mall", "north", "south")
             stack.upload(source, "incoming/people/customers.csv")
             with contextlib.redirect_stderr(err):
                 invocations = stack.drain()
@@ -198,37 +205,77 @@ def test_formulas_come_out_neutralised(flow: Flow) -> None:
     assert "hyperlink" in profiles.lower()  # the value did reach the outputs
 
 
-@pytest.mark.parametrize(("tamper", "dataset"), [("model bytes", "mall"), ("versions", "north")])
-def test_tampered_model_is_refused(flow: Flow, tamper: str, dataset: str) -> None:
+def _tamper(stack: Any, prefix: str, tamper: str) -> str:
+    """Change the artifact under ``prefix`` as ``tamper`` says; returns the words the
+    refusal must contain."""
+    s3, bucket = stack.client("s3"), stack.artifact_bucket
+    body = bytearray(get(stack, bucket, prefix + "model.joblib"))
+    metadata = get_json(stack, bucket, prefix + "metadata.json")
+    assert metadata is not None
+    if tamper == "versions":  # validly signed, for libraries this runtime cannot load
+        metadata["libraries"]["sklearn"] = "0.20.0"
+        s3.put_object(
+            Bucket=bucket,
+            Key=prefix + "metadata.json",
+            Body=resign(stack, json.dumps(metadata).encode()),
+        )
+        return "incompatible"
+    body[len(body) // 2] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=prefix + "model.joblib", Body=bytes(body))
+    if tamper == "model bytes":  # the metadata left as it was
+        return "sha-256"
+    metadata["sha256"] = hashlib.sha256(bytes(body)).hexdigest()  # the hash made to match
+    if tamper == "hash recomputed, unsigned":
+        metadata.pop(SIGNATURE_FIELD)
+        expected = "is not signed"
+    else:  # signed by a KMS key of the forger's
+        kms = stack.client("kms")
+        forger = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+        metadata.pop(SIGNATURE_FIELD)
+        signature = KmsSigner(forger["Arn"], kms).sign(signed_digest(metadata))
+        metadata[SIGNATURE_FIELD] = signature.to_dict()
+        expected = f"(by key {forger['Arn']}) is not valid for the model-signing key"
+    s3.put_object(Bucket=bucket, Key=prefix + "metadata.json", Body=json.dumps(metadata).encode())
+    return expected
+
+
+@pytest.mark.parametrize(
+    ("tamper", "dataset"),
+    [
+        ("model bytes", "mall"),
+        ("versions", "north"),
+        ("hash recomputed, unsigned", "south"),
+        ("signed by another key", "mall"),
+    ],
+)
+def test_tampered_model_is_refused(
+    flow: Flow, tamper: str, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = flow.stack
     registry._CACHE.clear()  # a cold start: the model is loaded (and checked) again
     champion = get_json(stack, stack.artifact_bucket, f"{MODELS}{dataset}/champion.json")
     assert champion is not None
     prefix = f"{MODELS}{dataset}/{champion['version']}/"
-    s3 = stack.client("s3")
-    if tamper == "model bytes":
-        body = bytearray(get(stack, stack.artifact_bucket, prefix + "model.joblib"))
-        body[len(body) // 2] ^= 0xFF
-        s3.put_object(Bucket=stack.artifact_bucket, Key=prefix + "model.joblib", Body=bytes(body))
-        expected = "sha-256"
-    else:
-        metadata = get_json(stack, stack.artifact_bucket, prefix + "metadata.json")
-        assert metadata is not None
-        metadata["libraries"]["sklearn"] = "0.20.0"
-        s3.put_object(
-            Bucket=stack.artifact_bucket,
-            Key=prefix + "metadata.json",
-            Body=json.dumps(metadata).encode(),
-        )
-        expected = "incompatible"
-
-    stack.upload(MALL, f"incoming/{dataset}/mall.csv")
-    invocations = stack.drain()
-    score = [i for i in invocations if i.function == "ScoreFunction"]
-    assert len(score) == 1 and score[0].attempts == 3 and score[0].error is not None
-    assert "ArtifactError" in score[0].error
-    (letter,) = dead_letters(stack)
-    assert letter["requestContext"]["functionArn"] == "ScoreFunction"
-    assert expected in letter["responsePayload"]["errorMessage"].lower()
+    originals = {n: get(stack, stack.artifact_bucket, prefix + n) for n in ARTIFACT_FILES}
+    expected = _tamper(stack, prefix, tamper)
+    unpickled: list[int] = []
+    monkeypatch.setattr(joblib, "load", lambda *a, **k: unpickled.append(1))
+    try:
+        stack.upload(MALL, f"incoming/{dataset}/mall.csv")
+        invocations = stack.drain()
+    finally:  # the next case tampers with the genuine artifact again
+        for name, body in originals.items():
+            stack.client("s3").put_object(
+                Bucket=stack.artifact_bucket, Key=prefix + name, Body=body
+            )
+    (score,) = [i for i in invocations if i.function == "ScoreFunction"]
+    assert score.error is None and score.attempts == 1  # an outcome, not a crash loop
+    (outcome,) = score.result["results"]
+    assert outcome["status"] == "model_refused"
+    assert expected.lower() in outcome["message"].lower()
+    assert unpickled == []
+    assert dead_letters(stack) == []
     assert keys(stack, stack.results_bucket, f"segments/{dataset}/") == []
     assert get_json(stack, stack.artifact_bucket, f"{MODELS}{dataset}/champion.json") == champion
+    logs = stack.log_stream.getvalue()
+    assert '"ModelsRefused"' in logs and f"champion {dataset} {champion['version']} refused" in logs

@@ -37,6 +37,8 @@ def test_attached_stack_sees_the_created_one(endpoint: str) -> None:
     creator = LocalStack(endpoint_url=endpoint).create()
     attached = LocalStack(endpoint_url=endpoint).attach()
     assert attached.queues == creator.queues  # the same per-function queues, none created
+    key = creator.environment()["MODEL_SIGNING_KEY"]  # the key the creator made, found
+    assert key.startswith("arn:aws:kms:") and attached.environment()["MODEL_SIGNING_KEY"] == key
     creator.client("s3").put_object(
         Bucket=creator.data_bucket, Key="incoming/shop/a.csv", Body=b"customer_id\n1\n"
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import unquote_plus
 
-from custseg.local.template import stack_spec
+from custseg.local.template import Resolver, load_template, placeholder_arn, stack_spec
 
 
 def test_stack_spec_reads_functions_triggers_and_names() -> None:
@@ -70,3 +71,94 @@ def test_custom_events_follow_the_rules(stack) -> None:  # type: ignore[no-untyp
     assert [e["detail-type"] for e in stack.receive("ScoreFunction")] == ["Model Promoted"]
     # the drift rule is disabled by default: only the training request arrives
     assert [e["detail-type"] for e in stack.receive("TrainFunction")] == ["Training Requested"]
+
+
+def _statements(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {st["Sid"]: st for st in document["Statement"] if isinstance(st, dict)}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_only_the_train_role_may_sign_models() -> None:
+    template = load_template()
+    key = template["Resources"]["ModelSigningKey"]["Properties"]
+    assert (key["KeyUsage"], key["KeySpec"]) == ("SIGN_VERIFY", "ECC_NIST_P256")
+    statements = _statements(key["KeyPolicy"])
+    allowing_sign = {
+        sid
+        for sid, st in statements.items()
+        if st["Effect"] == "Allow"
+        and any(a in ("kms:*", "kms:Sign") for a in _as_list(st["Action"]))
+    }
+    assert allowing_sign == {"TrainFunctionSigns"}
+    assert statements["TrainFunctionSigns"]["Principal"] == {
+        "AWS": {"Fn::GetAtt": ["TrainFunctionRole", "Arn"]}
+    }
+    deny = statements["OnlyTheTrainFunctionSigns"]
+    assert (deny["Effect"], deny["Action"], deny["Principal"]) == ("Deny", "kms:Sign", "*")
+    assert deny["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["TrainFunctionRole", "Arn"]}}
+    }
+    verifiers = _as_list(statements["FunctionsVerify"]["Principal"]["AWS"])
+    assert {v["Fn::GetAtt"][0] for v in verifiers} == {"ScoreFunctionRole", "RescoreFunctionRole"}
+    # every function reads the key from its environment: the real ARN in the local stack
+    for fn in stack_spec().functions.values():
+        assert fn.environment["MODEL_SIGNING_KEY"] == placeholder_arn("ModelSigningKey")
+
+
+def test_operator_policy_is_least_privilege() -> None:
+    template = load_template()
+    resolver = Resolver(template, {"EnvName": "local"})
+    policy = resolver.resolve(template["Resources"]["OperatorPolicy"]["Properties"])
+    bucket = "arn:aws:s3:::custseg-local-artifacts-123456789012-us-east-1"
+    grants = {
+        (action, resource)
+        for st in policy["PolicyDocument"]["Statement"]
+        for action in _as_list(st["Action"])
+        for resource in _as_list(st["Resource"])
+    }
+    assert grants == {
+        ("s3:ListBucket", bucket),
+        ("s3:GetObject", bucket + "/models/*"),
+        ("s3:PutObject", bucket + "/models/*/champion.json"),
+        ("s3:GetObject", bucket + "/contracts/*"),
+        ("s3:PutObject", bucket + "/contracts/*"),
+        ("kms:Decrypt", placeholder_arn("DataKey")),
+        ("kms:GenerateDataKey", placeholder_arn("DataKey")),
+        ("kms:Verify", placeholder_arn("ModelSigningKey")),
+    }
+
+
+def _artifact_bucket_policy(operator_role: str) -> dict[str, dict[str, Any]]:
+    template = load_template()
+    resolver = Resolver(template, {"EnvName": "local", "OperatorRoleArn": operator_role})
+    document = template["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]
+    kept = []
+    for st in document["Statement"]:  # what CloudFormation keeps of each Fn::If
+        if "Fn::If" in st:
+            cond, yes, no = st["Fn::If"]
+            st = yes if resolver.condition(cond) else no
+        if st != {"Ref": "AWS::NoValue"}:
+            kept.append(st)
+    return _statements({"Statement": kept})
+
+
+def test_the_operator_role_may_move_champions_and_nothing_else_under_models() -> None:
+    role = "arn:aws:iam::123456789012:role/custseg-operator"
+    statements = _artifact_bucket_policy(role)
+    exempt = statements["OnlyTrainingWritesModels"]["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    assert {"Fn::If": ["HasOperatorRole", {"Ref": "OperatorRoleArn"}, {"Ref": "AWS::NoValue"}]} in (
+        exempt
+    )
+    limit = statements["OperatorWritesOnlyChampionPointersAndContracts"]
+    assert limit["Effect"] == "Deny" and limit["Condition"] == {
+        "ArnLike": {"aws:PrincipalArn": {"Ref": "OperatorRoleArn"}}
+    }
+    assert [r["Fn::Sub"].split("${ArtifactBucket}")[1] for r in limit["NotResource"]] == [
+        "/models/*/champion.json",
+        "/contracts/*",
+    ]
+    # without a role, no operator statement (and the exemption resolves to nothing)
+    assert "OperatorWritesOnlyChampionPointersAndContracts" not in _artifact_bucket_policy("")

@@ -146,6 +146,7 @@ def recorded_calls() -> list[AwsCall]:
         stack.before_invoke = fail
         for function in SPEC.functions:
             stack.invoke(function, stack.scheduled_event(dt.datetime.now(dt.UTC)))
+        SPEC.kms_key_arns.update(stack.spec.kms_key_arns)  # keys KMS made: their real ARNs
         return list(stack.calls)
 
 
@@ -155,7 +156,9 @@ def test_every_trigger_was_exercised(recorded_calls: list[AwsCall]) -> None:
 
 def test_every_service_the_functions_call_is_recorded(recorded_calls: list[AwsCall]) -> None:
     services = {c.service for c in recorded_calls}
-    assert {"s3", "dynamodb", "events", "sqs"} <= services, services
+    assert {"s3", "dynamodb", "events", "sqs", "kms"} <= services, services
+    signs = {c.function for c in recorded_calls if (c.service, c.operation) == ("kms", "Sign")}
+    assert signs == {"TrainFunction"}
     for function in ("IngestFunction", "ScoreFunction", "TrainFunction"):
         assert any(c.function == function and c.service == "dynamodb" for c in recorded_calls), (
             f"{function}: its idempotency calls were not recorded"
@@ -225,6 +228,18 @@ def test_a_kms_grant_is_needed_for_encrypted_buckets(recorded_calls: list[AwsCal
     assert any("ScoreFunction: kms:GenerateDataKey" in p and "SSE-KMS" in p for p in problems)
 
 
+def test_only_the_train_role_may_sign_models() -> None:
+    key = next(arn for arn in SPEC.key_policies if arn.endswith("/ModelSigningKey"))
+    sign = iam.Permission("kms:Sign", key)
+    anything = [{"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}]
+    assert iam.kms_allows(SPEC, [], sign, iam.role_arn("TrainFunction"))
+    # not even a role whose own policy allows every KMS action
+    assert not iam.kms_allows(SPEC, anything, sign, iam.role_arn("ScoreFunction"))
+    verify = iam.Permission("kms:Verify", key)
+    assert iam.kms_allows(SPEC, [], verify, iam.role_arn("ScoreFunction"))
+    assert not iam.kms_allows(SPEC, [], verify, iam.role_arn("IngestFunction"))
+
+
 def test_an_explicit_deny_wins() -> None:
     perm = iam.Permission("s3:PutObject", "arn:aws:s3:::b/models/x")
     allow = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/*"}
@@ -267,6 +282,16 @@ def test_bucket_policies_deny_what_the_template_says() -> None:
     model = iam.Permission("s3:PutObject", iam.s3_arn(artifacts, "models/shop/v1/model.joblib"))
     assert not iam.bucket_policy_denies(SPEC, model, iam.role_arn("TrainFunction"))
     assert iam.bucket_policy_denies(SPEC, model, iam.role_arn("ScoreFunction"))
+    contract = iam.Permission("s3:PutObject", iam.s3_arn(artifacts, "contracts/shop.yaml"))
+    for function in SPEC.functions:  # no function writes contracts
+        assert iam.bucket_policy_denies(SPEC, contract, iam.role_arn(function))
+    operator = "arn:aws:iam::123456789012:role/ops"
+    assert iam.bucket_policy_denies(SPEC, contract, operator)  # no OperatorRoleArn given
+    with_operator = stack_spec(overrides={"OperatorRoleArn": operator})
+    assert not iam.bucket_policy_denies(with_operator, contract, operator)
+    assert iam.bucket_policy_denies(with_operator, model, operator)  # only champion.json
+    pointer = iam.Permission("s3:PutObject", iam.s3_arn(artifacts, "models/shop/champion.json"))
+    assert not iam.bucket_policy_denies(with_operator, pointer, operator)
     results = SPEC.buckets["ResultsBucket"]
     key = SPEC.bucket_keys[results]
     for headers, denied in [

@@ -1,4 +1,5 @@
-"""Artifact: dump/load round trip, refusal before unpickling, gates, cache."""
+"""Artifact: dump/load round trip, refusal before unpickling (signature, path, hash,
+libraries), gates, cache."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +18,7 @@ from custseg.artifact import (
     ArtifactError,
     ModelCache,
     SegmentModel,
+    UnsignedArtifactError,
     check_gates,
     check_libraries,
     dump_artifact,
@@ -23,10 +27,47 @@ from custseg.artifact import (
 )
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role
 from custseg.features import CategoryCodes, build_features, conform
+from custseg.signing import SIGNATURE_FIELD, signed_digest
 from custseg.training import train_model
+from signing_keys import TestKey
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures"  # copies of the shared real files
 T = ColumnType
+KEY = TestKey()  # the trusted model-signing key of these tests
+
+
+def dump(model: SegmentModel) -> tuple[bytes, bytes]:
+    """The artifact's files, signed with the trusted key."""
+    return dump_artifact(model, KEY)
+
+
+def signed(meta: dict[str, Any], key: TestKey = KEY) -> bytes:
+    """``meta`` as a metadata file, signed (again) by ``key``."""
+    meta = {k: v for k, v in meta.items() if k != SIGNATURE_FIELD}
+    meta[SIGNATURE_FIELD] = key.sign(signed_digest(meta)).to_dict()
+    return json.dumps(meta).encode()
+
+
+def load(
+    model_bytes: bytes,
+    meta_bytes: bytes | None,
+    *,
+    model_name: str | None = None,
+    version: str | None = None,
+) -> SegmentModel:
+    """Load as from ``models/<model_name>/<version>/`` (by default the model and version
+    the metadata names)."""
+    try:
+        named = json.loads(meta_bytes or b"{}")
+    except json.JSONDecodeError:  # the loader's to refuse
+        named = {}
+    return load_artifact(
+        model_bytes,
+        meta_bytes,
+        verifier=KEY,
+        model_name=model_name or str(named.get("model_name")),
+        version=version or str(named.get("version")),
+    )
 
 
 def contract() -> Contract:
@@ -60,7 +101,7 @@ def trained() -> tuple[SegmentModel, pd.DataFrame]:
 
 def test_round_trip_and_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
     model, df = trained
-    model_bytes, meta_bytes = dump_artifact(model)
+    model_bytes, meta_bytes = dump(model)
     meta = json.loads(meta_bytes)
     assert meta["sha256"] == hashlib.sha256(model_bytes).hexdigest()
     for key in (
@@ -82,7 +123,7 @@ def test_round_trip_and_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> 
     seg = meta["segments"][0]
     assert {"id", "name", "description", "action", "share", "value_share", "traits"} <= set(seg)
 
-    loaded = load_artifact(model_bytes, meta_bytes)
+    loaded = load(model_bytes, meta_bytes)
     assert loaded.version == model.version and loaded.k == model.k
     assert loaded.schema.numeric == ["income", "spending_score"]
     assert loaded.label_edges.value_edges == model.label_edges.value_edges
@@ -97,36 +138,130 @@ def test_round_trip_and_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> 
 
 
 def test_refuses_tampered_model(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
-    model_bytes, meta_bytes = dump_artifact(trained[0])
+    model_bytes, meta_bytes = dump(trained[0])
     tampered = bytearray(model_bytes)
     tampered[len(tampered) // 2] ^= 0xFF
     with pytest.raises(ArtifactError, match="SHA-256"):
-        load_artifact(bytes(tampered), meta_bytes)
+        load(bytes(tampered), meta_bytes)
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every way of unpickling a model record itself and fail; returns the record."""
+    import pickle
+
+    calls: list[str] = []
+
+    def forbidden(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            raise AssertionError(f"{name} was called for a model that must be refused")
+
+        return call
+
+    for module, name in ((joblib, "load"), (pickle, "load"), (pickle, "loads")):
+        monkeypatch.setattr(module, name, forbidden(f"{module.__name__}.{name}"))
+    monkeypatch.setattr(joblib.numpy_pickle, "load", forbidden("joblib.numpy_pickle.load"))
+    return calls
+
+
+def _swap_model_file(
+    trained: tuple[SegmentModel, pd.DataFrame],
+) -> tuple[bytes, dict[str, Any]]:
+    """A changed model file and the genuine metadata with the changed file's SHA-256
+    (what someone who can write the bucket but not sign would put there)."""
+    model_bytes, meta_bytes = dump(trained[0])
+    other = bytearray(model_bytes)
+    other[len(other) // 2] ^= 0xFF
+    meta = json.loads(meta_bytes)
+    meta["sha256"] = hashlib.sha256(bytes(other)).hexdigest()
+    return bytes(other), meta
+
+
+def test_refuses_a_model_file_with_a_recomputed_hash_but_no_signature(
+    trained: tuple[SegmentModel, pd.DataFrame], no_unpickling: list[str]
+) -> None:
+    model_bytes, meta = _swap_model_file(trained)
+    unsigned = {k: v for k, v in meta.items() if k != SIGNATURE_FIELD}
+    with pytest.raises(UnsignedArtifactError, match="is not signed"):
+        load(model_bytes, json.dumps(unsigned).encode())
+    with pytest.raises(UnsignedArtifactError, match="not valid for the model-signing key"):
+        load(model_bytes, json.dumps(meta).encode())  # the old signature: now wrong
+    meta[SIGNATURE_FIELD]["value"] = "not base64!"
+    with pytest.raises(UnsignedArtifactError, match="not base64"):
+        load(model_bytes, json.dumps(meta).encode())
+    assert no_unpickling == []
+
+
+def test_refuses_an_artifact_signed_by_another_key(
+    trained: tuple[SegmentModel, pd.DataFrame], no_unpickling: list[str]
+) -> None:
+    model_bytes, meta = _swap_model_file(trained)
+    forger = TestKey(secret=b"someone else", key_id="forger-key")
+    with pytest.raises(UnsignedArtifactError, match=r"by key forger-key\) is not valid"):
+        load(model_bytes, signed(meta, forger))
+    # any signed field changed afterwards breaks the signature too
+    model_bytes, meta_bytes = dump(trained[0])
+    meta = json.loads(meta_bytes)
+    meta["gates"]["passed"] = not meta["gates"]["passed"]
+    with pytest.raises(UnsignedArtifactError, match="changed or signed by another key"):
+        load(model_bytes, json.dumps(meta).encode())
+    assert no_unpickling == []
+
+
+def test_refuses_metadata_read_from_another_version_or_model(
+    trained: tuple[SegmentModel, pd.DataFrame], no_unpickling: list[str]
+) -> None:
+    model_bytes, meta_bytes = dump(trained[0])  # genuine and signed, in the wrong place
+    meta = json.loads(meta_bytes)
+    with pytest.raises(ArtifactError, match=r"says version '.*': an artifact copied"):
+        load(model_bytes, meta_bytes, version="v20990101T000000Z-00000000")
+    with pytest.raises(ArtifactError, match="says model_name"):
+        load(model_bytes, meta_bytes, model_name="another")
+    meta["version"] = "v20990101T000000Z-00000000"  # moved with its metadata edited to match
+    with pytest.raises(UnsignedArtifactError):
+        load(model_bytes, json.dumps(meta).encode())
+    assert no_unpickling == []
+
+
+def test_a_signed_artifact_is_verified_once_and_loads(
+    trained: tuple[SegmentModel, pd.DataFrame],
+) -> None:
+    model_bytes, meta_bytes = dump(trained[0])
+    meta = json.loads(meta_bytes)
+    assert meta[SIGNATURE_FIELD]["key_id"] == "test-key"
+    assert trained[0].metadata[SIGNATURE_FIELD] == meta[SIGNATURE_FIELD]
+    before = KEY.verified
+    assert load(model_bytes, meta_bytes).k == trained[0].k
+    assert KEY.verified == before + 1
+    # unsigned (custseg train's local files) is refused
+    with pytest.raises(UnsignedArtifactError, match="is not signed"):
+        load(*dump_artifact(trained[0]))
 
 
 def test_refuses_other_library_versions(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
-    model_bytes, meta_bytes = dump_artifact(trained[0])
+    model_bytes, meta_bytes = dump(trained[0])
     meta = json.loads(meta_bytes)
-    meta["libraries"]["sklearn"] = "0.24.2"
+    meta["libraries"]["sklearn"] = "0.24.2"  # signed: trained elsewhere, not tampered
     with pytest.raises(ArtifactError, match=r"sklearn 0\.24\.2"):
-        load_artifact(model_bytes, json.dumps(meta).encode())
+        load(model_bytes, signed(meta))
     meta = json.loads(meta_bytes)
     meta["libraries"]["numpy"] = "1.26.4"
     with pytest.raises(ArtifactError, match="numpy"):
-        load_artifact(model_bytes, json.dumps(meta).encode())
+        load(model_bytes, signed(meta))
     # patch-level and python differences are fine
     assert check_libraries({"sklearn": "1.9.99", "numpy": "2.0.0"}, {
         "sklearn": "1.9.1", "numpy": "2.4.6"}) == []  # fmt: skip
 
 
 def test_refuses_missing_or_broken_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
-    model_bytes, _ = dump_artifact(trained[0])
+    model_bytes, _ = dump(trained[0])
     with pytest.raises(ArtifactError, match="missing"):
-        load_artifact(model_bytes, None)
+        load(model_bytes, None)
     with pytest.raises(ArtifactError, match="JSON"):
-        load_artifact(model_bytes, b"{not json")
+        load(model_bytes, b"{not json")
     with pytest.raises(ArtifactError, match="sha256"):
-        load_artifact(model_bytes, json.dumps({"version": "v1"}).encode())
+        load(model_bytes, json.dumps({"model_name": "m", "version": "v1"}).encode())
 
 
 def test_gates_both_ways(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
@@ -145,7 +280,7 @@ def test_gates_both_ways(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
 
 
 def test_cache_by_version(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
-    model_bytes, meta_bytes = dump_artifact(trained[0])
+    model_bytes, meta_bytes = dump(trained[0])
     cache = ModelCache(max_items=1)
     calls = []
 
@@ -153,11 +288,12 @@ def test_cache_by_version(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
         calls.append(1)
         return model_bytes, meta_bytes
 
-    first = cache.get_or_load(trained[0].version, fetch)
-    second = cache.get_or_load(trained[0].version, fetch)
+    name = trained[0].metadata["model_name"]
+    first = cache.get_or_load(name, trained[0].version, fetch, KEY)
+    second = cache.get_or_load(name, trained[0].version, fetch, KEY)
     assert first is second and len(calls) == 1
-    with pytest.raises(ArtifactError):
-        cache.get_or_load("v-other", fetch)
+    with pytest.raises(ArtifactError, match="copied"):
+        cache.get_or_load(name, "v-other", fetch, KEY)
     assert len(cache) == 1
 
 
@@ -205,7 +341,7 @@ def test_telco_real_file_round_trip() -> None:
     names = list(model.segment_names().values())
     assert len(set(names)) == model.k >= 2
     assert model.metadata["labels_unavailable"]["rfm"]
-    loaded = load_artifact(*dump_artifact(model))
+    loaded = load(*dump(model))
     scoring = build_features(df, telco, schema=loaded.schema)
     assert loaded._fast_plan() is not None  # log-scaled, plain, 0/1 and one-hot blocks
     expected = np.asarray(loaded.pipeline[:-1].transform(scoring.frame), dtype="float64")

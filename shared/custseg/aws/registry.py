@@ -3,6 +3,11 @@
 ``models/<model>/<version>/model.joblib`` + ``metadata.json`` hold one version;
 ``models/<model>/champion.json`` names the champion and keeps the history of previous
 champions, so rolling back is moving the pointer to an earlier version.
+
+Every version is signed when it is saved (the training function's ``Signer``), and checked
+against the trusted key before it is loaded and before the pointer is moved to it
+(:func:`custseg.artifact.verify_artifact`): a version someone wrote into the bucket
+without the signing key is never unpickled and never becomes champion.
 """
 
 from __future__ import annotations
@@ -10,9 +15,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from custseg.artifact import ArtifactError, SegmentModel, dump_artifact, load_artifact
+from custseg.artifact import (
+    ArtifactError,
+    SegmentModel,
+    dump_artifact,
+    load_artifact,
+    verify_artifact,
+)
 from custseg.aws.s3 import ObjectStore, PreconditionFailed
 from custseg.layout import champion_key, model_prefix
+from custseg.signing import Signer, Verifier
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -21,9 +33,9 @@ METADATA_FILE = "metadata.json"
 _CACHE: dict[tuple[str, str, str], SegmentModel] = {}
 
 
-def save_model(store: ObjectStore, bucket: str, model: SegmentModel) -> str:
-    """Write a model version (model file first, metadata last). Returns its prefix."""
-    model_bytes, metadata_bytes = dump_artifact(model)
+def save_model(store: ObjectStore, bucket: str, model: SegmentModel, signer: Signer) -> str:
+    """Write a model version, signed (model file first, metadata last). Returns its prefix."""
+    model_bytes, metadata_bytes = dump_artifact(model, signer)
     prefix = model_prefix(model.metadata["model_name"], model.version)
     store.put_bytes(bucket, prefix + MODEL_FILE, model_bytes)
     store.put_bytes(bucket, prefix + METADATA_FILE, metadata_bytes)
@@ -35,26 +47,52 @@ def champion(store: ObjectStore, bucket: str, model: str) -> dict[str, Any] | No
     return pointer
 
 
-def load_version(store: ObjectStore, bucket: str, model: str, version: str) -> SegmentModel:
-    """Load (and verify) one version; cached while the function is warm."""
-    cache_key = (bucket, model, version)
-    if cache_key in _CACHE:
-        return _CACHE[cache_key]
+def _fetch(store: ObjectStore, bucket: str, model: str, version: str) -> tuple[bytes, bytes]:
+    """(model file bytes, metadata bytes) of a version; :class:`ArtifactError` when the
+    version or its model file is missing."""
     prefix = model_prefix(model, version)
+    metadata_bytes = store.get_bytes(bucket, prefix + METADATA_FILE)
+    if metadata_bytes is None:
+        raise ArtifactError(f"model {model} has no version {version}")
     model_bytes = store.get_bytes(bucket, prefix + MODEL_FILE)
     if model_bytes is None:
         raise ArtifactError(f"model file s3://{bucket}/{prefix}{MODEL_FILE} is missing")
-    metadata_bytes = store.get_bytes(bucket, prefix + METADATA_FILE)
-    loaded = load_artifact(model_bytes, metadata_bytes)
+    return model_bytes, metadata_bytes
+
+
+def verify_version(
+    store: ObjectStore, bucket: str, model: str, version: str, verifier: Verifier
+) -> dict[str, Any]:
+    """The metadata of a version once verified (signature, path, model file's SHA-256);
+    nothing is unpickled. Raises :class:`ArtifactError`."""
+    model_bytes, metadata_bytes = _fetch(store, bucket, model, version)
+    return verify_artifact(
+        model_bytes, metadata_bytes, verifier=verifier, model_name=model, version=version
+    )
+
+
+def load_version(
+    store: ObjectStore, bucket: str, model: str, version: str, verifier: Verifier
+) -> SegmentModel:
+    """Load (verified first) one version; cached while the function is warm."""
+    cache_key = (bucket, model, version)
+    if cache_key in _CACHE:
+        return _CACHE[cache_key]
+    model_bytes, metadata_bytes = _fetch(store, bucket, model, version)
+    loaded = load_artifact(
+        model_bytes, metadata_bytes, verifier=verifier, model_name=model, version=version
+    )
     _CACHE[cache_key] = loaded
     return loaded
 
 
-def load_champion(store: ObjectStore, bucket: str, model: str) -> SegmentModel | None:
+def load_champion(
+    store: ObjectStore, bucket: str, model: str, verifier: Verifier
+) -> SegmentModel | None:
     pointer = champion(store, bucket, model)
     if pointer is None:
         return None
-    return load_version(store, bucket, model, pointer["version"])
+    return load_version(store, bucket, model, pointer["version"], verifier)
 
 
 def list_versions(store: ObjectStore, bucket: str, model: str) -> list[str]:
@@ -62,24 +100,41 @@ def list_versions(store: ObjectStore, bucket: str, model: str) -> list[str]:
 
 
 def set_champion(
-    store: ObjectStore, bucket: str, model: str, version: str, *, reason: str
+    store: ObjectStore,
+    bucket: str,
+    model: str,
+    version: str,
+    *,
+    reason: str,
+    verifier: Verifier,
 ) -> dict[str, Any]:
-    """Make ``version`` the champion (conditional write; keeps the history)."""
-    pointer = _move_champion(store, bucket, model, version, reason=reason, only_if_absent=False)
+    """Make ``version`` the champion once verified (conditional write; keeps the history)."""
+    pointer = _move_champion(
+        store, bucket, model, version, reason=reason, only_if_absent=False, verifier=verifier
+    )
     assert pointer is not None
     return pointer
 
 
 def set_first_champion(
-    store: ObjectStore, bucket: str, model: str, version: str, *, reason: str
+    store: ObjectStore,
+    bucket: str,
+    model: str,
+    version: str,
+    *,
+    reason: str,
+    verifier: Verifier,
 ) -> dict[str, Any] | None:
-    """Make ``version`` the model's first champion; None when it has one already.
+    """Make ``version`` (once verified) the model's first champion; None when it has one
+    already.
 
     Requests training a new dataset's first model at once (several files arriving
     together) then cannot take turns as champion: the first to write wins, the others
     stay candidates.
     """
-    return _move_champion(store, bucket, model, version, reason=reason, only_if_absent=True)
+    return _move_champion(
+        store, bucket, model, version, reason=reason, only_if_absent=True, verifier=verifier
+    )
 
 
 def _move_champion(
@@ -90,9 +145,9 @@ def _move_champion(
     *,
     reason: str,
     only_if_absent: bool,
+    verifier: Verifier,
 ) -> dict[str, Any] | None:
-    if store.head(bucket, model_prefix(model, version) + METADATA_FILE) is None:
-        raise ArtifactError(f"model {model} has no version {version}")
+    verify_version(store, bucket, model, version, verifier)
     for _ in range(8):
         current, etag = store.get_json(bucket, champion_key(model))
         if current is not None and only_if_absent:
@@ -121,12 +176,18 @@ def _move_champion(
     raise RuntimeError(f"could not move the champion pointer of {model}")
 
 
-def rollback(store: ObjectStore, bucket: str, model: str) -> dict[str, Any]:
-    """Move the champion back to the previous champion in the pointer's history."""
+def rollback(store: ObjectStore, bucket: str, model: str, verifier: Verifier) -> dict[str, Any]:
+    """Move the champion back to the previous champion in the pointer's history (verified
+    again first)."""
     current = champion(store, bucket, model)
     if not current or not current.get("history"):
         raise ArtifactError(f"model {model} has no previous champion to roll back to")
     previous = current["history"][0]["version"]
     return set_champion(
-        store, bucket, model, previous, reason=f"rollback from {current['version']}"
+        store,
+        bucket,
+        model,
+        previous,
+        reason=f"rollback from {current['version']}",
+        verifier=verifier,
     )

@@ -13,6 +13,7 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import ScoreOutcome, run_score
 from custseg.aws.settings import Settings
 from custseg.layout import CLEAN, clean_latest_key
+from custseg.signing import Verifier
 
 
 def run_rescore(
@@ -23,6 +24,7 @@ def run_rescore(
     when: dt.datetime,
     datasets: list[str] | None = None,
     workdir: Path | None = None,
+    verifier: Verifier | None = None,
 ) -> list[ScoreOutcome]:
     """Rescore each dataset (all with clean data when ``datasets`` is None) as of ``when``."""
     names = datasets or store.list_folders(settings.data_bucket, CLEAN)
@@ -41,6 +43,7 @@ def run_rescore(
                 run_ts=when,
                 trigger="schedule",
                 workdir=workdir,
+                verifier=verifier,
             )
         )
     return outcomes

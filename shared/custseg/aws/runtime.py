@@ -19,6 +19,7 @@ from custseg.aws import registry
 from custseg.aws.bus import EventBus
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
+from custseg.aws.signing import KmsSigner, KmsVerifier
 
 if TYPE_CHECKING:  # the ingest function must not import the scoring stack (sklearn, scipy)
     from custseg.aws.score_job import ScoreOutcome
@@ -46,6 +47,18 @@ def bus() -> EventBus:
     return EventBus(settings().event_bus)
 
 
+@lru_cache(maxsize=1)
+def signer() -> KmsSigner:
+    """Signs model versions with the stack's model-signing key (the train function)."""
+    return KmsSigner(settings().model_signing_key)
+
+
+@lru_cache(maxsize=1)
+def verifier() -> KmsVerifier:
+    """Checks model versions against the stack's model-signing key."""
+    return KmsVerifier(settings().model_signing_key)
+
+
 _LAYERS: list[DynamoDBPersistenceLayer] = []
 
 
@@ -64,7 +77,7 @@ def idempotency_config(jmespath: str) -> IdempotencyConfig:
 
 def reset() -> None:
     """Forget cached settings and clients (tests, and the local runner between stacks)."""
-    for fn in (settings, store, bus):
+    for fn in (settings, store, bus, signer, verifier):
         fn.cache_clear()
     registry._CACHE.clear()  # models loaded from another stack's buckets (same names)
     # Handler modules build their idempotency layer at import; give each a client made
@@ -99,6 +112,10 @@ def s3_records(event: Any) -> list[dict[str, Any]]:
 def report_score(logger: Logger, metrics: Metrics, outcome: ScoreOutcome) -> None:
     """Log one line and a scoring run's metrics (counts and names only, no personal data)."""
     logger.append_keys(run_id=outcome.run_id, dataset=outcome.dataset)
+    if outcome.status == "model_refused":  # a forged or damaged champion: an operator's call
+        logger.error(outcome.message, extra={"outcome": outcome.to_dict()})
+        metrics.add_metric(name="ModelsRefused", unit=MetricUnit.Count, value=1)
+        return
     logger.info(outcome.message or outcome.status, extra={"outcome": outcome.to_dict()})
     if outcome.status != "committed":
         return

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from custseg.artifact import ArtifactError
 from custseg.aws.bus import (
     RETRAIN_RECOMMENDED,
     RUN_COMMITTED,
@@ -34,6 +35,7 @@ from custseg.aws.runs import (
 )
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
+from custseg.aws.signing import KmsVerifier
 from custseg.contracts import Contract
 from custseg.layout import (
     MANIFEST,
@@ -46,11 +48,12 @@ from custseg.layout import (
 )
 from custseg.metrics import Thresholds
 from custseg.scoring import RunInfo, score_dataset
+from custseg.signing import Verifier
 
 
 @dataclass
 class ScoreOutcome:
-    status: str  # committed | duplicate | no_champion | no_data
+    status: str  # committed | duplicate | no_champion | no_data | model_refused
     dataset: str
     run_id: str = ""
     manifest_key: str | None = None
@@ -151,12 +154,17 @@ def run_score(
     run_ts: dt.datetime | None = None,
     trigger: str = "clean-data",
     workdir: Path | None = None,
+    verifier: Verifier | None = None,
 ) -> ScoreOutcome:
     """Score the clean run behind ``clean_manifest_key``.
 
     ``run_ts`` is the trigger's time (the clean run's for new data, the schedule's for a
     rescore); with the clean run, model version and as-of date it fixes the run id, so a
     redelivered trigger finds its run already committed and writes nothing.
+
+    A champion that fails verification (``verifier``: the stack's model-signing key by
+    default) is never loaded: the outcome is ``model_refused`` with the reason, nothing is
+    written, and the event is not retried (the same artifact would be refused again).
     """
     started = time.monotonic()
     dataset, clean_run_id = parse_clean_manifest_key(clean_manifest_key)
@@ -182,7 +190,21 @@ def run_score(
             dataset,
             message=f"no champion for model {model_name}; training requested",
         )
-    model = load_version(store, settings.artifact_bucket, model_name, pointer["version"])
+    try:
+        model = load_version(
+            store,
+            settings.artifact_bucket,
+            model_name,
+            pointer["version"],
+            verifier or KmsVerifier(settings.model_signing_key),
+        )
+    except ArtifactError as exc:
+        return ScoreOutcome(
+            "model_refused",
+            dataset,
+            model_version=str(pointer["version"]),
+            message=f"champion {model_name} {pointer['version']} refused: {exc}",
+        )
 
     if as_of is None and clean_manifest.get("as_of"):
         as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))

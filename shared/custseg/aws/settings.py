@@ -24,6 +24,7 @@ class Settings:
     results_bucket: str
     event_bus: str
     idempotency_table: str
+    model_signing_key: str  # ARN (or alias) of the KMS key that signs model versions
     max_input_bytes: int
     chunk_rows: int
     thresholds: dict[str, Any] = field(default_factory=dict)
@@ -40,6 +41,7 @@ class Settings:
             results_bucket=_env("RESULTS_BUCKET"),
             event_bus=_env("EVENT_BUS_NAME"),
             idempotency_table=_env("IDEMPOTENCY_TABLE"),
+            model_signing_key=_env("MODEL_SIGNING_KEY"),
             max_input_bytes=int(float(_env("MAX_INPUT_MIB", "1024")) * 1024**2),
             chunk_rows=int(_env("CHUNK_ROWS", "250000")),
             thresholds=thresholds,
@@ -53,6 +55,7 @@ ENV_VARS = (
     "RESULTS_BUCKET",
     "EVENT_BUS_NAME",
     "IDEMPOTENCY_TABLE",
+    "MODEL_SIGNING_KEY",
     "MAX_INPUT_MIB",
     "CHUNK_ROWS",
     "DRIFT_PSI_WATCH",

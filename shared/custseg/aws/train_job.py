@@ -1,6 +1,8 @@
 """The training job: a committed clean run (or a training upload) -> a model version.
 
-The new version is written under ``models/<model>/<version>/``. It becomes champion when
+The new version is written under ``models/<model>/<version>/``, its metadata signed with
+the stack's model-signing key (``signer``; verified again before the pointer moves to it:
+``verifier``, the same key by default). It becomes champion when
 it passes the quality gates and the trigger allows promotion; the very first model of a
 dataset becomes champion even when a gate fails (something to score with beats nothing),
 and its metadata and every run's verdict say so.
@@ -16,24 +18,39 @@ from typing import Any
 
 import pandas as pd
 
-from custseg.artifact import check_gates
+from custseg.artifact import ArtifactError, check_gates
 from custseg.aws.bus import MODEL_PROMOTED, EventBus
 from custseg.aws.registry import champion, save_model, set_champion, set_first_champion
 from custseg.aws.runs import download_clean_data
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import model_name_for
 from custseg.aws.settings import Settings
+from custseg.aws.signing import KmsSigner, KmsVerifier
 from custseg.clean_data import read_clean
 from custseg.contracts import Contract, load_contract
 from custseg.features import build_features
 from custseg.ingest import ingest_file
 from custseg.layout import MANIFEST, contract_key, parse_clean_manifest_key, parse_upload_key
+from custseg.signing import Signer, Verifier
 from custseg.training import train_model
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The signer of new versions and the verifier of versions promoted."""
+
+    signer: Signer
+    verifier: Verifier
+
+    @classmethod
+    def of(cls, settings: Settings) -> Keys:
+        """Both on the stack's model-signing key (KMS)."""
+        return cls(KmsSigner(settings.model_signing_key), KmsVerifier(settings.model_signing_key))
 
 
 @dataclass
 class TrainOutcome:
-    status: str  # promoted | candidate | skipped | untrainable | rejected | no_data
+    status: str  # promoted | candidate | skipped | untrainable | rejected | no_data | refused
     dataset: str
     model: str = ""
     version: str = ""
@@ -60,6 +77,7 @@ def _train_and_register(
     promote: bool,
     source: dict[str, Any],
     clean_manifest_key: str | None,
+    keys: Keys,
     if_no_champion: bool = False,
 ) -> TrainOutcome:
     model_name = model_name_for(dataset)
@@ -72,7 +90,7 @@ def _train_and_register(
         return TrainOutcome(
             "untrainable", dataset, model=model_name, message=f"cannot train {model_name}: {exc}"
         )
-    prefix = save_model(store, settings.artifact_bucket, model)
+    prefix = save_model(store, settings.artifact_bucket, model, keys.signer)
     passed, reasons = check_gates(model.metadata)
     outcome = TrainOutcome(
         "candidate",
@@ -100,9 +118,19 @@ def _train_and_register(
         # model at once (several files of a new dataset) must not take turns as champion,
         # whichever finishes first.
         promote_fn = set_first_champion if first or if_no_champion else set_champion
-        pointer = promote_fn(
-            store, settings.artifact_bucket, model_name, model.version, reason=reason
-        )
+        try:
+            pointer = promote_fn(
+                store,
+                settings.artifact_bucket,
+                model_name,
+                model.version,
+                reason=reason,
+                verifier=keys.verifier,
+            )
+        except ArtifactError as exc:  # changed in the bucket since it was written
+            outcome.status = "refused"
+            outcome.message = f"model {model_name} {model.version} not promoted: {exc}"
+            return outcome
         if pointer is not None:
             outcome.status = "promoted"
             bus.publish(
@@ -153,6 +181,7 @@ def run_train_on_clean(
     promote: bool = True,
     if_no_champion: bool = False,
     workdir: Path | None = None,
+    keys: Keys | None = None,
 ) -> TrainOutcome:
     """Train on a committed clean run.
 
@@ -193,6 +222,7 @@ def run_train_on_clean(
         promote=promote,
         source={"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id},
         clean_manifest_key=clean_manifest_key,
+        keys=keys or Keys.of(settings),
         if_no_champion=if_no_champion,
     )
 
@@ -206,6 +236,7 @@ def run_train_on_upload(
     key: str,
     k: int | None = None,
     workdir: Path | None = None,
+    keys: Keys | None = None,
 ) -> TrainOutcome:
     """Train on a file uploaded under ``training/<dataset>/`` (validated and cleaned first)."""
     upload = parse_upload_key(key)
@@ -241,4 +272,5 @@ def run_train_on_upload(
         promote=True,
         source={"bucket": bucket, "key": key},
         clean_manifest_key=None,
+        keys=keys or Keys.of(settings),
     )

@@ -240,7 +240,12 @@ def statement_matches(statement: Mapping[str, Any], permission: Permission) -> b
             return False
     elif any(_matches(a, permission.action) for a in _listify(statement.get("NotAction", []))):
         return False
-    if not any(_matches(r, permission.resource) for r in _listify(statement.get("Resource", "*"))):
+    if "NotResource" in statement:
+        if any(_matches(r, permission.resource) for r in _listify(statement["NotResource"])):
+            return False
+    elif not any(
+        _matches(r, permission.resource) for r in _listify(statement.get("Resource", "*"))
+    ):
         return False
     context = permission.context_map
     return all(
@@ -293,6 +298,48 @@ def bucket_policy_denies(spec: StackSpec, permission: Permission, principal_arn:
     )
 
 
+def _key_policy_effect(
+    spec: StackSpec, permission: Permission, principal_arn: str
+) -> tuple[bool, bool, bool]:
+    """``(denied, granted to the principal, delegated to IAM)`` by the key policy."""
+    statements = spec.key_policies.get(permission.resource)
+    if statements is None:
+        return False, False, True  # a key the template does not make: IAM decides
+    context = (*permission.context, ("aws:PrincipalArn", principal_arn))
+    in_context = Permission(permission.action, permission.resource, context)
+    root = f"arn:aws:iam::{ACCOUNT_ID}:root"
+    denied = granted = delegated = False
+    for st in statements:
+        if not statement_matches({**st, "Resource": "*"}, in_context):
+            continue
+        principals = _listify(
+            st.get("Principal", {}).get("AWS", []) if st.get("Principal") != "*" else "*"
+        )
+        if st.get("Effect") == "Deny" and ("*" in principals or principal_arn in principals):
+            denied = True
+        elif st.get("Effect") == "Allow":
+            granted = granted or "*" in principals or principal_arn in principals
+            delegated = delegated or root in principals
+    return denied, granted, delegated
+
+
+def kms_allows(
+    spec: StackSpec, policies: Iterable[Mapping[str, Any]], permission: Permission, principal: str
+) -> bool:
+    """KMS's rule: the key policy decides; it may grant the principal itself, or grant the
+    account (root) and so let the principal's IAM policies decide. A Deny in either wins."""
+    denied, granted, delegated = _key_policy_effect(spec, permission, principal)
+    if denied:
+        return False
+    identity = allows(policies, permission)
+    if granted:
+        return not any(
+            st.get("Effect") == "Deny" and statement_matches(st, permission)
+            for st in statements(policies)
+        )
+    return delegated and identity
+
+
 def role_arn(function: str) -> str:
     """The execution role SAM makes for a function (``<LogicalId>Role``)."""
     return f"arn:aws:iam::{ACCOUNT_ID}:role/{function}Role"
@@ -306,7 +353,10 @@ def denied(calls: Iterable[AwsCall], spec: StackSpec) -> list[str]:
         policies = spec.functions[call.function].policies
         for perm in required_permissions(call, spec):
             why = f" ({perm.reason})" if perm.reason else ""
-            if not allows(policies, perm):
+            if perm.action.startswith("kms:"):
+                if not kms_allows(spec, policies, perm, role_arn(call.function)):
+                    out.add(f"{call.function}: {perm.action} on {perm.resource}{why}")
+            elif not allows(policies, perm):
                 out.add(f"{call.function}: {perm.action} on {perm.resource}{why}")
             elif bucket_policy_denies(spec, perm, role_arn(call.function)):
                 out.add(

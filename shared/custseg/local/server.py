@@ -104,6 +104,7 @@ def _banner(
         f"  data bucket:      {data}",
         f"  artifact bucket:  {stack.artifact_bucket}",
         f"  results bucket:   {results}",
+        f"  model-signing key: {stack.environment().get('MODEL_SIGNING_KEY', '-')}",
         f"  handler logs:     {log_path}",
         "",
         f"credentials: any (e.g. AWS_ACCESS_KEY_ID=testing), region {REGION}",

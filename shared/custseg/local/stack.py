@@ -2,7 +2,8 @@
 S3 endpoint with ``custseg serve``).
 
 Everything is built from ``infra/template.yaml``: buckets (with versioning), the event
-bus, the idempotency table, the dead-letter queue, and every trigger. S3 notifications
+bus, the idempotency table, the dead-letter queue, the model-signing KMS key (its ARN put
+where the functions' environment names it), and every trigger. S3 notifications
 and EventBridge rules deliver to one SQS queue per function (moto implements both), and
 :meth:`LocalStack.drain` plays Lambda's part: it takes each message, completes S3
 records to the exact shape AWS sends (URL-encoded keys, version ids, sequencers),
@@ -34,7 +35,14 @@ from urllib.parse import quote_plus, unquote_plus
 import boto3
 
 from custseg.local.iam import AwsCall
-from custseg.local.template import ACCOUNT_ID, REGION, FunctionSpec, StackSpec, stack_spec
+from custseg.local.template import (
+    ACCOUNT_ID,
+    REGION,
+    FunctionSpec,
+    StackSpec,
+    placeholder_arn,
+    stack_spec,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -132,6 +140,7 @@ class LocalStack:
     calls: list[AwsCall] = field(default_factory=list)
     _current: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
+    _made_arns: dict[str, str] = field(default_factory=dict)  # placeholder -> real ARN
 
     # ---------------------------------------------------------------- set-up
     def client(self, service: str) -> Any:
@@ -159,17 +168,43 @@ class LocalStack:
     def environment(self) -> dict[str, str]:
         env: dict[str, str] = {}
         for fn in self.spec.functions.values():
-            env.update(fn.environment)
+            env.update({k: self._made_arns.get(v, v) for k, v in fn.environment.items()})
         env.update(LOCAL_ENV)
         if self.endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.endpoint_url
         return env
+
+    def _key_alias(self, logical: str) -> str:
+        return f"alias/custseg-{self.spec.parameters.get('EnvName', 'local')}-{logical}"
+
+    def _use_key(self, logical: str, arn: str) -> None:
+        """Put a made key's ARN where the functions' environment names it."""
+        self._made_arns[placeholder_arn(logical)] = arn
+        # calls name the key by its real ARN: the IAM check maps it back to the template's
+        self.spec.kms_key_arns[arn] = placeholder_arn(logical)
+
+    def _create_signing_keys(self) -> None:
+        kms = self.client("kms")
+        for logical, key_spec in self.spec.signing_keys.items():
+            meta = kms.create_key(
+                KeySpec=key_spec, KeyUsage="SIGN_VERIFY", Description=f"custseg {logical}"
+            )["KeyMetadata"]
+            kms.create_alias(AliasName=self._key_alias(logical), TargetKeyId=meta["KeyId"])
+            self._use_key(logical, meta["Arn"])
+
+    def _find_signing_keys(self) -> None:
+        kms = self.client("kms")
+        for logical in self.spec.signing_keys:
+            meta = kms.describe_key(KeyId=self._key_alias(logical))["KeyMetadata"]
+            self._use_key(logical, meta["Arn"])
 
     def create(self) -> LocalStack:
         """Create every resource the template declares and wire every trigger."""
         os.environ.update(self.environment())
         if self.endpoint_url is None:
             _serialise_moto_requests()
+        self._create_signing_keys()
+        os.environ.update(self.environment())
         s3 = self.client("s3")
         for name in self.spec.buckets.values():
             s3.create_bucket(Bucket=name)
@@ -234,6 +269,8 @@ class LocalStack:
         as a second Lambda function's process shares the first one's AWS resources."""
         if self.endpoint_url is None:
             raise ValueError("attach() needs an endpoint_url (a moto server another process uses)")
+        os.environ.update(self.environment())  # the endpoint and credentials first
+        self._find_signing_keys()
         os.environ.update(self.environment())
         sqs = self.client("sqs")
         for logical in self.spec.functions:

@@ -3,7 +3,9 @@
 The local runner and the tests build buckets, queues, the event bus, the idempotency
 table and every trigger from the template itself, so the template and the code cannot
 drift apart. Only the intrinsic functions the template uses are resolved (``Ref``,
-``Sub``, ``GetAtt`` of names, ``If`` on parameter conditions).
+``Sub``, ``GetAtt`` of names, ``If`` on parameter conditions). A resource whose ARN only
+exists once it is made (the model-signing KMS key: KMS picks its id) resolves to
+:func:`placeholder_arn`; the stack puts the real ARN in its place when it makes it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ import yaml
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
+
+
+def placeholder_arn(logical_id: str) -> str:
+    """What ``!GetAtt <logical_id>.Arn`` of a KMS key resolves to before the key exists
+    (KMS picks a key's id when it makes it)."""
+    return f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{logical_id}"
+
+
+_NO_VALUE = object()  # what `!Ref AWS::NoValue` resolves to: the property is left out
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -93,14 +104,17 @@ class StackSpec:
     dead_letter_queue: str
     functions: dict[str, FunctionSpec]
     resources: dict[str, Any]
+    # KMS signing keys (logical id -> KeySpec), made by the stack (KMS picks their ARNs)
+    signing_keys: dict[str, str] = field(default_factory=dict)
     # Encryption, for the KMS permissions services ask for on a caller's behalf:
     bucket_keys: dict[str, str] = field(default_factory=dict)  # bucket -> KMS key ARN
     bucket_key_enabled: set[str] = field(default_factory=set)  # buckets with an S3 Bucket Key
     table_keys: dict[str, str] = field(default_factory=dict)  # table -> KMS key ARN
     queue_keys: dict[str, str] = field(default_factory=dict)  # queue name -> KMS key ARN
-    # KMS key identifiers (id, ARN or alias of the emulated key) -> the template's key ARN
+    # KMS key identifiers (id, ARN or alias of a key the stack made) -> the template's ARN
     kms_key_arns: dict[str, str] = field(default_factory=dict)
     bucket_policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # statements
+    key_policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # key ARN ->
 
 
 class Resolver:
@@ -158,13 +172,16 @@ class Resolver:
         return self.resolve(cond)
 
     def resolve(self, value: Any) -> Any:
+        """``value`` with its intrinsic functions resolved (``AWS::NoValue`` dropped)."""
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [v for v in (self.resolve(v) for v in value) if v is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((fn, arg),) = value.items()
             if fn == "Ref":
+                if arg == "AWS::NoValue":
+                    return _NO_VALUE
                 if arg in self.params:
                     return self.params[arg]
                 if arg in self.pseudo:
@@ -182,7 +199,8 @@ class Resolver:
             if fn == "Fn::If":
                 cond, yes, no = arg
                 return self.resolve(yes if self.condition(cond) else no)
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
 
     def arn_of(self, logical_id: str) -> str:
         """What ``!GetAtt X.Arn`` returns, in the emulated account and region."""
@@ -197,7 +215,7 @@ class Resolver:
             "AWS::Events::EventBus": f"arn:aws:events:{where}:event-bus/{name}",
             "AWS::SQS::Queue": f"arn:aws:sqs:{where}:{name}",
             "AWS::SNS::Topic": f"arn:aws:sns:{where}:{name}",
-            "AWS::KMS::Key": f"arn:aws:kms:{where}:key/{name}",
+            "AWS::KMS::Key": placeholder_arn(name),
             "AWS::Serverless::Function": f"arn:aws:lambda:{where}:function:{name}",
             "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
             "AWS::Logs::LogGroup": f"arn:aws:logs:{where}:log-group:{name}:*",
@@ -254,10 +272,12 @@ def _key_arn(r: Resolver, ref: Any) -> str:
 
 
 def _encryption(r: Resolver) -> dict[str, Any]:
-    """Which bucket, table and queue each template key encrypts; the bucket policies."""
+    """Which bucket, table and queue each template key encrypts; the bucket and key
+    policies."""
     bucket_keys: dict[str, str] = {}
     bucket_key_enabled: set[str] = set()
     bucket_policies: dict[str, list[dict[str, Any]]] = {}
+    key_policies: dict[str, list[dict[str, Any]]] = {}
     table_keys: dict[str, str] = {}
     queue_keys: dict[str, str] = {}
     for logical, res in r.resources.items():
@@ -276,11 +296,15 @@ def _encryption(r: Resolver) -> dict[str, Any]:
                 table_keys[r.name_of(logical)] = _key_arn(r, sse["KMSMasterKeyId"])
         elif res["Type"] == "AWS::SQS::Queue" and props.get("KmsMasterKeyId"):
             queue_keys[r.name_of(logical)] = _key_arn(r, props["KmsMasterKeyId"])
+        elif res["Type"] == "AWS::KMS::Key":
+            doc = r.resolve(props["KeyPolicy"])
+            key_policies[r.arn_of(logical)] = doc["Statement"]
         elif res["Type"] == "AWS::S3::BucketPolicy":
             doc = r.resolve(props["PolicyDocument"])
             bucket_policies.setdefault(str(r.resolve(props["Bucket"])), []).extend(doc["Statement"])
     return {
         "bucket_policies": bucket_policies,
+        "key_policies": key_policies,
         "bucket_keys": bucket_keys,
         "bucket_key_enabled": bucket_key_enabled,
         "table_keys": table_keys,
@@ -297,9 +321,13 @@ def stack_spec(
     buckets: dict[str, str] = {}
     versioned: set[str] = set()
     bus = table = dlq = ""
+    signing_keys: dict[str, str] = {}
     for logical, res in r.resources.items():
         rtype = res["Type"]
-        if rtype == "AWS::S3::Bucket":
+        props = res.get("Properties", {})
+        if rtype == "AWS::KMS::Key" and props.get("KeyUsage") == "SIGN_VERIFY":
+            signing_keys[logical] = str(r.resolve(props["KeySpec"]))
+        elif rtype == "AWS::S3::Bucket":
             name = r.name_of(logical)
             buckets[logical] = name
             status = res.get("Properties", {}).get("VersioningConfiguration", {}).get("Status")
@@ -367,4 +395,5 @@ def stack_spec(
         dead_letter_queue=dlq,
         functions=functions,
         resources=r.resources,
+        signing_keys=signing_keys,
     )
