@@ -79,6 +79,7 @@ from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
 from custseg.jsonsafe import json_safe
 from custseg.layout import CLEAN_DATA_DIR, LEGACY_CLEAN_FILE, clean_part_name
+from custseg.outputs import neutralise_array
 from custseg.prefetch import prefetch
 from custseg.quality import QualityReport, example_value
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
@@ -126,19 +127,39 @@ def _arrow_type(spec: ColumnSpec) -> pa.DataType:
     return pa.string()
 
 
+def _spreadsheet_safe(values: pd.Series | list[str]) -> list[str] | pd.Series:
+    """Text cells a spreadsheet would run as formulas prefixed with ``'``, as in
+    ``assignments.csv`` (:func:`custseg.outputs.neutralise_array`); numbers kept."""
+    if isinstance(values, list):
+        arr = pa.array(values, type=pa.string())
+        return [str(v) for v in neutralise_array(arr, keep_numbers=True).to_pylist()]
+    arr = pa.array(values.astype("str").array, from_pandas=True)
+    safe = neutralise_array(arr, keep_numbers=True)
+    return pd.Series(safe.to_pandas(), index=values.index, dtype=object)
+
+
 class _RejectedWriter:
-    """Appends removed rows to ``rejected_rows.csv`` (opened on first use)."""
+    """Appends removed rows to ``rejected_rows.csv`` (opened on first use).
+
+    Every cell, header included, is spreadsheet-safe (see :func:`_spreadsheet_safe`).
+    """
 
     def __init__(self, path: Path, headers: list[str]) -> None:
         self.path = path
-        self.headers = headers
+        self.headers = list(_spreadsheet_safe(headers))
         self.rows = 0
 
     def write(self, rows: np.ndarray, reasons: np.ndarray, raw: pd.DataFrame) -> None:
         if len(rows) == 0:
             return
-        frame = pd.DataFrame({"row": np.asarray(rows, dtype="int64"), "reasons": reasons})
+        frame = pd.DataFrame(
+            {
+                "row": np.asarray(rows, dtype="int64"),
+                "reasons": _spreadsheet_safe(pd.Series(reasons, dtype=object)),
+            }
+        )
         body = raw.reset_index(drop=True)
+        body = pd.DataFrame({i: _spreadsheet_safe(body[c]) for i, c in enumerate(body.columns)})
         body.columns = pd.Index(self.headers[: body.shape[1]])
         out = pd.concat([frame, body], axis=1)
         # CRLF line ends, so values holding a bare CR (or LF) are quoted too
