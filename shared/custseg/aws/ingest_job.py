@@ -73,7 +73,13 @@ def _reject_whole_file(
     report: dict[str, Any],
     text: str,
     run_ts: str,
+    extra: tuple[RunFile, ...] = (),
 ) -> str:
+    """Copy the upload beside its error report and commit the rejection run.
+
+    ``extra``: more files of the rejection (``rejected_rows.csv`` when rows were
+    rejected one by one before the file was); the manifest lists exactly what is written.
+    """
     prefix = rejected_prefix(dataset, run_id)
     store.copy(bucket, key, bucket, f"{prefix}original/{filename}", version_id=version_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +91,7 @@ def _reject_whole_file(
             store,
             bucket,
             prefix,
-            [RunFile("error.json", err_json), RunFile("error.txt", err_txt)],
+            [RunFile("error.json", err_json), RunFile("error.txt", err_txt), *extra],
             {
                 "kind": "rejected",
                 "dataset": dataset,
@@ -255,6 +261,14 @@ def run_ingest(
 
         if result.status != "accepted":
             text = result.report_text_path.read_text(encoding="utf-8")
+            # rows rejected one by one before the file was (every row invalid, or the
+            # parser giving up mid-file): their file is written too, as the report says
+            rows_file = result.rejected_rows_path
+            extra = (
+                (RunFile("rejected_rows.csv", rows_file),)
+                if rows_file is not None
+                else ()
+            )
             outcome.rejected_prefix = _reject_whole_file(
                 store,
                 bucket,
@@ -266,6 +280,7 @@ def run_ingest(
                 report=report,
                 text=text,
                 run_ts=run_ts_iso,
+                extra=extra,
             )
             outcome.message = text.splitlines()[0] if text else "file rejected"
             return outcome
