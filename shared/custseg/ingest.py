@@ -36,6 +36,7 @@ any, then ``_row`` (original row number, header = row 1). Key-value metadata
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import shutil
 import time
@@ -84,6 +85,9 @@ from custseg.prefetch import prefetch
 from custseg.quality import QualityReport, example_value
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
 from custseg.validation import (
+    DEFAULT_DATE_FLOOR,
+    DEFAULT_FUTURE_TOLERANCE,
+    DateBounds,
     HeaderCheck,
     ParseContext,
     check_headers,
@@ -297,12 +301,23 @@ def ingest_file(
     run_id: str,
     contract: Contract | None = None,
     chunk_rows: int = 250_000,
+    upload_time: dt.datetime | None = None,
+    future_tolerance: dt.timedelta = DEFAULT_FUTURE_TOLERANCE,
+    date_floor: dt.date = DEFAULT_DATE_FLOOR,
 ) -> IngestResult:
     """Validate and clean ``input_path`` into ``out_dir``; never raises for bad input.
 
     ``source_name`` is how messages name the file (e.g. the S3 key). ``contract`` None
     picks a built-in contract from the headers (:func:`detect_contract`).
+    ``upload_time`` (default: now, UTC), ``future_tolerance`` and ``date_floor``: dates
+    after the upload time plus the tolerance, or before the floor, reject their row
+    (:class:`custseg.validation.DateBounds`).
     """
+    bounds = DateBounds(
+        upload_time=upload_time or dt.datetime.now(dt.UTC),
+        future_tolerance=future_tolerance,
+        floor=date_floor,
+    )
     t_start = time.perf_counter()
     input_path, out_dir = Path(input_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -313,12 +328,14 @@ def ingest_file(
     for stale in (out_dir / LEGACY_CLEAN_FILE, rejected_path, stage_path):
         stale.unlink(missing_ok=True)
     report = QualityReport(source=source_name, dataset=dataset, run_id=run_id)
+    report.date_bounds = bounds.to_dict()
     given = contract
     used = contract
     try:
         used, rejected_rows = _run(
-            input_path, out_dir, report, given, chunk_rows, clean_dir, rejected_path, stage_path
-        )
+            input_path, out_dir, report, given, chunk_rows, clean_dir, rejected_path, stage_path,
+            bounds,
+        )  # fmt: skip
     finally:
         stage_path.unlink(missing_ok=True)
     if report.status == "rejected":
@@ -351,6 +368,7 @@ def _run(
     clean_dir: Path,
     rejected_path: Path,
     stage_path: Path,
+    bounds: DateBounds,
 ) -> tuple[Contract, int]:
     """The pipeline; returns (contract used, rows written to rejected_rows.csv)."""
     timer = time.perf_counter()
@@ -406,7 +424,7 @@ def _run(
         stage_specs = [*specs, contract.column("amount")]
     schema = _stage_schema(specs, contract, len(headers), amount_added)
     rejected = _RejectedWriter(rejected_path, headers)
-    ctx = ParseContext(delimiter=fmt.delimiter)
+    ctx = ParseContext(delimiter=fmt.delimiter, bounds=bounds)
     tx_counts: Counter[str] = Counter()
     stage = _Stage(stage_path, schema)
     # Statistics of the rows that pass pass 1, folded in as they are staged: when the

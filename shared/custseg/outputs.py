@@ -218,9 +218,7 @@ def neutralise_array(
     if pa.types.is_dictionary(values.type):
         chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         safe = [
-            pa.DictionaryArray.from_arrays(
-                c.indices, neutralise_array(c.dictionary, keep_numbers)
-            )
+            pa.DictionaryArray.from_arrays(c.indices, neutralise_array(c.dictionary, keep_numbers))
             for c in chunks
         ]
         return (

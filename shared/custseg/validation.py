@@ -15,6 +15,7 @@ rejected-rows file and the report counters.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 from collections import Counter
@@ -130,13 +131,64 @@ def check_headers(headers: list[str], contract: Contract) -> HeaderCheck:
     return HeaderCheck(positions=positions, mapped=mapped, ignored=ignored, issues=issues)
 
 
+DEFAULT_FUTURE_TOLERANCE = dt.timedelta(days=1)
+DEFAULT_DATE_FLOOR = dt.date(1900, 1, 1)
+
+
+@dataclass(frozen=True)
+class DateBounds:
+    """The dates a file can plausibly hold: none after its upload time plus a tolerance
+    (clocks and time zones differ; naive times are read as UTC), none before a floor.
+
+    ``upload_time``: when the file was uploaded (the S3 object's LastModified in the
+    functions, the time of the run for the local CLI); naive means UTC. A value outside
+    the bounds fails its row with ``date_in_future`` or ``date_too_old``.
+    """
+
+    upload_time: dt.datetime
+    future_tolerance: dt.timedelta = DEFAULT_FUTURE_TOLERANCE
+    floor: dt.date = DEFAULT_DATE_FLOOR
+
+    @property
+    def latest(self) -> pd.Timestamp:
+        """The last plausible instant (naive UTC)."""
+        when = pd.Timestamp(self.upload_time)
+        if when.tzinfo is not None:
+            when = when.tz_convert("UTC").tz_localize(None)
+        return when + pd.Timedelta(self.future_tolerance)
+
+    @property
+    def earliest(self) -> pd.Timestamp:
+        return pd.Timestamp(self.floor)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "upload_time": pd.Timestamp(self.upload_time).isoformat(),
+            "future_tolerance_hours": f"{self.future_tolerance.total_seconds() / 3600:g}",
+            "not_after": self.latest.isoformat(),
+            "not_before": self.earliest.date().isoformat(),
+        }
+
+    def future_reason(self) -> str:
+        hours = self.future_tolerance.total_seconds() / 3600
+        return (
+            f"date_in_future: after {self.latest:%Y-%m-%d %H:%M} UTC "
+            f"(the upload time plus {hours:g} h)"
+        )
+
+    def old_reason(self) -> str:
+        return f"date_too_old: before {self.earliest.date().isoformat()}"
+
+
 @dataclass
 class ParseContext:
-    """State carried across chunks: detected date families and their warnings."""
+    """State carried across chunks: detected date families and their warnings, and the
+    plausible dates (``bounds``; None checks none)."""
 
     delimiter: str = ","
     date_formats: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    bounds: DateBounds | None = None
 
 
 @dataclass
@@ -388,9 +440,28 @@ def _convert_values(
             failures.append((bad, spec.name, f"not a date (expected {label})"))
         if spec.type == ColumnType.DATE:
             parsed = parsed.dt.normalize()
+        if ctx.bounds is not None:
+            _check_bounds(spec, parsed, ctx.bounds, failures)
         typed = pa.array(parsed.to_numpy(dtype="datetime64[ns]"), type=pa.timestamp("ns"),
                          from_pandas=True)  # fmt: skip
     return typed, missing
+
+
+def _check_bounds(
+    spec: ColumnSpec,
+    parsed: pd.Series,
+    bounds: DateBounds,
+    failures: list[tuple[np.ndarray, str, str]],
+) -> None:
+    """Fail the dates outside ``bounds`` (a column with ``allow_future`` may be late)."""
+    times = parsed.to_numpy(dtype="datetime64[ns]")
+    with np.errstate(invalid="ignore"):
+        old = ~np.isnat(times) & (times < bounds.earliest.to_datetime64())
+        late = ~np.isnat(times) & (times > bounds.latest.to_datetime64())
+    if old.any():
+        failures.append((old, spec.name, bounds.old_reason()))
+    if late.any() and not spec.allow_future:
+        failures.append((late, spec.name, bounds.future_reason()))
 
 
 PARALLEL = True
@@ -427,7 +498,11 @@ def _convert_alone(
     failures, repairs, and what it adds to the parse context, for the caller to merge in
     column order."""
     known = ctx.date_formats.get(spec.name)
-    local = ParseContext(delimiter=ctx.delimiter, date_formats={spec.name: known} if known else {})
+    local = ParseContext(
+        delimiter=ctx.delimiter,
+        date_formats={spec.name: known} if known else {},
+        bounds=ctx.bounds,
+    )
     failures: list[tuple[np.ndarray, str, str]] = []
     repairs: Counter[str] = Counter()
     array, missing = _convert_column(spec, raw, local, failures, repairs)

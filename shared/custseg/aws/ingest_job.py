@@ -239,6 +239,9 @@ def run_ingest(
             run_id=run_id,
             contract=contract,
             chunk_rows=settings.chunk_rows,
+            upload_time=run_ts,
+            future_tolerance=settings.future_tolerance,
+            date_floor=settings.date_floor,
         )
         report = result.report.to_dict()
         outcome = IngestOutcome(
@@ -264,11 +267,7 @@ def run_ingest(
             # rows rejected one by one before the file was (every row invalid, or the
             # parser giving up mid-file): their file is written too, as the report says
             rows_file = result.rejected_rows_path
-            extra = (
-                (RunFile("rejected_rows.csv", rows_file),)
-                if rows_file is not None
-                else ()
-            )
+            extra = (RunFile("rejected_rows.csv", rows_file),) if rows_file is not None else ()
             outcome.rejected_prefix = _reject_whole_file(
                 store,
                 bucket,

@@ -150,6 +150,7 @@ def run_score(
     as_of: dt.date | None = None,
     run_ts: dt.datetime | None = None,
     trigger: str = "clean-data",
+    as_of_reason: str = "given by the caller",
     workdir: Path | None = None,
 ) -> ScoreOutcome:
     """Score the clean run behind ``clean_manifest_key``.
@@ -186,6 +187,7 @@ def run_score(
 
     if as_of is None and clean_manifest.get("as_of"):
         as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))
+        as_of_reason = "given at upload (the object's as-of metadata)"
     if run_ts is None:
         run_ts = dt.datetime.fromisoformat(clean_manifest["run_ts"])
     run_ts = run_ts.astimezone(dt.UTC)
@@ -266,6 +268,7 @@ def run_score(
                     run_id=run_id,
                     run_date=run_date,
                     as_of=as_of,
+                    as_of_reason=as_of_reason if as_of is not None else "",
                     source={
                         "bucket": settings.data_bucket,
                         "clean_manifest_key": clean_manifest_key,
