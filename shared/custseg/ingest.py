@@ -85,6 +85,7 @@ from custseg.prefetch import prefetch
 from custseg.quality import QualityReport, example_value
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
 from custseg.validation import (
+    DECIMAL_LABELS,
     DEFAULT_DATE_FLOOR,
     DEFAULT_FUTURE_TOLERANCE,
     DateBounds,
@@ -470,6 +471,9 @@ def _run(
     for spec in specs:
         if spec.date_format:
             report.date_formats[spec.name] = spec.date_format
+        decimal = spec.decimal or ctx.decimals.get(spec.name)
+        if decimal:
+            report.decimal_separators[spec.name] = DECIMAL_LABELS[decimal]
     if contract.is_transactions:
         report.transactions = {
             "cancellations": tx_counts["cancellations"],

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from custseg.contracts import builtin_contract
@@ -117,3 +118,88 @@ def test_a_column_that_allows_future_dates_keeps_them(tmp_path: Path) -> None:
     assert [(col, why.split(":")[0]) for _, col, why in val.failures] == [
         ("last_purchase_date", "date_in_future")
     ]
+
+
+def _numbers(values: dict[str, list[str]], ctx: ParseContext | None = None, contract=None):
+    contract = contract or builtin_contract("customers")
+    headers = ["customer_id", *values]
+    n = len(next(iter(values.values())))
+    raw = pd.DataFrame(
+        {"0": [str(i) for i in range(n)]} | {str(i + 1): v for i, v in enumerate(values.values())},
+        dtype="str",
+    )
+    ctx = ctx or ParseContext()
+    val = validate_chunk(raw, check_headers(headers, contract), contract, ctx)
+    failures = {
+        (col, why.split(":")[0]): np.flatnonzero(m).tolist() for m, col, why in val.failures
+    }
+    return val, failures, ctx
+
+
+def test_a_column_with_decimal_commas_reads_1_234_as_one_thousand() -> None:
+    val, failures, ctx = _numbers({"annual_income": ["1.234,50", "1.234", "2,5", "3.5", "7"]})
+    income = val.typed["annual_income"].tolist()
+    assert income[:3] == [1234.5, 1234.0, 2.5] and income[4] == 7.0
+    assert failures == {("annual_income", "separator_mismatch"): [3]}  # 3.5: the other way
+    assert ctx.decimals == {"annual_income": ","}
+    reason = next(why for _, _, why in val.failures)
+    assert reason == (
+        "separator_mismatch: written with a decimal point (1,234.5), but the column uses a "
+        "decimal comma (1.234,5)"
+    )
+
+
+def test_a_column_with_decimal_points_reads_1_234_as_a_fraction() -> None:
+    val, failures, ctx = _numbers({"annual_income": ["1,234.50", "1.234", "1,234", "3,5"]})
+    assert val.typed["annual_income"].tolist()[:3] == [1234.5, 1.234, 1234.0]
+    assert failures == {("annual_income", "separator_mismatch"): [3]}
+    assert ctx.decimals == {"annual_income": "."}
+
+
+def test_ambiguous_values_follow_the_files_other_columns_with_a_warning() -> None:
+    val, failures, ctx = _numbers(
+        {"annual_income": ["1.234", "2.500", "12"], "total_spend": ["3,5", "10", "4,25"]}
+    )
+    assert val.typed["annual_income"].tolist() == [1234.0, 2500.0, 12.0]
+    assert val.typed["total_spend"].tolist() == [3.5, 10.0, 4.25]
+    assert failures == {}
+    assert ctx.decimals == {"annual_income": ",", "total_spend": ","}
+    assert ctx.warnings == [
+        "column annual_income: values such as '1.234' read either way; read with a decimal "
+        "comma (1.234,5) as the file's other number columns. Set decimal in the contract "
+        "to decide"
+    ]
+
+
+def test_the_contract_decides_the_separator() -> None:
+    contract = builtin_contract("customers")
+    contract = contract.model_copy(
+        update={
+            "columns": [
+                c.model_copy(update={"decimal": ","}) if c.name == "annual_income" else c
+                for c in contract.columns
+            ]
+        }
+    )
+    val, failures, ctx = _numbers({"annual_income": ["1.234", "0.5"]}, contract=contract)
+    assert val.typed["annual_income"].tolist()[0] == 1234.0
+    assert failures == {("annual_income", "separator_mismatch"): [1]}
+    assert ctx.decimals == {} and ctx.warnings == []
+
+
+def test_the_first_chunk_that_needs_it_decides_for_the_whole_file(ingest, tmp_path: Path) -> None:
+    src = _write(
+        tmp_path / "chunks.csv",
+        "customer_id;annual_income\n"
+        "1;12\n2;40\n"  # chunk 1: whole numbers, nothing to decide
+        "3;1.234,50\n4;7\n"  # chunk 2: decides a decimal comma
+        "5;1.234\n6;2.5\n",  # chunk 3: 1.234 is 1234; 2.5 contradicts the column
+    )
+    result = ingest(src, chunk_rows=2)
+    clean = pd.read_parquet(result.clean_path)
+    assert clean["annual_income"].tolist() == [12.0, 40.0, 1234.5, 7.0, 1234.0]
+    rep = result.report
+    assert rep.decimal_separators == {"annual_income": "decimal comma (1.234,5)"}
+    [error] = [e for e in rep.row_errors if e["column"] == "annual_income"]
+    assert error["row"] == 7 and error["reason"].startswith("separator_mismatch")
+    assert error["message"].startswith("incoming/test/chunks.csv: row 7, column annual_income")
