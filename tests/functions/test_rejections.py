@@ -66,3 +66,56 @@ def test_every_key_a_whole_file_rejection_names_exists(
         assert prefix + "rejected_rows.csv" in written
         rows = _get(stack, prefix + "rejected_rows.csv").decode().splitlines()
         assert rows[0] == "row,reasons,customer_id,age" and len(rows) == 3
+
+
+def _outcome(stack: Any, path: Path, key: str) -> dict[str, Any]:
+    stack.upload(path, key)
+    invocations = stack.drain()
+    result: dict[str, Any] = invocations[0].result["results"][0]
+    return result
+
+
+def test_a_second_folder_spelling_of_a_dataset_is_rejected_naming_the_first(
+    stack: Any, tmp_path: Path
+) -> None:
+    header_only = tmp_path / "h.csv"
+    header_only.write_text("customer_id,age\n", encoding="utf-8")
+    first = _outcome(stack, header_only, "incoming/My Shop/a.csv")
+    assert first["dataset"] == "my_shop" and "header" in first["message"]
+    record = json.loads(_get(stack, "clean/my_shop/folder.json"))
+    assert record["folder"] == "My Shop"
+
+    second = _outcome(stack, header_only, "incoming/my_shop/b.csv")
+    assert second["status"] == "rejected"
+    assert second["message"] == (
+        "incoming/my_shop/b.csv: the folder incoming/my_shop/ folds to dataset 'my_shop', "
+        "which already receives uploads from incoming/My Shop/. Upload to incoming/My Shop/ "
+        "to add to that dataset, or use a folder name that does not fold to 'my_shop' for a "
+        "new one (names are lower-cased and runs of other characters than a-z, 0-9, _ and - "
+        "become _)."
+    )
+    report = json.loads(_get(stack, second["rejected_prefix"] + "error.json"))
+    assert report["file_errors"] == ["dataset_folder_conflict"]
+    assert second["rejected_prefix"] + "original/b.csv" in _keys(stack, "rejected/my_shop/")
+
+    # the owning spelling is read as usual (rejected here for its own content only)
+    third = _outcome(stack, header_only, "incoming/My Shop/c.csv")
+    assert "folds to dataset" not in third["message"]
+
+
+def test_a_dataset_with_clean_runs_before_the_record_is_owned_by_their_folder(
+    stack: Any, tmp_path: Path
+) -> None:
+    s3 = stack.client("s3")
+    manifest = {"kind": "clean", "source": {"key": "incoming/Shop/old.csv"}}
+    s3.put_object(
+        Bucket=stack.data_bucket, Key="clean/shop/r0/_manifest.json", Body=json.dumps(manifest)
+    )  # no notification reaches scoring for this hand-made run: drained below
+    pointer = {"dataset": "shop", "run_id": "r0", "manifest_key": "clean/shop/r0/_manifest.json"}
+    s3.put_object(Bucket=stack.data_bucket, Key="clean/shop/latest.json", Body=json.dumps(pointer))
+    stack.drain()
+    path = tmp_path / "h.csv"
+    path.write_text("customer_id,age\n", encoding="utf-8")
+    outcome = _outcome(stack, path, "incoming/shop/new.csv")
+    assert "already receives uploads from incoming/Shop/" in outcome["message"]
+    assert json.loads(_get(stack, "clean/shop/folder.json"))["folder"] == "Shop"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
-from custseg.aws.s3 import ObjectStore
+from custseg.aws.s3 import ObjectStore, PreconditionFailed
 from custseg.aws.settings import Settings
 from custseg.clean_data import clean_parts
 from custseg.contracts import Contract, load_contract
@@ -23,9 +23,11 @@ from custseg.ingest import ingest_file
 from custseg.layout import (
     CLEAN_DATA_DIR,
     LayoutError,
+    Upload,
     clean_latest_key,
     clean_prefix,
     contract_key,
+    dataset_folder_key,
     parse_upload_key,
     rejected_prefix,
     run_id_for,
@@ -102,6 +104,42 @@ def _reject_whole_file(
             },
         )
     return prefix
+
+
+def _folder_of_latest_run(store: ObjectStore, bucket: str, dataset: str) -> str | None:
+    """The folder spelling of the upload behind the dataset's newest clean run (for a
+    dataset whose clean runs predate the folder record), or None."""
+    pointer, _ = store.get_json(bucket, clean_latest_key(dataset))
+    if not pointer or not pointer.get("manifest_key"):
+        return None
+    manifest, _ = store.get_json(bucket, str(pointer["manifest_key"]))
+    source_key = str(((manifest or {}).get("source") or {}).get("key") or "")
+    try:
+        return parse_upload_key(source_key).folder
+    except LayoutError:
+        return None
+
+
+def claim_folder(store: ObjectStore, bucket: str, upload: Upload, key: str) -> str:
+    """The folder spelling that owns ``upload.dataset``: the one recorded, else this
+    upload's (recorded now, create-only, so of two first uploads at once one wins).
+
+    Folder names fold to dataset names (``incoming/My Shop/`` and ``incoming/my_shop/``
+    are both ``my_shop``); the caller rejects an upload whose folder is not the owner,
+    instead of merging two folders' data silently.
+    """
+    record_key = dataset_folder_key(upload.dataset)
+    record, _ = store.get_json(bucket, record_key)
+    if record is not None and record.get("folder"):
+        return str(record["folder"])
+    folder = _folder_of_latest_run(store, bucket, upload.dataset) or upload.folder
+    body = {"dataset": upload.dataset, "folder": folder, "prefix": upload.prefix, "first_key": key}
+    try:
+        store.put_json(bucket, record_key, body, if_none_match=True)
+    except PreconditionFailed:  # another upload claimed it first
+        record, _ = store.get_json(bucket, record_key)
+        return str((record or body)["folder"])
+    return folder
 
 
 def _clean_pointer(dataset: str, run_id: str, run_ts_iso: str) -> dict[str, Any]:
@@ -207,6 +245,17 @@ def run_ingest(
         )
         return IngestOutcome(
             "rejected", dataset, run_id, key, rejected_prefix=prefix, message=message
+        )
+
+    owner = claim_folder(store, bucket, upload, key)
+    if owner != upload.folder:
+        return refuse(
+            "dataset_folder_conflict",
+            f"{key}: the folder {upload.prefix}{upload.folder}/ folds to dataset {dataset!r}, "
+            f"which already receives uploads from {upload.prefix}{owner}/. Upload to "
+            f"{upload.prefix}{owner}/ to add to that dataset, or use a folder name that does "
+            f"not fold to {dataset!r} for a new one (names are lower-cased and runs of other "
+            "characters than a-z, 0-9, _ and - become _).",
         )
 
     if info.size > settings.max_input_bytes:
