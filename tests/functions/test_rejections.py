@@ -119,3 +119,25 @@ def test_a_dataset_with_clean_runs_before_the_record_is_owned_by_their_folder(
     outcome = _outcome(stack, path, "incoming/shop/new.csv")
     assert "already receives uploads from incoming/Shop/" in outcome["message"]
     assert json.loads(_get(stack, "clean/shop/folder.json"))["folder"] == "Shop"
+
+
+@pytest.mark.parametrize(
+    ("as_of", "message"),
+    [
+        ("31/12/2024", "the as-of metadata '31/12/2024' is not a date: use YYYY-MM-DD"),
+        ("2999-01-01", "the as-of metadata 2999-01-01 is not between 1900-01-01 and "),
+    ],
+)
+def test_an_as_of_that_cannot_be_right_rejects_the_upload(
+    stack: Any, tmp_path: Path, as_of: str, message: str
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("customer_id,age\n1,30\n", encoding="utf-8")
+    stack.upload(path, "incoming/shop/c.csv", metadata={"as-of": as_of})
+    invocations = stack.drain()
+    assert [(i.function, i.error) for i in invocations] == [("IngestFunction", None)]
+    outcome = invocations[0].result["results"][0]
+    assert outcome["status"] == "rejected"
+    assert outcome["message"].startswith(f"incoming/shop/c.csv: {message}")
+    report = json.loads(_get(stack, outcome["rejected_prefix"] + "error.json"))
+    assert report["file_errors"] == ["bad_as_of"]

@@ -142,6 +142,24 @@ def claim_folder(store: ObjectStore, bucket: str, upload: Upload, key: str) -> s
     return folder
 
 
+def check_as_of(as_of: str | None, upload_time: dt.datetime, settings: Settings) -> str | None:
+    """Why the ``as-of`` metadata of an upload cannot be right, or None when it is absent
+    or a date between the date floor and the upload day plus the future tolerance."""
+    if as_of is None:
+        return None
+    try:
+        day = dt.date.fromisoformat(as_of.strip())
+    except ValueError:
+        return f"the as-of metadata {as_of[:20]!r} is not a date: use YYYY-MM-DD"
+    latest = (upload_time.astimezone(dt.UTC) + settings.future_tolerance).date()
+    if not settings.date_floor <= day <= latest:
+        return (
+            f"the as-of metadata {day.isoformat()} is not between {settings.date_floor} and "
+            f"{latest} (the upload day plus the future tolerance)"
+        )
+    return None
+
+
 def _clean_pointer(dataset: str, run_id: str, run_ts_iso: str) -> dict[str, Any]:
     """The body of ``clean/<dataset>/latest.json`` naming one committed clean run."""
     return {
@@ -277,6 +295,9 @@ def run_ingest(
             f"is not valid, so the file was not read: {exc}",
         )
     as_of = info.metadata.get("as-of")
+    as_of_problem = check_as_of(as_of, run_ts, settings)
+    if as_of_problem:
+        return refuse("bad_as_of", f"{key}: {as_of_problem}")
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         local = store.download(bucket, key, Path(tmp) / "input", version_id=version_id)
