@@ -21,6 +21,7 @@ Kinds:
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
 import io
 import json
@@ -396,6 +397,9 @@ def _no_nan_constant(name: str) -> None:
     raise ValueError(f"quality.json holds the non-JSON constant {name}")
 
 
+UPLOAD_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # one upload time: reasons name it
+
+
 def check_case(case: FuzzCase, work: Path) -> None:
     """Ingest ``case`` under ``work`` and assert every property; AssertionError if not."""
     from custseg.clean_data import read_clean
@@ -407,7 +411,13 @@ def check_case(case: FuzzCase, work: Path) -> None:
     out = work / "out"
     source = f"incoming/fuzz/{case.name}"
     result = ingest_file(
-        src, out, source_name=source, dataset="fuzz", run_id="fuzz-run", chunk_rows=case.chunk_rows
+        src,
+        out,
+        source_name=source,
+        dataset="fuzz",
+        run_id="fuzz-run",
+        chunk_rows=case.chunk_rows,
+        upload_time=UPLOAD_TIME,
     )
     rep = result.report
     assert result.status in {"accepted", "rejected"}, result.status
@@ -447,9 +457,18 @@ def check_case(case: FuzzCase, work: Path) -> None:
         # chunk's values (up to 1,000 of them), which a chunk of 3 or 16 rows cuts short
         # (a chunk holds 250,000 rows unless CHUNK_ROWS says otherwise).
         whole = ingest_file(
-            src, work / "whole", source_name=source, dataset="fuzz", run_id="fuzz-run"
+            src,
+            work / "whole",
+            source_name=source,
+            dataset="fuzz",
+            run_id="fuzz-run",
+            upload_time=UPLOAD_TIME,
         )
+        # the same holds for decimal separators, decided by the first chunk holding a
+        # value with a "." or ","
         if whole.report.date_formats != rep.date_formats:
+            return
+        if whole.report.decimal_separators != rep.decimal_separators:
             return
         assert whole.status == result.status
         counts = ("rows_read", "rows_kept", "rows_invalid", "rows_excluded", "rows_duplicate")

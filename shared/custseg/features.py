@@ -210,17 +210,29 @@ def _feature_columns(clean: pd.DataFrame) -> list[str]:
 
 
 def default_as_of(clean: pd.DataFrame, contract: Contract) -> dt.date:
-    """The as-of date when none is given.
+    """The as-of date when none is given (see :func:`default_as_of_reason`)."""
+    return default_as_of_reason(clean, contract)[0]
+
+
+def default_as_of_reason(clean: pd.DataFrame, contract: Contract) -> tuple[dt.date, str]:
+    """The as-of date when none is given, and why it is that date.
 
     Transactions: the day after the last event (so every event counts and the most recent
-    buyer has ``recency_days == 1``). Customer tables: today (UTC).
+    buyer has ``recency_days == 1``). The clean data holds plausible dates only (the
+    ingest rejects events after the upload time or before the date floor), so no
+    implausible date can move it. Customer tables: today (UTC).
     """
     if contract.is_transactions:
         times = _event_times(clean, contract)
         last = times.max() if len(times) else pd.NaT
         if pd.notna(last):
-            return _as_date(last) + dt.timedelta(days=1)
-    return dt.datetime.now(dt.UTC).date()
+            day = _as_date(last)
+            return day + dt.timedelta(days=1), (
+                f"the day after the last event ({day.isoformat()}); events dated after "
+                "their upload or before the date floor were rejected at ingest"
+            )
+        return dt.datetime.now(dt.UTC).date(), "today (UTC): no event has a date"
+    return dt.datetime.now(dt.UTC).date(), "today (UTC): a customer table has no event dates"
 
 
 def _role_column(clean: pd.DataFrame, contract: Contract, role: Role, fallback: str) -> str | None:

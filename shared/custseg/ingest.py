@@ -36,6 +36,7 @@ any, then ``_row`` (original row number, header = row 1). Key-value metadata
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import shutil
 import time
@@ -79,10 +80,15 @@ from custseg.contracts.detect import detect_contract
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
 from custseg.jsonsafe import json_safe
 from custseg.layout import CLEAN_DATA_DIR, LEGACY_CLEAN_FILE, clean_part_name
+from custseg.outputs import neutralise_array
 from custseg.prefetch import prefetch
 from custseg.quality import QualityReport, example_value
 from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
 from custseg.validation import (
+    DECIMAL_LABELS,
+    DEFAULT_DATE_FLOOR,
+    DEFAULT_FUTURE_TOLERANCE,
+    DateBounds,
     HeaderCheck,
     ParseContext,
     check_headers,
@@ -126,19 +132,39 @@ def _arrow_type(spec: ColumnSpec) -> pa.DataType:
     return pa.string()
 
 
+def _spreadsheet_safe(values: pd.Series | list[str]) -> list[str] | pd.Series:
+    """Text cells a spreadsheet would run as formulas prefixed with ``'``, as in
+    ``assignments.csv`` (:func:`custseg.outputs.neutralise_array`); numbers kept."""
+    if isinstance(values, list):
+        arr = pa.array(values, type=pa.string())
+        return [str(v) for v in neutralise_array(arr, keep_numbers=True).to_pylist()]
+    arr = pa.array(values.astype("str").array, from_pandas=True)
+    safe = neutralise_array(arr, keep_numbers=True)
+    return pd.Series(safe.to_pandas(), index=values.index, dtype=object)
+
+
 class _RejectedWriter:
-    """Appends removed rows to ``rejected_rows.csv`` (opened on first use)."""
+    """Appends removed rows to ``rejected_rows.csv`` (opened on first use).
+
+    Every cell, header included, is spreadsheet-safe (see :func:`_spreadsheet_safe`).
+    """
 
     def __init__(self, path: Path, headers: list[str]) -> None:
         self.path = path
-        self.headers = headers
+        self.headers = list(_spreadsheet_safe(headers))
         self.rows = 0
 
     def write(self, rows: np.ndarray, reasons: np.ndarray, raw: pd.DataFrame) -> None:
         if len(rows) == 0:
             return
-        frame = pd.DataFrame({"row": np.asarray(rows, dtype="int64"), "reasons": reasons})
+        frame = pd.DataFrame(
+            {
+                "row": np.asarray(rows, dtype="int64"),
+                "reasons": _spreadsheet_safe(pd.Series(reasons, dtype=object)),
+            }
+        )
         body = raw.reset_index(drop=True)
+        body = pd.DataFrame({i: _spreadsheet_safe(body[c]) for i, c in enumerate(body.columns)})
         body.columns = pd.Index(self.headers[: body.shape[1]])
         out = pd.concat([frame, body], axis=1)
         # CRLF line ends, so values holding a bare CR (or LF) are quoted too
@@ -276,12 +302,23 @@ def ingest_file(
     run_id: str,
     contract: Contract | None = None,
     chunk_rows: int = 250_000,
+    upload_time: dt.datetime | None = None,
+    future_tolerance: dt.timedelta = DEFAULT_FUTURE_TOLERANCE,
+    date_floor: dt.date = DEFAULT_DATE_FLOOR,
 ) -> IngestResult:
     """Validate and clean ``input_path`` into ``out_dir``; never raises for bad input.
 
     ``source_name`` is how messages name the file (e.g. the S3 key). ``contract`` None
     picks a built-in contract from the headers (:func:`detect_contract`).
+    ``upload_time`` (default: now, UTC), ``future_tolerance`` and ``date_floor``: dates
+    after the upload time plus the tolerance, or before the floor, reject their row
+    (:class:`custseg.validation.DateBounds`).
     """
+    bounds = DateBounds(
+        upload_time=upload_time or dt.datetime.now(dt.UTC),
+        future_tolerance=future_tolerance,
+        floor=date_floor,
+    )
     t_start = time.perf_counter()
     input_path, out_dir = Path(input_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -292,12 +329,14 @@ def ingest_file(
     for stale in (out_dir / LEGACY_CLEAN_FILE, rejected_path, stage_path):
         stale.unlink(missing_ok=True)
     report = QualityReport(source=source_name, dataset=dataset, run_id=run_id)
+    report.date_bounds = bounds.to_dict()
     given = contract
     used = contract
     try:
         used, rejected_rows = _run(
-            input_path, out_dir, report, given, chunk_rows, clean_dir, rejected_path, stage_path
-        )
+            input_path, out_dir, report, given, chunk_rows, clean_dir, rejected_path, stage_path,
+            bounds,
+        )  # fmt: skip
     finally:
         stage_path.unlink(missing_ok=True)
     if report.status == "rejected":
@@ -330,6 +369,7 @@ def _run(
     clean_dir: Path,
     rejected_path: Path,
     stage_path: Path,
+    bounds: DateBounds,
 ) -> tuple[Contract, int]:
     """The pipeline; returns (contract used, rows written to rejected_rows.csv)."""
     timer = time.perf_counter()
@@ -385,7 +425,7 @@ def _run(
         stage_specs = [*specs, contract.column("amount")]
     schema = _stage_schema(specs, contract, len(headers), amount_added)
     rejected = _RejectedWriter(rejected_path, headers)
-    ctx = ParseContext(delimiter=fmt.delimiter)
+    ctx = ParseContext(delimiter=fmt.delimiter, bounds=bounds)
     tx_counts: Counter[str] = Counter()
     stage = _Stage(stage_path, schema)
     # Statistics of the rows that pass pass 1, folded in as they are staged: when the
@@ -431,6 +471,9 @@ def _run(
     for spec in specs:
         if spec.date_format:
             report.date_formats[spec.name] = spec.date_format
+        decimal = spec.decimal or ctx.decimals.get(spec.name)
+        if decimal:
+            report.decimal_separators[spec.name] = DECIMAL_LABELS[decimal]
     if contract.is_transactions:
         report.transactions = {
             "cancellations": tx_counts["cancellations"],

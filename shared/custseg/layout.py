@@ -14,6 +14,8 @@ Data bucket (personal data, restricted)::
     clean/<dataset>/<run_id>/contract.json            the contract the data was cleaned with
     clean/<dataset>/<run_id>/_manifest.json           written last (triggers scoring)
     clean/<dataset>/latest.json                       newest clean run of the dataset
+    clean/<dataset>/folder.json                       the incoming/ folder spelling that owns
+                                                      the dataset (first upload claims it)
     rejected/<dataset>/<run_id>/original/<file>       a copy of a file rejected as a whole
     rejected/<dataset>/<run_id>/error.json|error.txt  why it was rejected
     rejected/<dataset>/<run_id>/rejected_rows.csv     rows that could not be repaired
@@ -84,6 +86,7 @@ class Upload:
     prefix: str  # "incoming/" or "training/"
     dataset: str
     filename: str
+    folder: str = ""  # the dataset folder as written (``My Shop``); ``dataset`` folds it
 
 
 def parse_upload_key(key: str) -> Upload:
@@ -100,7 +103,12 @@ def parse_upload_key(key: str) -> Upload:
                     f"use {prefix}<dataset>/<file>.csv"
                 )
             raw_dataset, filename = rest.split("/", 1)
-            return Upload(prefix=prefix, dataset=dataset_name(raw_dataset), filename=filename)
+            return Upload(
+                prefix=prefix,
+                dataset=dataset_name(raw_dataset),
+                filename=filename,
+                folder=raw_dataset,
+            )
     raise LayoutError(f"key {key!r} is not an upload (expected incoming/ or training/)")
 
 
@@ -145,6 +153,12 @@ def clean_data_names(names: list[str]) -> list[str]:
 
 def clean_latest_key(dataset: str) -> str:
     return f"{CLEAN}{dataset}/{LATEST}"
+
+
+def dataset_folder_key(dataset: str) -> str:
+    """Where the folder spelling that owns ``dataset`` is recorded (see
+    :func:`dataset_name`: ``My Shop`` and ``my_shop`` fold to one dataset)."""
+    return f"{CLEAN}{dataset}/folder.json"
 
 
 def rejected_prefix(dataset: str, run_id: str) -> str:

@@ -140,6 +140,8 @@ def thresholds_table(thresholds: Thresholds | None = None) -> str:
 
 
 METRIC_DOCS: dict[str, str] = {
+    "as_of_reason": "Why as_of is that date: given at upload or by the rescore schedule, "
+    "or the default (the day after the last plausible event; today for customer tables).",
     "verdict": "ok / watch / retrain: the worst level any rule reached (see thresholds).",
     "reasons": "Plain-language reasons for the verdict, worst first, naming the features.",
     "thresholds": "The thresholds used for this run.",
@@ -873,6 +875,7 @@ def build_metrics(
     *,
     run: Any,
     as_of: Any,
+    as_of_reason: str = "",
     quality: Mapping[str, Any] | None = None,
     previous: PreviousAssignments | None = None,
     thresholds: Thresholds | None = None,
@@ -1128,6 +1131,7 @@ def build_metrics(
         "run_id": run.run_id,
         "run_date": str(run.run_date),
         "as_of": str(as_of),
+        "as_of_reason": as_of_reason,
         "source": dict(run.source or {}),
         "model": {
             "name": meta.get("model_name"),

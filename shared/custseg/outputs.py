@@ -200,16 +200,25 @@ def _may_be_risky(values: pa.Array | pa.ChunkedArray) -> bool:
     return False
 
 
-def neutralise_array(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+# a number as a file may write it (sign, digits, separators, exponent): never a formula
+_NUMBER_TEXT = r"^[+-]?[0-9][0-9,.]*([eE][+-]?[0-9]+)?$"
+
+
+def neutralise_array(
+    values: pa.Array | pa.ChunkedArray, keep_numbers: bool = False
+) -> pa.Array | pa.ChunkedArray:
     """Arrow version of :func:`neutralise_formulas` for a string array (vectorised).
 
     A cheap check of each value's first byte runs first; the regex rewrite only when some
     value needs it. A dictionary-encoded array has its dictionary neutralised.
+    ``keep_numbers``: text that is a number (``-3.5``, ``+1,234.50``) is left as it is,
+    as a number column would be (for files whose every column is text, such as
+    ``rejected_rows.csv``).
     """
     if pa.types.is_dictionary(values.type):
         chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         safe = [
-            pa.DictionaryArray.from_arrays(c.indices, neutralise_array(c.dictionary))
+            pa.DictionaryArray.from_arrays(c.indices, neutralise_array(c.dictionary, keep_numbers))
             for c in chunks
         ]
         return (
@@ -218,9 +227,12 @@ def neutralise_array(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
     if not _may_be_risky(values):
         return values
     risky = pc.match_substring_regex(values, pattern=_FORMULA_PATTERN)
+    if keep_numbers:
+        risky = pc.and_(risky, pc.invert(pc.match_substring_regex(values, pattern=_NUMBER_TEXT)))
     if not pc.any(risky).as_py():
         return values
-    return pc.replace_substring_regex(values, pattern=_FORMULA_PATTERN, replacement=r"'\1")
+    fixed = pc.replace_substring_regex(values, pattern=_FORMULA_PATTERN, replacement=r"'\1")
+    return pc.if_else(risky, fixed, values) if keep_numbers else fixed
 
 
 def neutralise_table(table: pa.Table) -> pa.Table:

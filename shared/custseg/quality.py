@@ -100,6 +100,8 @@ class QualityReport:
     columns_ignored: list[str] = field(default_factory=list)
     clean_columns: list[str] = field(default_factory=list)
     date_formats: dict[str, str] = field(default_factory=dict)
+    date_bounds: dict[str, str] = field(default_factory=dict)
+    decimal_separators: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     file_errors: list[str] = field(default_factory=list)
@@ -173,6 +175,8 @@ class QualityReport:
             "columns_ignored": list(self.columns_ignored),
             "clean_columns": list(self.clean_columns),
             "date_formats": dict(self.date_formats),
+            "date_bounds": dict(self.date_bounds),
+            "decimal_separators": dict(self.decimal_separators),
             "warnings": list(self.warnings),
             "errors": list(self.errors),
             "file_errors": list(self.file_errors),

@@ -52,7 +52,7 @@ from custseg.features import (
     Features,
     build_features,
     build_features_arrow,
-    default_as_of,
+    default_as_of_reason,
 )
 from custseg.jsonsafe import json_safe
 from custseg.labels import label_codes
@@ -94,6 +94,7 @@ class RunInfo:
     run_date: dt.date
     as_of: dt.date | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    as_of_reason: str = ""  # why ``as_of`` is that date, when given
 
 
 @dataclass
@@ -392,16 +393,17 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]
         yield pa.Table.from_batches(pending)
 
 
-def _resolve_as_of(clean_path: Path, contract: Contract, run: RunInfo) -> dt.date:
+def _resolve_as_of(clean_path: Path, contract: Contract, run: RunInfo) -> tuple[dt.date, str]:
+    """The run's as-of date and why it is that date."""
     if run.as_of is not None:
-        return run.as_of
+        return run.as_of, run.as_of_reason or "given by the caller"
     if contract.is_transactions:
         events = [c.name for c in contract.by_role(Role.EVENT_TIME)] or ["event_time"]
         cols = [c for c in events if c in clean_schema(clean_path).names]
         frame = read_clean(clean_path, columns=cols).to_pandas()
-        return default_as_of(frame, contract)
+        return default_as_of_reason(frame, contract)
     empty = clean_schema(clean_path).empty_table().to_pandas()
-    return default_as_of(empty, contract)
+    return default_as_of_reason(empty, contract)
 
 
 def score_dataset(
@@ -437,7 +439,7 @@ def score_dataset(
     clean_path, out_dir = Path(clean_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     thresholds = thresholds or Thresholds()
-    as_of = _resolve_as_of(clean_path, contract, run)
+    as_of, as_of_reason = _resolve_as_of(clean_path, contract, run)
     schema = model.schema
     training = model.metadata.get("training", {}) or {}
     edges = {
@@ -543,6 +545,7 @@ def score_dataset(
             model,
             run=run,
             as_of=as_of,
+            as_of_reason=as_of_reason,
             quality=quality,
             previous=previous,
             thresholds=thresholds,

@@ -15,7 +15,7 @@ rejected-rows file and the report counters.
 
 from __future__ import annotations
 
-import re
+import datetime as dt
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +26,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from custseg.cleaning import NUMERIC_TYPES, as_text, normalise_text, to_np_bool, weighted_count
+from custseg.cleaning import (
+    MISSING_TOKENS,
+    NUMERIC_TYPES,
+    as_text,
+    normalise_text,
+    to_np_bool,
+    weighted_count,
+)
 from custseg.contracts.model import ColumnSpec, ColumnType, Contract, Role, normalise_header
-from custseg.quality import safe_name
+from custseg.quality import example_value, safe_name
 from custseg.reading import FAMILY_LABELS, detect_date_format, parse_dates
 
 
@@ -130,13 +137,66 @@ def check_headers(headers: list[str], contract: Contract) -> HeaderCheck:
     return HeaderCheck(positions=positions, mapped=mapped, ignored=ignored, issues=issues)
 
 
+DEFAULT_FUTURE_TOLERANCE = dt.timedelta(days=1)
+DEFAULT_DATE_FLOOR = dt.date(1900, 1, 1)
+
+
+@dataclass(frozen=True)
+class DateBounds:
+    """The dates a file can plausibly hold: none after its upload time plus a tolerance
+    (clocks and time zones differ; naive times are read as UTC), none before a floor.
+
+    ``upload_time``: when the file was uploaded (the S3 object's LastModified in the
+    functions, the time of the run for the local CLI); naive means UTC. A value outside
+    the bounds fails its row with ``date_in_future`` or ``date_too_old``.
+    """
+
+    upload_time: dt.datetime
+    future_tolerance: dt.timedelta = DEFAULT_FUTURE_TOLERANCE
+    floor: dt.date = DEFAULT_DATE_FLOOR
+
+    @property
+    def latest(self) -> pd.Timestamp:
+        """The last plausible instant (naive UTC)."""
+        when = pd.Timestamp(self.upload_time)
+        if when.tzinfo is not None:
+            when = when.tz_convert("UTC").tz_localize(None)
+        return when + pd.Timedelta(self.future_tolerance)
+
+    @property
+    def earliest(self) -> pd.Timestamp:
+        return pd.Timestamp(self.floor)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "upload_time": pd.Timestamp(self.upload_time).isoformat(),
+            "future_tolerance_hours": f"{self.future_tolerance.total_seconds() / 3600:g}",
+            "not_after": self.latest.isoformat(),
+            "not_before": self.earliest.date().isoformat(),
+        }
+
+    def future_reason(self) -> str:
+        hours = self.future_tolerance.total_seconds() / 3600
+        return (
+            f"date_in_future: after {self.latest:%Y-%m-%d %H:%M} UTC "
+            f"(the upload time plus {hours:g} h)"
+        )
+
+    def old_reason(self) -> str:
+        return f"date_too_old: before {self.earliest.date().isoformat()}"
+
+
 @dataclass
 class ParseContext:
-    """State carried across chunks: detected date families and their warnings."""
+    """State carried across chunks: detected date families and their warnings, and the
+    plausible dates (``bounds``; None checks none)."""
 
     delimiter: str = ","
     date_formats: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    bounds: DateBounds | None = None
+    decimals: dict[str, str] = field(default_factory=dict)  # column -> "." or ","
+    decimal_evidence: dict[str, str] = field(default_factory=dict)  # decided by own values
 
 
 @dataclass
@@ -184,75 +244,125 @@ def typed_frame(arrays: dict[str, pa.Array], index: pd.Index | None, n: int) -> 
     return frame
 
 
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
-_EU_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
-_CURRENCY = re.compile(r"[\s$€£¥%]")
+DECIMAL_POINT = "."
+DECIMAL_COMMA = ","
+DECIMAL_LABELS = {
+    DECIMAL_POINT: "decimal point (1,234.5)",
+    DECIMAL_COMMA: "decimal comma (1.234,5)",
+}
+_CURRENCY = r"[\s$€£¥%]"
+_EXPONENT = r"([eE][+-]?\d+)?"
+# a number as written under each convention (currency symbols and spaces removed): an
+# integer part, plain or grouped in thousands, then an optional fraction and exponent
+_FORMS = {
+    DECIMAL_POINT: rf"^[+-]?((\d+|[1-9]\d{{0,2}}(,\d{{3}})+)(\.\d*)?|\.\d+){_EXPONENT}$",
+    DECIMAL_COMMA: rf"^[+-]?((\d+|[1-9]\d{{0,2}}(\.\d{{3}})+)(,\d*)?|,\d+){_EXPONENT}$",
+}
 # a plain decimal number, which Arrow's string -> float64 cast always accepts
 _PLAIN_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+
+
+def _other(convention: str) -> str:
+    return DECIMAL_COMMA if convention == DECIMAL_POINT else DECIMAL_POINT
+
+
+def mismatch_reason(convention: str) -> str:
+    """The failure of a value written in the other convention than its column's."""
+    return (
+        f"separator_mismatch: written with a {DECIMAL_LABELS[_other(convention)]}, but the "
+        f"column uses a {DECIMAL_LABELS[convention]}"
+    )
+
+
+def separator_evidence(values: pa.Array) -> tuple[int, int, int, str | None]:
+    """What a column's distinct present ``values`` say about its decimal separator:
+    ``(point, comma, ambiguous, example)`` counts of values that only a decimal point
+    reads, only a decimal comma reads, and both read differently (``1,234``, ``1.234``);
+    ``example`` is an ambiguous value (for the warning)."""
+    text = pc.replace_substring_regex(values, _CURRENCY, "")
+    point = to_np_bool(pc.match_substring_regex(text, _FORMS[DECIMAL_POINT]))
+    comma = to_np_bool(pc.match_substring_regex(text, _FORMS[DECIMAL_COMMA]))
+    separator = to_np_bool(pc.match_substring_regex(text, r"[.,]"))
+    ambiguous = point & comma & separator
+    example = None
+    if ambiguous.any():
+        example = example_value(text[int(np.flatnonzero(ambiguous)[0])].as_py(), False)
+    return (
+        int((point & ~comma).sum()),
+        int((comma & ~point).sum()),
+        int(ambiguous.sum()),
+        example,
+    )
+
+
+def _parse_in(
+    part: pa.Array, convention: str, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Read ``part`` (present values) in the column's ``convention``: ``(numbers (NaN
+    where not read), mismatch (written in the other convention), repairs)``."""
+    text = pc.replace_substring_regex(part, _CURRENCY, "")
+    ok = to_np_bool(pc.match_substring_regex(text, _FORMS[convention]))
+    grouping = DECIMAL_COMMA if convention == DECIMAL_POINT else DECIMAL_POINT
+    grouped = to_np_bool(pc.match_substring(text, grouping)) & ok
+    plain = pc.replace_substring(text, grouping, "")
+    decimal_comma = np.zeros(len(part), dtype=bool)
+    if convention == DECIMAL_COMMA:
+        decimal_comma = to_np_bool(pc.match_substring(plain, DECIMAL_COMMA)) & ok
+        plain = pc.replace_substring(plain, DECIMAL_COMMA, DECIMAL_POINT)
+    readable = pc.if_else(pa.array(ok), plain, pa.scalar(None, plain.type))
+    out = np.array(pc.cast(readable, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
+    mismatch = ~ok & to_np_bool(pc.match_substring_regex(text, _FORMS[_other(convention)]))
+    repairs: dict[str, int] = {}
+    if grouped.any():
+        repairs["thousands separator removed"] = weighted_count(grouped, weights)
+    if decimal_comma.any():
+        repairs["decimal comma read"] = weighted_count(decimal_comma, weights)
+    stripped = to_np_bool(pc.not_equal(pc.binary_length(text), pc.binary_length(part))) & ok
+    if stripped.any():
+        repairs["currency symbol or spaces removed"] = weighted_count(stripped, weights)
+    return out, mismatch, repairs
 
 
 def _to_number(
     values: pd.Series | pa.Array,
     missing: np.ndarray,
-    delimiter: str,
+    convention: str | None = None,
     weights: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Text -> float64 (NaN where missing, unparseable or not finite), with counted repairs.
+) -> tuple[np.ndarray, dict[str, int], np.ndarray]:
+    """Text -> float64 (NaN where missing, unparseable or not finite), with counted
+    repairs, and the mask of values written in the other decimal convention.
 
-    Plain numbers are cast by Arrow; only the values that are not (thousands separators,
-    decimal commas, currency symbols, junk) go through the slower pandas / regex repairs.
+    ``convention``: the column's decimal separator (``.`` or ``,``; None: not decided,
+    read as ``.``). With a decimal point, plain numbers are cast by Arrow and only the
+    others (thousands separators, currency symbols, junk) go through the regex repairs;
+    with a decimal comma every value does (``1.234`` is 1234 there).
     """
     arr = values if isinstance(values, pa.Array) else pa.array(values.array, from_pandas=True)
-    present = pc.if_else(pa.array(missing), pa.scalar(None, arr.type), arr)
-    out: np.ndarray | None = None
-    try:  # fast path: every present value is a number Arrow can read
-        out = pc.cast(present, pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        plain = pc.match_substring_regex(present, _PLAIN_NUMBER)
-        try:
-            cast = pc.cast(pc.if_else(plain, present, pa.scalar(None, arr.type)), pa.float64())
-            out = cast.to_numpy(zero_copy_only=False)
+    convention = convention or DECIMAL_POINT
+    n = len(arr)
+    out = np.full(n, np.nan)
+    if convention == DECIMAL_POINT:
+        present = pc.if_else(pa.array(missing), pa.scalar(None, arr.type), arr)
+        try:  # fast path: every present value is a number Arrow can read
+            cast = pc.cast(present, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            out = None
-    if out is None:
-        out = np.full(len(arr), np.nan)
-    out = np.array(out, dtype="float64", copy=True)
+            plain = pc.match_substring_regex(present, _PLAIN_NUMBER)
+            cast = pc.cast(pc.if_else(plain, present, pa.scalar(None, arr.type)), pa.float64())
+        out = np.array(cast.to_numpy(zero_copy_only=False), dtype="float64", copy=True)
+    todo = np.flatnonzero(np.isnan(out) & ~missing)
+    mismatch = np.zeros(n, dtype=bool)
     repairs: dict[str, int] = {}
-    bad = np.isnan(out) & ~missing
-    if bad.any():
-        idx = np.flatnonzero(bad)
-        part = pd.Series(arr.take(pa.array(idx)).to_pandas(), dtype="str")
-        first = pd.to_numeric(part, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        done = ~np.isnan(first)
-        out[idx[done]] = first[done]
-        idx, part = idx[~done], part[~done]
-    if bad.any() and len(idx):
-        stripped = part.str.replace(_CURRENCY, "", regex=True)
-        thousands = stripped.str.match(_THOUSANDS).to_numpy(dtype=bool)
-        decimal = stripped.str.match(_DECIMAL_COMMA).to_numpy(dtype=bool) & (delimiter != ",")
-        eu = stripped.str.match(_EU_THOUSANDS).to_numpy(dtype=bool) & (delimiter != ",")
-        fixed = stripped.where(~thousands, stripped.str.replace(",", "", regex=False))
-        fixed = fixed.where(~eu, fixed.str.replace(".", "", regex=False))
-        decimal |= eu
-        fixed = fixed.where(~decimal, fixed.str.replace(",", ".", regex=False))
-        conv = pd.to_numeric(fixed, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        ok = ~np.isnan(conv)
-        out[idx[ok]] = conv[ok]
-        w = None if weights is None else weights[idx]
-        if (thousands & ok).any():
-            repairs["thousands separator removed"] = weighted_count(thousands & ok, w)
-        if (decimal & ok).any():
-            repairs["decimal comma read"] = weighted_count(decimal & ok, w)
-        if (eu & ok).any():
-            repairs["thousands separator removed"] = weighted_count((eu | thousands) & ok, w)
-        other = ok & ~thousands & ~decimal
-        if other.any():
-            repairs["currency symbol or spaces removed"] = weighted_count(other, w)
+    if len(todo):
+        part = arr.take(pa.array(todo))
+        read, wrong, repairs = _parse_in(
+            part, convention, None if weights is None else weights[todo]
+        )
+        out[todo] = read
+        mismatch[todo] = wrong
     with np.errstate(invalid="ignore"):
         inf = np.isinf(out)
     out[inf] = np.nan
-    return out, repairs
+    return out, repairs, mismatch
 
 
 def _bool_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
@@ -340,9 +450,12 @@ def _convert_values(
             failures.append((bad, spec.name, "not a yes/no value"))
         typed = _bool_array(is_t, is_t | is_f)
     elif spec.type in NUMERIC_TYPES:
-        num, rep = _to_number(values, missing, ctx.delimiter, weights)
+        convention = spec.decimal or ctx.decimals.get(spec.name)
+        num, rep, mismatch = _to_number(values, missing, convention, weights)
         repairs.update(rep)
-        bad = np.isnan(num) & ~missing
+        if mismatch.any():
+            failures.append((mismatch, spec.name, mismatch_reason(convention or DECIMAL_POINT)))
+        bad = np.isnan(num) & ~missing & ~mismatch
         if bad.any():
             failures.append((bad, spec.name, "not a number"))
         if spec.type == ColumnType.INTEGER:
@@ -388,9 +501,28 @@ def _convert_values(
             failures.append((bad, spec.name, f"not a date (expected {label})"))
         if spec.type == ColumnType.DATE:
             parsed = parsed.dt.normalize()
+        if ctx.bounds is not None:
+            _check_bounds(spec, parsed, ctx.bounds, failures)
         typed = pa.array(parsed.to_numpy(dtype="datetime64[ns]"), type=pa.timestamp("ns"),
                          from_pandas=True)  # fmt: skip
     return typed, missing
+
+
+def _check_bounds(
+    spec: ColumnSpec,
+    parsed: pd.Series,
+    bounds: DateBounds,
+    failures: list[tuple[np.ndarray, str, str]],
+) -> None:
+    """Fail the dates outside ``bounds`` (a column with ``allow_future`` may be late)."""
+    times = parsed.to_numpy(dtype="datetime64[ns]")
+    with np.errstate(invalid="ignore"):
+        old = ~np.isnat(times) & (times < bounds.earliest.to_datetime64())
+        late = ~np.isnat(times) & (times > bounds.latest.to_datetime64())
+    if old.any():
+        failures.append((old, spec.name, bounds.old_reason()))
+    if late.any() and not spec.allow_future:
+        failures.append((late, spec.name, bounds.future_reason()))
 
 
 PARALLEL = True
@@ -427,11 +559,92 @@ def _convert_alone(
     failures, repairs, and what it adds to the parse context, for the caller to merge in
     column order."""
     known = ctx.date_formats.get(spec.name)
-    local = ParseContext(delimiter=ctx.delimiter, date_formats={spec.name: known} if known else {})
+    local = ParseContext(
+        delimiter=ctx.delimiter,
+        date_formats={spec.name: known} if known else {},
+        bounds=ctx.bounds,
+        decimals={k: v for k, v in ctx.decimals.items() if k == spec.name},
+    )
     failures: list[tuple[np.ndarray, str, str]] = []
     repairs: Counter[str] = Counter()
     array, missing = _convert_column(spec, raw, local, failures, repairs)
     return _Converted(array, missing, failures, repairs, local.date_formats, local.warnings)
+
+
+_EVIDENCE_PROBE = 16_384  # values looked at first to decide a column's decimal separator
+_SEPARATOR_BYTES = np.array([ord("."), ord(",")], dtype=np.uint8)
+
+
+def _with_separator(spec: ColumnSpec, raw: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The distinct trimmed values of a column holding a ``.`` or ``,`` that are not
+    missing tokens. A column without either byte anywhere (whole numbers, the usual
+    case) is told by one numpy pass over its bytes."""
+    text = as_text(raw)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64 if pa.types.is_large_string(
+        text.type) else np.int32)[text.offset : text.offset + len(text) + 1]  # fmt: skip
+    data = text.buffers()[2]
+    if data is None or len(text) == 0:
+        return text.slice(0, 0)
+    used = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    if not np.isin(used, _SEPARATOR_BYTES).any():
+        return text.slice(0, 0)
+    text = text.filter(pc.match_substring_regex(text, r"[.,]"))
+    text = pc.utf8_trim_whitespace(pc.unique(text))
+    tokens = MISSING_TOKENS | {t.strip().lower() for t in spec.missing_tokens}
+    missing = pc.is_in(pc.utf8_lower(text), value_set=pa.array(sorted(tokens), type=text.type))
+    return text.filter(pc.invert(missing))
+
+
+def decide_decimals(
+    columns: list[tuple[ColumnSpec, pa.Array | pa.ChunkedArray]], ctx: ParseContext
+) -> None:
+    """Decide the decimal separator of each number column not decided yet, once per file.
+
+    A column is decided by the first chunk holding a value whose reading depends on it
+    (a ``.`` or ``,``): by the values only one convention reads (``3,5``, ``1.234,50``,
+    ``0.5``, ``1,234,567``; the majority when both occur); when every such value reads
+    both ways (``1,234``, ``1.234``), by the file's other columns decided so far, then by
+    the delimiter (``;``: decimal comma), else a decimal point, with a warning. The
+    decision is kept for the rest of the file (``ctx.decimals``); a contract's
+    ``decimal`` overrides it.
+    """
+    undecided = [
+        (spec, raw)
+        for spec, raw in columns
+        if spec.type in NUMERIC_TYPES and spec.decimal is None and spec.name not in ctx.decimals
+    ]
+    ambiguous: list[tuple[str, str | None]] = []
+    for spec, raw in undecided:
+        # the first values usually decide (a cheap look); else every value is looked at
+        point, comma, unsure, example = separator_evidence(
+            _with_separator(spec, as_text(raw).slice(0, _EVIDENCE_PROBE))
+        )
+        if point == comma and len(raw) > _EVIDENCE_PROBE:
+            point, comma, unsure, example = separator_evidence(_with_separator(spec, raw))
+        if point or comma:
+            if point == comma:
+                ambiguous.append((spec.name, example))
+                continue
+            ctx.decimals[spec.name] = DECIMAL_POINT if point > comma else DECIMAL_COMMA
+            ctx.decimal_evidence[spec.name] = ctx.decimals[spec.name]
+        elif unsure:
+            ambiguous.append((spec.name, example))
+    for name, example in ambiguous:
+        known = set(ctx.decimal_evidence.values())
+        if len(known) == 1:
+            ctx.decimals[name] = known.pop()
+            why = "as the file's other number columns"
+        elif ctx.delimiter == ";":
+            ctx.decimals[name] = DECIMAL_COMMA
+            why = "as usual in semicolon-delimited files"
+        else:
+            ctx.decimals[name] = DECIMAL_POINT
+            why = "by default"
+        shown = f" such as {example!r}" if example else ""
+        ctx.warnings.append(
+            f"column {name}: values{shown} read either way; read with a "
+            f"{DECIMAL_LABELS[ctx.decimals[name]]} {why}. Set decimal in the contract to decide"
+        )
 
 
 def validate_chunk(
@@ -465,6 +678,7 @@ def validate_chunk(
         else:
             col_raw = raw.column(key)
         todo.append((spec, col_raw))
+    decide_decimals(todo, ctx)
     if PARALLEL and len(todo) > 1:
         converted = list(_pool().map(lambda item: _convert_alone(item[0], item[1], ctx), todo))
     else:

@@ -117,7 +117,8 @@ def test_file_rejected_as_a_whole_is_copied_with_its_report(stack: Any) -> None:
     assert report["status"] == "rejected"
     assert "header_only" in report["file_errors"]
     assert any("header only.csv" in e["message"] for e in report["errors"])
-    assert _keys(stack, stack.data_bucket, "clean/") == []
+    # no clean data; the folder owns its dataset (see ingest_job.claim_folder)
+    assert _keys(stack, stack.data_bucket, "clean/") == ["clean/shop/folder.json"]
     assert _keys(stack, stack.results_bucket) == []
 
 

@@ -34,8 +34,10 @@ def test_too_large_upload_is_refused_up_front(stack: Any, monkeypatch: pytest.Mo
     report = json.loads(s3.get_object(Bucket=stack.data_bucket, Key=error)["Body"].read())
     assert report["errors"][0]["code"] == "too_large"
     assert any(k.endswith("/original/telco.csv") for k in keys)
-    # no work was started: no clean data, no download of the upload by the function
-    assert "Contents" not in s3.list_objects_v2(Bucket=stack.data_bucket, Prefix="clean/")
+    # no work was started: no clean data (the dataset's folder is claimed, see
+    # ingest_job.claim_folder), no download of the upload by the function
+    clean = s3.list_objects_v2(Bucket=stack.data_bucket, Prefix="clean/").get("Contents", [])
+    assert [o["Key"] for o in clean] == ["clean/telco/folder.json"]
     gets = [
         c for c in stack.calls if c[1] == "GetObject" and c[2]["Key"] == "incoming/telco/telco.csv"
     ]

@@ -112,6 +112,18 @@ def test_every_output_file_is_written(mall_run: ScoreResult) -> None:
     assert profiles["customers"] == 200
     assert metrics["data_quality"]["rows_rejected"] == 3
     assert metrics["data_quality"]["top_reasons"][0] == {"reason": "age: out of range", "rows": 2}
+    assert metrics["as_of"] == str(AS_OF) and metrics["as_of_reason"] == "given by the caller"
+
+
+def test_metrics_say_why_the_default_as_of_is_that_date(
+    tmp_path: Path, contract: Contract, mall_model: SegmentModel
+) -> None:
+    clean = write_clean(mall_clean(), tmp_path / "clean.parquet")
+    run = replace(run_info(), as_of=None)
+    result = score_dataset(clean, contract, mall_model, tmp_path / "out", run=run)
+    metrics = json.loads(result.files["metrics"].read_text(encoding="utf-8"))
+    assert metrics["as_of"] == str(dt.datetime.now(dt.UTC).date())
+    assert metrics["as_of_reason"] == "today (UTC): a customer table has no event dates"
 
 
 def test_each_customer_once_typed_and_streamed(mall_run: ScoreResult) -> None:

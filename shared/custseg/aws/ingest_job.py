@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
-from custseg.aws.s3 import ObjectStore
+from custseg.aws.s3 import ObjectStore, PreconditionFailed
 from custseg.aws.settings import Settings
 from custseg.clean_data import clean_parts
 from custseg.contracts import Contract, load_contract
@@ -23,9 +23,11 @@ from custseg.ingest import ingest_file
 from custseg.layout import (
     CLEAN_DATA_DIR,
     LayoutError,
+    Upload,
     clean_latest_key,
     clean_prefix,
     contract_key,
+    dataset_folder_key,
     parse_upload_key,
     rejected_prefix,
     run_id_for,
@@ -73,7 +75,13 @@ def _reject_whole_file(
     report: dict[str, Any],
     text: str,
     run_ts: str,
+    extra: tuple[RunFile, ...] = (),
 ) -> str:
+    """Copy the upload beside its error report and commit the rejection run.
+
+    ``extra``: more files of the rejection (``rejected_rows.csv`` when rows were
+    rejected one by one before the file was); the manifest lists exactly what is written.
+    """
     prefix = rejected_prefix(dataset, run_id)
     store.copy(bucket, key, bucket, f"{prefix}original/{filename}", version_id=version_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +93,7 @@ def _reject_whole_file(
             store,
             bucket,
             prefix,
-            [RunFile("error.json", err_json), RunFile("error.txt", err_txt)],
+            [RunFile("error.json", err_json), RunFile("error.txt", err_txt), *extra],
             {
                 "kind": "rejected",
                 "dataset": dataset,
@@ -96,6 +104,60 @@ def _reject_whole_file(
             },
         )
     return prefix
+
+
+def _folder_of_latest_run(store: ObjectStore, bucket: str, dataset: str) -> str | None:
+    """The folder spelling of the upload behind the dataset's newest clean run (for a
+    dataset whose clean runs predate the folder record), or None."""
+    pointer, _ = store.get_json(bucket, clean_latest_key(dataset))
+    if not pointer or not pointer.get("manifest_key"):
+        return None
+    manifest, _ = store.get_json(bucket, str(pointer["manifest_key"]))
+    source_key = str(((manifest or {}).get("source") or {}).get("key") or "")
+    try:
+        return parse_upload_key(source_key).folder
+    except LayoutError:
+        return None
+
+
+def claim_folder(store: ObjectStore, bucket: str, upload: Upload, key: str) -> str:
+    """The folder spelling that owns ``upload.dataset``: the one recorded, else this
+    upload's (recorded now, create-only, so of two first uploads at once one wins).
+
+    Folder names fold to dataset names (``incoming/My Shop/`` and ``incoming/my_shop/``
+    are both ``my_shop``); the caller rejects an upload whose folder is not the owner,
+    instead of merging two folders' data silently.
+    """
+    record_key = dataset_folder_key(upload.dataset)
+    record, _ = store.get_json(bucket, record_key)
+    if record is not None and record.get("folder"):
+        return str(record["folder"])
+    folder = _folder_of_latest_run(store, bucket, upload.dataset) or upload.folder
+    body = {"dataset": upload.dataset, "folder": folder, "prefix": upload.prefix, "first_key": key}
+    try:
+        store.put_json(bucket, record_key, body, if_none_match=True)
+    except PreconditionFailed:  # another upload claimed it first
+        record, _ = store.get_json(bucket, record_key)
+        return str((record or body)["folder"])
+    return folder
+
+
+def check_as_of(as_of: str | None, upload_time: dt.datetime, settings: Settings) -> str | None:
+    """Why the ``as-of`` metadata of an upload cannot be right, or None when it is absent
+    or a date between the date floor and the upload day plus the future tolerance."""
+    if as_of is None:
+        return None
+    try:
+        day = dt.date.fromisoformat(as_of.strip())
+    except ValueError:
+        return f"the as-of metadata {as_of[:20]!r} is not a date: use YYYY-MM-DD"
+    latest = (upload_time.astimezone(dt.UTC) + settings.future_tolerance).date()
+    if not settings.date_floor <= day <= latest:
+        return (
+            f"the as-of metadata {day.isoformat()} is not between {settings.date_floor} and "
+            f"{latest} (the upload day plus the future tolerance)"
+        )
+    return None
 
 
 def _clean_pointer(dataset: str, run_id: str, run_ts_iso: str) -> dict[str, Any]:
@@ -203,6 +265,17 @@ def run_ingest(
             "rejected", dataset, run_id, key, rejected_prefix=prefix, message=message
         )
 
+    owner = claim_folder(store, bucket, upload, key)
+    if owner != upload.folder:
+        return refuse(
+            "dataset_folder_conflict",
+            f"{key}: the folder {upload.prefix}{upload.folder}/ folds to dataset {dataset!r}, "
+            f"which already receives uploads from {upload.prefix}{owner}/. Upload to "
+            f"{upload.prefix}{owner}/ to add to that dataset, or use a folder name that does "
+            f"not fold to {dataset!r} for a new one (names are lower-cased and runs of other "
+            "characters than a-z, 0-9, _ and - become _).",
+        )
+
     if info.size > settings.max_input_bytes:
         limit_mib = settings.max_input_bytes / 1024**2
         return refuse(
@@ -222,6 +295,9 @@ def run_ingest(
             f"is not valid, so the file was not read: {exc}",
         )
     as_of = info.metadata.get("as-of")
+    as_of_problem = check_as_of(as_of, run_ts, settings)
+    if as_of_problem:
+        return refuse("bad_as_of", f"{key}: {as_of_problem}")
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         local = store.download(bucket, key, Path(tmp) / "input", version_id=version_id)
@@ -233,6 +309,9 @@ def run_ingest(
             run_id=run_id,
             contract=contract,
             chunk_rows=settings.chunk_rows,
+            upload_time=run_ts,
+            future_tolerance=settings.future_tolerance,
+            date_floor=settings.date_floor,
         )
         report = result.report.to_dict()
         outcome = IngestOutcome(
@@ -255,6 +334,10 @@ def run_ingest(
 
         if result.status != "accepted":
             text = result.report_text_path.read_text(encoding="utf-8")
+            # rows rejected one by one before the file was (every row invalid, or the
+            # parser giving up mid-file): their file is written too, as the report says
+            rows_file = result.rejected_rows_path
+            extra = (RunFile("rejected_rows.csv", rows_file),) if rows_file is not None else ()
             outcome.rejected_prefix = _reject_whole_file(
                 store,
                 bucket,
@@ -266,6 +349,7 @@ def run_ingest(
                 report=report,
                 text=text,
                 run_ts=run_ts_iso,
+                extra=extra,
             )
             outcome.message = text.splitlines()[0] if text else "file rejected"
             return outcome

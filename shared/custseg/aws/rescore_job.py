@@ -40,6 +40,7 @@ def run_rescore(
                 bus,
                 clean_manifest_key=latest["manifest_key"],
                 as_of=when.date(),
+                as_of_reason="the day of the scheduled rescore",
                 run_ts=when,
                 trigger="schedule",
                 workdir=workdir,

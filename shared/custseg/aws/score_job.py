@@ -153,6 +153,7 @@ def run_score(
     as_of: dt.date | None = None,
     run_ts: dt.datetime | None = None,
     trigger: str = "clean-data",
+    as_of_reason: str = "given by the caller",
     workdir: Path | None = None,
     verifier: Verifier | None = None,
 ) -> ScoreOutcome:
@@ -208,6 +209,7 @@ def run_score(
 
     if as_of is None and clean_manifest.get("as_of"):
         as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))
+        as_of_reason = "given at upload (the object's as-of metadata)"
     if run_ts is None:
         run_ts = dt.datetime.fromisoformat(clean_manifest["run_ts"])
     run_ts = run_ts.astimezone(dt.UTC)
@@ -288,6 +290,7 @@ def run_score(
                     run_id=run_id,
                     run_date=run_date,
                     as_of=as_of,
+                    as_of_reason=as_of_reason if as_of is not None else "",
                     source={
                         "bucket": settings.data_bucket,
                         "clean_manifest_key": clean_manifest_key,

@@ -5,6 +5,7 @@ Every variable read here is set by ``infra/template.yaml``; a test checks the tw
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ class Settings:
     max_input_bytes: int
     chunk_rows: int
     thresholds: dict[str, Any] = field(default_factory=dict)
+    # plausible dates: none after the upload time plus this, none before the floor
+    future_tolerance: dt.timedelta = dt.timedelta(hours=24)
+    date_floor: dt.date = dt.date(1900, 1, 1)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,6 +49,8 @@ class Settings:
             max_input_bytes=int(float(_env("MAX_INPUT_MIB", "1024")) * 1024**2),
             chunk_rows=int(_env("CHUNK_ROWS", "250000")),
             thresholds=thresholds,
+            future_tolerance=dt.timedelta(hours=float(_env("FUTURE_DATE_TOLERANCE_HOURS", "24"))),
+            date_floor=dt.date.fromisoformat(_env("DATE_FLOOR", "1900-01-01")),
         )
 
 
@@ -58,6 +64,8 @@ ENV_VARS = (
     "MODEL_SIGNING_KEY",
     "MAX_INPUT_MIB",
     "CHUNK_ROWS",
+    "FUTURE_DATE_TOLERANCE_HOURS",
+    "DATE_FLOOR",
     "DRIFT_PSI_WATCH",
     "DRIFT_PSI_RETRAIN",
     "POWERTOOLS_SERVICE_NAME",

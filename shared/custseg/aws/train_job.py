@@ -253,6 +253,8 @@ def run_train_on_upload(
             run_id=f"train-{stamp}",
             contract=contract,
             chunk_rows=settings.chunk_rows,
+            future_tolerance=settings.future_tolerance,
+            date_floor=settings.date_floor,
         )
         if result.status != "accepted" or result.clean_path is None:
             return TrainOutcome(

@@ -17,7 +17,7 @@ import re
 import unicodedata
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -99,6 +99,8 @@ class ColumnSpec(BaseModel):
     outliers: OutlierPolicy = Field(default_factory=OutlierPolicy)
     out_of_range: str = "reject"  # "reject" the row, or "clip" to [min, max], or "null"
     date_format: str | None = None  # strftime format, or None to detect
+    allow_future: bool = False  # dates after the upload time are plausible (e.g. renewals)
+    decimal: Literal[".", ","] | None = None  # decimal separator of a number; None: detect
     true_values: list[str] = Field(default_factory=lambda: ["yes", "y", "true", "t", "1"])
     false_values: list[str] = Field(default_factory=lambda: ["no", "n", "false", "f", "0"])
     positive: str | None = None  # for outcome columns: which value counts as the event
