@@ -50,7 +50,7 @@ from custseg.scoring import RunInfo, score_dataset
 
 @dataclass
 class ScoreOutcome:
-    status: str  # committed | duplicate | no_champion | no_data
+    status: str  # committed | duplicate | no_champion | no_data | failed
     dataset: str
     run_id: str = ""
     manifest_key: str | None = None
