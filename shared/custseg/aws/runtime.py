@@ -70,11 +70,20 @@ def idempotency_config(jmespath: str) -> IdempotencyConfig:
     return IdempotencyConfig(event_key_jmespath=jmespath, expires_after_seconds=3600)
 
 
-def reset() -> None:
-    """Forget cached settings and clients (tests, and the local runner between stacks)."""
+def forget() -> None:
+    """Forget cached settings, clients and models (a stack that is gone)."""
     for fn in (settings, store, bus):
         fn.cache_clear()
     registry._CACHE.clear()  # models loaded from another stack's buckets (same names)
+
+
+def reset() -> None:
+    """Forget cached settings and clients and bind the idempotency layers to the stack
+    this process's environment describes now (tests, and the local runner between
+    stacks). An environment that describes no stack (no idempotency table) binds nothing."""
+    forget()
+    if not os.environ.get("IDEMPOTENCY_TABLE"):
+        return
     # Handler modules build their idempotency layer at import; give each a client made
     # now, so that it reaches the stack just built (moto binds clients when made).
     for layer in _LAYERS:
