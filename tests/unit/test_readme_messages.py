@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -49,9 +49,7 @@ def code_strings() -> tuple[str, frozenset[str]]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.JoinedStr):
                 texts.append(
-                    "".join(
-                        v.value if isinstance(v, ast.Constant) else FIELD for v in node.values
-                    )
+                    "".join(v.value if isinstance(v, ast.Constant) else FIELD for v in node.values)
                 )
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 texts.append(node.value)
@@ -64,7 +62,7 @@ def composed_of_code(fragment: str) -> bool:
     module docstring)."""
     corpus, runs = code_strings()
 
-    @lru_cache(maxsize=None)
+    @cache
     def from_(i: int) -> bool:
         if not fragment[i:].strip():
             return True
