@@ -45,9 +45,14 @@ def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
 
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     config.register_lambda_context(context)
-    results = [ingest_record(record=r) for r in runtime.s3_records(event)]
+    results = runtime.run_each(
+        runtime.s3_records(event),
+        lambda r: ingest_record(record=r),
+        dataset_of=lambda r: runtime.dataset_of_key(r["key"]),
+        logger=logger,
+    )
     return {"results": results}

@@ -1,5 +1,6 @@
 """Rescore: an EventBridge schedule -> every dataset's newest clean data rescored with the
-current champion, as of the schedule's date."""
+current champion, as of the schedule's date. A dataset that fails is listed in the result
+as ``failed`` (and counted as ``DatasetFailures``); the others are rescored all the same."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
 from custseg.aws.rescore_job import run_rescore
+from custseg.failures import FAILED
 
 logger = Logger()
 metrics = Metrics()
@@ -21,7 +23,7 @@ runtime.warm_clients()  # the S3 client, made at init
 
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     when = dt.datetime.fromisoformat(event.time.replace("Z", "+00:00"))
@@ -34,7 +36,9 @@ def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str,
         datasets=datasets,
         verifier=runtime.verifier(),
     )
-    for outcome in outcomes:
+    for outcome in outcomes:  # a failed dataset is logged and counted (DatasetFailures)
         runtime.report_score(logger, metrics, outcome)
-    logger.info(f"rescored {len(outcomes)} dataset(s) as of {when.date()}")
+    logger.remove_keys(["run_id", "dataset"])
+    failed = sum(o.status == FAILED for o in outcomes)
+    logger.info(f"rescored {len(outcomes)} dataset(s) as of {when.date()}; {failed} failed")
     return {"results": [o.to_dict() for o in outcomes]}

@@ -72,7 +72,13 @@ def requests_from(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config.register_lambda_context(context)
-    return {"results": [score_request(request=r) for r in requests_from(event)]}
+    results = runtime.run_each(
+        requests_from(event),
+        lambda r: score_request(request=r),
+        dataset_of=lambda r: runtime.dataset_of_key(r["clean_manifest_key"]),
+        logger=logger,
+    )
+    return {"results": results}

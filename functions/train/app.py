@@ -99,7 +99,13 @@ def requests_from(event: dict[str, Any], context: LambdaContext) -> list[dict[st
 
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config.register_lambda_context(context)
-    return {"results": [train_request(request=r) for r in requests_from(event, context)]}
+    results = runtime.run_each(
+        requests_from(event, context),
+        lambda r: train_request(request=r),
+        dataset_of=lambda r: runtime.dataset_of_key(r.get("key") or r["clean_manifest_key"]),
+        logger=logger,
+    )
+    return {"results": results}

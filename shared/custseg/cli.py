@@ -8,6 +8,11 @@
     custseg models list|promote|rollback --model M --bucket B [--version V] [--signing-key K]
 
 ``run`` and ``demo`` use an embedded emulated AWS (moto) built from infra/template.yaml.
+
+Every failure is one line on stderr (``custseg: ...``) and a non-zero exit: 2 for a
+problem with the command's input (a missing file, a bad contract, a bad date), 1 for a
+rejected file or a failed run, 130 for Ctrl-C. ``CUSTSEG_DEBUG=1`` adds the traceback of
+an unexpected error.
 """
 
 from __future__ import annotations
@@ -18,41 +23,109 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
-from custseg.layout import dataset_name
+from custseg.layout import LayoutError, dataset_name
+
+INTERRUPTED = 130  # the shells' code for a process stopped by SIGINT (128 + 2)
+
+
+class UsageError(Exception):
+    """A problem with what the command was given: printed as one line, exit code 2."""
+
+
+def _input_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return path
 
 
 def _contract(path: str | None) -> Any:
+    """The contract in the file at ``path`` (None when not given), or a one-line
+    :class:`UsageError` naming the file and what is wrong with it."""
     if path is None:
         return None
     from custseg.contracts import load_contract
 
-    return load_contract(Path(path))
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"contract {file}: no such file")
+    try:
+        return load_contract(file)
+    except UnicodeDecodeError:
+        raise UsageError(f"contract {file}: not a text file (UTF-8 YAML expected)") from None
+    except ValueError as exc:
+        raise UsageError(f"contract {file}: {contract_problem(exc)}") from None
+
+
+def contract_problem(exc: ValueError) -> str:
+    """What :func:`custseg.contracts.load_contract`'s error says, on one line."""
+    import pydantic
+    import yaml
+
+    cause = exc.__cause__
+    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
+        mark = cause.problem_mark
+        return f"not YAML: line {mark.line + 1}, column {mark.column + 1}: {cause.problem}"
+    if isinstance(cause, yaml.YAMLError):
+        return f"not YAML: {_one_line(str(cause))}"
+    if isinstance(cause, pydantic.ValidationError):
+        problems = []
+        for error in cause.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            message = str(error.get("msg", "")).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        return "invalid: " + "; ".join(problems)
+    return _one_line(str(exc))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _dataset_from(path: Path, given: str | None) -> str:
     from custseg.local.flow import _stem
 
-    return dataset_name(given or _stem(path))
+    if given is not None:
+        try:
+            return dataset_name(given)
+        except LayoutError:
+            raise UsageError(
+                f"--dataset {given!r}: not a dataset name (use letters, digits, _ and -)"
+            ) from None
+    try:
+        return dataset_name(_stem(path))
+    except LayoutError:
+        raise UsageError(
+            f"{path}: its name gives no dataset name; name one with --dataset NAME"
+        ) from None
+
+
+def _as_of(raw: str | None) -> dt.date | None:
+    if raw is None:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise UsageError(f"--as-of {raw!r}: not a date; use YYYY-MM-DD") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from custseg.ingest import ingest_file
 
-    path = Path(args.input)
-    if not path.exists():
-        print(f"custseg: {path}: no such file", file=sys.stderr)
-        return 2
+    path = _input_file(args.input)
+    dataset, contract = _dataset_from(path, args.dataset), _contract(args.contract)
     with tempfile.TemporaryDirectory() as tmp:
         result = ingest_file(
             path,
             Path(tmp),
             source_name=str(path),
-            dataset=_dataset_from(path, args.dataset),
+            dataset=dataset,
             run_id="validate",
-            contract=_contract(args.contract),
+            contract=contract,
         )
         if args.json:
             print(json.dumps(result.report.to_dict(), indent=2, default=str))
@@ -68,8 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from custseg.ingest import ingest_file
     from custseg.training import train_model
 
-    path = Path(args.input)
-    dataset = _dataset_from(path, args.dataset)
+    path = _input_file(args.input)
+    dataset, contract = _dataset_from(path, args.dataset), _contract(args.contract)
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
         result = ingest_file(
@@ -78,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             source_name=str(path),
             dataset=dataset,
             run_id="train",
-            contract=_contract(args.contract),
+            contract=contract,
         )
         if result.status != "accepted" or result.clean_path is None:
             print(result.report.to_text())
@@ -156,16 +229,15 @@ def print_summary(summary: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from custseg.local.flow import run_local
 
-    path = Path(args.input)
-    if not path.exists():
-        print(f"custseg: {path}: no such file", file=sys.stderr)
-        return 2
+    path = _input_file(args.input)
     dataset = _dataset_from(path, args.dataset)
+    as_of = _as_of(args.as_of)
+    _contract(args.contract)  # a bad contract file is refused here, before any upload
     summaries = run_local(
         path,
         dataset=dataset,
         contract_path=Path(args.contract) if args.contract else None,
-        as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None,
+        as_of=as_of,
         out_dir=Path(args.out),
     )
     for s in summaries:
@@ -192,7 +264,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from custseg.local.server import serve
 
-    serve(port=args.port)
+    if serve(port=args.port):
+        raise KeyboardInterrupt  # stopped by Ctrl-C: exit as a Ctrl-C does
     return 0
 
 
@@ -214,16 +287,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         _list_models(store, args.bucket, args.model)
         return 0
     if args.action == "promote" and not args.version:
-        print("custseg: promote needs --version", file=sys.stderr)
-        return 2
+        raise UsageError("promote needs --version")
     key = args.signing_key or os.environ.get("MODEL_SIGNING_KEY", "")
     if not key:
-        print(
-            "custseg: promote and rollback verify the model's signature: give the "
-            "model-signing key with --signing-key (or set MODEL_SIGNING_KEY)",
-            file=sys.stderr,
+        raise UsageError(
+            "promote and rollback verify the model's signature: give the "
+            "model-signing key with --signing-key (or set MODEL_SIGNING_KEY)"
         )
-        return 2
     verifier = KmsVerifier(key, boto3.client("kms", endpoint_url=args.endpoint_url))
     try:
         if args.action == "promote":
@@ -315,8 +385,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    """Run one command; every failure ends here as one line on stderr and an exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", INTERRUPTED)
+    except BrokenPipeError:  # e.g. `custseg validate x --json | head`: the reader left
+        _silence_stdout()
+        return 1
+    except Exception as exc:  # no traceback reaches a user (CUSTSEG_DEBUG=1 shows it)
+        if os.environ.get("CUSTSEG_DEBUG"):
+            traceback.print_exc()
+        detail = _one_line(str(exc))
+        return _fail(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__, 1)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"custseg: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python's flush at exit would fail on the closed pipe
+    again and print its own message."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -53,3 +53,126 @@ def test_train_writes_the_artifact_files(
     meta = json.loads((version_dir / "metadata.json").read_text())
     assert meta["k"] == 5
     assert (version_dir / "model.joblib").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------ failures
+MALL = str(FIXTURES / "mall_customers.csv")
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], code: int, message: str) -> None:
+    """``custseg argv`` exits ``code`` with exactly ``message`` as one stderr line."""
+    assert main(argv) == code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert err.splitlines() == [message]
+
+
+@pytest.mark.parametrize("command", ["validate", "train", "run"])
+def test_a_missing_input_file_is_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.csv"
+    _fails([command, str(missing)], capsys, 2, f"custseg: {missing}: no such file")
+
+
+def test_an_unknown_as_of_format_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", MALL, "--as-of", "2024/01/31", "--out", str(tmp_path)]
+    _fails(argv, capsys, 2, "custseg: --as-of '2024/01/31': not a date; use YYYY-MM-DD")
+    assert list(tmp_path.iterdir()) == []  # refused before anything ran
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "no such file"),
+        ("columns: [\n", "not YAML: line 2, column 1: did not find expected node content"),
+        ("\xff\xfe", "not a text file (UTF-8 YAML expected)"),
+        (
+            "kind: shop\ngrain: customer\ncolumns: []\n",
+            "invalid: a contract needs one column with role customer_id",
+        ),
+        ("just a word\n", "invalid: Input should be a valid dictionary or instance of Contract"),
+        (
+            "kind: shop\ngrain: customer\ncolumns:\n"
+            "  - {name: id, role: customer_id, type: nope}\n",
+            "invalid: columns.0.type: Input should be",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "train", "run"])
+def test_a_bad_contract_file_is_one_line_naming_the_file(
+    command: str,
+    text: str | None,
+    problem: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    contract = tmp_path / "shop.yaml"
+    if text is not None:
+        contract.write_bytes(text.encode("latin-1"))
+    out = tmp_path / "out"
+    argv = [command, MALL, "--contract", str(contract)]
+    assert main(argv if command == "validate" else [*argv, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"custseg: contract {contract}: {problem}")
+    assert not out.exists()  # refused before anything ran
+
+
+def test_a_file_name_that_gives_no_dataset_name_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = tmp_path / "!!!.csv"
+    odd.write_bytes((FIXTURES / "mall_customers.csv").read_bytes())
+    message = f"custseg: {odd}: its name gives no dataset name; name one with --dataset NAME"
+    for command in ("validate", "train", "run"):
+        _fails([command, str(odd)], capsys, 2, message)
+    assert main(["validate", str(odd), "--dataset", "mall"]) == 0
+
+
+def test_a_bad_dataset_name_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    message = "custseg: --dataset '???': not a dataset name (use letters, digits, _ and -)"
+    _fails(["validate", MALL, "--dataset", "???"], capsys, 2, message)
+
+
+def test_ctrl_c_anywhere_exits_130_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import custseg.ingest
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(custseg.ingest, "ingest_file", interrupted)
+    _fails(["validate", MALL], capsys, 130, "custseg: interrupted")
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_only_on_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import custseg.ingest
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full\nwhile writing")
+
+    monkeypatch.setattr(custseg.ingest, "ingest_file", broken)
+    monkeypatch.delenv("CUSTSEG_DEBUG", raising=False)
+    _fails(["validate", MALL], capsys, 1, "custseg: OSError: disk full while writing")
+    monkeypatch.setenv("CUSTSEG_DEBUG", "1")
+    assert main(["validate", MALL]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("custseg: OSError: disk full while writing\n")
+
+
+def test_serve_stopped_by_ctrl_c_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import custseg.local.server
+
+    monkeypatch.setattr(custseg.local.server, "serve", lambda **kwargs: True)
+    _fails(["serve"], capsys, 130, "custseg: interrupted")
+    monkeypatch.setattr(custseg.local.server, "serve", lambda **kwargs: False)
+    assert main(["serve"]) == 0

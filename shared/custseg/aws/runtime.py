@@ -3,13 +3,15 @@ warm container (module-level caches), and S3 event key decoding."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -20,9 +22,15 @@ from custseg.aws.bus import EventBus
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsSigner, KmsVerifier
+from custseg.failures import FAILED, describe_error
+from custseg.layout import CLEAN, INCOMING, TRAINING, LayoutError, dataset_name
 
 if TYPE_CHECKING:  # the ingest function must not import the scoring stack (sklearn, scipy)
     from custseg.aws.score_job import ScoreOutcome
+
+# One data point per dataset that failed; the template's DatasetFailuresAlarm watches it.
+DATASET_FAILURES = "DatasetFailures"
+R = TypeVar("R")
 
 
 @lru_cache(maxsize=1)
@@ -75,11 +83,20 @@ def idempotency_config(jmespath: str) -> IdempotencyConfig:
     return IdempotencyConfig(event_key_jmespath=jmespath, expires_after_seconds=3600)
 
 
-def reset() -> None:
-    """Forget cached settings and clients (tests, and the local runner between stacks)."""
+def forget() -> None:
+    """Forget cached settings, clients and models (a stack that is gone)."""
     for fn in (settings, store, bus, signer, verifier):
         fn.cache_clear()
     registry._CACHE.clear()  # models loaded from another stack's buckets (same names)
+
+
+def reset() -> None:
+    """Forget cached settings and clients and bind the idempotency layers to the stack
+    this process's environment describes now (tests, and the local runner between
+    stacks). An environment that describes no stack (no idempotency table) binds nothing."""
+    forget()
+    if not os.environ.get("IDEMPOTENCY_TABLE"):
+        return
     # Handler modules build their idempotency layer at import; give each a client made
     # now, so that it reaches the stack just built (moto binds clients when made).
     for layer in _LAYERS:
@@ -116,6 +133,10 @@ def report_score(logger: Logger, metrics: Metrics, outcome: ScoreOutcome) -> Non
         logger.error(outcome.message, extra={"outcome": outcome.to_dict()})
         metrics.add_metric(name="ModelsRefused", unit=MetricUnit.Count, value=1)
         return
+    if outcome.status == FAILED:
+        logger.error(outcome.message, extra={"outcome": outcome.to_dict()})
+        count_dataset_failure(outcome.dataset)
+        return
     logger.info(outcome.message or outcome.status, extra={"outcome": outcome.to_dict()})
     if outcome.status != "committed":
         return
@@ -124,3 +145,58 @@ def report_score(logger: Logger, metrics: Metrics, outcome: ScoreOutcome) -> Non
     metrics.add_metric(name="DriftMaxPSI", unit=MetricUnit.NoUnit, value=outcome.drift_max)
     metrics.add_metric(name=f"Verdict_{outcome.verdict}", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ScoreDuration", unit=MetricUnit.Seconds, value=outcome.seconds)
+
+
+def count_dataset_failure(dataset: str) -> None:
+    """One :data:`DATASET_FAILURES` data point for ``dataset``, under the dimensions
+    ``{dataset, service}`` (which dataset failed) and ``{service}`` (the sum over datasets
+    that the alarm watches). It is a metric set of its own, flushed now: the invocation's
+    other metrics keep their dimensions, and a failure is counted even if the handler
+    raises later."""
+    failures = EphemeralMetrics()
+    failures.add_metric(name=DATASET_FAILURES, unit=MetricUnit.Count, value=1)
+    failures.add_dimension(name="dataset", value=dataset)
+    failures.add_dimensions(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "custseg"))
+    failures.flush_metrics()
+
+
+def dataset_of_key(key: str) -> str:
+    """The dataset an object key belongs to: its folder under ``incoming/``, ``training/``
+    or ``clean/``; ``_unsorted`` for a key outside a dataset folder."""
+    for prefix in (INCOMING, TRAINING, CLEAN):
+        rest = key[len(prefix) :] if key.startswith(prefix) else ""
+        if "/" in rest:
+            try:
+                return dataset_name(rest.split("/", 1)[0])
+            except LayoutError:
+                break
+    return "_unsorted"
+
+
+def run_each(
+    requests: list[R],
+    work: Callable[[R], dict[str, Any]],
+    *,
+    dataset_of: Callable[[R], str],
+    logger: Logger,
+) -> list[dict[str, Any]]:
+    """``work`` on each of an event's requests, each on its own: a request that raises is
+    logged (its error's type and where it was raised; never its message, which may quote
+    row values) and counted as a dataset failure, and the other requests still run. The
+    first failure is then raised again, so that Lambda retries the event (the idempotency
+    layer returns the stored results of the requests that succeeded) and, after its last
+    retry, sends it to the dead-letter queue."""
+    results: list[dict[str, Any]] = []
+    failures: list[Exception] = []
+    for request in requests:
+        try:
+            results.append(work(request))
+        except Exception as exc:
+            dataset = dataset_of(request)
+            logger.append_keys(dataset=dataset)
+            logger.error(f"{dataset} failed: {describe_error(exc)}")
+            count_dataset_failure(dataset)
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return results

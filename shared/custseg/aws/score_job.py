@@ -53,7 +53,7 @@ from custseg.signing import Verifier
 
 @dataclass
 class ScoreOutcome:
-    status: str  # committed | duplicate | no_champion | no_data | model_refused
+    status: str  # committed | duplicate | no_champion | no_data | model_refused | failed
     dataset: str
     run_id: str = ""
     manifest_key: str | None = None

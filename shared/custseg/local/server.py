@@ -16,6 +16,7 @@ invocation. Stop with Ctrl-C (or by setting ``stop``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -25,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote_plus
@@ -169,8 +171,9 @@ def serve(
     *,
     log_path: Path | None = None,
     out: TextIO | None = None,
-) -> None:
-    """Run the emulated stack behind ``http://host:port`` until Ctrl-C or ``stop`` is set.
+) -> bool:
+    """Run the emulated stack behind ``http://host:port`` until Ctrl-C or ``stop`` is set;
+    True when Ctrl-C stopped it.
 
     ``ready`` is set once the stack exists and events are being delivered. Handler logs
     (JSON lines) go to ``log_path`` (default ``custseg-out/serve-handler-logs.jsonl``);
@@ -188,7 +191,8 @@ def serve(
     # One line per invocation, not one per HTTP request.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     print(f"starting the emulated stack on {endpoint} ...", file=out, flush=True)
-    previous_sigint = _stop_on_sigint(stop, out)
+    interrupted = threading.Event()
+    previous_sigint = _stop_on_sigint(stop, interrupted, out)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     stack = LocalStack(endpoint_url=endpoint)
@@ -225,18 +229,21 @@ def serve(
                 if not delivered:
                     stop.wait(POLL_SECONDS)
     except KeyboardInterrupt:
-        pass
+        interrupted.set()
     finally:
         if previous_sigint is not None:
             signal.signal(signal.SIGINT, previous_sigint)
         print("stopping", file=out, flush=True)
+        _discard_state(endpoint)
         server.stop()
         _restore(saved_env, stack)
+    return interrupted.is_set()
 
 
-def _stop_on_sigint(stop: threading.Event, out: TextIO) -> Any:
-    """In the main thread, make Ctrl-C set ``stop`` (the current invocation finishes; a
-    handler's own ``except`` cannot swallow it); a second Ctrl-C stops at once.
+def _stop_on_sigint(stop: threading.Event, interrupted: threading.Event, out: TextIO) -> Any:
+    """In the main thread, make Ctrl-C set ``stop`` and ``interrupted`` (the current
+    invocation finishes; a handler's own ``except`` cannot swallow it); a second Ctrl-C
+    stops at once.
     Returns the previous SIGINT handler, or None when not in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return None
@@ -244,6 +251,7 @@ def _stop_on_sigint(stop: threading.Event, out: TextIO) -> Any:
     def on_sigint(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
+        interrupted.set()
         stop.set()
         print(
             "\nCtrl-C: stopping after the current invocation (Ctrl-C again to stop now)",
@@ -252,6 +260,14 @@ def _stop_on_sigint(stop: threading.Event, out: TextIO) -> Any:
         )
 
     return signal.signal(signal.SIGINT, on_sigint)
+
+
+def _discard_state(endpoint: str) -> None:
+    """Drop the stack's resources with the server (moto's ``/moto-api/reset``): moto keeps
+    them per process, and a server started later in this process builds its stack anew."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=10):
+        pass
 
 
 def _restore(saved_env: dict[str, str | None], stack: Any) -> None:
@@ -264,5 +280,7 @@ def _restore(saved_env: dict[str, str | None], stack: Any) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    runtime.reset()
+    # Forget the stack without binding anything to the environment restored: it may
+    # describe no stack at all (no region, no table), and the next stack binds its own.
+    runtime.forget()
     _fresh_handlers(stack)

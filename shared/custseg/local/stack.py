@@ -141,6 +141,9 @@ class LocalStack:
     _current: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
     _made_arns: dict[str, str] = field(default_factory=dict)  # placeholder -> real ARN
+    # (bucket, key, version id) of each object version a delivered notification named
+    _announced: set[tuple[str, str, str]] = field(default_factory=set)
+    _announced_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ---------------------------------------------------------------- set-up
     def client(self, service: str) -> Any:
@@ -371,7 +374,6 @@ class LocalStack:
     # ---------------------------------------------------------------- event delivery
     def _complete_s3_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Fill the fields AWS sends that moto's notification leaves out."""
-        s3 = self.client("s3")
         for rec in event.get("Records", []):
             rec.setdefault("userIdentity", {"principalId": "AWS:LOCALUSER"})
             rec.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
@@ -385,14 +387,35 @@ class LocalStack:
             obj.setdefault(
                 "sequencer", f"{dt.datetime.now().timestamp():.6f}".replace(".", "")[:18]
             )
-            if "versionId" not in obj and rec["s3"]["bucket"]["name"] in self.spec.versioned:
-                with contextlib.suppress(Exception):
-                    head = s3.head_object(
-                        Bucket=rec["s3"]["bucket"]["name"], Key=unquote_plus(obj["key"])
-                    )
-                    if head.get("VersionId"):
-                        obj["versionId"] = head["VersionId"]
+            bucket = rec["s3"]["bucket"]["name"]
+            if "versionId" not in obj and bucket in self.spec.versioned:
+                version = self._announced_version(bucket, unquote_plus(obj["key"]), obj.get("eTag"))
+                if version is not None:
+                    obj["versionId"] = version
         return event
+
+    def _announced_version(self, bucket: str, key: str, etag: str | None) -> str | None:
+        """The version a notification announced, found by its ETag (the key's current
+        version may already be a later upload's): the oldest version with that ETag not
+        handed to an earlier notification, so that uploads of identical bytes keep one
+        version each, as AWS's notifications do. None when no version matches."""
+        if not etag:
+            return None
+        wanted = etag.strip('"')
+        paginator = self.client("s3").get_paginator("list_object_versions")
+        matching = [
+            version["VersionId"]
+            for page in paginator.paginate(Bucket=bucket, Prefix=key)
+            for version in page.get("Versions", [])
+            if version["Key"] == key and version["ETag"].strip('"') == wanted
+        ]
+        if not matching:
+            return None
+        with self._announced_lock:
+            fresh = [v for v in reversed(matching) if (bucket, key, v) not in self._announced]
+            chosen = fresh[0] if fresh else matching[0]  # newest first: a redelivery
+            self._announced.add((bucket, key, chosen))
+        return chosen
 
     def pending(self) -> int:
         sqs = self.client("sqs")
