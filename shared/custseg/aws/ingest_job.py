@@ -233,6 +233,7 @@ def run_ingest(
             run_id=run_id,
             contract=contract,
             chunk_rows=settings.chunk_rows,
+            limits=settings.read_limits,
         )
         report = result.report.to_dict()
         outcome = IngestOutcome(

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from custseg.reading import MIB, ReadLimits
+
 
 def _env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
@@ -27,6 +29,7 @@ class Settings:
     max_input_bytes: int
     chunk_rows: int
     thresholds: dict[str, Any] = field(default_factory=dict)
+    read_limits: ReadLimits = field(default_factory=ReadLimits)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,7 +46,27 @@ class Settings:
             max_input_bytes=int(float(_env("MAX_INPUT_MIB", "1024")) * 1024**2),
             chunk_rows=int(_env("CHUNK_ROWS", "250000")),
             thresholds=thresholds,
+            read_limits=_read_limits(),
         )
+
+
+def _read_limits() -> ReadLimits:
+    """What one upload may hold (stack parameters MaxDecompressedMiB, MaxCompressionRatio,
+    MaxColumns, MaxHeaderKiB, MaxRowMiB); defaults those of :class:`ReadLimits`."""
+    default = ReadLimits()
+    return ReadLimits(
+        max_decompressed_bytes=int(
+            float(_env("MAX_DECOMPRESSED_MIB", str(default.max_decompressed_bytes / MIB))) * MIB
+        ),
+        max_compression_ratio=float(
+            _env("MAX_COMPRESSION_RATIO", str(default.max_compression_ratio))
+        ),
+        max_columns=int(_env("MAX_COLUMNS", str(default.max_columns))),
+        max_header_bytes=int(
+            float(_env("MAX_HEADER_KIB", str(default.max_header_bytes / 1024))) * 1024
+        ),
+        max_row_bytes=int(float(_env("MAX_ROW_MIB", str(default.max_row_bytes / MIB))) * MIB),
+    )
 
 
 # Environment variables the code reads (checked against the template by a test).
@@ -55,6 +78,11 @@ ENV_VARS = (
     "IDEMPOTENCY_TABLE",
     "MAX_INPUT_MIB",
     "CHUNK_ROWS",
+    "MAX_DECOMPRESSED_MIB",
+    "MAX_COMPRESSION_RATIO",
+    "MAX_COLUMNS",
+    "MAX_HEADER_KIB",
+    "MAX_ROW_MIB",
     "DRIFT_PSI_WATCH",
     "DRIFT_PSI_RETRAIN",
     "POWERTOOLS_SERVICE_NAME",

@@ -222,6 +222,7 @@ def run_train_on_upload(
             run_id=f"train-{stamp}",
             contract=contract,
             chunk_rows=settings.chunk_rows,
+            limits=settings.read_limits,
         )
         if result.status != "accepted" or result.clean_path is None:
             return TrainOutcome(
