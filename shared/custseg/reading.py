@@ -664,7 +664,7 @@ def _parse_failure(exc: Exception, rows_before: int, fmt: FileFormat) -> ReadErr
             "parse_error",
             f"the CSV cannot be parsed from about row {row:,} on: a record is longer than "
             f"the reader's block of {_mib(fmt.read_block)}, so a quoted value runs on over "
-            'many lines: check for a quote (") that is never closed',
+            'many lines: check for a quote (") that is not closed where its value ends',
             row=row,
         )
     return ReadError("parse_error", f"the CSV cannot be parsed: {_parse_message(exc)}")
