@@ -3,7 +3,7 @@
 Builds, in a temporary directory (removed afterwards), the files the ingest must survive
 within its memory:
 
-- ``bomb.csv.gz``: a gzip of 1 GiB of identical customer rows (about 1 MB compressed);
+- ``bomb.csv.gz``: a gzip of 1 GiB of identical customer rows (about 3.5 MB compressed);
 - ``twice.csv``: a 700 MB customer file in which every customer appears twice;
 - ``long_row.csv``: a header, then one 200 MB line, then a normal row;
 - ``long_header.csv``: one 200 MB line with no line end (a header that never ends).
