@@ -475,7 +475,7 @@ def _run(
 
     # ---- dedupe plan over the whole file ----------------------------------------------
     _release_memory()
-    plan = _dedupe(stage, contract)
+    plan, dropped_from = _dedupe(stage, contract)
     _release_memory()
     report.duplicates = {"exact": plan.exact, "by_id": plan.by_id}
     report.customers = plan.customers
@@ -580,7 +580,7 @@ def _run(
             for future in pending.values():
                 future.result()
     if plan.exact or plan.by_id:  # duplicates -> rejected_rows.csv with their original text
-        _reject_duplicates(stage, plan, len(headers), rejected)
+        _reject_duplicates(stage, plan, len(headers), rejected, dropped_from)
     report.rows_duplicate = plan.exact + plan.by_id
     if plan.exact:
         report.rejected_by_reason["duplicate row"] += plan.exact
@@ -748,8 +748,11 @@ def _id_hash(ids: pa.Array) -> np.ndarray:
     return text_hash64(ids) ^ nulls
 
 
-def _dedupe(stage: _Stage, contract: Contract) -> DedupePlan:
-    """The whole-file dedupe plan (over stage positions) from the staged rows.
+def _dedupe(
+    stage: _Stage, contract: Contract
+) -> tuple[DedupePlan, tuple[np.ndarray, pa.Table] | None]:
+    """The whole-file dedupe plan (over stage positions) from the staged rows; and, when
+    they are few, the candidates' stage positions and rows (see :func:`_candidate_hashes`).
 
     Reads the customer ids (one column at a time) and finds the candidate rows whose id
     (customer tables) or ``_key`` (transaction tables) repeats. Only those can be
@@ -781,7 +784,7 @@ def _dedupe(stage: _Stage, contract: Contract) -> DedupePlan:
     def at_cand(name: str) -> np.ndarray:
         return stage.gather(name, cand_stage).to_numpy(zero_copy_only=False)
 
-    cand_hash = _candidate_hashes(stage, cand_stage, total)
+    cand_hash, cand_table = _candidate_hashes(stage, cand_stage, total)
     order_by = contract.dedupe_order_by
     order = None
     if cand.size and order_by and order_by in stage.schema.names and not contract.is_transactions:
@@ -803,7 +806,7 @@ def _dedupe(stage: _Stage, contract: Contract) -> DedupePlan:
         plan = DedupePlan(
             keep=keep, code=code, exact=plan.exact, by_id=plan.by_id, customers=plan.customers
         )
-    return plan
+    return plan, (cand_stage, cand_table) if cand_table is not None else None
 
 
 def _release_memory() -> None:
@@ -880,47 +883,77 @@ def _second_id_hash(
     return out, np.concatenate(nulls) if nulls else np.empty(0, dtype=np.int64)
 
 
-def _candidate_hashes(stage: _Stage, cand_stage: np.ndarray, total: int) -> np.ndarray:
+_KEEP_RAW_BYTES = 64 << 20  # candidates' raw text kept for rejected_rows.csv up to this
+
+
+def _candidate_hashes(
+    stage: _Stage, cand_stage: np.ndarray, total: int
+) -> tuple[np.ndarray, pa.Table | None]:
     """:func:`custseg.cleaning.row_hash` of the raw text of the staged rows at the sorted
-    positions ``cand_stage``, joined and hashed one staged batch at a time."""
+    positions ``cand_stage``, joined and hashed one staged batch at a time; and those
+    rows (``_row`` and raw text) when they take at most 64 MiB, so that the usual few
+    duplicates are written without reading the stage again (None: more)."""
     if not cand_stage.size:
-        return np.empty(0, dtype=np.uint64)
+        return np.empty(0, dtype=np.uint64), None
     hit_all = np.zeros(total, dtype=bool)
     hit_all[cand_stage] = True
     hashes: list[np.ndarray] = []
+    kept: list[pa.Table] | None = []
+    kept_bytes = 0
     offset = 0
     raw_cols = stage.raw_columns()
-    for batch in stage.batches(raw_cols):
+    for batch in stage.batches(["_row", *raw_cols]):
         hit = hit_all[offset : offset + batch.num_rows]
         offset += batch.num_rows
         if hit.any():
             table = pa.Table.from_batches([batch]).filter(pa.array(hit))
-            joined = table.column(0).combine_chunks() if raw_cols == ["_raw"] else join_raw(table)
+            raw = table.select(raw_cols)
+            joined = raw.column(0).combine_chunks() if raw_cols == ["_raw"] else join_raw(raw)
             hashes.append(row_hash(joined))
-    return np.concatenate(hashes)
+            kept_bytes += table.nbytes
+            if kept is not None and kept_bytes <= _KEEP_RAW_BYTES:
+                kept.append(table)
+            else:
+                kept = None  # too many: written from the stage again
+    return np.concatenate(hashes), pa.concat_tables(kept) if kept else None
 
 
 def _reject_duplicates(
-    stage: _Stage, plan: DedupePlan, width: int, rejected: _RejectedWriter
+    stage: _Stage,
+    plan: DedupePlan,
+    width: int,
+    rejected: _RejectedWriter,
+    kept: tuple[np.ndarray, pa.Table] | None,
 ) -> None:
     """Write the rows the dedupe dropped to ``rejected_rows.csv`` with their original
-    text, one staged batch at a time (file order)."""
+    text, in file order: from ``kept`` (the candidates' stage positions and rows, see
+    :func:`_candidate_hashes`) when given, else one staged batch at a time."""
     raw_cols = stage.raw_columns()
+    if kept is not None:
+        cand_stage, table = kept
+        dropped = np.flatnonzero(plan.code > 0)
+        at = np.searchsorted(cand_stage, dropped)  # every dropped row is a candidate
+        _write_dropped(table.take(pa.array(at)), plan.code[dropped], raw_cols, width, rejected)
+        return
     offset = 0
     for batch in stage.batches(["_row", *raw_cols]):
         code = plan.code[offset : offset + batch.num_rows]
         offset += batch.num_rows
         where = np.flatnonzero(code > 0)
-        if not where.size:
-            continue
-        taken = pa.Table.from_batches([batch]).take(pa.array(where))
-        why = np.asarray(REASON_CODES, dtype=object)[code[where]]
-        if raw_cols == ["_raw"]:
-            text = pd.Series(taken.column("_raw").to_pylist(), dtype=object)
-            raw = split_raw(text, width)
-        else:
-            raw = taken.select(raw_cols).to_pandas()
-        rejected.write(taken.column("_row").to_numpy(), why, raw)
+        if where.size:
+            taken = pa.Table.from_batches([batch]).take(pa.array(where))
+            _write_dropped(taken, code[where], raw_cols, width, rejected)
+
+
+def _write_dropped(
+    taken: pa.Table, code: np.ndarray, raw_cols: list[str], width: int, rejected: _RejectedWriter
+) -> None:
+    why = np.asarray(REASON_CODES, dtype=object)[code]
+    if raw_cols == ["_raw"]:
+        raw = split_raw(pd.Series(taken.column("_raw").to_pylist(), dtype=object), width)
+    else:
+        raw = taken.select(raw_cols).to_pandas()
+    rejected.write(taken.column("_row").to_numpy(), why, raw)
 
 
 def _report_cleaning(
