@@ -167,9 +167,14 @@ def main() -> int:
             built = time.perf_counter() - t0
             result = probe(path, work)
             rss = result.get("peak_rss_mib")
-            ok = isinstance(rss, float) and rss < LIMIT_MIB and result["status"] in (
-                "accepted",
-                "rejected",
+            ok = (
+                isinstance(rss, float)
+                and rss < LIMIT_MIB
+                and result["status"]
+                in (
+                    "accepted",
+                    "rejected",
+                )
             )
             failed |= not ok
             print(
