@@ -83,7 +83,7 @@ from custseg.layout import CLEAN_DATA_DIR, LEGACY_CLEAN_FILE, clean_part_name
 from custseg.outputs import neutralise_array
 from custseg.prefetch import prefetch
 from custseg.quality import QualityReport, example_value
-from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, iter_chunks, sniff
+from custseg.reading import FAMILY_LABELS, FileFormat, ReadError, ReadLimits, iter_chunks, sniff
 from custseg.validation import (
     DECIMAL_LABELS,
     DEFAULT_DATE_FLOOR,
@@ -305,6 +305,7 @@ def ingest_file(
     upload_time: dt.datetime | None = None,
     future_tolerance: dt.timedelta = DEFAULT_FUTURE_TOLERANCE,
     date_floor: dt.date = DEFAULT_DATE_FLOOR,
+    limits: ReadLimits | None = None,
 ) -> IngestResult:
     """Validate and clean ``input_path`` into ``out_dir``; never raises for bad input.
 
@@ -313,6 +314,7 @@ def ingest_file(
     ``upload_time`` (default: now, UTC), ``future_tolerance`` and ``date_floor``: dates
     after the upload time plus the tolerance, or before the floor, reject their row
     (:class:`custseg.validation.DateBounds`).
+    ``limits`` (default :class:`ReadLimits`) bound what the file may hold.
     """
     bounds = DateBounds(
         upload_time=upload_time or dt.datetime.now(dt.UTC),
@@ -334,9 +336,17 @@ def ingest_file(
     used = contract
     try:
         used, rejected_rows = _run(
-            input_path, out_dir, report, given, chunk_rows, clean_dir, rejected_path, stage_path,
+            input_path,
+            out_dir,
+            report,
+            given,
+            chunk_rows,
+            clean_dir,
+            rejected_path,
+            stage_path,
             bounds,
-        )  # fmt: skip
+            limits or ReadLimits(),
+        )
     finally:
         stage_path.unlink(missing_ok=True)
     if report.status == "rejected":
@@ -370,6 +380,7 @@ def _run(
     rejected_path: Path,
     stage_path: Path,
     bounds: DateBounds,
+    limits: ReadLimits,
 ) -> tuple[Contract, int]:
     """The pipeline; returns (contract used, rows written to rejected_rows.csv)."""
     timer = time.perf_counter()
@@ -383,7 +394,7 @@ def _run(
     # ---- sniff + contract ------------------------------------------------------------
     fmt: FileFormat | None = None
     try:
-        fmt = sniff(input_path)
+        fmt = sniff(input_path, limits)
     except ReadError as exc:
         report.file_error(exc.code, exc.message, row=exc.row)
     except OSError as exc:
@@ -506,7 +517,9 @@ def _run(
         return contract, rejected.rows
 
     # ---- dedupe plan over the whole file ----------------------------------------------
-    plan, cand_stage, cand_rows, cand_raw = _dedupe(stage, contract)
+    _release_memory()
+    plan, dropped_from = _dedupe(stage, contract)
+    _release_memory()
     report.duplicates = {"exact": plan.exact, "by_id": plan.by_id}
     report.customers = plan.customers
     lap("dedupe")
@@ -610,12 +623,7 @@ def _run(
             for future in pending.values():
                 future.result()
     if plan.exact or plan.by_id:  # duplicates -> rejected_rows.csv with their original text
-        dropped = np.flatnonzero(plan.code > 0)
-        at = np.searchsorted(cand_stage, dropped)  # every dropped row is a candidate
-        rows = cand_rows[at]
-        why = np.asarray(REASON_CODES, dtype=object)[plan.code[dropped]]
-        text = pd.Series(cand_raw.take(pa.array(at)).to_pylist(), dtype=object)
-        rejected.write(rows, why, split_raw(text, len(headers)))
+        _reject_duplicates(stage, plan, len(headers), rejected, dropped_from)
     report.rows_duplicate = plan.exact + plan.by_id
     if plan.exact:
         report.rejected_by_reason["duplicate row"] += plan.exact
@@ -785,22 +793,22 @@ def _id_hash(ids: pa.Array) -> np.ndarray:
 
 def _dedupe(
     stage: _Stage, contract: Contract
-) -> tuple[DedupePlan, np.ndarray, np.ndarray, pa.Array]:
-    """The whole-file dedupe plan from the staged rows.
+) -> tuple[DedupePlan, tuple[np.ndarray, pa.Table] | None]:
+    """The whole-file dedupe plan (over stage positions) from the staged rows; and, when
+    they are few, the candidates' stage positions and rows (see :func:`_candidate_hashes`).
 
     Reads the customer ids (one column at a time) and finds the candidate rows whose id
     (customer tables) or ``_key`` (transaction tables) repeats. Only those can be
-    duplicates, so only their raw text is joined and hashed (exact duplicates share
-    :func:`custseg.cleaning.row_hash`) and only their recency / missing counts are kept.
-    Memory: the ids as Arrow text while they are encoded, then ~6 bytes per row.
-
-    Returns the plan (over stage positions), the candidates' stage positions and row
-    numbers, and their joined raw text.
+    duplicates, so only their raw text is hashed, one staged batch at a time (exact
+    duplicates share :func:`custseg.cleaning.row_hash`), and only their hashes, recency
+    and missing counts are kept. Memory: a chunk, plus ~40 bytes per row however many
+    rows repeat (the ids of a transaction table as Arrow text while they are encoded).
     """
     id_name = contract.id_column.name
     valid = stage.valid
     total = len(valid)
-    staged_pos = np.flatnonzero(valid)  # the valid rows' positions in the stage
+    # positions as int32 below 2**31 rows: 4 bytes a row less for each array of them
+    staged_pos = np.flatnonzero(valid).astype(_pos_type(total))  # valid rows in the stage
     n = len(staged_pos)
     if contract.is_transactions:
         # ids repeat (one per customer): a dictionary of the distinct ids is small
@@ -810,47 +818,16 @@ def _dedupe(
         codes, null_code = id_codes(ids)
         del ids
         key = stage.read(["_key"]).column(0).to_numpy()[staged_pos]
-        cand = np.flatnonzero(repeated(key))  # positions among the valid rows
+        cand = np.flatnonzero(repeated(key)).astype(staged_pos.dtype)  # among the valid rows
         del key
     else:
-        # ids are mostly unique: find the repeated ones by a 64-bit hash (8 bytes a row,
-        # no hash table of millions of strings), then encode only those ids exactly
-        hashed = np.concatenate(
-            [_id_hash(b.column(0)) for b in stage.batches([id_name])]
-            or [np.empty(0, dtype=np.uint64)]
-        )[staged_pos]
-        cand = np.flatnonzero(repeated(hashed))
-        del hashed
-        cand_codes, null_code = id_codes(stage.gather(id_name, staged_pos[cand]))
-        distinct = int(cand_codes.max()) + 1 if cand.size else 0
-        codes = np.empty(n, dtype=np.int64)
-        others = np.ones(n, dtype=bool)
-        others[cand] = False
-        codes[others] = distinct + np.arange(n - cand.size)
-        codes[cand] = cand_codes
+        codes, cand, null_code = _customer_codes(stage, id_name, staged_pos, total)
     cand_stage = staged_pos[cand]
 
     def at_cand(name: str) -> np.ndarray:
         return stage.gather(name, cand_stage).to_numpy(zero_copy_only=False)
 
-    cand_rows = at_cand("_row") if cand.size else np.empty(0, dtype=np.int64)
-    cand_raw = pa.array([], pa.large_string())
-    cand_hash = np.empty(0, dtype=np.uint64)
-    if cand.size:
-        hit_all = np.zeros(total, dtype=bool)
-        hit_all[cand_stage] = True
-        parts: list[pa.Array] = []
-        offset = 0
-        raw_cols = stage.raw_columns()
-        for batch in stage.batches(raw_cols):
-            hit = hit_all[offset : offset + batch.num_rows]
-            offset += batch.num_rows
-            if hit.any():
-                table = pa.Table.from_batches([batch]).filter(pa.array(hit))
-                parts.append(table.column(0).combine_chunks() if raw_cols == ["_raw"] else
-                             join_raw(table))  # fmt: skip
-        cand_raw = pa.concat_arrays(parts)
-        cand_hash = row_hash(cand_raw)
+    cand_hash, cand_table = _candidate_hashes(stage, cand_stage, total)
     order_by = contract.dedupe_order_by
     order = None
     if cand.size and order_by and order_by in stage.schema.names and not contract.is_transactions:
@@ -872,7 +849,154 @@ def _dedupe(
         plan = DedupePlan(
             keep=keep, code=code, exact=plan.exact, by_id=plan.by_id, customers=plan.customers
         )
-    return plan, cand_stage, cand_rows, cand_raw
+    return plan, (cand_stage, cand_table) if cand_table is not None else None
+
+
+def _release_memory() -> None:
+    """Hand the memory Arrow's allocator keeps for reuse back to the system: after pass 1
+    it holds ~200 MB of freed chunks, which the per-row arrays of the dedupe would
+    otherwise come on top of."""
+    pa.default_memory_pool().release_unused()
+
+
+def _pos_type(rows: int) -> type[np.signedinteger[Any]]:
+    return np.int32 if rows < 2**31 else np.int64
+
+
+def _customer_codes(
+    stage: _Stage, id_name: str, staged_pos: np.ndarray, total: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Id codes of the valid rows of a customer table, the positions (among them) of
+    the rows whose id repeats, and the code of a missing id (-1: none).
+
+    Ids are mostly unique: the repeated ones are found by a 64-bit hash (8 bytes a row,
+    no hash table of millions of strings); only those get a second, independent 64-bit
+    hash, and equal ids are those equal in both (128 bits: a collision is less likely
+    than a disk error). Every other row gets a code of its own. Memory: ~30 bytes a row
+    however many ids repeat, never the ids' text.
+    """
+    hashed = np.empty(total, dtype=np.uint64)
+    offset = 0
+    for batch in stage.batches([id_name]):
+        hashed[offset : offset + batch.num_rows] = _id_hash(batch.column(0))
+        offset += batch.num_rows
+    if len(staged_pos) != total:
+        hashed = hashed[staged_pos]
+    cand = np.flatnonzero(repeated(hashed)).astype(staged_pos.dtype)
+    first = hashed[cand]
+    del hashed
+    second, nulls = _second_id_hash(stage, id_name, staged_pos[cand], total)
+    order = np.lexsort((second, first))
+    starts = np.ones(cand.size, dtype=bool)
+    starts[1:] = (first[order][1:] != first[order][:-1]) | (second[order][1:] != second[order][:-1])
+    del first, second
+    cand_codes = np.empty(cand.size, dtype=staged_pos.dtype)
+    cand_codes[order] = np.cumsum(starts, dtype=staged_pos.dtype) - 1
+    del order, starts
+    null_code = int(cand_codes[nulls[0]]) if nulls.size else -1
+    n = len(staged_pos)
+    distinct = int(cand_codes.max()) + 1 if cand.size else 0
+    codes = np.empty(n, dtype=_pos_type(n + distinct))
+    others = np.ones(n, dtype=bool)
+    others[cand] = False
+    codes[others] = np.arange(distinct, distinct + n - cand.size, dtype=codes.dtype)
+    codes[cand] = cand_codes
+    return codes, cand, null_code
+
+
+def _second_id_hash(
+    stage: _Stage, id_name: str, positions: np.ndarray, total: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A hash of the ids at the sorted stage ``positions`` independent of
+    :func:`_id_hash` (pandas' keyed SipHash), one staged batch at a time; and which of
+    those positions hold a missing id."""
+    out = np.empty(positions.size, dtype=np.uint64)
+    nulls: list[np.ndarray] = []
+    done = 0
+    offset = 0
+    for batch in stage.batches([id_name]):
+        lo, hi = np.searchsorted(positions, [offset, offset + batch.num_rows])
+        if hi > lo:
+            ids = batch.column(0).take(pa.array(positions[lo:hi] - offset))
+            values = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+            out[done : done + hi - lo] = pd.util.hash_array(values, hash_key="custseg-id-hash2")
+            nulls.append(done + np.flatnonzero(to_np_bool(ids.is_null())))
+            done += hi - lo
+        offset += batch.num_rows
+    return out, np.concatenate(nulls) if nulls else np.empty(0, dtype=np.int64)
+
+
+_KEEP_RAW_BYTES = 64 << 20  # candidates' raw text kept for rejected_rows.csv up to this
+
+
+def _candidate_hashes(
+    stage: _Stage, cand_stage: np.ndarray, total: int
+) -> tuple[np.ndarray, pa.Table | None]:
+    """:func:`custseg.cleaning.row_hash` of the raw text of the staged rows at the sorted
+    positions ``cand_stage``, joined and hashed one staged batch at a time; and those
+    rows (``_row`` and raw text) when they take at most 64 MiB, so that the usual few
+    duplicates are written without reading the stage again (None: more)."""
+    if not cand_stage.size:
+        return np.empty(0, dtype=np.uint64), None
+    hit_all = np.zeros(total, dtype=bool)
+    hit_all[cand_stage] = True
+    hashes: list[np.ndarray] = []
+    kept: list[pa.Table] | None = []
+    kept_bytes = 0
+    offset = 0
+    raw_cols = stage.raw_columns()
+    for batch in stage.batches(["_row", *raw_cols]):
+        hit = hit_all[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        if hit.any():
+            table = pa.Table.from_batches([batch]).filter(pa.array(hit))
+            raw = table.select(raw_cols)
+            joined = raw.column(0).combine_chunks() if raw_cols == ["_raw"] else join_raw(raw)
+            hashes.append(row_hash(joined))
+            kept_bytes += table.nbytes
+            if kept is not None and kept_bytes <= _KEEP_RAW_BYTES:
+                kept.append(table)
+            else:
+                kept = None  # too many: written from the stage again
+    return np.concatenate(hashes), pa.concat_tables(kept) if kept else None
+
+
+def _reject_duplicates(
+    stage: _Stage,
+    plan: DedupePlan,
+    width: int,
+    rejected: _RejectedWriter,
+    kept: tuple[np.ndarray, pa.Table] | None,
+) -> None:
+    """Write the rows the dedupe dropped to ``rejected_rows.csv`` with their original
+    text, in file order: from ``kept`` (the candidates' stage positions and rows, see
+    :func:`_candidate_hashes`) when given, else one staged batch at a time."""
+    raw_cols = stage.raw_columns()
+    if kept is not None:
+        cand_stage, table = kept
+        dropped = np.flatnonzero(plan.code > 0)
+        at = np.searchsorted(cand_stage, dropped)  # every dropped row is a candidate
+        _write_dropped(table.take(pa.array(at)), plan.code[dropped], raw_cols, width, rejected)
+        return
+    offset = 0
+    for batch in stage.batches(["_row", *raw_cols]):
+        code = plan.code[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        where = np.flatnonzero(code > 0)
+        if where.size:
+            taken = pa.Table.from_batches([batch]).take(pa.array(where))
+            _write_dropped(taken, code[where], raw_cols, width, rejected)
+
+
+def _write_dropped(
+    taken: pa.Table, code: np.ndarray, raw_cols: list[str], width: int, rejected: _RejectedWriter
+) -> None:
+    why = np.asarray(REASON_CODES, dtype=object)[code]
+    if raw_cols == ["_raw"]:
+        raw = split_raw(pd.Series(taken.column("_raw").to_pylist(), dtype=object), width)
+    else:
+        raw = taken.select(raw_cols).to_pandas()
+    rejected.write(taken.column("_row").to_numpy(), why, raw)
 
 
 def _report_cleaning(

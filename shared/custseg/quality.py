@@ -36,9 +36,14 @@ FILE_ERROR_CODES = (
     "duplicate_header",  # two headers map to one canonical column (or are equal)
     "parse_error",  # the CSV parser gave up mid-file
     "no_valid_rows",  # every data row was rejected
+    "too_large",  # above a size limit: the upload, or a gzip's decompressed size / ratio
+    "header_too_wide",  # the header has more columns or bytes than the limit
+    "row_too_long",  # a line is longer than the limit
+    "mixed_encoding",  # some lines UTF-8, others another code page
 )
 
 MAX_ROW_ERRORS = 50
+MAX_FILE_ERRORS = 20  # file-level errors kept in full; the rest are counted by code
 EXAMPLE_CHARS = 20
 
 
@@ -104,6 +109,7 @@ class QualityReport:
     decimal_separators: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    error_counts: Counter[str] = field(default_factory=Counter)  # every file-level error
     file_errors: list[str] = field(default_factory=list)
     row_errors: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -113,9 +119,16 @@ class QualityReport:
     def file_error(
         self, code: str, message: str, row: int | None = None, column: str | None = None
     ) -> None:
-        """Record a file-level failure (the file is then rejected)."""
-        full = f"{self.source}: {message}"
-        self.errors.append({"code": code, "message": full, "row": row, "column": column})
+        """Record a file-level failure (the file is then rejected).
+
+        The first :data:`MAX_FILE_ERRORS` are kept in full; every one is counted by code
+        (``error_counts``), so a flood of errors (a header of 100,000 equal names) keeps
+        the report small.
+        """
+        self.error_counts[code] += 1
+        if len(self.errors) < MAX_FILE_ERRORS:
+            full = f"{self.source}: {message}"
+            self.errors.append({"code": code, "message": full, "row": row, "column": column})
         if code not in self.file_errors:
             self.file_errors.append(code)
         self.status = "rejected"
@@ -136,6 +149,11 @@ class QualityReport:
             self.row_errors.append(
                 {"row": int(row), "column": column, "reason": reason, "message": msg}
             )
+
+    @property
+    def errors_omitted(self) -> int:
+        """File-level errors counted but not kept in ``errors``."""
+        return sum(self.error_counts.values()) - len(self.errors)
 
     def check_invariant(self) -> None:
         """Raise AssertionError when the row accounting does not add up (a bug)."""
@@ -179,6 +197,8 @@ class QualityReport:
             "decimal_separators": dict(self.decimal_separators),
             "warnings": list(self.warnings),
             "errors": list(self.errors),
+            "errors_omitted": self.errors_omitted,
+            "error_counts": dict(sorted(self.error_counts.items())),
             "file_errors": list(self.file_errors),
             "row_errors": list(self.row_errors),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
@@ -207,6 +227,12 @@ class QualityReport:
             )
         for err in self.errors[1:]:
             lines.append(f"error: {err['message']}")
+        if self.errors_omitted:
+            counts = ", ".join(f"{code} {n:,}" for code, n in self.error_counts.most_common())
+            lines.append(
+                f"error: ... and {self.errors_omitted:,} more file-level errors not listed "
+                f"(all {sum(self.error_counts.values()):,} by code: {counts})"
+            )
         if self.rows_rejected:
             lines.append(
                 f"rejected: {self.rows_invalid:,} invalid, {self.rows_duplicate:,} duplicate, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,30 @@ def test_an_invalid_dataset_contract_rejects_the_file_with_a_report(
     error = next(k for k in keys if k.endswith("error.json"))
     report = json.loads(s3.get_object(Bucket=stack.data_bucket, Key=error)["Body"].read())
     assert report["file_errors"] == ["bad_contract"]
+
+
+def test_gzip_expanding_beyond_the_limit_ends_in_a_rejection_report(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Measured while decompressing: the 40 KB upload passes MaxInputMiB, its 3 MB of
+    rows do not pass MaxDecompressedMiB; the function finishes (no retry, no DLQ)."""
+    monkeypatch.setenv("MAX_DECOMPRESSED_MIB", "1")
+    runtime.reset()
+    body = b"customer_id,age\n" + b"".join(b"C%07d,%d\n" % (i, 20 + i % 50) for i in range(250_000))
+    upload = tmp_path / "big.csv.gz"
+    upload.write_bytes(gzip.compress(body))
+    stack.upload(upload, "incoming/telco/big.csv.gz")
+    invocations = stack.drain()
+    assert [(i.function, i.error) for i in invocations] == [("IngestFunction", None)]
+    outcome = invocations[0].result["results"][0]
+    assert outcome["status"] == "rejected"
+    assert "decompresses to more than 1 MiB (MaxDecompressedMiB)" in outcome["message"]
+    s3 = stack.client("s3")
+    listed = s3.list_objects_v2(Bucket=stack.data_bucket, Prefix="rejected/telco/")
+    keys = [o["Key"] for o in listed["Contents"]]
+    assert any(k.endswith("/original/big.csv.gz") for k in keys)
+    error = next(k for k in keys if k.endswith("error.json"))
+    report = json.loads(s3.get_object(Bucket=stack.data_bucket, Key=error)["Body"].read())
+    assert report["file_errors"] == ["too_large"]
+    clean = s3.list_objects_v2(Bucket=stack.data_bucket, Prefix="clean/").get("Contents", [])
+    assert [o["Key"] for o in clean if not o["Key"].endswith("/folder.json")] == []

@@ -309,3 +309,86 @@ def test_clean_data_is_parts_of_consecutive_rows(
     assert split.report.duplicates == whole.report.duplicates
     rows = read_clean(split.clean_path).column("_row").to_numpy()
     assert (rows[1:] > rows[:-1]).all()  # the upload's order
+
+
+# ---- bounded memory whatever the file holds ---------------------------------------------
+
+
+def test_flood_of_header_errors_keeps_the_first_20_and_counts_all(tmp_path: Path) -> None:
+    from custseg.ingest import ingest_file
+
+    src = tmp_path / "dup.csv"
+    src.write_text("customer_id," + ",".join(["age"] * 5000) + "\n" + "1," * 5000 + "1\n")
+    result = ingest_file(src, tmp_path / "out", source_name="dup.csv", dataset="d", run_id="r")
+    report = json.loads(result.report_json_path.read_text())
+    assert report["status"] == "rejected"
+    assert len(report["errors"]) == 20
+    assert report["error_counts"] == {"duplicate_header": 4999}
+    assert report["errors_omitted"] == 4979
+    text = result.report_text_path.read_text()
+    assert "and 4,979 more file-level errors not listed (all 4,999 by code: " in text
+
+
+def _twice(path: Path, customers: int) -> None:
+    """Every customer twice: the second copy exact for even ids, a year older for odd."""
+    rows = [f"C{i:07d},{20 + i % 50},{i % 100}" for i in range(customers)]
+    again = [f"C{i:07d},{20 + i % 50 + i % 2},{i % 100}" for i in range(customers)]
+    path.write_text("customer_id,age,spending_score\n" + "\n".join(rows + again) + "\n")
+
+
+@pytest.mark.parametrize("customers", [3_000, 12_000])
+def test_duplicates_handled_one_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customers: int
+) -> None:
+    """Raw text of duplicates is hashed and written per chunk, never all at once: the
+    largest structure of row text is the same for 6,000 rows as for 24,000. (Up to
+    64 MiB of it is kept from hashing to writing; 16 KiB here.)"""
+    import custseg.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_KEEP_RAW_BYTES", 16 << 10)
+
+    biggest = {"hashed": 0, "written": 0}
+    hash_rows, write_rows = ingest_module.row_hash, ingest_module._RejectedWriter.write
+
+    def spy_hash(joined: pa.Array) -> np.ndarray:
+        biggest["hashed"] = max(biggest["hashed"], len(joined))
+        return hash_rows(joined)
+
+    def spy_write(self, rows: np.ndarray, reasons: np.ndarray, raw: pd.DataFrame) -> None:
+        biggest["written"] = max(biggest["written"], len(rows))
+        write_rows(self, rows, reasons, raw)
+
+    monkeypatch.setattr(ingest_module, "row_hash", spy_hash)
+    monkeypatch.setattr(ingest_module._RejectedWriter, "write", spy_write)
+    src = tmp_path / "twice.csv"
+    _twice(src, customers)
+    result = ingest_module.ingest_file(
+        src, tmp_path / "out", source_name="t.csv", dataset="d", run_id="r", chunk_rows=1000
+    )
+    assert result.status == "accepted"
+    assert result.report.rows_kept == customers
+    assert result.report.duplicates == {"exact": customers // 2, "by_id": customers // 2}
+    assert 0 < max(biggest.values()) <= 1000  # one chunk, whatever the file
+    rejected = _rejected(result)
+    assert len(rejected) == customers
+    assert rejected["row"].astype(int).is_monotonic_increasing  # in file order
+    kept = _clean(result)
+    odd = kept[kept["customer_id"] == "C0000001"]
+    assert odd["age"].tolist() == [22.0]  # the later row of a repeated id
+    monkeypatch.undo()  # the candidates' text kept in memory: the same rejected rows
+    whole = ingest_module.ingest_file(
+        src, tmp_path / "whole", source_name="t.csv", dataset="d", run_id="r", chunk_rows=1000
+    )
+    assert _rejected(whole).equals(rejected)
+
+
+def test_polish_cp1250_file_reads_lodz(tmp_path: Path) -> None:
+    from custseg.ingest import ingest_file
+
+    text = "customer_id,city,age\nC1,Łódź,30\nC2,Kraków,41\nC3,Gdańsk,52\nC4,Wrocław,28\n"
+    src = tmp_path / "pl.csv"
+    src.write_bytes(text.encode("cp1250"))
+    result = ingest_file(src, tmp_path / "out", source_name="pl.csv", dataset="d", run_id="r")
+    assert result.status == "accepted"
+    assert result.report.format["encoding"] == "cp1250"
+    assert _clean(result)["city"].tolist() == ["łódź", "kraków", "gdańsk", "wrocław"]

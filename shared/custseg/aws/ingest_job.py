@@ -312,6 +312,7 @@ def run_ingest(
             upload_time=run_ts,
             future_tolerance=settings.future_tolerance,
             date_floor=settings.date_floor,
+            limits=settings.read_limits,
         )
         report = result.report.to_dict()
         outcome = IngestOutcome(

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from custseg.reading import MIB, ReadLimits
+
 
 def _env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
@@ -32,6 +34,7 @@ class Settings:
     # plausible dates: none after the upload time plus this, none before the floor
     future_tolerance: dt.timedelta = dt.timedelta(hours=24)
     date_floor: dt.date = dt.date(1900, 1, 1)
+    read_limits: ReadLimits = field(default_factory=ReadLimits)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,7 +54,27 @@ class Settings:
             thresholds=thresholds,
             future_tolerance=dt.timedelta(hours=float(_env("FUTURE_DATE_TOLERANCE_HOURS", "24"))),
             date_floor=dt.date.fromisoformat(_env("DATE_FLOOR", "1900-01-01")),
+            read_limits=_read_limits(),
         )
+
+
+def _read_limits() -> ReadLimits:
+    """What one upload may hold (stack parameters MaxDecompressedMiB, MaxCompressionRatio,
+    MaxColumns, MaxHeaderKiB, MaxRowMiB); defaults those of :class:`ReadLimits`."""
+    default = ReadLimits()
+    return ReadLimits(
+        max_decompressed_bytes=int(
+            float(_env("MAX_DECOMPRESSED_MIB", str(default.max_decompressed_bytes / MIB))) * MIB
+        ),
+        max_compression_ratio=float(
+            _env("MAX_COMPRESSION_RATIO", str(default.max_compression_ratio))
+        ),
+        max_columns=int(_env("MAX_COLUMNS", str(default.max_columns))),
+        max_header_bytes=int(
+            float(_env("MAX_HEADER_KIB", str(default.max_header_bytes / 1024))) * 1024
+        ),
+        max_row_bytes=int(float(_env("MAX_ROW_MIB", str(default.max_row_bytes / MIB))) * MIB),
+    )
 
 
 # Environment variables the code reads (checked against the template by a test).
@@ -66,6 +89,11 @@ ENV_VARS = (
     "CHUNK_ROWS",
     "FUTURE_DATE_TOLERANCE_HOURS",
     "DATE_FLOOR",
+    "MAX_DECOMPRESSED_MIB",
+    "MAX_COMPRESSION_RATIO",
+    "MAX_COLUMNS",
+    "MAX_HEADER_KIB",
+    "MAX_ROW_MIB",
     "DRIFT_PSI_WATCH",
     "DRIFT_PSI_RETRAIN",
     "POWERTOOLS_SERVICE_NAME",

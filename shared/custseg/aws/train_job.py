@@ -255,6 +255,7 @@ def run_train_on_upload(
             chunk_rows=settings.chunk_rows,
             future_tolerance=settings.future_tolerance,
             date_floor=settings.date_floor,
+            limits=settings.read_limits,
         )
         if result.status != "accepted" or result.clean_path is None:
             return TrainOutcome(
