@@ -207,10 +207,10 @@ def train_champion(csv: Path, train_rows: int, work: Path) -> Path:
 import sys
 from pathlib import Path
 import pyarrow.parquet as pq
-from custseg.artifact import dump_artifact
-from custseg.features import build_features
-from custseg.ingest import ingest_file
-from custseg.training import train_model
+from custseg.model.artifact import dump_artifact
+from custseg.features.build import build_features
+from custseg.ingest.pipeline import ingest_file
+from custseg.model.training import train_model
 src, rows, work = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 sample = work / "train_sample.csv"
 with src.open("rb") as fin, sample.open("wb") as fout:
@@ -325,10 +325,10 @@ def child_function(role: str, endpoint: str, artifact_dir: str) -> None:
     function, prints its measurements.
     """
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "custseg-bench")
-    from custseg.artifact import sign_metadata
     from custseg.aws.signing import KmsSigner
     from custseg.layout import champion_key, model_prefix
     from custseg.local.stack import LocalStack
+    from custseg.model.artifact import sign_metadata
 
     logical = {"ingest": "IngestFunction", "score": "ScoreFunction"}[role]
     t_init = time.perf_counter()
@@ -368,7 +368,7 @@ def child_function(role: str, endpoint: str, artifact_dir: str) -> None:
                 if isinstance(arg, dict) and "score" in arg:
                     score_timings.update({str(k): float(v) for k, v in arg.items()})
 
-    scoring_log = logging.getLogger("custseg.scoring")
+    scoring_log = logging.getLogger("custseg.scoring.score")
     scoring_log.addHandler(_Grab())
     scoring_log.setLevel(logging.INFO)
     scoring_log.propagate = False
@@ -595,8 +595,8 @@ def run_bare(csv: Path, artifact_dir: Path, work: Path) -> dict[str, Any]:
 def child_cold(endpoint: str, artifact_dir: str) -> None:
     import boto3
 
-    from custseg.artifact import sign_metadata
     from custseg.aws.signing import KmsSigner
+    from custseg.model.artifact import sign_metadata
 
     s3 = s3_client(endpoint)
     meta = json.loads(Path(artifact_dir, "metadata.json").read_text())

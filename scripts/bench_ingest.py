@@ -84,7 +84,7 @@ def make_csv(path: Path, rows: int, seed: int) -> None:
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from custseg.ingest import ingest_file
+from custseg.ingest.pipeline import ingest_file
 src, out, chunk = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 def usage():
     # VmHWM is this process's own peak (ru_maxrss can carry the parent's across exec)

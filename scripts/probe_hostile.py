@@ -9,7 +9,7 @@ within its memory:
 - ``long_header.csv``: one 200 MB line with no line end (a header that never ends).
 
 Each file is ingested by ``ingest_file`` in a fresh child process with the stack's
-default limits (:class:`custseg.reading.ReadLimits`); the child's peak RSS
+default limits (:class:`custseg.ingest.reading.ReadLimits`); the child's peak RSS
 (``resource.getrusage``), wall time, status and file-level error codes are printed, one
 line per file. ``--scale 0.1`` builds every file at a tenth of its size.
 
@@ -112,7 +112,7 @@ def make_long_header(path: Path, total: int) -> None:
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from custseg.ingest import ingest_file
+from custseg.ingest.pipeline import ingest_file
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 t = time.perf_counter()
 res = ingest_file(src, out, source_name=src.name, dataset="probe", run_id="probe")

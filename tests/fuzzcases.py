@@ -1,6 +1,6 @@
 """Malformed CSV files for fuzzing ``ingest_file``, and the properties every run must keep.
 
-Shared by ``tests/unit/test_ingest_fuzz.py`` (hypothesis draws ``(seed, kind)``) and
+Shared by ``tests/unit/ingest/test_ingest_fuzz.py`` (hypothesis draws ``(seed, kind)``) and
 ``scripts/fuzz.py`` (a longer campaign). A case is fully determined by its seed and kind,
 so ``build_case(seed, kind)`` reproduces it anywhere.
 
@@ -402,8 +402,8 @@ UPLOAD_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # one upload time: reasons
 
 def check_case(case: FuzzCase, work: Path) -> None:
     """Ingest ``case`` under ``work`` and assert every property; AssertionError if not."""
-    from custseg.clean_data import read_clean
-    from custseg.ingest import ingest_file
+    from custseg.dataset.clean_data import read_clean
+    from custseg.ingest.pipeline import ingest_file
 
     work.mkdir(parents=True, exist_ok=True)
     src = work / case.name

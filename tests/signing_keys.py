@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from custseg.signing import Signature
+from custseg.model.signing import Signature
 
 ALGORITHM = "HMAC_SHA_256"
 
 
 class TestKey:
-    """Signs and verifies with one secret (both protocols of :mod:`custseg.signing`)."""
+    """Signs and verifies with one secret (both protocols of :mod:`custseg.model.signing`)."""
 
     __test__ = False  # not a pytest test class
 

@@ -10,9 +10,9 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Eve
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from custseg.artifact import limit_blas_threads, warm_up
 from custseg.aws import runtime
 from custseg.aws.score_job import run_score
+from custseg.model.artifact import limit_blas_threads, warm_up
 
 # Every invocation loads a model (scikit-learn, scipy) and scores (the scoring core):
 # import them in Lambda's init phase, once per execution environment, not in the first
@@ -20,7 +20,7 @@ from custseg.aws.score_job import run_score
 # start stays short.)
 warm_up()
 # ...and keep BLAS to one thread: this function runs its own threads (see
-# custseg.artifact.limit_blas_threads for why and what it saves)
+# custseg.model.artifact.limit_blas_threads for why and what it saves)
 limit_blas_threads(1)
 
 logger = Logger()

@@ -48,7 +48,7 @@ def _contract(path: str | None) -> Any:
     :class:`UsageError` naming the file and what is wrong with it."""
     if path is None:
         return None
-    from custseg.contracts import load_contract
+    from custseg.ingest.contracts import load_contract
 
     file = Path(path)
     if not file.is_file():
@@ -62,7 +62,7 @@ def _contract(path: str | None) -> Any:
 
 
 def contract_problem(exc: ValueError) -> str:
-    """What :func:`custseg.contracts.load_contract`'s error says, on one line."""
+    """What :func:`custseg.ingest.contracts.load_contract`'s error says, on one line."""
     import pydantic
     import yaml
 
@@ -114,7 +114,7 @@ def _as_of(raw: str | None) -> dt.date | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from custseg.ingest import ingest_file
+    from custseg.ingest.pipeline import ingest_file
 
     path = _input_file(args.input)
     dataset, contract = _dataset_from(path, args.dataset), _contract(args.contract)
@@ -135,11 +135,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from custseg.artifact import dump_artifact
-    from custseg.clean_data import read_clean
-    from custseg.features import build_features
-    from custseg.ingest import ingest_file
-    from custseg.training import train_model
+    from custseg.dataset.clean_data import read_clean
+    from custseg.features.build import build_features
+    from custseg.ingest.pipeline import ingest_file
+    from custseg.model.artifact import dump_artifact
+    from custseg.model.training import train_model
 
     path = _input_file(args.input)
     dataset, contract = _dataset_from(path, args.dataset), _contract(args.contract)
@@ -277,10 +277,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from custseg.artifact import ArtifactError
     from custseg.aws import registry
     from custseg.aws.s3 import S3_CONFIG, ObjectStore
     from custseg.aws.signing import KmsVerifier
+    from custseg.model.artifact import ArtifactError
 
     store = ObjectStore(boto3.client("s3", endpoint_url=args.endpoint_url, config=S3_CONFIG))
     if args.action == "list":

@@ -24,7 +24,7 @@ def error_site(exc: BaseException) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
-    """``ArrowInvalid at custseg/clean_data.py:42 in read_clean``: type and site only."""
+    """``ArrowInvalid at custseg/dataset/clean_data.py:42 in read_clean``: type and site only."""
     return f"{type(exc).__name__} at {error_site(exc)}"
 
 

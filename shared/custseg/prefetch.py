@@ -2,7 +2,7 @@
 
 The ingest's first pass alternates between parsing a CSV chunk (Arrow's reader) and
 validating it (Arrow and numpy; staging it and folding it into the statistics happen on
-a third thread, see ``custseg.ingest``). Both release the GIL, so on two cores (a Lambda
+a third thread, see ``custseg.ingest.pipeline``). Both release the GIL, so on two cores (a Lambda
 function from 3,538 MB of memory) they overlap: the ingest's core time fell from 1.95 to
 1.69 s at 1M customers. (The scoring loop gained nothing from it: its writer thread
 already keeps the second core busy.) Memory grows by at most ``depth`` chunks.

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from custseg.artifact import sign_metadata
 from custseg.aws.runs import order_key
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.signing import KmsSigner
 from custseg.layout import MANIFEST, RESULT_FILES
+from custseg.model.artifact import sign_metadata
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MALL = FIXTURES / "mall_customers.csv"

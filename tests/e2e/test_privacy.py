@@ -42,8 +42,8 @@ from support import (
 from custseg.aws import registry
 from custseg.aws.signing import KmsSigner
 from custseg.layout import MODELS, RESULT_FILES
-from custseg.outputs import FORMULA_PREFIXES
-from custseg.signing import SIGNATURE_FIELD, signed_digest
+from custseg.model.signing import SIGNATURE_FIELD, signed_digest
+from custseg.scoring.outputs import FORMULA_PREFIXES
 
 N = 150
 ARTIFACT_FILES = ("model.joblib", "metadata.json")

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from custseg.artifact import ArtifactError, UnsignedArtifactError
 from custseg.aws import registry
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.signing import KmsSigner, KmsVerifier
 from custseg.cli import main
-from custseg.signing import SIGNATURE_FIELD, signed_digest
+from custseg.model.artifact import ArtifactError, UnsignedArtifactError
+from custseg.model.signing import SIGNATURE_FIELD, signed_digest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -13,7 +13,7 @@ import pytest
 from custseg.aws import runs as runs_module
 from custseg.aws.runs import RunFile, download_clean_data, upload_run_file
 from custseg.aws.s3 import ObjectStore
-from custseg.clean_data import read_clean
+from custseg.dataset.clean_data import read_clean
 
 BUCKET = "custseg-test-bucket"  # the bucket of the `store` fixture (conftest.py)
 

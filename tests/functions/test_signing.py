@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from custseg.aws.signing import ALGORITHM, KmsSigner, KmsVerifier
-from custseg.signing import Signature
+from custseg.model.signing import Signature
 
 
 @pytest.fixture

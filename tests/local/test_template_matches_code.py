@@ -128,7 +128,7 @@ def recorded_calls() -> list[AwsCall]:
 
     with mock_aws():
         stack = LocalStack().create()
-        stack.put_contract("mall", REPO / "shared/custseg/contracts/customers.yaml")
+        stack.put_contract("mall", REPO / "shared/custseg/ingest/contracts/customers.yaml")
         stack.upload(FIXTURES / "mall_customers.csv", "incoming/mall/mall.csv")
         stack.upload(FIXTURES / "header_only.csv", "incoming/mall/empty.csv")
         stack.upload(FIXTURES / "duplicates.csv", "incoming/dupes/dupes.csv")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from custseg.ingest import IngestResult, ingest_file
+from custseg.ingest.pipeline import IngestResult, ingest_file
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -141,24 +141,24 @@ def test_a_bad_dataset_name_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
 def test_ctrl_c_anywhere_exits_130_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import custseg.ingest
+    import custseg.ingest.pipeline
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(custseg.ingest, "ingest_file", interrupted)
+    monkeypatch.setattr(custseg.ingest.pipeline, "ingest_file", interrupted)
     _fails(["validate", MALL], capsys, 130, "custseg: interrupted")
 
 
 def test_an_unexpected_error_is_one_line_and_its_traceback_only_on_request(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import custseg.ingest
+    import custseg.ingest.pipeline
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full\nwhile writing")
 
-    monkeypatch.setattr(custseg.ingest, "ingest_file", broken)
+    monkeypatch.setattr(custseg.ingest.pipeline, "ingest_file", broken)
     monkeypatch.delenv("CUSTSEG_DEBUG", raising=False)
     _fails(["validate", MALL], capsys, 1, "custseg: OSError: disk full while writing")
     monkeypatch.setenv("CUSTSEG_DEBUG", "1")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from custseg.clean_data import read_clean
-from custseg.contracts import builtin_contract, normalise_header
+from custseg.dataset.clean_data import read_clean
+from custseg.ingest.contracts import builtin_contract, normalise_header
 from custseg.local.demo_data import (
     CUSTOMER_CANONICAL,
     CUSTOMER_HEADERS,
@@ -137,7 +137,7 @@ def test_formula_cell_is_quoted_like_a_spreadsheet_would(demo: tuple[Path, Path]
 def test_ingest_accepts_both_files_and_counts_the_dirt(
     demo: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    ingest = pytest.importorskip("custseg.ingest")
+    ingest = pytest.importorskip("custseg.ingest.pipeline")
     customers, orders = demo
     res = ingest.ingest_file(
         customers, tmp_path / "c", source_name="customers.csv", dataset="demo", run_id="t"

@@ -41,7 +41,7 @@ def test_clean_data_names_are_the_parts_in_order_or_the_one_file_of_before() -> 
     assert layout.clean_data_names(names) == ["data/part-00000.parquet", "data/part-00001.parquet"]
     assert layout.clean_data_names(["data.parquet", "quality.json"]) == ["data.parquet"]
     assert layout.clean_data_names(["quality.json"]) == []
-    # one naming rule for the manifest's names and the local files (custseg.clean_data)
+    # one naming rule for the manifest's names and the local files (custseg.dataset.clean_data)
     assert layout.is_clean_part_name(layout.clean_part_name(12))
     assert not layout.is_clean_part_name("part-1.parquet.tmp")
 

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from custseg.aws import bus
-from custseg.outputs import ASSIGNMENT_COLUMNS
-from custseg.quality import QualityReport
+from custseg.ingest.quality import QualityReport
+from custseg.scoring.outputs import ASSIGNMENT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -39,7 +39,7 @@ def test_every_published_event_is_documented() -> None:
 
 
 def test_every_metric_section_is_documented() -> None:
-    from custseg.metrics import METRIC_DOCS
+    from custseg.scoring.metrics import METRIC_DOCS
 
     for key in METRIC_DOCS:
         top = re.split(r"[.<]", key)[0]

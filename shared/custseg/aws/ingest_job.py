@@ -17,9 +17,9 @@ from typing import Any
 from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
 from custseg.aws.s3 import ObjectStore, PreconditionFailed
 from custseg.aws.settings import Settings
-from custseg.clean_data import clean_parts
-from custseg.contracts import Contract, load_contract
-from custseg.ingest import ingest_file
+from custseg.dataset.clean_data import clean_parts
+from custseg.ingest.contracts import Contract, load_contract
+from custseg.ingest.pipeline import ingest_file
 from custseg.layout import (
     CLEAN_DATA_DIR,
     LayoutError,

@@ -6,7 +6,7 @@ champions, so rolling back is moving the pointer to an earlier version.
 
 Every version is signed when it is saved (the training function's ``Signer``), and checked
 against the trusted key before it is loaded and before the pointer is moved to it
-(:func:`custseg.artifact.verify_artifact`): a version someone wrote into the bucket
+(:func:`custseg.model.artifact.verify_artifact`): a version someone wrote into the bucket
 without the signing key is never unpickled and never becomes champion.
 """
 
@@ -15,16 +15,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from custseg.artifact import (
+from custseg.aws.s3 import ObjectStore, PreconditionFailed
+from custseg.layout import champion_key, model_prefix
+from custseg.model.artifact import (
     ArtifactError,
     SegmentModel,
     dump_artifact,
     load_artifact,
     verify_artifact,
 )
-from custseg.aws.s3 import ObjectStore, PreconditionFailed
-from custseg.layout import champion_key, model_prefix
-from custseg.signing import Signer, Verifier
+from custseg.model.signing import Signer, Verifier
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"

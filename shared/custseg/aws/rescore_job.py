@@ -16,7 +16,7 @@ from custseg.aws.score_job import ScoreOutcome, run_score
 from custseg.aws.settings import Settings
 from custseg.failures import FAILED, describe_error
 from custseg.layout import CLEAN, clean_latest_key
-from custseg.signing import Verifier
+from custseg.model.signing import Verifier
 
 
 def run_rescore(

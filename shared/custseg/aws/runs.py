@@ -144,7 +144,7 @@ def download_clean_data(
 ) -> Path:
     """Download the clean data of the clean run at ``prefix`` (its manifest given) into
     ``dest``, its parts at once; returns the local path to read it from
-    (:func:`custseg.clean_data.read_clean`): ``dest/data/`` with the parts, or
+    (:func:`custseg.dataset.clean_data.read_clean`): ``dest/data/`` with the parts, or
     ``dest/data.parquet`` for a run written before the parts."""
     names = clean_data_names([str(f.get("name", "")) for f in manifest.get("files", [])])
     names = names or [LEGACY_CLEAN_FILE]

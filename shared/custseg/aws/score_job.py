@@ -1,7 +1,7 @@
 """The scoring job: one committed clean run + the champion model -> one committed results run.
 
 Steps: read the clean run's manifest and contract; load the champion (verified, cached
-while warm); score in chunks (core: :func:`custseg.scoring.score_dataset`); publish every
+while warm); score in chunks (core: :func:`custseg.scoring.score.score_dataset`); publish every
 file under the run prefix, the manifest last; move ``latest.json`` forward; refresh
 ``current/``; announce the run, and a retrain recommendation when the verdict says so.
 """
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from custseg.artifact import ArtifactError
 from custseg.aws.bus import (
     RETRAIN_RECOMMENDED,
     RUN_COMMITTED,
@@ -36,7 +35,7 @@ from custseg.aws.runs import (
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsVerifier
-from custseg.contracts import Contract
+from custseg.ingest.contracts import Contract
 from custseg.layout import (
     MANIFEST,
     RESULT_FILES,
@@ -46,9 +45,10 @@ from custseg.layout import (
     results_prefix,
     run_id_for,
 )
-from custseg.metrics import Thresholds
-from custseg.scoring import RunInfo, score_dataset
-from custseg.signing import Verifier
+from custseg.model.artifact import ArtifactError
+from custseg.model.signing import Verifier
+from custseg.scoring.metrics import Thresholds
+from custseg.scoring.score import RunInfo, score_dataset
 
 
 @dataclass

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from custseg.reading import MIB, ReadLimits
+from custseg.ingest.reading import MIB, ReadLimits
 
 
 def _env(name: str, default: str | None = None) -> str:

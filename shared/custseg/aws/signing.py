@@ -1,5 +1,5 @@
-"""The model-signing key on KMS: the :class:`~custseg.signing.Signer` of the training
-function and the :class:`~custseg.signing.Verifier` of everything that loads or promotes
+"""The model-signing key on KMS: the :class:`~custseg.model.signing.Signer` of the training
+function and the :class:`~custseg.model.signing.Verifier` of everything that loads or promotes
 a model.
 
 The key (``ModelSigningKey`` in the template: ``ECC_NIST_P256``, ``SIGN_VERIFY``) never
@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from custseg.signing import Signature
+from custseg.model.signing import Signature
 
 ALGORITHM = "ECDSA_SHA_256"
 

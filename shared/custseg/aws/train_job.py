@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from custseg.artifact import ArtifactError, check_gates
 from custseg.aws.bus import MODEL_PROMOTED, EventBus
 from custseg.aws.registry import champion, save_model, set_champion, set_first_champion
 from custseg.aws.runs import download_clean_data
@@ -26,13 +25,14 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import model_name_for
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsSigner, KmsVerifier
-from custseg.clean_data import read_clean
-from custseg.contracts import Contract, load_contract
-from custseg.features import build_features
-from custseg.ingest import ingest_file
+from custseg.dataset.clean_data import read_clean
+from custseg.features.build import build_features
+from custseg.ingest.contracts import Contract, load_contract
+from custseg.ingest.pipeline import ingest_file
 from custseg.layout import MANIFEST, contract_key, parse_clean_manifest_key, parse_upload_key
-from custseg.signing import Signer, Verifier
-from custseg.training import train_model
+from custseg.model.artifact import ArtifactError, check_gates
+from custseg.model.signing import Signer, Verifier
+from custseg.model.training import train_model
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Stage 2, the dataset: the clean data a dataset holds."""

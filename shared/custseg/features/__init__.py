@@ -1,0 +1,1 @@
+"""Stage 3, features: one row of model inputs per customer."""

@@ -1,0 +1,1 @@
+"""Stage 4, the model: training, labels, personas and the signed artifact."""

@@ -1,0 +1,505 @@
+"""Personas: a unique plain-language name, a description and an action per segment.
+
+How a segment differs from the whole base is measured per feature by a standardised
+difference ``d = (segment mean - base mean) / base std`` (on ``signed log1p`` for the
+features the model log-scales, so one huge spender does not define a segment); for a
+categorical value ``d = (p_segment - p_base) / sqrt(p_base (1 - p_base))`` and it must
+also be the segment's majority value. Traits with ``|d| >= TRAIT_MIN_EFFECT`` are ranked
+by ``|d|``; the name is up to two adjectives plus a noun taken from the vocabulary
+(:data:`TRANSACTION_VOCAB`, :data:`PATTERN_VOCAB`), e.g. "Lapsed one-time buyers",
+"High-income big spenders". A segment without a clear trait is "Mainstream customers".
+Names are made unique deterministically: colliding segments (in id order) take their next
+trait, then a "(segment N)" suffix.
+
+Actions (first rule that applies; ``value index = value share / customer share``):
+
+1. lapsed (recency ``d >= 0.5``): value index >= 0.8 -> "win back", else
+   "reduce cost to serve";
+2. value index >= 1.5 -> "retain and reward";
+3. new (tenure ``d <= -0.5``) -> "nurture";
+4. value index <= 0.6 -> "upsell" if income is high (``d >= 0.5``, room to spend more) else
+   "reduce cost to serve";
+5. otherwise "upsell".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custseg.features.build import MISSING_CATEGORY, Features
+
+TRAIT_MIN_EFFECT = 0.4
+"""Minimum |standardised difference| for a trait to count."""
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    noun: bool = False
+
+
+Vocab = tuple[Word | None, Word | None]  # (high, low)
+
+TRANSACTION_VOCAB: dict[str, Vocab] = {
+    "recency_days": (Word("lapsed"), Word("recent")),
+    "frequency": (Word("frequent"), Word("one-time")),
+    "monetary": (Word("big spenders", noun=True), Word("low spenders", noun=True)),
+    "avg_order_value": (Word("big-basket"), Word("small-basket")),
+    "tenure_days": (Word("long-standing"), Word("new")),
+    "mean_interval_days": (Word("occasional"), Word("regular")),
+    "return_share": (Word("return-prone"), None),
+}
+"""Words for the transaction features: (high, low)."""
+
+PATTERN_VOCAB: list[tuple[str, Vocab]] = [
+    (r"income|salary|earning", (Word("high-income"), Word("low-income"))),
+    (
+        r"spend|spending|purchase_score",
+        (Word("big spenders", noun=True), Word("cautious spenders", noun=True)),
+    ),
+    (r"senior", (Word("senior"), None)),
+    (r"(^|_)age($|_)|years_old", (Word("older"), Word("young"))),
+    (r"tenure|days_since_(first|signup|join)", (Word("long-tenure"), Word("new"))),
+    (
+        r"total_(charge|spend|revenue|amount)|lifetime|clv|ltv",
+        (Word("high-lifetime-value"), Word("low-lifetime-value")),
+    ),
+    (r"monthly|charge|bill|price|fee|plan", (Word("high-bill"), Word("low-bill"))),
+    (r"partner|married|spouse", (Word("partnered"), Word("single"))),
+    (r"dependent|children|kids|household", (Word("family"), None)),
+    (r"paperless", (Word("paperless"), Word("paper-billed"))),
+    (r"recency|days_since_last", (Word("lapsed"), Word("recent"))),
+    (r"frequency|orders|visits", (Word("frequent"), Word("infrequent"))),
+]
+"""Words for customer-table features, by regular expression on the column name."""
+
+FEATURE_LABELS = {
+    "recency_days": "days since last purchase",
+    "frequency": "orders",
+    "monetary": "net spend",
+    "avg_order_value": "average order value",
+    "tenure_days": "days since first purchase",
+    "mean_interval_days": "days between orders",
+    "return_share": "share of spend returned",
+}
+
+ACTIONS = {
+    "retain and reward": (
+        "keep them close with loyalty rewards, early access and personal service; "
+        "avoid blanket discounts"
+    ),
+    "upsell": "they have room to buy more: cross-sell, bundles and premium tiers",
+    "win back": (
+        "they were worth a lot and have gone quiet: a personal win-back offer before they lapse"
+        " for good"
+    ),
+    "nurture": "a young relationship: onboarding, a second-purchase incentive, show the range",
+    "reduce cost to serve": (
+        "low return on effort: serve through automated, low-cost channels and skip costly "
+        "incentives"
+    ),
+}
+
+# How a marketer says "higher" / "lower" for the transaction features.
+TREND_WORDS = {
+    "recency_days": ("last bought longer ago", "bought more recently"),
+    "frequency": ("more orders", "fewer orders"),
+    "monetary": ("higher net spend", "lower net spend"),
+    "avg_order_value": ("bigger orders", "smaller orders"),
+    "tenure_days": ("customers for longer", "newer customers"),
+    "mean_interval_days": ("longer gaps between orders", "shorter gaps between orders"),
+    "return_share": ("return more", "return less"),
+}
+
+
+def trend(feature: str, higher: bool) -> str:
+    """``"bought more recently"`` for lower recency; ``"higher age"`` by default."""
+    if feature in TREND_WORDS:
+        return TREND_WORDS[feature][0 if higher else 1]
+    return f"{'higher' if higher else 'lower'} {label(feature)}"
+
+
+def display_value(value: object) -> str:
+    """A category value as a marketer reads it: ``united kingdom`` -> ``United Kingdom``."""
+    text = str(value)
+    return text.title() if text.islower() and len(text) > 3 else text
+
+
+_YES = {"yes", "true", "y", "1"}
+_NO = {"no", "false", "n", "0"}
+
+
+def label(feature: str) -> str:
+    """A readable name of a feature column."""
+    return FEATURE_LABELS.get(feature, feature.replace("_", " ").strip())
+
+
+def _vocab(feature: str, binary: bool) -> Vocab:
+    if feature in TRANSACTION_VOCAB:
+        return TRANSACTION_VOCAB[feature]
+    lowered = feature.lower()
+    for pattern, words in PATTERN_VOCAB:
+        if re.search(pattern, lowered):
+            return words
+    text = label(feature).replace(" ", "-")
+    if binary:
+        return Word(text), Word(f"no-{text}")
+    return Word(f"high-{text}"), Word(f"low-{text}")
+
+
+def _category_word(feature: str, value: str) -> Word:
+    v = value.strip().lower()
+    if v in _YES:
+        return Word(label(feature).replace(" ", "-"))
+    if v in _NO:
+        return Word("no-" + label(feature).replace(" ", "-"))
+    return Word(v)
+
+
+def _fmt(x: float) -> str:
+    if not np.isfinite(x):
+        return "n/a"
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:,.0f}"
+    if a >= 10:
+        return f"{x:.0f}"
+    if a >= 1:
+        return f"{x:.1f}".rstrip("0").rstrip(".")
+    return f"{x:.2f}"
+
+
+def _transform(values: pd.Series, logged: bool) -> np.ndarray:
+    arr = values.to_numpy(dtype="float64", na_value=np.nan)
+    return np.sign(arr) * np.log1p(np.abs(arr)) if logged else arr
+
+
+def _base_stats(features: Features, log_features: set[str]) -> dict[str, dict[str, Any]]:
+    """Per numeric feature, the whole-base arrays and statistics (computed once)."""
+    stats: dict[str, dict[str, Any]] = {}
+    for col in features.numeric:
+        raw = features.frame[col].to_numpy(dtype="float64", na_value=np.nan)
+        t = _transform(features.frame[col], col in log_features)
+        ok_t, ok_raw = np.isfinite(t), np.isfinite(raw)
+        base = t[ok_t]
+        finite_raw = raw[ok_raw]
+        stats[col] = {
+            "raw": raw,
+            "t": t,
+            "ok_t": ok_t,
+            "ok_raw": ok_raw,
+            "n": int(base.size),
+            "mean": float(base.mean()) if base.size else np.nan,
+            "std": float(base.std()) if base.size else 0.0,
+            "raw_mean": float(finite_raw.mean()) if finite_raw.size else np.nan,
+            "raw_median": float(np.median(finite_raw)) if finite_raw.size else np.nan,
+            "binary": bool(finite_raw.size) and bool(np.isin(finite_raw, (0.0, 1.0)).all()),
+        }
+    return stats
+
+
+def _traits(
+    features: Features, mask: np.ndarray, base_stats: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    frame = features.frame
+    traits: list[dict[str, Any]] = []
+    for col in features.numeric:
+        st = base_stats[col]
+        seg = st["t"][mask & st["ok_t"]]
+        if st["n"] < 2 or seg.size == 0 or st["std"] <= 0:
+            continue
+        d = (float(seg.mean()) - st["mean"]) / st["std"]
+        seg_raw = st["raw"][mask & st["ok_raw"]]
+        binary = st["binary"]
+        high, low = _vocab(col, binary)
+        word = high if d > 0 else low
+        if col == "frequency" and d < 0 and float(np.median(seg_raw)) > 1:
+            word = Word("infrequent")
+        traits.append(
+            {
+                "feature": col,
+                "kind": "binary" if binary else "numeric",
+                "direction": "high" if d > 0 else "low",
+                "effect": round(d, 3),
+                "segment_mean": float(seg_raw.mean()),
+                "base_mean": st["raw_mean"],
+                "segment_median": float(np.median(seg_raw)),
+                "base_median": st["raw_median"],
+                "word": None if word is None else word.text,
+                "_word": word,
+            }
+        )
+    for col in features.categorical:
+        values = frame[col].astype("string").fillna(MISSING_CATEGORY)
+        base_share = values.value_counts(normalize=True)
+        seg_share = values[mask].value_counts(normalize=True)
+        best: dict[str, Any] | None = None
+        for value, p_seg in seg_share.items():
+            p_base = float(base_share.get(value, 0.0))
+            if value == MISSING_CATEGORY or p_seg < 0.5 or p_base <= 0 or p_base >= 1:
+                continue
+            d = (float(p_seg) - p_base) / float(np.sqrt(p_base * (1 - p_base)))
+            if best is None or d > best["effect"]:
+                word = _category_word(col, str(value))
+                best = {
+                    "feature": col,
+                    "kind": "categorical",
+                    "direction": str(value),
+                    "effect": round(d, 3),
+                    "segment_share": float(p_seg),
+                    "base_share": p_base,
+                    "word": word.text,
+                    "_word": word,
+                }
+        if best is not None:
+            traits.append(best)
+    traits.sort(key=lambda t: (-abs(t["effect"]), t["feature"]))
+    return traits
+
+
+def _name(words: list[Word], default_noun: str) -> str:
+    adjectives = [w.text for w in words if not w.noun]
+    nouns = [w.text for w in words if w.noun]
+    text = " ".join([*adjectives, nouns[0] if nouns else default_noun])
+    return text[:1].upper() + text[1:]
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Whether two words say the same (one contains the other, ignoring hyphens)."""
+    a, b = a.replace("-", " "), b.replace("-", " ")
+    return a in b or b in a
+
+
+def _pick_words(traits: list[dict[str, Any]], n: int) -> list[Word]:
+    """Up to ``n`` adjectives and at most one noun from the strongest traits."""
+    adjectives: list[Word] = []
+    noun: Word | None = None
+    considered = 0
+    for trait in traits:
+        word = trait["_word"]
+        if word is None or abs(trait["effect"]) < TRAIT_MIN_EFFECT:
+            continue
+        considered += 1
+        if word.noun:
+            if noun is None and considered <= n + 1:
+                noun = word
+        elif len(adjectives) < n and not any(_overlaps(w.text, word.text) for w in adjectives):
+            adjectives.append(word)
+        if len(adjectives) >= n and (noun is not None or considered > n):
+            break
+    return [*adjectives, noun] if noun is not None else adjectives
+
+
+def _effect_of(traits: list[dict[str, Any]], pattern: str) -> float:
+    for trait in traits:
+        if trait["kind"] != "categorical" and re.search(pattern, trait["feature"]):
+            return float(trait["effect"])
+    return 0.0
+
+
+def choose_action(traits: list[dict[str, Any]], value_index: float | None) -> str:
+    """The suggested marketing action (rules in the module docs)."""
+    recency = _effect_of(traits, r"recency|days_since_last")
+    tenure = _effect_of(traits, r"tenure|days_since_first|signup")
+    income = _effect_of(traits, r"income|salary")
+    vi = 1.0 if value_index is None or not np.isfinite(value_index) else value_index
+    if recency >= 0.5:
+        return "win back" if vi >= 0.8 else "reduce cost to serve"
+    if vi >= 1.5:
+        return "retain and reward"
+    if tenure <= -0.5:
+        return "nurture"
+    if vi <= 0.6:
+        return "upsell" if income >= 0.5 else "reduce cost to serve"
+    return "upsell"
+
+
+def _phrase(trait: dict[str, Any]) -> str:
+    d = float(trait["effect"])
+    if trait["kind"] == "categorical":
+        return (
+            f"{trait['segment_share']:.0%} have {label(trait['feature'])} "
+            f"{display_value(trait['direction'])} (vs {trait['base_share']:.0%} overall)"
+        )
+    if trait["kind"] == "binary":
+        return (
+            f"{trait['segment_mean']:.0%} {label(trait['feature'])} (vs {trait['base_mean']:.0%})"
+        )
+    size = "much " if abs(d) >= 1.0 else ""
+    way = trend(trait["feature"], d > 0)
+    if trait["feature"] == "return_share":
+        seg, base = f"{trait['segment_mean']:.0%}", f"{trait['base_mean']:.0%}"
+        return f"{size}{way} (average {seg} vs {base})"
+    return (
+        f"{size}{way} ({label(trait['feature'])}: median {_fmt(trait['segment_median'])} vs "
+        f"{_fmt(trait['base_median'])})"
+    )
+
+
+def describe_segments(
+    features: Features,
+    labels: np.ndarray,
+    k: int,
+    *,
+    log_features: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """One persona per segment id 0..k-1.
+
+    ``labels``: segment id per row of ``features.frame``. Returns dicts with ``id``,
+    ``name`` (unique), ``description``, ``action``, ``action_detail``, ``size``, ``share``,
+    ``value_share`` (None without a value measure), ``value_index``, ``traits`` (strongest
+    first: feature, kind, direction, effect, segment/base mean and median or shares, word),
+    ``typical`` (median per numeric feature), ``top_categories`` (feature -> [value, share]),
+    ``outcomes`` (outcome rate per outcome column of ``extras``) and ``attributes`` (top
+    value of each attribute column).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    logged = set(log_features or [])
+    default_noun = "buyers" if features.kind == "transactions" else "customers"
+    value = None
+    total_value = 0.0
+    if features.value is not None:
+        value = features.value.reindex(features.frame.index).to_numpy(
+            dtype="float64", na_value=np.nan
+        )
+        total_value = float(np.nansum(value))
+    outcome_cols = [
+        c
+        for c in features.extras.columns
+        if pd.api.types.is_float_dtype(features.extras[c])
+        and set(pd.unique(features.extras[c].dropna())) <= {0.0, 1.0}
+    ]
+    attribute_cols = [c for c in features.extras.columns if c not in outcome_cols]
+
+    base_stats = _base_stats(features, logged)
+    segments: list[dict[str, Any]] = []
+    all_traits: list[list[dict[str, Any]]] = []
+    for sid in range(k):
+        mask = labels == sid
+        size = int(mask.sum())
+        share = size / n if n else 0.0
+        traits = _traits(features, mask, base_stats) if size else []
+        value_share = None
+        if value is not None and total_value > 0:
+            value_share = float(np.nansum(value[mask])) / total_value
+        value_index = value_share / share if value_share is not None and share > 0 else None
+        typical = {
+            c: float(
+                np.nanmedian(features.frame[c].to_numpy(dtype="float64", na_value=np.nan)[mask])
+            )
+            if size
+            and np.isfinite(
+                features.frame[c].to_numpy(dtype="float64", na_value=np.nan)[mask]
+            ).any()
+            else None
+            for c in features.numeric
+        }
+        top_categories = {}
+        for c in features.categorical:
+            counts = features.frame[c].astype("string")[mask].value_counts(normalize=True)
+            if len(counts):
+                top_categories[c] = [str(counts.index[0]), float(counts.iloc[0])]
+        outcomes = {}
+        for c in outcome_cols:
+            col = features.extras[c].to_numpy(dtype="float64", na_value=np.nan)
+            seg_vals = col[mask]
+            if np.isfinite(seg_vals).any():
+                outcomes[c] = {
+                    "segment_rate": float(np.nanmean(seg_vals)),
+                    "base_rate": float(np.nanmean(col)),
+                }
+        attributes = {}
+        for c in attribute_cols:
+            counts = features.extras[c].astype("string")[mask].value_counts(normalize=True)
+            if len(counts):
+                attributes[c] = [str(counts.index[0]), float(counts.iloc[0])]
+        action = choose_action(traits, value_index)
+        segments.append(
+            {
+                "id": sid,
+                "size": size,
+                "share": share,
+                "value_share": value_share,
+                "value_index": value_index,
+                "action": action,
+                "action_detail": ACTIONS[action],
+                "typical": typical,
+                "top_categories": top_categories,
+                "outcomes": outcomes,
+                "attributes": attributes,
+            }
+        )
+        all_traits.append(traits)
+
+    names = unique_names(all_traits, default_noun)
+    for seg, traits, name in zip(segments, all_traits, names, strict=True):
+        seg["name"] = name
+        seg["traits"] = [{k: v for k, v in t.items() if k != "_word"} for t in traits[:6]]
+        seg["description"] = _describe(seg, traits, features)
+    keys = ["id", "name", "description", "action", "action_detail", "size", "share"]
+    return [{**{key: s[key] for key in keys}, **s} for s in segments]
+
+
+def unique_names(all_traits: list[list[dict[str, Any]]], default_noun: str) -> list[str]:
+    """A unique name per segment (see module docs); deterministic for the same traits."""
+    depth = [2] * len(all_traits)
+    names = [_name(_pick_words(t, 2), default_noun) for t in all_traits]
+    for _ in range(4):
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(name, []).append(i)
+        dupes = [ids for ids in groups.values() if len(ids) > 1]
+        if not dupes:
+            break
+        for ids in dupes:
+            for i in ids:
+                depth[i] += 1
+                names[i] = _name(_pick_words(all_traits[i], depth[i]), default_noun)
+    generic = "Mainstream " + default_noun
+    out = []
+    for name in names:
+        if name == default_noun.capitalize():
+            name = generic
+        out.append(name)
+    counts: dict[str, int] = {}
+    for name in out:
+        counts[name] = counts.get(name, 0) + 1
+    return [f"{name} (segment {i})" if counts[name] > 1 else name for i, name in enumerate(out)]
+
+
+def _describe(seg: dict[str, Any], traits: list[dict[str, Any]], features: Features) -> str:
+    parts = [
+        f"{seg['name']}: {seg['size']:,} customers ({seg['share']:.0%} of the base)"
+        + (
+            f" bringing {seg['value_share']:.0%} of total {label(str(features.value.name))}."
+            if seg["value_share"] is not None and features.value is not None
+            else "."
+        )
+    ]
+    strong = [t for t in traits if abs(t["effect"]) >= TRAIT_MIN_EFFECT][:4]
+    if strong:
+        parts.append("Compared with the whole base: " + "; ".join(_phrase(t) for t in strong) + ".")
+    else:
+        parts.append("Close to the base average on every feature.")
+    cats = [
+        f"{label(c)} {display_value(v)} ({p:.0%})"
+        for c, (v, p) in seg["top_categories"].items()
+        if v != MISSING_CATEGORY and not any(t["feature"] == c for t in strong)
+    ][:3]
+    if cats:
+        parts.append("Most common: " + ", ".join(cats) + ".")
+    for c, (v, p) in seg["attributes"].items():
+        parts.append(f"Mostly {label(c)} {display_value(v)} ({p:.0%}).")
+    for c, rates in seg["outcomes"].items():
+        parts.append(
+            f"{label(c).capitalize()} rate {rates['segment_rate']:.0%} "
+            f"(vs {rates['base_rate']:.0%} overall)."
+        )
+    parts.append(f"Suggested action: {seg['action']} - {seg['action_detail']}.")
+    return " ".join(parts)

@@ -1,0 +1,1 @@
+"""Stage 5, scoring: assignments, mergeable statistics, metrics and profiles."""

@@ -1,0 +1,328 @@
+"""Segment profiles ("personas" measured on this run's customers): profiles.json.
+
+For each segment: id, name, description and suggested action (from the model's personas),
+size, share of customers, share of value, per numeric feature the mean, median and
+quartiles, per categorical feature the top 5 categories with shares, each compared with
+the whole base, and the traits that set the segment apart. A ``base`` section describes
+all customers the same way.
+
+Comparisons with the base:
+
+- ``diff``: segment mean - base mean (feature units);
+- ``index``: 100 * segment mean / base mean (100 = average; only when the base mean is
+  positive, so the ratio means something);
+- ``std_diff``: (segment mean - base mean) / base standard deviation (how many standard
+  deviations apart; |std_diff| >= 0.5 is a clear difference, >= 1 a strong one);
+- for a category: ``share`` in the segment, ``base_share``, ``index`` = 100 * share /
+  base_share and ``diff`` in share points.
+
+Means, standard deviations, sizes and value sums are exact. Medians and quartiles come
+from a deterministic hash sample of at most ``metrics.SEGMENT_SAMPLE`` customers per
+segment (``metrics.BASE_SAMPLE`` for the base): exact when the segment is smaller, an
+estimate otherwise (``quantiles_exact`` says which). No customer-level values, ids or
+personal columns appear in profiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custseg.ingest.contracts.model import ColumnType, Contract
+from custseg.model.personas import display_value, trend
+from custseg.scoring.metrics import ScoreStats, _grow, _num
+from custseg.scoring.stats import Moments
+
+TOP_CATEGORIES = 5
+TRAIT_MIN_STD_DIFF = 0.5
+TRAIT_STRONG_STD_DIFF = 1.0
+TRAIT_MIN_CATEGORY_INDEX = 130.0
+TRAIT_MIN_CATEGORY_SHARE = 0.25
+MAX_TRAITS = 4
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float | None]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return {"q1": None, "median": None, "q3": None}
+    q1, med, q3 = np.quantile(v, [0.25, 0.5, 0.75])
+    return {"q1": _num(q1), "median": _num(med), "q3": _num(q3)}
+
+
+def _numeric_summary(m: Moments, sample: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "mean": _num(m.mean) if m.n else None,
+        "std": _num(m.std) if m.n else None,
+        **_quantiles(sample),
+        "min": _num(m.min) if m.n else None,
+        "max": _num(m.max) if m.n else None,
+        "missing": int(m.missing),
+    }
+    return out
+
+
+def feature_label(name: str) -> str:
+    """A plain label for a feature: ``mean_interval_days`` -> ``days between orders``,
+    ``days_since_signup_date`` -> ``days since signup date``."""
+    try:
+        from custseg.model.personas import FEATURE_LABELS
+    except ImportError:  # pragma: no cover - personas is part of the package
+        FEATURE_LABELS = {}
+    return FEATURE_LABELS.get(name, name.replace("__", " ").replace("_", " ").strip())
+
+
+def _fmt(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    ax = abs(x)
+    if ax >= 10_000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def _boolean_features(
+    contract: Contract | None, numeric: list[str], base: dict[str, Any]
+) -> set[str]:
+    out = set()
+    if contract is not None:
+        for col in contract.columns:
+            if col.type == ColumnType.BOOLEAN and col.name in numeric:
+                out.add(col.name)
+    for name in numeric:
+        entry = base.get(name, {})
+        # looks binary: range 0..1 and every quartile 0 or 1
+        if (
+            entry.get("min") == 0.0
+            and entry.get("max") == 1.0
+            and all(entry.get(q) in (0.0, 1.0) for q in ("q1", "median", "q3"))
+        ):
+            out.add(name)
+    return out
+
+
+def _numeric_trait(
+    name: str, entry: Mapping[str, Any], base: Mapping[str, Any], binary: bool
+) -> str:
+    z = entry["std_diff"]
+    label = feature_label(name)
+    if binary:
+        more = "more often" if z > 0 else "less often"
+        return (
+            f"{more} {label}: {100 * (entry['mean'] or 0):.0f}% vs "
+            f"{100 * (base['mean'] or 0):.0f}% overall"
+        )
+    strength = "much " if abs(z) >= TRAIT_STRONG_STD_DIFF else ""
+    return (
+        f"{strength}{trend(name, z > 0)} ({label}: average {_fmt(entry['mean'])} vs "
+        f"{_fmt(base['mean'])} overall)"
+    )
+
+
+def build_profiles(
+    stats: ScoreStats,
+    model: Any,
+    *,
+    contract: Contract | None = None,
+    run: Any = None,
+    as_of: Any = None,
+) -> dict[str, Any]:
+    """The profiles.json document from the run statistics and the model's personas.
+
+    Shape::
+
+        {"dataset", "run_id", "as_of", "model_version", "customers", "value_measure",
+         "features": {"numeric": [...], "categorical": [...]},
+         "base": {"customers", "value_total", "numeric": {f: {...}}, "categorical": {f: [...]}},
+         "segments": [{"id", "name", "description", "action", "action_detail", "size", "share",
+                       "value_total", "value_share", "value_mean", "numeric": {f: {...}},
+                       "categorical": {f: [...]}, "traits": [...], "model_traits": [...],
+                       "labels": {...}, "quantiles_exact"}]}
+    """
+    meta: Mapping[str, Any] = model.metadata or {}
+    personas = {int(s["id"]): s for s in meta.get("segments", []) if "id" in s}
+    names = {int(k): str(v) for k, v in model.segment_names().items()}
+    k = max(stats.k, len(names))
+    counts = _grow(stats.seg_counts, k)
+    n = int(stats.customers)
+    value_sum = _grow(stats.value_sum, k)
+    value_known = _grow(stats.value_known, k)
+    has_value = bool(value_known.sum())
+    total_value = float(value_sum.sum())
+
+    base_m = stats.base_moments()
+    base_sample = stats.sample_rows()
+    base_numeric = {
+        f: _numeric_summary(
+            base_m[f],
+            base_sample[f].to_numpy(dtype="float64", na_value=np.nan)
+            if f in base_sample.columns
+            else np.empty(0),
+        )
+        for f in stats.numeric
+    }
+    base_categorical: dict[str, list[dict[str, Any]]] = {}
+    base_shares: dict[str, dict[str, float]] = {}
+    for f in stats.categorical:
+        counter = stats.base_categories(f)
+        total = sum(counter.values())
+        shares = {v: c / total for v, c in counter.items()} if total else {}
+        base_shares[f] = shares
+        base_categorical[f] = [
+            {"value": v, "share": _num(shares[v], 4)}
+            for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
+        ]
+    binary = _boolean_features(contract, stats.numeric, base_numeric)
+
+    segments = []
+    for s in range(k):
+        size = int(counts[s])
+        persona = personas.get(s, {})
+        moments = stats.seg_moments.get(s, {})
+        sample = stats.segment_sample(s)
+        numeric: dict[str, Any] = {}
+        for f in stats.numeric:
+            m = moments.get(f, Moments())
+            values = (
+                sample[f].to_numpy(dtype="float64", na_value=np.nan)
+                if f in sample.columns
+                else np.empty(0)
+            )
+            entry = _numeric_summary(m, values)
+            b = base_m[f]
+            if m.n and b.n:
+                entry["diff"] = _num(m.mean - b.mean)
+                entry["index"] = _num(100.0 * m.mean / b.mean, 2) if b.mean > 0 else None
+                entry["std_diff"] = _num((m.mean - b.mean) / b.std, 4) if b.std > 0 else 0.0
+            else:
+                entry.update({"diff": None, "index": None, "std_diff": None})
+            numeric[f] = entry
+        categorical: dict[str, list[dict[str, Any]]] = {}
+        for f in stats.categorical:
+            seg_cats = stats.segment_categories(f, s)
+            total = sum(seg_cats.values())
+            rows: list[dict[str, Any]] = []
+            for v, c in sorted(seg_cats.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]:
+                share = c / total if total else 0.0
+                bshare = base_shares[f].get(v, 0.0)
+                rows.append(
+                    {
+                        "value": v,
+                        "share": _num(share, 4),
+                        "base_share": _num(bshare, 4),
+                        "index": _num(100.0 * share / bshare, 2) if bshare else None,
+                        "diff": _num(share - bshare, 4),
+                    }
+                )
+            categorical[f] = rows
+
+        # traits: strongest numeric differences, then over-represented categories
+        scored: list[tuple[float, str]] = []
+        for f, entry in numeric.items():
+            z = entry.get("std_diff")
+            if z is not None and abs(z) >= TRAIT_MIN_STD_DIFF:
+                scored.append((abs(z), _numeric_trait(f, entry, base_numeric[f], f in binary)))
+        for f, rows in categorical.items():
+            for row in rows:
+                if (
+                    row["index"] is not None
+                    and row["index"] >= TRAIT_MIN_CATEGORY_INDEX
+                    and (row["share"] or 0) >= TRAIT_MIN_CATEGORY_SHARE
+                    and row["value"] != "(missing)"
+                ):
+                    share_now, share_base = float(row["share"]), float(row["base_share"] or 0.0)
+                    strength = (share_now - share_base) / max(
+                        math.sqrt(share_base * (1 - share_base)), 1e-9
+                    )
+                    scored.append(
+                        (
+                            strength,
+                            f"{feature_label(f)} is often {display_value(row['value'])}: "
+                            f"{100 * row['share']:.0f}% vs {100 * row['base_share']:.0f}% overall",
+                        )
+                    )
+        scored.sort(key=lambda t: -t[0])
+        traits = [text for _, text in scored[:MAX_TRAITS]]
+        if not traits and size:
+            traits = ["close to the average customer on every feature"]
+
+        labels_doc: dict[str, dict[str, float]] = {}
+        for name, pairs in stats.labels.items():
+            seg_counts: Counter[str] = Counter({v: c for (seg, v), c in pairs.items() if seg == s})
+            total = sum(seg_counts.values())
+            if total and set(seg_counts) != {"n/a"}:
+                labels_doc[name] = {
+                    v: _num(c / total, 4) or 0.0
+                    for v, c in sorted(seg_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                }
+
+        segments.append(
+            {
+                "id": s,
+                "name": names.get(s, persona.get("name", f"Segment {s}")),
+                "description": str(persona.get("description", "")),
+                "action": str(persona.get("action", "")),
+                "action_detail": str(persona.get("action_detail", "")),
+                "size": size,
+                "share": _num(size / n, 10) if n else 0.0,
+                "value_total": _num(value_sum[s], 4) if has_value else None,
+                "value_share": _num(value_sum[s] / total_value, 10)
+                if has_value and total_value
+                else None,
+                "value_mean": _num(value_sum[s] / value_known[s], 4)
+                if has_value and value_known[s]
+                else None,
+                "quantiles_exact": bool(size <= stats.segment_sample_k),
+                "numeric": numeric,
+                "categorical": categorical,
+                "traits": traits,
+                "model_traits": list(persona.get("traits", []) or []),
+                "labels": labels_doc,
+            }
+        )
+
+    training: Mapping[str, Any] = meta.get("training", {}) or {}
+    return {
+        "schema_version": 1,
+        "dataset": getattr(run, "dataset", None),
+        "run_id": getattr(run, "run_id", None),
+        "as_of": None if as_of is None else str(as_of),
+        "model_version": str(model.version),
+        "customers": n,
+        "value_measure": training.get("value_measure"),
+        "features": {
+            "numeric": list(stats.numeric),
+            "categorical": list(stats.categorical),
+            "binary": sorted(binary),
+        },
+        "comparison": {
+            "diff": "segment mean - base mean",
+            "index": "100 * segment mean / base mean (base mean > 0 only)",
+            "std_diff": "(segment mean - base mean) / base std",
+        },
+        "base": {
+            "customers": n,
+            "value_total": _num(total_value, 4) if has_value else None,
+            "value_mean": _num(total_value / int(value_known.sum()), 4) if has_value else None,
+            "quantiles_exact": bool(n <= stats.sample_k),
+            "numeric": base_numeric,
+            "categorical": base_categorical,
+        },
+        "segments": segments,
+    }
+
+
+def profile_frame(profiles: Mapping[str, Any], column: str = "std_diff") -> pd.DataFrame:
+    """Segments x numeric features table of one comparison (e.g. ``std_diff``) for charts."""
+    rows = {}
+    for seg in profiles.get("segments", []):
+        rows[seg["name"]] = {f: e.get(column) for f, e in seg.get("numeric", {}).items()}
+    return pd.DataFrame.from_dict(rows, orient="index", dtype="float64")
