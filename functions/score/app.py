@@ -1,5 +1,6 @@
-"""Score: a committed clean run (S3 ``clean/.../_manifest.json``), or a ``Model Promoted``
-event naming one -> a committed results run under ``segments/<dataset>/``."""
+"""Score: a dataset whose state advanced (S3 ``clean/<dataset>/_state.json``), or a
+``Model Promoted`` event naming one of its clean runs -> a committed results run under
+``segments/<dataset>/`` built from every part of the dataset's state."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
-from custseg.aws.score_job import run_score
+from custseg.aws.score_job import run_score, run_score_state
+from custseg.layout import STATE
 from custseg.model.artifact import limit_blas_threads, warm_up
 
 # Every invocation loads a model (scikit-learn, scipy) and scores (the scoring core):
@@ -27,7 +29,7 @@ logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 runtime.warm_clients()  # the S3 client, made at init
-config = runtime.idempotency_config("[clean_manifest_key, trigger]")
+config = runtime.idempotency_config("[clean_manifest_key, state_key, version_id, trigger]")
 
 
 @idempotent_function(
@@ -36,23 +38,38 @@ config = runtime.idempotency_config("[clean_manifest_key, trigger]")
     config=config,
 )
 def score_request(request: dict[str, Any]) -> dict[str, Any]:
-    outcome = run_score(
-        runtime.store(),
-        runtime.settings(),
-        runtime.bus(),
-        clean_manifest_key=request["clean_manifest_key"],
-        trigger=request["trigger"],
-        verifier=runtime.verifier(),
-    )
+    store, settings, bus = runtime.store(), runtime.settings(), runtime.bus()
+    if request.get("state_key"):
+        outcome = run_score_state(
+            store,
+            settings,
+            bus,
+            state_key=request["state_key"],
+            version_id=request.get("version_id"),
+            trigger=request["trigger"],
+            verifier=runtime.verifier(),
+        )
+    else:
+        outcome = run_score(
+            store,
+            settings,
+            bus,
+            clean_manifest_key=request["clean_manifest_key"],
+            trigger=request["trigger"],
+            verifier=runtime.verifier(),
+        )
     runtime.report_score(logger, metrics, outcome)
     return outcome.to_dict()
 
 
 def requests_from(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """Both trigger shapes -> ``[{clean_manifest_key, trigger}]``."""
+    """Every trigger shape -> ``[{state_key, version_id, trigger}]`` for a dataset state
+    written, ``[{clean_manifest_key, trigger}]`` for a clean run named."""
     if "Records" in event:
         return [
-            {"clean_manifest_key": r["key"], "trigger": "clean-data"}
+            {"state_key": r["key"], "version_id": r["version_id"], "trigger": "clean-data"}
+            if r["key"].endswith(STATE)
+            else {"clean_manifest_key": r["key"], "trigger": "clean-data"}
             for r in runtime.s3_records(S3Event(event))
         ]
     if "detail-type" in event:
@@ -78,7 +95,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     results = runtime.run_each(
         requests_from(event),
         lambda r: score_request(request=r),
-        dataset_of=lambda r: runtime.dataset_of_key(r["clean_manifest_key"]),
+        dataset_of=lambda r: runtime.dataset_of_key(r.get("state_key") or r["clean_manifest_key"]),
         logger=logger,
     )
     return {"results": results}

@@ -14,6 +14,8 @@ Data bucket (personal data, restricted)::
     clean/<dataset>/<run_id>/contract.json            the contract the data was cleaned with
     clean/<dataset>/<run_id>/_manifest.json           written last (triggers scoring)
     clean/<dataset>/latest.json                       newest clean run of the dataset
+    clean/<dataset>/_state.json                       the dataset state: every clean run it
+                                                      holds, by source kind (triggers scoring)
     clean/<dataset>/folder.json                       the incoming/ folder spelling that owns
                                                       the dataset (first upload claims it)
     rejected/<dataset>/<run_id>/original/<file>       a copy of a file rejected as a whole
@@ -56,6 +58,7 @@ MODELS = "models/"
 CONTRACTS = "contracts/"
 SEGMENTS = "segments/"
 MANIFEST = "_manifest.json"
+STATE = "_state.json"
 LATEST = "latest.json"
 CLEAN_DATA_DIR = "data"  # a clean run's Parquet parts: data/part-00000.parquet, ...
 LEGACY_CLEAN_FILE = "data.parquet"  # the clean data of runs written before 2026-12-01
@@ -153,6 +156,19 @@ def clean_data_names(names: list[str]) -> list[str]:
 
 def clean_latest_key(dataset: str) -> str:
     return f"{CLEAN}{dataset}/{LATEST}"
+
+
+def dataset_state_key(dataset: str) -> str:
+    """``clean/<dataset>/_state.json``: every clean run the dataset holds."""
+    return f"{CLEAN}{dataset}/{STATE}"
+
+
+def parse_state_key(key: str) -> str:
+    """``clean/<dataset>/_state.json`` -> ``dataset``."""
+    parts = PurePosixPath(key).parts
+    if len(parts) != 3 or parts[0] != CLEAN.rstrip("/") or parts[2] != STATE:
+        raise LayoutError(f"{key!r} is not a dataset state key")
+    return parts[1]
 
 
 def dataset_folder_key(dataset: str) -> str:

@@ -38,7 +38,7 @@ from support import (
 )
 
 from custseg.aws.runs import order_key
-from custseg.layout import MANIFEST
+from custseg.layout import MANIFEST, STATE
 
 DATASET = "mall"
 POINTERS = {"ingest": "clean/mall/latest.json", "score": "segments/mall/latest.json"}
@@ -110,8 +110,9 @@ def bench(champions: dict[str, bytes]) -> Iterator[Bench]:
 def test_write_counts(bench: Bench) -> None:
     """What the cases below go through (and a reminder of the commit order)."""
     ingest = [key.rsplit("/", 1)[-1] for _, key in bench.writes["ingest"]]
-    assert len(ingest) == 7 and len(bench.writes["score"]) == 15  # as the README says
-    assert ingest[-2:] == [MANIFEST, "latest.json"]  # files, manifest, pointer
+    assert len(ingest) == 8 and len(bench.writes["score"]) == 15  # as the README says
+    # files, manifest, pointer, then the dataset state (the write that triggers scoring)
+    assert ingest[-3:] == [MANIFEST, "latest.json", STATE]
     assert sorted(k for k in ingest if k.startswith("part-")) == [
         "part-00000.parquet",
         "part-00001.parquet",

@@ -17,7 +17,13 @@ from urllib.parse import unquote_plus
 import pytest
 
 from custseg.aws.bus import MODEL_PROMOTED, RETRAIN_RECOMMENDED, SOURCE, TRAINING_REQUESTED
-from custseg.layout import clean_latest_key, parse_clean_manifest_key, parse_upload_key
+from custseg.layout import (
+    clean_latest_key,
+    dataset_state_key,
+    parse_clean_manifest_key,
+    parse_state_key,
+    parse_upload_key,
+)
 from custseg.local.template import ACCOUNT_ID, REGION, stack_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +55,7 @@ def test_every_sample_is_listed_in_the_readme() -> None:
     ("name", "prefix"),
     [
         ("s3-put-incoming.json", "incoming/"),
-        ("s3-put-clean-manifest.json", "clean/"),
+        ("s3-put-dataset-state.json", "clean/"),
         ("s3-put-training.json", "training/"),
     ],
 )
@@ -78,8 +84,8 @@ def test_incoming_key_is_url_encoded_with_plus_for_space() -> None:
     assert raw == "incoming/shop/My+File+%C3%A9t%C3%A9.csv"
     upload = parse_upload_key(unquote_plus(raw))
     assert (upload.dataset, upload.filename) == ("shop", "My File été.csv")
-    (record,) = _load("s3-put-clean-manifest.json")["Records"]
-    assert parse_clean_manifest_key(record["s3"]["object"]["key"])[0] == "shop"
+    (record,) = _load("s3-put-dataset-state.json")["Records"]
+    assert parse_state_key(record["s3"]["object"]["key"]) == "shop"
 
 
 @pytest.mark.parametrize(
@@ -166,7 +172,9 @@ def test_samples_drive_the_real_handlers(dev_stack: Any) -> None:
     manifest_key = latest["manifest_key"]
     assert parse_clean_manifest_key(manifest_key)[0] == "shop"
 
-    event = _load("s3-put-clean-manifest.json", manifest_key)
+    event = _load("s3-put-dataset-state.json")
+    head = stack.client("s3").head_object(Bucket=stack.data_bucket, Key=dataset_state_key("shop"))
+    event["Records"][0]["s3"]["object"].update(versionId=head["VersionId"])
     assert _statuses(stack.invoke("ScoreFunction", event)) == ["no_champion"]
     event = _load("train-direct.json", manifest_key)
     assert _statuses(stack.invoke("TrainFunction", event)) == ["promoted"]

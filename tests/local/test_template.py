@@ -20,7 +20,7 @@ def test_stack_spec_reads_functions_triggers_and_names() -> None:
     assert spec.buckets["DataBucket"] == "custseg-local-data-123456789012-us-east-1"
     assert spec.functions["IngestFunction"].handler == "functions.ingest.app.lambda_handler"
     score = spec.functions["ScoreFunction"]
-    assert [(t.prefix, t.suffix) for t in score.s3_triggers] == [("clean/", "_manifest.json")]
+    assert [(t.prefix, t.suffix) for t in score.s3_triggers] == [("clean/", "_state.json")]
     assert [r.pattern["detail-type"] for r in score.rules] == [["Model Promoted"]]
     train = {r.name: r.enabled for r in spec.functions["TrainFunction"].rules}
     assert train == {
@@ -49,9 +49,11 @@ def test_uploads_reach_the_ingest_queue_url_encoded(stack) -> None:  # type: ign
     assert unquote_plus(record["s3"]["object"]["key"]) == "incoming/shop/My File été.csv"
     assert record["s3"]["object"]["versionId"]  # the data bucket is versioned
     assert record["eventName"].startswith("ObjectCreated:")
-    # only a clean-run manifest triggers scoring, not the data file beside it
+    # only the dataset state triggers scoring, not a clean run's files or manifest
     assert stack.receive("ScoreFunction") == []
     s3.put_object(Bucket=stack.data_bucket, Key="clean/shop/r1/_manifest.json", Body=b"{}")
+    assert stack.receive("ScoreFunction") == []
+    s3.put_object(Bucket=stack.data_bucket, Key="clean/shop/_state.json", Body=b"{}")
     assert len(stack.receive("ScoreFunction")) == 1
 
 

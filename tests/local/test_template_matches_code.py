@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from custseg import layout
-from custseg.aws.settings import ENV_VARS
+from custseg.aws.settings import ENV_VARS, LAMBDA_MEMORY
 from custseg.local import iam
 from custseg.local.iam import AwsCall
 from custseg.local.template import stack_spec
@@ -62,7 +62,7 @@ def _env_names_read_by_code() -> set[str]:
 
 
 def test_every_environment_variable_the_code_reads_is_set() -> None:
-    read = _env_names_read_by_code() | set(ENV_VARS)
+    read = (_env_names_read_by_code() | set(ENV_VARS)) - {LAMBDA_MEMORY}  # set by Lambda
     assert {"DATA_BUCKET", "RESULTS_BUCKET", "IDEMPOTENCY_TABLE"} <= read  # the scan works
     for fn in SPEC.functions.values():
         missing = read - set(fn.environment)
@@ -84,6 +84,7 @@ def test_no_output_can_trigger_a_loop() -> None:
             "clean/shop/r1/data.parquet",
             "clean/shop/r1/_manifest.json",
             "clean/shop/latest.json",
+            "clean/shop/_state.json",
         ],
         layout.REJECTED: ["rejected/shop/r1/original/a.csv", "rejected/shop/r1/_manifest.json"],
         layout.SEGMENTS: ["segments/shop/run_date=2026-01-01/run_id=r/_manifest.json"],
@@ -96,7 +97,7 @@ def test_no_output_can_trigger_a_loop() -> None:
                 for target in _triggered_by(bucket, key):
                     assert target != function, f"{function} would trigger itself via {key}"
                     assert (function, target) in CHAINS, f"{key} from {function} triggers {target}"
-    # and no trigger listens where any function writes, except the chain's manifest
+    # and no trigger listens where any function writes, except the chain's state
     for fn in SPEC.functions.values():
         for t in fn.s3_triggers:
             for _, outputs in OUTPUTS.items():
@@ -104,7 +105,7 @@ def test_no_output_can_trigger_a_loop() -> None:
                     if SPEC.buckets[bucket_id] == t.bucket and (
                         t.prefix.startswith(prefix) or prefix.startswith(t.prefix)
                     ):
-                        assert t.suffix == layout.MANIFEST
+                        assert t.suffix == layout.STATE
 
 
 # ---------------------------------------------------------------- IAM

@@ -17,7 +17,9 @@ from typing import Any
 from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
 from custseg.aws.s3 import ObjectStore, PreconditionFailed
 from custseg.aws.settings import Settings
+from custseg.aws.state import part_from_manifest, register_part
 from custseg.dataset.clean_data import clean_parts
+from custseg.dataset.state import APPEND, MODES
 from custseg.ingest.contracts import Contract, load_contract
 from custseg.ingest.pipeline import ingest_file
 from custseg.layout import (
@@ -170,6 +172,20 @@ def _clean_pointer(dataset: str, run_id: str, run_ts_iso: str) -> dict[str, Any]
     }
 
 
+def _publish_clean_run(
+    store: ObjectStore, bucket: str, dataset: str, manifest: dict[str, Any]
+) -> None:
+    """After a clean run's manifest: move ``latest.json`` to it, then register it in the
+    dataset state (the write that triggers scoring). Both steps are idempotent."""
+    run_id, run_ts = str(manifest["run_id"]), str(manifest["run_ts"])
+    advance_pointer(
+        store, bucket, clean_latest_key(dataset), _clean_pointer(dataset, run_id, run_ts)
+    )
+    key = clean_prefix(dataset, run_id) + "_manifest.json"
+    part = part_from_manifest(manifest, key, str(manifest.get("mode") or APPEND))
+    register_part(store, bucket, dataset, part, dt.datetime.now(dt.UTC))
+
+
 def run_ingest(
     store: ObjectStore,
     settings: Settings,
@@ -221,13 +237,8 @@ def run_ingest(
     clean_done = committed_manifest(store, bucket, clean_prefix(dataset, run_id))
     rejected_done = committed_manifest(store, bucket, rejected_prefix(dataset, run_id))
     if clean_done is not None or (rejected_done or {}).get("kind") == "rejected":
-        if clean_done is not None:  # a crash between the manifest and the pointer: finish
-            advance_pointer(
-                store,
-                bucket,
-                clean_latest_key(dataset),
-                _clean_pointer(dataset, run_id, str(clean_done["run_ts"])),
-            )
+        if clean_done is not None:  # a crash after the manifest: finish what follows it
+            _publish_clean_run(store, bucket, dataset, clean_done)
         return IngestOutcome(
             "duplicate",
             dataset,
@@ -298,6 +309,13 @@ def run_ingest(
     as_of_problem = check_as_of(as_of, run_ts, settings)
     if as_of_problem:
         return refuse("bad_as_of", f"{key}: {as_of_problem}")
+    mode = info.metadata.get("mode", APPEND).strip().lower()
+    if mode not in MODES:
+        return refuse(
+            "bad_mode",
+            f"{key}: the mode metadata {mode[:20]!r} is not one of {', '.join(MODES)} "
+            "(replace: this upload replaces every earlier upload of its kind)",
+        )
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         local = store.download(bucket, key, Path(tmp) / "input", version_id=version_id)
@@ -378,7 +396,7 @@ def run_ingest(
         clean_path = result.clean_path
         assert clean_path is not None, "an accepted ingest always writes clean data"
         prefix = clean_prefix(dataset, run_id)
-        commit_run(
+        clean_manifest, _ = commit_run(
             store,
             bucket,
             prefix,
@@ -400,12 +418,11 @@ def run_ingest(
                 "as_of": as_of,
                 "rows": outcome.rows_kept,
                 "source": source,
+                "mode": mode,
             },
         )
     outcome.clean_manifest_key = prefix + "_manifest.json"
-    advance_pointer(
-        store, bucket, clean_latest_key(dataset), _clean_pointer(dataset, run_id, run_ts_iso)
-    )
+    _publish_clean_run(store, bucket, dataset, clean_manifest)
     outcome.message = (
         f"accepted: {outcome.rows_read} rows read, {outcome.rows_kept} kept, "
         f"{outcome.rows_rejected} rejected"

@@ -14,6 +14,7 @@ from custseg.aws.bus import EventBus
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import ScoreOutcome, run_score
 from custseg.aws.settings import Settings
+from custseg.aws.state import load_state
 from custseg.failures import FAILED, describe_error
 from custseg.layout import CLEAN, clean_latest_key
 from custseg.model.signing import Verifier
@@ -58,15 +59,22 @@ def rescore_one(
     workdir: Path | None = None,
     verifier: Verifier | None = None,
 ) -> ScoreOutcome | None:
-    """Rescore one dataset's newest clean data (None when it has none)."""
-    latest, _ = store.get_json(settings.data_bucket, clean_latest_key(dataset))
-    if latest is None:
-        return None
+    """Rescore one dataset: every part of its state (a dataset whose clean runs predate
+    the state: its newest clean run). None when it has no clean data."""
+    state, _ = load_state(store, settings.data_bucket, dataset)
+    if state is not None and state.parts:
+        manifest_key = state.parts[-1].manifest_key
+    else:
+        latest, _ = store.get_json(settings.data_bucket, clean_latest_key(dataset))
+        if latest is None:
+            return None
+        manifest_key = latest["manifest_key"]
     return run_score(
         store,
         settings,
         bus,
-        clean_manifest_key=latest["manifest_key"],
+        clean_manifest_key=manifest_key,
+        state=state,
         as_of=when.date(),
         as_of_reason="the day of the scheduled rescore",
         run_ts=when,

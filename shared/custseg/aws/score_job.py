@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +36,15 @@ from custseg.aws.runs import (
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsVerifier
+from custseg.aws.state import download_state, load_state
+from custseg.dataset.merge import EngineLimits
+from custseg.dataset.state import DatasetState, Part, decide
 from custseg.ingest.contracts import Contract
 from custseg.layout import (
     MANIFEST,
     RESULT_FILES,
     parse_clean_manifest_key,
+    parse_state_key,
     results_current_prefix,
     results_latest_key,
     results_prefix,
@@ -53,7 +58,9 @@ from custseg.scoring.score import RunInfo, score_dataset
 
 @dataclass
 class ScoreOutcome:
-    status: str  # committed | duplicate | no_champion | no_data | model_refused | failed
+    status: (
+        str  # committed | duplicate | superseded | no_champion | no_data | model_refused | failed
+    )
     dataset: str
     run_id: str = ""
     manifest_key: str | None = None
@@ -144,6 +151,91 @@ def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int
     raise RuntimeError(f"{latest_key} kept moving while {current} was refreshed")
 
 
+def _state_parts(state: DatasetState | None, run_id: str, model_kind: str) -> list[Part]:
+    """The parts a run reads: the state's parts of the model's kind (of the clean run's
+    kind when the state holds none of the model's); none for a run outside the state."""
+    if state is None or not state.has(run_id):
+        return []
+    return state.parts_of(model_kind) or [p for p in state.parts if p.run_id == run_id]
+
+
+def _part_input(part: Part) -> dict[str, Any]:
+    """What a results manifest says of one part it was built from."""
+    return {
+        "run_id": part.run_id,
+        "kind": part.kind,
+        "manifest_key": part.manifest_key,
+        "source_key": part.source_key,
+        "rows": part.rows,
+        "files": [{"name": f.name, "sha256": f.sha256} for f in part.files],
+    }
+
+
+def _download_inputs(
+    store: ObjectStore,
+    settings: Settings,
+    clean_prefix: str,
+    clean_manifest: dict[str, Any],
+    parts: list[Part],
+    tmp: Path,
+) -> Path:
+    """The clean data to score: the state's parts merged, or the one clean run."""
+    if not parts:
+        return download_clean_data(
+            store, settings.data_bucket, clean_prefix, clean_manifest, tmp / "clean"
+        )
+    limits = EngineLimits.for_function(settings.memory_mb, tmp / "spill")
+    return download_state(store, settings.data_bucket, parts, tmp / "state", limits=limits)
+
+
+def run_score_state(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    *,
+    state_key: str,
+    version_id: str | None,
+    trigger: str = "state",
+    workdir: Path | None = None,
+    verifier: Verifier | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ScoreOutcome:
+    """Score a dataset whose state advanced (``state_key`` written as ``version_id``).
+
+    Parts registered together make one run: a trigger for an older version than the
+    state's is ``superseded`` (the newer one scores every part), and the newest waits
+    until the state has been quiet for ``settings.coalesce_seconds``.
+    """
+    dataset = parse_state_key(state_key)
+    body = store.get_bytes(settings.data_bucket, state_key, version_id=version_id)
+    if body is None:
+        return ScoreOutcome("no_data", dataset, message=f"{state_key} not found")
+    triggered = DatasetState.from_dict(json.loads(body))
+    quiet = dt.timedelta(seconds=settings.coalesce_seconds)
+    state: DatasetState | None = None
+    for _ in range(8):  # wait for quiet; each wait ends in a fresh look at the state
+        state, _ = load_state(store, settings.data_bucket, dataset)
+        if state is None or not state.parts:
+            return ScoreOutcome("no_data", dataset, message=f"{state_key} holds no part")
+        decision = decide(state, triggered.version, dt.datetime.now(dt.UTC), quiet)
+        if not decision.score:
+            return ScoreOutcome("superseded", dataset, message=decision.reason)
+        if decision.wait_seconds <= 0:
+            break
+        sleep(decision.wait_seconds)
+    assert state is not None
+    return run_score(
+        store,
+        settings,
+        bus,
+        clean_manifest_key=state.parts[-1].manifest_key,
+        trigger=trigger,
+        workdir=workdir,
+        verifier=verifier,
+        state=state,
+    )
+
+
 def run_score(
     store: ObjectStore,
     settings: Settings,
@@ -156,8 +248,11 @@ def run_score(
     as_of_reason: str = "given by the caller",
     workdir: Path | None = None,
     verifier: Verifier | None = None,
+    state: DatasetState | None = None,
 ) -> ScoreOutcome:
-    """Score the clean run behind ``clean_manifest_key``.
+    """Score the dataset of the clean run behind ``clean_manifest_key``: every part of
+    its state of the model's kind, merged (customers upserted, orders united), or that
+    one run for a dataset whose runs predate the state.
 
     ``run_ts`` is the trigger's time (the clean run's for new data, the schedule's for a
     rescore); with the clean run, model version and as-of date it fixes the run id, so a
@@ -213,7 +308,17 @@ def run_score(
     if run_ts is None:
         run_ts = dt.datetime.fromisoformat(clean_manifest["run_ts"])
     run_ts = run_ts.astimezone(dt.UTC)
-    run_id = run_id_for(run_ts, clean_run_id, model.version, str(as_of))
+    if state is None:
+        state, _ = load_state(store, settings.data_bucket, dataset)
+    parts = _state_parts(state, clean_run_id, model.schema.kind)
+    if parts:  # the newest part of the kind names the contract and quality report
+        clean_manifest_key = parts[-1].manifest_key
+        clean_run_id = parts[-1].run_id
+        clean_manifest = store.get_json(settings.data_bucket, clean_manifest_key)[0] or {}
+        inputs = f"state:{(state or DatasetState(dataset)).digest(parts[-1].kind)}"
+    else:
+        inputs = clean_run_id
+    run_id = run_id_for(run_ts, inputs, model.version, str(as_of))
     run_date = run_ts.date()
     prefix = results_prefix(dataset, run_date, run_id)
     outcome = ScoreOutcome("committed", dataset, run_id=run_id, model_version=model.version)
@@ -246,12 +351,7 @@ def run_score(
         # the run's inputs are independent reads: all at once
         with ThreadPoolExecutor(4, thread_name_prefix="score-inputs") as reads:
             clean_future = reads.submit(
-                download_clean_data,
-                store,
-                settings.data_bucket,
-                clean_prefix,
-                clean_manifest,
-                tmp / "clean",
+                _download_inputs, store, settings, clean_prefix, clean_manifest, parts, tmp
             )
             contract_future = reads.submit(
                 store.get_bytes, settings.data_bucket, clean_prefix + "contract.json"
@@ -296,6 +396,7 @@ def run_score(
                         "clean_manifest_key": clean_manifest_key,
                         "clean_run_id": clean_run_id,
                         "input": clean_manifest.get("source", {}),
+                        "parts": len(parts) or 1,
                         "trigger": trigger,
                     },
                 ),
@@ -341,6 +442,8 @@ def run_score(
                     "input": {
                         "clean_manifest_key": clean_manifest_key,
                         "source": clean_manifest.get("source", {}),
+                        "state_version": state.version if parts and state else None,
+                        "parts": [_part_input(p) for p in parts],
                     },
                     "verdict": result.verdict,
                     "trigger": trigger,

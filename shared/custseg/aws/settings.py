@@ -35,6 +35,10 @@ class Settings:
     future_tolerance: dt.timedelta = dt.timedelta(hours=24)
     date_floor: dt.date = dt.date(1900, 1, 1)
     read_limits: ReadLimits = field(default_factory=ReadLimits)
+    # parts registered within this many seconds of each other make one scoring run
+    coalesce_seconds: float = 0.0
+    # the function's memory (MiB): DuckDB's memory limit is a share of it
+    memory_mb: int = 3008
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,6 +59,8 @@ class Settings:
             future_tolerance=dt.timedelta(hours=float(_env("FUTURE_DATE_TOLERANCE_HOURS", "24"))),
             date_floor=dt.date.fromisoformat(_env("DATE_FLOOR", "1900-01-01")),
             read_limits=_read_limits(),
+            coalesce_seconds=float(_env("COALESCE_SECONDS", "0")),
+            memory_mb=int(_env(LAMBDA_MEMORY, "3008")),
         )
 
 
@@ -78,6 +84,9 @@ def _read_limits() -> ReadLimits:
 
 
 # Environment variables the code reads (checked against the template by a test).
+# Set by Lambda itself in every function's environment (not by the template).
+LAMBDA_MEMORY = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+
 ENV_VARS = (
     "DATA_BUCKET",
     "ARTIFACT_BUCKET",
@@ -94,6 +103,7 @@ ENV_VARS = (
     "MAX_COLUMNS",
     "MAX_HEADER_KIB",
     "MAX_ROW_MIB",
+    "COALESCE_SECONDS",
     "DRIFT_PSI_WATCH",
     "DRIFT_PSI_RETRAIN",
     "POWERTOOLS_SERVICE_NAME",

@@ -25,7 +25,9 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import model_name_for
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsSigner, KmsVerifier
+from custseg.aws.state import download_state, load_state
 from custseg.dataset.clean_data import read_clean
+from custseg.dataset.merge import EngineLimits
 from custseg.features.build import build_features
 from custseg.ingest.contracts import Contract, load_contract
 from custseg.ingest.pipeline import ingest_file
@@ -201,16 +203,28 @@ def run_train_on_clean(
                 version=current["version"],
                 message=f"champion {current['version']} exists; no training needed",
             )
-    prefix = clean_manifest_key[: -len(MANIFEST)]
     manifest, _ = store.get_json(settings.data_bucket, clean_manifest_key)
     if manifest is None:
         return TrainOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
+    state, _ = load_state(store, settings.data_bucket, dataset)
+    kind = str(manifest.get("contract_kind", "customers"))
+    parts = state.parts_of(kind) if state is not None and state.has(run_id) else []
+    if parts:  # the dataset's every part of this kind; the newest names the contract
+        clean_manifest_key = parts[-1].manifest_key
+    prefix = clean_manifest_key[: -len(MANIFEST)]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = download_clean_data(store, settings.data_bucket, prefix, manifest, Path(tmp))
+        if parts:
+            limits = EngineLimits.for_function(settings.memory_mb, Path(tmp) / "spill")
+            path = download_state(store, settings.data_bucket, parts, Path(tmp), limits=limits)
+        else:
+            path = download_clean_data(store, settings.data_bucket, prefix, manifest, Path(tmp))
         clean = read_clean(path).to_pandas()
     contract = Contract.model_validate_json(
         store.get_bytes(settings.data_bucket, prefix + "contract.json") or b"{}"
     )
+    source: dict[str, Any] = {"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id}
+    if parts:
+        source["parts"] = [p.run_id for p in parts]
     return _train_and_register(
         store,
         settings,
@@ -220,7 +234,7 @@ def run_train_on_clean(
         dataset=dataset,
         k=k,
         promote=promote,
-        source={"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id},
+        source=source,
         clean_manifest_key=clean_manifest_key,
         keys=keys or Keys.of(settings),
         if_no_champion=if_no_champion,

@@ -54,6 +54,9 @@ LOCAL_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_DEV": "false",
+    # events are delivered in rounds (every ingest, then every score): parts uploaded
+    # together are registered before scoring starts, so no wait is needed to coalesce them
+    "COALESCE_SECONDS": "0",
 }
 
 
