@@ -57,13 +57,20 @@ DEFAULT_BATCH_ROWS = 65_536
 _PART_ROWS = 1 << 40  # rows per part in the read order key (a part holds fewer)
 
 
+class FeatureEngineError(RuntimeError):
+    """DuckDB could not read the parts or run the feature query (the message says which,
+    with the limits in force)."""
+
+
 @dataclass(frozen=True)
 class EngineLimits:
-    """What a DuckDB connection may use: memory (MB), a spill directory, threads."""
+    """What a DuckDB connection may use: memory (MB), a spill directory, threads, and at
+    most ``max_temp_mb`` of spill files (``None``: DuckDB's default, 90 % of the free disk)."""
 
     memory_limit_mb: int
     temp_dir: Path
     threads: int = 1
+    max_temp_mb: int | None = None
 
     def __post_init__(self) -> None:
         if self.memory_limit_mb < MIN_MEMORY_MB:
@@ -86,10 +93,12 @@ def lambda_limits(
     share: float = LAMBDA_MEMORY_SHARE,
     tmp: Path | None = None,
     threads: int | None = None,
+    max_temp_mb: int | None = None,
 ) -> EngineLimits:
     """Limits for a function of ``function_memory_mb``: ``share`` of it for DuckDB, the
     spill directory ``<tmp>/duckdb-spill`` (``tmp`` default: the system's, ``/tmp`` on
-    Lambda), threads as :func:`default_threads`."""
+    Lambda) holding at most ``max_temp_mb`` (give a part of the function's ephemeral
+    storage when ``/tmp`` also holds downloaded parts), threads as :func:`default_threads`."""
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], not {share}")
     base = Path(tmp) if tmp is not None else Path(tempfile.gettempdir())
@@ -97,23 +106,22 @@ def lambda_limits(
         memory_limit_mb=int(function_memory_mb * share),
         temp_dir=base / "duckdb-spill",
         threads=threads if threads is not None else default_threads(),
+        max_temp_mb=max_temp_mb,
     )
 
 
 def connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection within ``limits`` (the spill directory is made)."""
     limits.temp_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(
-        ":memory:",
-        config={
-            "memory_limit": f"{limits.memory_limit_mb}MB",
-            "temp_directory": str(limits.temp_dir),
-            "threads": limits.threads,
-            "preserve_insertion_order": False,  # the queries order their results
-            "enable_external_access": True,  # read_parquet of local files
-        },
-    )
-    return con
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": f"{limits.memory_limit_mb}MB",
+        "temp_directory": str(limits.temp_dir),
+        "threads": limits.threads,
+        "preserve_insertion_order": False,  # the queries order their results
+    }
+    if limits.max_temp_mb is not None:
+        config["max_temp_directory_size"] = f"{limits.max_temp_mb}MB"
+    return duckdb.connect(":memory:", config=config)
 
 
 def _create_source(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
@@ -175,12 +183,15 @@ def compute_features(
     temp_dir: Path,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     threads: int | None = None,
+    max_temp_mb: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Per-customer features of the clean ``parts`` as of ``as_of``, as Arrow batches of at
     most ``batch_rows`` customers (columns: see :class:`~custseg.features.sql.FeatureQuery`;
     :func:`stream_features` also gives the query). The connection closes when the
     iteration ends."""
-    limits = EngineLimits(memory_limit_mb, Path(temp_dir), threads or default_threads())
+    limits = EngineLimits(
+        memory_limit_mb, Path(temp_dir), threads or default_threads(), max_temp_mb
+    )
     _, batches = stream_features(parts, contract, as_of, limits, batch_rows=batch_rows)
     return batches
 
@@ -199,16 +210,26 @@ def stream_features(
     con = connect(limits)
     try:
         query = plan_features(con, parts, contract, as_of)
+    except duckdb.Error as exc:
+        con.close()
+        raise FeatureEngineError(f"cannot read the clean Parquet parts: {exc}") from exc
     except BaseException:
         con.close()
         raise
-    return query, _batches(con, query.sql, batch_rows)
+    return query, _batches(con, query.sql, batch_rows, limits)
 
 
-def _batches(con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _batches(
+    con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int, limits: EngineLimits
+) -> Iterator[pa.RecordBatch]:
     try:
         reader = con.sql(sql).to_arrow_reader(batch_rows)
         yield from reader
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise FeatureEngineError(
+            f"the feature query failed (memory limit {limits.memory_limit_mb} MB, spill "
+            f"directory {limits.temp_dir}): {exc}"
+        ) from exc
     finally:
         con.close()
 

@@ -15,6 +15,7 @@ from custseg.dataset.clean_data import clean_files, read_clean
 from custseg.features.build import MISSING_CATEGORY, Features, build_features
 from custseg.features.engine import (
     EngineLimits,
+    FeatureEngineError,
     collect_features,
     column_kind,
     compute_features,
@@ -377,6 +378,15 @@ def test_one_million_lines_in_64_mb(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got.loc[recency.index, "recency_days"], recency)
 
 
+def test_a_query_beyond_memory_and_spill_space_names_the_limits(tmp_path: Path) -> None:
+    part = tmp_path / "part-00000.parquet"
+    pq.write_table(synthetic_order_log(1_000_000, customers=500_000), part)
+    limits = EngineLimits(32, tmp_path / "spill", threads=1, max_temp_mb=1)
+    contract = builtin_contract("transactions")
+    with pytest.raises(FeatureEngineError, match=r"memory limit 32 MB, spill directory .*spill"):
+        collect_features([part], contract, dt.date(2024, 1, 1), limits)
+
+
 # ---------------------------------------------------------------- engine and SQL
 
 
@@ -399,8 +409,8 @@ def test_batches_stream_in_customer_order(ingest, limits) -> None:
 
 
 def test_lambda_limits_take_a_share_of_the_function_memory(tmp_path: Path) -> None:
-    limits = lambda_limits(3008, tmp=tmp_path, threads=2)
-    assert limits.memory_limit_mb == 1804
+    limits = lambda_limits(3008, tmp=tmp_path, threads=2, max_temp_mb=4096)
+    assert limits.memory_limit_mb == 1804 and limits.max_temp_mb == 4096
     assert limits.temp_dir == tmp_path / "duckdb-spill"
     assert lambda_limits(10240, share=0.5, tmp=tmp_path).memory_limit_mb == 5120
     with pytest.raises(ValueError, match="below the 32 MB"):
@@ -420,6 +430,18 @@ def test_bad_inputs_name_the_problem(tmp_path: Path, limits) -> None:
         collect_features(parts, contract, dt.date(2024, 1, 1), limits)
     with pytest.raises(ValueError, match="batch_rows must be at least 1"):
         stream_features(parts, contract, dt.date(2024, 1, 1), limits, batch_rows=0)
+    broken = tmp_path / "part-00000.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(FeatureEngineError, match=r"cannot read the clean Parquet parts"):
+        collect_features([broken], contract, dt.date(2024, 1, 1), limits)
+
+
+def test_text_amounts_are_read_as_numbers(tmp_path: Path, limits) -> None:
+    log = order_log()
+    log["amount"] = log["amount"].astype("string")
+    parts = write_parts(log, tmp_path / "data", cut=7)
+    duck = compare_parts(parts, order_contract(), dt.date(2024, 2, 1), limits)
+    assert len(duck) == 4
 
 
 def test_duckdb_types_map_to_kinds() -> None:
