@@ -125,7 +125,9 @@ def connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
 
 
 def _create_source(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
-    """The view :data:`SOURCE` of ``parts`` (in order) with :data:`READ_ORDER`."""
+    """The view :data:`SOURCE` of ``parts`` (in order) with :data:`READ_ORDER`: the
+    part's place in ``parts`` times 2**40 plus the row's place in its part (DuckDB's
+    ``filename`` and ``file_row_number``, read under helper names and dropped)."""
     if not parts:
         raise ValueError("no clean Parquet parts to compute features from")
     for part in parts:
