@@ -1,0 +1,295 @@
+"""Per-customer features computed by DuckDB over the clean Parquet parts, in bounded memory.
+
+:func:`compute_features` opens an in-process DuckDB database with a memory limit and a
+spill directory, reads the parts (``read_parquet``, columns matched by name, so parts of
+different uploads may differ in their columns), runs the feature query of
+:mod:`custseg.features.sql` and streams the result as Arrow record batches: one row per
+customer in ``customer_id`` order. Aggregations, joins and sorts larger than the memory
+limit spill to the temporary directory. :func:`collect_features` gathers the batches into
+the :class:`~custseg.features.build.Features` that :func:`~custseg.features.build.build_features`
+returns for the same data.
+
+:func:`lambda_limits` derives the limits from a function's memory size: DuckDB gets 60 %
+of it (the rest is Python, pyarrow and the model), the spill directory is under ``/tmp``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from custseg.features.build import MISSING_CATEGORY, Features
+from custseg.features.sql import (
+    VALUE_COLUMN,
+    ColumnKind,
+    FeatureQuery,
+    feature_query,
+    literal,
+    quote,
+)
+from custseg.ingest.contracts.model import Contract
+
+SOURCE = "clean"
+"""The view of the clean parts that the feature query reads."""
+
+READ_ORDER = "_read_order"
+"""The view's column giving each row's place in reading order (part, then row)."""
+
+LAMBDA_MEMORY_SHARE = 0.6
+"""The share of a function's memory that DuckDB may use."""
+
+MIN_MEMORY_MB = 32
+"""The smallest memory limit accepted (DuckDB needs some buffers to run at all)."""
+
+DEFAULT_BATCH_ROWS = 65_536
+"""Customers per streamed record batch."""
+
+_PART_ROWS = 1 << 40  # rows per part in the read order key (a part holds fewer)
+
+
+class FeatureEngineError(RuntimeError):
+    """DuckDB could not read the parts or run the feature query (the message says which,
+    with the limits in force)."""
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """What a DuckDB connection may use: memory (MB), a spill directory, threads, and at
+    most ``max_temp_mb`` of spill files (``None``: DuckDB's default, 90 % of the free disk)."""
+
+    memory_limit_mb: int
+    temp_dir: Path
+    threads: int = 1
+    max_temp_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory_limit_mb < MIN_MEMORY_MB:
+            raise ValueError(
+                f"memory_limit_mb {self.memory_limit_mb} is below the {MIN_MEMORY_MB} MB "
+                "DuckDB needs"
+            )
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, not {self.threads}")
+
+
+def default_threads() -> int:
+    """The machine's cores, at most 4 (more threads need more memory per query)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def lambda_limits(
+    function_memory_mb: int,
+    *,
+    share: float = LAMBDA_MEMORY_SHARE,
+    tmp: Path | None = None,
+    threads: int | None = None,
+    max_temp_mb: int | None = None,
+) -> EngineLimits:
+    """Limits for a function of ``function_memory_mb``: ``share`` of it for DuckDB, the
+    spill directory ``<tmp>/duckdb-spill`` (``tmp`` default: the system's, ``/tmp`` on
+    Lambda) holding at most ``max_temp_mb`` (give a part of the function's ephemeral
+    storage when ``/tmp`` also holds downloaded parts), threads as :func:`default_threads`."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], not {share}")
+    base = Path(tmp) if tmp is not None else Path(tempfile.gettempdir())
+    return EngineLimits(
+        memory_limit_mb=int(function_memory_mb * share),
+        temp_dir=base / "duckdb-spill",
+        threads=threads if threads is not None else default_threads(),
+        max_temp_mb=max_temp_mb,
+    )
+
+
+def connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection within ``limits`` (the spill directory is made)."""
+    limits.temp_dir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": f"{limits.memory_limit_mb}MB",
+        "temp_directory": str(limits.temp_dir),
+        "threads": limits.threads,
+        "preserve_insertion_order": False,  # the queries order their results
+    }
+    if limits.max_temp_mb is not None:
+        config["max_temp_directory_size"] = f"{limits.max_temp_mb}MB"
+    return duckdb.connect(":memory:", config=config)
+
+
+def _create_source(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
+    """The view :data:`SOURCE` of ``parts`` (in order) with :data:`READ_ORDER`: the
+    part's place in ``parts`` times 2**40 plus the row's place in its part (DuckDB's
+    ``filename`` and ``file_row_number``, read under helper names and dropped)."""
+    if not parts:
+        raise ValueError("no clean Parquet parts to compute features from")
+    for part in parts:
+        if not Path(part).is_file():
+            raise FileNotFoundError(f"no clean Parquet part at {part}")
+    files = ", ".join(literal(str(p)) for p in parts)
+    con.execute(
+        f"CREATE TEMPORARY VIEW {quote(SOURCE)} AS "
+        "SELECT * EXCLUDE (_part_file, file_row_number), "
+        f"(list_position([{files}], _part_file) - 1) * {_PART_ROWS} + file_row_number "
+        f"AS {quote(READ_ORDER)} "
+        f"FROM read_parquet([{files}], union_by_name = true, "
+        "filename = '_part_file', file_row_number = true)"
+    )
+
+
+_KINDS = (
+    (re.compile(r"^BOOLEAN$"), ColumnKind.BOOLEAN),
+    (
+        re.compile(r"^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|DOUBLE|REAL|DECIMAL.*)$"),
+        ColumnKind.NUMBER,
+    ),
+    (re.compile(r"^(DATE|TIMESTAMP.*)$"), ColumnKind.TIMESTAMP),
+)
+
+
+def column_kind(duckdb_type: str) -> ColumnKind:
+    """The :class:`ColumnKind` of a DuckDB type name (anything else is text)."""
+    for pattern, kind in _KINDS:
+        if pattern.match(duckdb_type.upper()):
+            return kind
+    return ColumnKind.TEXT
+
+
+def source_columns(con: duckdb.DuckDBPyConnection) -> dict[str, ColumnKind]:
+    """The columns of the :data:`SOURCE` view and their kinds."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {quote(SOURCE)}").fetchall()
+    return {str(row[0]): column_kind(str(row[1])) for row in rows}
+
+
+def plan_features(
+    con: duckdb.DuckDBPyConnection, parts: Sequence[Path], contract: Contract, as_of: dt.date
+) -> FeatureQuery:
+    """The feature query of ``parts`` (their view is created on ``con``)."""
+    _create_source(con, parts)
+    return feature_query(contract, source_columns(con), as_of, source=SOURCE, row_order=READ_ORDER)
+
+
+def compute_features(
+    parts: Sequence[Path],
+    contract: Contract,
+    as_of: dt.date,
+    *,
+    memory_limit_mb: int,
+    temp_dir: Path,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    threads: int | None = None,
+    max_temp_mb: int | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Per-customer features of the clean ``parts`` as of ``as_of``, as Arrow batches of at
+    most ``batch_rows`` customers (columns: see :class:`~custseg.features.sql.FeatureQuery`;
+    :func:`stream_features` also gives the query). The connection closes when the
+    iteration ends."""
+    limits = EngineLimits(
+        memory_limit_mb, Path(temp_dir), threads or default_threads(), max_temp_mb
+    )
+    _, batches = stream_features(parts, contract, as_of, limits, batch_rows=batch_rows)
+    return batches
+
+
+def stream_features(
+    parts: Sequence[Path],
+    contract: Contract,
+    as_of: dt.date,
+    limits: EngineLimits,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> tuple[FeatureQuery, Iterator[pa.RecordBatch]]:
+    """(the feature query, its result as Arrow batches) of ``parts`` within ``limits``."""
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+    con = connect(limits)
+    try:
+        query = plan_features(con, parts, contract, as_of)
+    except duckdb.Error as exc:
+        con.close()
+        raise FeatureEngineError(f"cannot read the clean Parquet parts: {exc}") from exc
+    except BaseException:
+        con.close()
+        raise
+    return query, _batches(con, query.sql, batch_rows, limits)
+
+
+def _batches(
+    con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int, limits: EngineLimits
+) -> Iterator[pa.RecordBatch]:
+    try:
+        reader = con.sql(sql).to_arrow_reader(batch_rows)
+        yield from reader
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise FeatureEngineError(
+            f"the feature query failed (memory limit {limits.memory_limit_mb} MB, spill "
+            f"directory {limits.temp_dir}): {exc}"
+        ) from exc
+    finally:
+        con.close()
+
+
+def collect_features(
+    parts: Sequence[Path],
+    contract: Contract,
+    as_of: dt.date,
+    limits: EngineLimits,
+) -> Features:
+    """:func:`stream_features` gathered into :class:`~custseg.features.build.Features`
+    (what ``build_features`` of the same clean data returns)."""
+    query, batches = stream_features(parts, contract, as_of, limits)
+    table = _table(query, list(batches))
+    return features_from_table(table, query)
+
+
+def _table(query: FeatureQuery, batches: list[pa.RecordBatch]) -> pa.Table:
+    if batches:
+        return pa.Table.from_batches(batches)
+    names = ["customer_id", *query.numeric, *query.categorical, *query.extras]
+    if query.value == VALUE_COLUMN:
+        names.append(VALUE_COLUMN)
+    return pa.table({n: pa.array([], type=pa.string()) for n in names})
+
+
+def features_from_table(table: pa.Table, query: FeatureQuery) -> Features:
+    """:class:`~custseg.features.build.Features` of a feature query's result."""
+    index = pd.Index(
+        pd.array(table.column("customer_id").to_pylist(), dtype="string"), name="customer_id"
+    )
+    frame = pd.DataFrame(index=index)
+    for name in query.numeric:
+        frame[name] = _floats(table.column(name))
+    for name in query.categorical:
+        values = pd.array(table.column(name).to_pylist(), dtype="string")
+        frame[name] = pd.Series(values, index=index).fillna(MISSING_CATEGORY)
+    extras = pd.DataFrame(index=index)
+    for name in query.extras:
+        column = table.column(name)
+        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+            extras[name] = _floats(column)
+        else:
+            extras[name] = pd.Series(column.to_pylist(), index=index, dtype="string")
+    value = None
+    if query.value is not None:
+        values = _floats(table.column(query.value))
+        value = pd.Series(values, index=index, name=query.value_name)
+    return Features(
+        frame=frame,
+        numeric=list(query.numeric),
+        categorical=list(query.categorical),
+        as_of=query.as_of,
+        value=value,
+        extras=extras,
+    )
+
+
+def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    floats = column.cast(pa.float64())
+    return np.asarray(floats.to_numpy(zero_copy_only=False), dtype="float64")
