@@ -103,7 +103,7 @@ from custseg.ingest.validation import (
 from custseg.jsonsafe import json_safe
 from custseg.layout import CLEAN_DATA_DIR, LEGACY_CLEAN_FILE, clean_part_name
 from custseg.prefetch import prefetch
-from custseg.scoring.outputs import neutralise_array
+from custseg.spreadsheet import neutralise_array
 
 CLEAN_PARTS = 2  # the clean data's Parquet files, written at once (see _write_clean)
 REJECTED_NAME = "rejected_rows.csv"
@@ -141,7 +141,7 @@ def _arrow_type(spec: ColumnSpec) -> pa.DataType:
 
 def _spreadsheet_safe(values: pd.Series | list[str]) -> list[str] | pd.Series:
     """Text cells a spreadsheet would run as formulas prefixed with ``'``, as in
-    ``assignments.csv`` (:func:`custseg.scoring.outputs.neutralise_array`); numbers kept."""
+    ``assignments.csv`` (:func:`custseg.spreadsheet.neutralise_array`); numbers kept."""
     if isinstance(values, list):
         arr = pa.array(values, type=pa.string())
         return [str(v) for v in neutralise_array(arr, keep_numbers=True).to_pylist()]

@@ -36,7 +36,7 @@ import pandas as pd
 from custseg.ingest.contracts.model import ColumnType, Contract
 from custseg.model.personas import display_value, trend
 from custseg.scoring.metrics import ScoreStats, _grow, _num
-from custseg.scoring.stats import Moments
+from custseg.stats import Moments
 
 TOP_CATEGORIES = 5
 TRAIT_MIN_STD_DIFF = 0.5
