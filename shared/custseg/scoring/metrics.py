@@ -689,13 +689,57 @@ def build_metrics(
     training: Mapping[str, Any] = meta.get("training", {}) or {}
     names = {int(k): str(v) for k, v in model.segment_names().items()}
     k = max(stats.k, len(names))
+    metrics: dict[str, Any] = {
+        "schema_version": 1,
+        "dataset": run.dataset,
+        "run_id": run.run_id,
+        "run_date": str(run.run_date),
+        "as_of": str(as_of),
+        "as_of_reason": as_of_reason,
+        "source": dict(run.source or {}),
+        "model": {
+            "name": meta.get("model_name"),
+            "version": str(model.version),
+            "k": int(model.k),
+            "trained_rows": training.get("rows"),
+            "trained_as_of": training.get("as_of"),
+            "status": meta.get("status"),
+        },
+        "customers": int(stats.customers),
+        "duplicates_dropped": int(duplicates_dropped),
+        "data_quality": summarise_quality(quality),
+        "segments": _segments_doc(stats, names, k, training),
+        "cluster_quality": _cluster_quality_doc(
+            stats, meta, sample_x, sample_segments, pca_variance
+        ),
+        "drift": _drift_doc(stats, k, training),
+        "stability": _stability_doc(stats, names, k, previous, str(model.version)),
+        "outcomes": _outcomes_doc(stats, names, k),
+        "value": _value_doc(stats, k, training),
+        "labels": _labels_doc(stats),
+        "thresholds": thresholds.to_dict(),
+    }
+    verdict, reasons = evaluate(metrics, thresholds)
+    metrics["verdict"] = verdict
+    metrics["reasons"] = reasons
+    return metrics
+
+
+def _training_shares(training: Mapping[str, Any]) -> dict[int, float]:
+    return {int(s): float(v) for s, v in (training.get("segment_shares") or {}).items()}
+
+
+def _segments_doc(
+    stats: ScoreStats, names: Mapping[int, str], k: int, training: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """metrics.json ``segments``: per segment its customers, share (vs training), value
+    and mean distance and confidence."""
     counts = grow(stats.seg_counts, k)
     n = int(stats.customers)
     value_sum = grow(stats.value_sum, k)
     total_value = float(value_sum.sum())
     value_known = int(grow(stats.value_known, k).sum())
-    training_shares = {int(s): float(v) for s, v in (training.get("segment_shares") or {}).items()}
-
+    training_shares = _training_shares(training)
     segments = []
     for s in range(k):
         share = counts[s] / n if n else 0.0
@@ -718,8 +762,19 @@ def build_metrics(
                 else None,
             }
         )
+    return segments
 
-    # cluster quality
+
+def _cluster_quality_doc(
+    stats: ScoreStats,
+    meta: Mapping[str, Any],
+    sample_x: np.ndarray | None,
+    sample_segments: np.ndarray | None,
+    pca_variance: list[float] | None,
+) -> dict[str, Any]:
+    """metrics.json ``cluster_quality``: the sample's silhouette, Davies-Bouldin and
+    Calinski-Harabasz, the mean distance, each next to training's."""
+    training: Mapping[str, Any] = meta.get("training", {}) or {}
     all_dist = Moments()
     for s in sorted(stats.distance):
         all_dist = all_dist.merge(stats.distance[s])
@@ -737,9 +792,9 @@ def build_metrics(
         if mean_distance is not None and train_dist not in (None, 0)
         else None
     )
-    cluster_quality = {
+    return {
         "sample_size": sample_size,
-        "sample_is_exact": bool(n <= QUALITY_SAMPLE),
+        "sample_is_exact": bool(int(stats.customers) <= QUALITY_SAMPLE),
         "silhouette": _num(sil),
         "davies_bouldin": _num(dbi),
         "calinski_harabasz": _num(chi, 3),
@@ -754,7 +809,18 @@ def build_metrics(
         "pca_explained_variance": [_num(v, 4) for v in (pca_variance or [])],
     }
 
-    # drift
+
+def _drift_doc(stats: ScoreStats, k: int, training: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json ``drift``: numeric and categorical features and segment shares
+    against training."""
+    return {
+        "numeric": _numeric_drift(stats, training),
+        "categorical": _categorical_drift(stats, training),
+        "segment_shares": _segment_share_drift(stats, k, training),
+    }
+
+
+def _numeric_drift(stats: ScoreStats, training: Mapping[str, Any]) -> dict[str, Any]:
     base = stats.base_moments()
     moments_train: Mapping[str, Any] = training.get("moments", {}) or {}
     numeric_drift: dict[str, Any] = {}
@@ -781,6 +847,10 @@ def build_metrics(
                 _num(t.missing / (t.n + t.missing), 4) if t.n + t.missing else None
             )
         numeric_drift[name] = entry
+    return numeric_drift
+
+
+def _categorical_drift(stats: ScoreStats, training: Mapping[str, Any]) -> dict[str, Any]:
     categorical_drift: dict[str, Any] = {}
     train_cats: Mapping[str, Any] = training.get("category_shares", {}) or {}
     for name in stats.categorical:
@@ -792,9 +862,15 @@ def build_metrics(
             "psi": _num(psi_shares(shares_now, expected), 4) if expected and total else None,
             "new_values": sorted(v for v in shares_now if expected and v not in expected)[:20],
         }
+    return categorical_drift
+
+
+def _segment_share_drift(stats: ScoreStats, k: int, training: Mapping[str, Any]) -> dict[str, Any]:
+    counts = grow(stats.seg_counts, k)
+    n = int(stats.customers)
     now_shares = {str(s): (counts[s] / n if n else 0.0) for s in range(k)}
-    exp_shares = {str(s): v for s, v in training_shares.items()}
-    segment_shift = {
+    exp_shares = {str(s): v for s, v in _training_shares(training).items()}
+    return {
         "max_abs_diff": _num(
             max(abs(now_shares.get(key, 0.0) - exp_shares.get(key, 0.0)) for key in exp_shares),
             4,
@@ -803,47 +879,50 @@ def build_metrics(
         else None,
         "psi": _num(psi_shares(now_shares, exp_shares), 4) if exp_shares and n else None,
     }
-    drift = {
-        "numeric": numeric_drift,
-        "categorical": categorical_drift,
-        "segment_shares": segment_shift,
+
+
+def _stability_doc(
+    stats: ScoreStats,
+    names: Mapping[int, str],
+    k: int,
+    previous: PreviousAssignments | None,
+    model_version: str,
+) -> dict[str, Any]:
+    """metrics.json ``stability``: customers who changed segment since the previous run,
+    new and gone ones, and the transition matrix."""
+    if previous is None:
+        return {"available": False, "note": "first run: no previous assignments given"}
+    trans = stats.transitions
+    common = int(trans.sum())
+    same = int(sum(trans[i, i] for i in range(min(trans.shape))))
+    prev_ids = sorted(set(range(trans.shape[0])) | set(previous.names))
+    kk = max(k, trans.shape[1])
+    full = pad2(trans, max(prev_ids, default=-1) + 1, kk)
+    same_model = previous.model_version is not None and previous.model_version == model_version
+    return {
+        "available": True,
+        "previous_customers": previous.customers,
+        "common_customers": common,
+        "changed": common - same,
+        "changed_share": _num((common - same) / common, 4) if common else None,
+        "new_customers": int(stats.new_customers),
+        "gone_customers": int(previous.customers - common),
+        "previous_model_version": previous.model_version,
+        "same_model": bool(same_model),
+        "transitions": {
+            "from": [
+                {"id": p, "name": previous.names.get(p, f"Segment {p}")}
+                for p in range(full.shape[0])
+            ],
+            "to": [{"id": s, "name": names.get(s, f"Segment {s}")} for s in range(kk)],
+            "counts": full.tolist(),
+        },
     }
 
-    # stability
-    stability: dict[str, Any]
-    if previous is None:
-        stability = {"available": False, "note": "first run: no previous assignments given"}
-    else:
-        trans = stats.transitions
-        common = int(trans.sum())
-        same = int(sum(trans[i, i] for i in range(min(trans.shape))))
-        prev_ids = sorted(set(range(trans.shape[0])) | set(previous.names))
-        kk = max(k, trans.shape[1])
-        full = pad2(trans, max(prev_ids, default=-1) + 1, kk)
-        same_model = previous.model_version is not None and previous.model_version == str(
-            model.version
-        )
-        stability = {
-            "available": True,
-            "previous_customers": previous.customers,
-            "common_customers": common,
-            "changed": common - same,
-            "changed_share": _num((common - same) / common, 4) if common else None,
-            "new_customers": int(stats.new_customers),
-            "gone_customers": int(previous.customers - common),
-            "previous_model_version": previous.model_version,
-            "same_model": bool(same_model),
-            "transitions": {
-                "from": [
-                    {"id": p, "name": previous.names.get(p, f"Segment {p}")}
-                    for p in range(full.shape[0])
-                ],
-                "to": [{"id": s, "name": names.get(s, f"Segment {s}")} for s in range(kk)],
-                "counts": full.tolist(),
-            },
-        }
 
-    # outcomes
+def _outcomes_doc(stats: ScoreStats, names: Mapping[int, str], k: int) -> dict[str, Any]:
+    """metrics.json ``outcomes``: per outcome column its overall rate, and per segment
+    its rate and lift."""
     outcomes: dict[str, Any] = {}
     for name in stats.outcomes:
         if name not in stats.outcome_known:
@@ -879,31 +958,40 @@ def build_metrics(
             "lift_max": _num(max(rates) / overall, 4) if rates and overall else None,
             "lift_spread": _num(max(rates) / min(rates), 4) if rates and min(rates) > 0 else None,
         }
+    return outcomes
 
-    # value concentration
+
+def _value_doc(stats: ScoreStats, k: int, training: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json ``value``: the total, mean and the top 10 % customers' share."""
+    total_value = float(grow(stats.value_sum, k).sum())
+    value_known = int(grow(stats.value_known, k).sum())
     value_doc: dict[str, Any] = {"available": bool(value_known)}
-    if value_known:
-        sample_values = stats.sample_rows()["value"].to_numpy(dtype="float64")
-        sample_values = sample_values[np.isfinite(sample_values)]
-        top_share = None
-        if sample_values.size and sample_values.sum() > 0:
-            ordered = np.sort(sample_values)[::-1]
-            top_n = max(1, math.ceil(ordered.size * 0.10))
-            top_share = float(ordered[:top_n].sum() / ordered.sum())
-        value_doc.update(
-            {
-                "measure": training.get("value_measure"),
-                "total": _num(total_value, 4),
-                "customers_with_value": value_known,
-                "mean": _num(total_value / value_known, 4),
-                "top10_share": _num(top_share, 4),
-                "top10_share_method": "exact"
-                if value_known <= stats.sample_k
-                else f"estimate on a hash sample of {stats.sample_k} customers",
-            }
-        )
+    if not value_known:
+        return value_doc
+    sample_values = stats.sample_rows()["value"].to_numpy(dtype="float64")
+    sample_values = sample_values[np.isfinite(sample_values)]
+    top_share = None
+    if sample_values.size and sample_values.sum() > 0:
+        ordered = np.sort(sample_values)[::-1]
+        top_n = max(1, math.ceil(ordered.size * 0.10))
+        top_share = float(ordered[:top_n].sum() / ordered.sum())
+    value_doc.update(
+        {
+            "measure": training.get("value_measure"),
+            "total": _num(total_value, 4),
+            "customers_with_value": value_known,
+            "mean": _num(total_value / value_known, 4),
+            "top10_share": _num(top_share, 4),
+            "top10_share_method": "exact"
+            if value_known <= stats.sample_k
+            else f"estimate on a hash sample of {stats.sample_k} customers",
+        }
+    )
+    return value_doc
 
-    # labels
+
+def _labels_doc(stats: ScoreStats) -> dict[str, Any]:
+    """metrics.json ``labels``: customers per label, and the R x F grid."""
     labels_doc: dict[str, Any] = {}
     for name, counter in stats.labels.items():
         totals: Counter[str] = Counter()
@@ -918,39 +1006,7 @@ def build_metrics(
             "columns": "f_score 1..5",
             "counts": stats.rfm_grid.tolist(),
         }
-
-    metrics: dict[str, Any] = {
-        "schema_version": 1,
-        "dataset": run.dataset,
-        "run_id": run.run_id,
-        "run_date": str(run.run_date),
-        "as_of": str(as_of),
-        "as_of_reason": as_of_reason,
-        "source": dict(run.source or {}),
-        "model": {
-            "name": meta.get("model_name"),
-            "version": str(model.version),
-            "k": int(model.k),
-            "trained_rows": training.get("rows"),
-            "trained_as_of": training.get("as_of"),
-            "status": meta.get("status"),
-        },
-        "customers": n,
-        "duplicates_dropped": int(duplicates_dropped),
-        "data_quality": summarise_quality(quality),
-        "segments": segments,
-        "cluster_quality": cluster_quality,
-        "drift": drift,
-        "stability": stability,
-        "outcomes": outcomes,
-        "value": value_doc,
-        "labels": labels_doc,
-        "thresholds": thresholds.to_dict(),
-    }
-    verdict, reasons = evaluate(metrics, thresholds)
-    metrics["verdict"] = verdict
-    metrics["reasons"] = reasons
-    return metrics
+    return labels_doc
 
 
 # ---------------------------------------------------------------------------------------
