@@ -14,7 +14,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from custseg.aws import runtime
 from custseg.aws.score_job import run_score, run_score_state
 from custseg.layout import STATE
-from custseg.model.artifact import limit_blas_threads, warm_up
+from custseg.model.artifact import limit_blas_threads
+
+
+def warm_up() -> None:
+    """Import what loading and applying a model needs (scikit-learn's estimators, the
+    scoring core, the report and its charts, Arrow's pandas conversion). About 2 s on a
+    cold interpreter."""
+    import pyarrow.pandas_compat  # noqa: F401
+    import sklearn.cluster
+    import sklearn.compose
+    import sklearn.impute
+    import sklearn.pipeline
+    import sklearn.preprocessing  # noqa: F401
+
+    import custseg.report.html
+    import custseg.scoring.score  # noqa: F401
+
 
 # Every invocation loads a model (scikit-learn, scipy) and scores (the scoring core):
 # import them in Lambda's init phase, once per execution environment, not in the first

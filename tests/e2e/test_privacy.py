@@ -43,7 +43,7 @@ from custseg.aws import registry
 from custseg.aws.signing import KmsSigner
 from custseg.layout import MODELS, RESULT_FILES
 from custseg.model.signing import SIGNATURE_FIELD, signed_digest
-from custseg.scoring.outputs import FORMULA_PREFIXES
+from custseg.spreadsheet import FORMULA_PREFIXES
 
 N = 150
 ARTIFACT_FILES = ("model.joblib", "metadata.json")

@@ -21,7 +21,7 @@ from custseg.aws.state import part_from_manifest, register_part
 from custseg.dataset.clean_data import clean_parts
 from custseg.dataset.state import APPEND, MODES
 from custseg.ingest.contracts import Contract, load_contract
-from custseg.ingest.pipeline import ingest_file
+from custseg.ingest.pipeline import IngestResult, ingest_file
 from custseg.layout import (
     CLEAN_DATA_DIR,
     LayoutError,
@@ -186,6 +186,121 @@ def _publish_clean_run(
     register_part(store, bucket, dataset, part, dt.datetime.now(dt.UTC))
 
 
+def _check_upload(
+    store: ObjectStore,
+    settings: Settings,
+    bucket: str,
+    upload: Upload,
+    key: str,
+    size: int,
+    as_of: str | None,
+    run_ts: dt.datetime,
+) -> tuple[Contract | None, tuple[str, str] | None]:
+    """Whether the upload may be read: its folder names the dataset, its size is within
+    the limit, the dataset's contract parses and its as-of date is plausible. Returns the
+    contract to read it with (None: detect one), or why the whole file is refused
+    (code, message)."""
+    dataset = upload.dataset
+    owner = claim_folder(store, bucket, upload, key)
+    if owner != upload.folder:
+        return None, (
+            "dataset_folder_conflict",
+            f"{key}: the folder {upload.prefix}{upload.folder}/ folds to dataset {dataset!r}, "
+            f"which already receives uploads from {upload.prefix}{owner}/. Upload to "
+            f"{upload.prefix}{owner}/ to add to that dataset, or use a folder name that does "
+            f"not fold to {dataset!r} for a new one (names are lower-cased and runs of other "
+            "characters than a-z, 0-9, _ and - become _).",
+        )
+
+    if size > settings.max_input_bytes:
+        limit_mib = settings.max_input_bytes / 1024**2
+        return None, (
+            "too_large",
+            f"{key}: file is {size / 1024**2:,.1f} MiB, above this function's limit of "
+            f"{limit_mib:,.4g} MiB (MaxInputMiB). Split it into several files under "
+            f"incoming/{dataset}/, gzip it (often 5-10x smaller), or raise MaxInputMiB in the "
+            "stack parameters together with the function's memory and ephemeral storage.",
+        )
+
+    try:
+        contract = _load_dataset_contract(store, settings, dataset)
+    except ValueError as exc:  # the dataset's own contract does not parse
+        return None, (
+            "bad_contract",
+            f"{key}: the contract s3://{settings.artifact_bucket}/{contract_key(dataset)} "
+            f"is not valid, so the file was not read: {exc}",
+        )
+    as_of_problem = check_as_of(as_of, run_ts, settings)
+    if as_of_problem:
+        return None, ("bad_as_of", f"{key}: {as_of_problem}")
+    return contract, None
+
+
+def _commit_accepted(
+    store: ObjectStore,
+    bucket: str,
+    result: IngestResult,
+    outcome: IngestOutcome,
+    source: dict[str, Any],
+    *,
+    run_ts_iso: str,
+    as_of: str | None,
+    mode: str,
+) -> tuple[str, dict[str, Any]]:
+    """Commit an accepted ingest: its rejected rows (when any) as a ``rejected_rows`` run,
+    then the clean run; returns the clean run's prefix and manifest."""
+    dataset, run_id = outcome.dataset, outcome.run_id
+    if result.rejected_rows_path is not None:
+        rprefix = rejected_prefix(dataset, run_id)
+        commit_run(
+            store,
+            bucket,
+            rprefix,
+            [
+                RunFile("rejected_rows.csv", result.rejected_rows_path, outcome.rows_rejected),
+                RunFile("quality.json", result.report_json_path),
+            ],
+            {
+                "kind": "rejected_rows",
+                "dataset": dataset,
+                "run_id": run_id,
+                "run_ts": run_ts_iso,
+                "source": source,
+            },
+        )
+        outcome.rejected_prefix = rprefix
+
+    clean_path = result.clean_path
+    assert clean_path is not None, "an accepted ingest always writes clean data"
+    prefix = clean_prefix(dataset, run_id)
+    manifest, _ = commit_run(
+        store,
+        bucket,
+        prefix,
+        [
+            *(
+                RunFile(f"{CLEAN_DATA_DIR}/{part.name}", part, rows)
+                for part, rows in clean_parts(clean_path)
+            ),
+            RunFile("quality.json", result.report_json_path),
+            RunFile("quality.txt", result.report_text_path),
+            RunFile("contract.json", result.contract_path),
+        ],
+        {
+            "kind": "clean",
+            "dataset": dataset,
+            "run_id": run_id,
+            "run_ts": run_ts_iso,
+            "contract_kind": result.contract.kind,
+            "as_of": as_of,
+            "rows": outcome.rows_kept,
+            "source": source,
+            "mode": mode,
+        },
+    )
+    return prefix, manifest
+
+
 def run_ingest(
     store: ObjectStore,
     settings: Settings,
@@ -276,39 +391,12 @@ def run_ingest(
             "rejected", dataset, run_id, key, rejected_prefix=prefix, message=message
         )
 
-    owner = claim_folder(store, bucket, upload, key)
-    if owner != upload.folder:
-        return refuse(
-            "dataset_folder_conflict",
-            f"{key}: the folder {upload.prefix}{upload.folder}/ folds to dataset {dataset!r}, "
-            f"which already receives uploads from {upload.prefix}{owner}/. Upload to "
-            f"{upload.prefix}{owner}/ to add to that dataset, or use a folder name that does "
-            f"not fold to {dataset!r} for a new one (names are lower-cased and runs of other "
-            "characters than a-z, 0-9, _ and - become _).",
-        )
-
-    if info.size > settings.max_input_bytes:
-        limit_mib = settings.max_input_bytes / 1024**2
-        return refuse(
-            "too_large",
-            f"{key}: file is {info.size / 1024**2:,.1f} MiB, above this function's limit of "
-            f"{limit_mib:,.4g} MiB (MaxInputMiB). Split it into several files under "
-            f"incoming/{dataset}/, gzip it (often 5-10x smaller), or raise MaxInputMiB in the "
-            "stack parameters together with the function's memory and ephemeral storage.",
-        )
-
-    try:
-        contract = _load_dataset_contract(store, settings, dataset)
-    except ValueError as exc:  # the dataset's own contract does not parse
-        return refuse(
-            "bad_contract",
-            f"{key}: the contract s3://{settings.artifact_bucket}/{contract_key(dataset)} "
-            f"is not valid, so the file was not read: {exc}",
-        )
     as_of = info.metadata.get("as-of")
-    as_of_problem = check_as_of(as_of, run_ts, settings)
-    if as_of_problem:
-        return refuse("bad_as_of", f"{key}: {as_of_problem}")
+    contract, refusal = _check_upload(
+        store, settings, bucket, upload, key, info.size, as_of, run_ts
+    )
+    if refusal is not None:
+        return refuse(*refusal)
     mode = info.metadata.get("mode", APPEND).strip().lower()
     if mode not in MODES:
         return refuse(
@@ -373,53 +461,15 @@ def run_ingest(
             outcome.message = text.splitlines()[0] if text else "file rejected"
             return outcome
 
-        if result.rejected_rows_path is not None:
-            rprefix = rejected_prefix(dataset, run_id)
-            commit_run(
-                store,
-                bucket,
-                rprefix,
-                [
-                    RunFile("rejected_rows.csv", result.rejected_rows_path, outcome.rows_rejected),
-                    RunFile("quality.json", result.report_json_path),
-                ],
-                {
-                    "kind": "rejected_rows",
-                    "dataset": dataset,
-                    "run_id": run_id,
-                    "run_ts": run_ts_iso,
-                    "source": source,
-                },
-            )
-            outcome.rejected_prefix = rprefix
-
-        clean_path = result.clean_path
-        assert clean_path is not None, "an accepted ingest always writes clean data"
-        prefix = clean_prefix(dataset, run_id)
-        clean_manifest, _ = commit_run(
+        prefix, clean_manifest = _commit_accepted(
             store,
             bucket,
-            prefix,
-            [
-                *(
-                    RunFile(f"{CLEAN_DATA_DIR}/{part.name}", part, rows)
-                    for part, rows in clean_parts(clean_path)
-                ),
-                RunFile("quality.json", result.report_json_path),
-                RunFile("quality.txt", result.report_text_path),
-                RunFile("contract.json", result.contract_path),
-            ],
-            {
-                "kind": "clean",
-                "dataset": dataset,
-                "run_id": run_id,
-                "run_ts": run_ts_iso,
-                "contract_kind": result.contract.kind,
-                "as_of": as_of,
-                "rows": outcome.rows_kept,
-                "source": source,
-                "mode": mode,
-            },
+            result,
+            outcome,
+            source,
+            run_ts_iso=run_ts_iso,
+            as_of=as_of,
+            mode=mode,
         )
     outcome.clean_manifest_key = prefix + "_manifest.json"
     _publish_clean_run(store, bucket, dataset, clean_manifest)

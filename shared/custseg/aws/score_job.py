@@ -50,10 +50,10 @@ from custseg.layout import (
     results_prefix,
     run_id_for,
 )
-from custseg.model.artifact import ArtifactError
+from custseg.model.artifact import ArtifactError, SegmentModel
 from custseg.model.signing import Verifier
 from custseg.scoring.metrics import Thresholds
-from custseg.scoring.score import RunInfo, score_dataset
+from custseg.scoring.score import RunInfo, ScoreResult, score_dataset
 
 
 @dataclass
@@ -236,6 +236,138 @@ def run_score_state(
     )
 
 
+def _read_inputs(
+    store: ObjectStore,
+    settings: Settings,
+    clean_manifest_key: str,
+    clean_manifest: dict[str, Any],
+    run_id: str,
+    tmp: Path,
+    parts: list[Part],
+) -> tuple[Path, Contract, dict[str, Any] | None, Path | None]:
+    """The run's inputs, downloaded into ``tmp``: the clean data (the state's ``parts``
+    merged, or the one clean run), its contract and quality report (the newest part's),
+    and the assignments of the previous run (for stability; None: none)."""
+    dataset, _ = parse_clean_manifest_key(clean_manifest_key)
+    clean_prefix = clean_manifest_key[: -len(MANIFEST)]
+
+    def previous_assignments() -> Path | None:
+        """The assignments of the run ``latest.json`` names (for stability), if any."""
+        latest, _ = store.get_json(settings.results_bucket, results_latest_key(dataset))
+        if latest is None or latest.get("run_id") == run_id:
+            return None
+        prev_key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
+        if store.head(settings.results_bucket, prev_key) is None:
+            return None
+        return store.download(settings.results_bucket, prev_key, tmp / "previous.parquet")
+
+    # the run's inputs are independent reads: all at once
+    with ThreadPoolExecutor(4, thread_name_prefix="score-inputs") as reads:
+        clean_future = reads.submit(
+            _download_inputs, store, settings, clean_prefix, clean_manifest, parts, tmp
+        )
+        contract_future = reads.submit(
+            store.get_bytes, settings.data_bucket, clean_prefix + "contract.json"
+        )
+        quality_future = reads.submit(
+            store.get_bytes, settings.data_bucket, clean_prefix + "quality.json"
+        )
+        previous_future = reads.submit(previous_assignments)
+        clean_path = clean_future.result()
+        contract = Contract.model_validate_json(contract_future.result() or b"{}")
+        quality_bytes = quality_future.result()
+        quality = json.loads(quality_bytes) if quality_bytes else None
+        previous_path = previous_future.result()
+    return clean_path, contract, quality, previous_path
+
+
+def _announce(
+    bus: EventBus,
+    outcome: ScoreOutcome,
+    result: ScoreResult,
+    psi: dict[str, float],
+    clean_manifest_key: str,
+    model_name: str,
+    prefix: str,
+) -> None:
+    """Publish the committed run, and a retrain recommendation naming the drifting
+    features when the verdict is ``retrain``."""
+    dataset, run_id = outcome.dataset, outcome.run_id
+    bus.publish(
+        RUN_COMMITTED,
+        {
+            "dataset": dataset,
+            "run_id": run_id,
+            "manifest_key": prefix + MANIFEST,
+            "verdict": result.verdict,
+            "rows": result.rows,
+        },
+    )
+    if result.verdict == "retrain":
+        watch = float(result.metrics.get("thresholds", {}).get("psi_watch", 0.1))
+        drifting = sorted((f for f, v in psi.items() if v > watch), key=lambda f: -psi[f])
+        bus.publish(
+            RETRAIN_RECOMMENDED,
+            {
+                "dataset": dataset,
+                "model": model_name,
+                "model_version": outcome.model_version,
+                "run_id": run_id,
+                "clean_manifest_key": clean_manifest_key,
+                "features": drifting,
+                "reasons": result.reasons,
+                "promote": False,
+            },
+        )
+
+
+def _load_champion(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    dataset: str,
+    clean_manifest_key: str,
+    verifier: Verifier | None,
+) -> SegmentModel | ScoreOutcome:
+    """The dataset's champion, verified; or the outcome when there is none (training is
+    requested) or it is refused."""
+    model_name = model_name_for(dataset)
+    pointer = champion(store, settings.artifact_bucket, model_name)
+    if pointer is None:
+        bus.publish(
+            TRAINING_REQUESTED,
+            {
+                "dataset": dataset,
+                "model": model_name,
+                "clean_manifest_key": clean_manifest_key,
+                "reason": "no champion model yet",
+                "promote": True,
+                "if_no_champion": True,
+            },
+        )
+        return ScoreOutcome(
+            "no_champion",
+            dataset,
+            message=f"no champion for model {model_name}; training requested",
+        )
+    try:
+        model: SegmentModel = load_version(
+            store,
+            settings.artifact_bucket,
+            model_name,
+            pointer["version"],
+            verifier or KmsVerifier(settings.model_signing_key),
+        )
+    except ArtifactError as exc:
+        return ScoreOutcome(
+            "model_refused",
+            dataset,
+            model_version=str(pointer["version"]),
+            message=f"champion {model_name} {pointer['version']} refused: {exc}",
+        )
+    return model
+
+
 def run_score(
     store: ObjectStore,
     settings: Settings,
@@ -268,39 +400,9 @@ def run_score(
     if clean_manifest is None:
         return ScoreOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
     model_name = model_name_for(dataset)
-    pointer = champion(store, settings.artifact_bucket, model_name)
-    if pointer is None:
-        bus.publish(
-            TRAINING_REQUESTED,
-            {
-                "dataset": dataset,
-                "model": model_name,
-                "clean_manifest_key": clean_manifest_key,
-                "reason": "no champion model yet",
-                "promote": True,
-                "if_no_champion": True,
-            },
-        )
-        return ScoreOutcome(
-            "no_champion",
-            dataset,
-            message=f"no champion for model {model_name}; training requested",
-        )
-    try:
-        model = load_version(
-            store,
-            settings.artifact_bucket,
-            model_name,
-            pointer["version"],
-            verifier or KmsVerifier(settings.model_signing_key),
-        )
-    except ArtifactError as exc:
-        return ScoreOutcome(
-            "model_refused",
-            dataset,
-            model_version=str(pointer["version"]),
-            message=f"champion {model_name} {pointer['version']} refused: {exc}",
-        )
+    model = _load_champion(store, settings, bus, dataset, clean_manifest_key, verifier)
+    if isinstance(model, ScoreOutcome):
+        return model
 
     if as_of is None and clean_manifest.get("as_of"):
         as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))
@@ -334,37 +436,12 @@ def run_score(
         outcome.message = "this run was already committed; no result file written"
         return outcome
 
-    clean_prefix = clean_manifest_key[: -len(MANIFEST)]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         tmp = Path(tmp_name)
 
-        def previous_assignments() -> Path | None:
-            """The assignments of the run ``latest.json`` names (for stability), if any."""
-            latest, _ = store.get_json(settings.results_bucket, results_latest_key(dataset))
-            if latest is None or latest.get("run_id") == run_id:
-                return None
-            prev_key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
-            if store.head(settings.results_bucket, prev_key) is None:
-                return None
-            return store.download(settings.results_bucket, prev_key, tmp / "previous.parquet")
-
-        # the run's inputs are independent reads: all at once
-        with ThreadPoolExecutor(4, thread_name_prefix="score-inputs") as reads:
-            clean_future = reads.submit(
-                _download_inputs, store, settings, clean_prefix, clean_manifest, parts, tmp
-            )
-            contract_future = reads.submit(
-                store.get_bytes, settings.data_bucket, clean_prefix + "contract.json"
-            )
-            quality_future = reads.submit(
-                store.get_bytes, settings.data_bucket, clean_prefix + "quality.json"
-            )
-            previous_future = reads.submit(previous_assignments)
-            clean_path = clean_future.result()
-            contract = Contract.model_validate_json(contract_future.result() or b"{}")
-            quality_bytes = quality_future.result()
-            quality = json.loads(quality_bytes) if quality_bytes else None
-            previous_path = previous_future.result()
+        clean_path, contract, quality, previous_path = _read_inputs(
+            store, settings, clean_manifest_key, clean_manifest, run_id, tmp, parts
+        )
 
         # The assignments are final once the chunk loop ends: upload them (create-only,
         # both files at once on two background threads: 0.13-0.28 s less for the score
@@ -459,32 +536,7 @@ def run_score(
     psi = drift_by_feature(result.metrics)
     outcome.drift_max = max(psi.values(), default=0.0)
     outcome.pointer_moved = moved
-    bus.publish(
-        RUN_COMMITTED,
-        {
-            "dataset": dataset,
-            "run_id": run_id,
-            "manifest_key": prefix + MANIFEST,
-            "verdict": result.verdict,
-            "rows": result.rows,
-        },
-    )
-    if result.verdict == "retrain":
-        watch = float(result.metrics.get("thresholds", {}).get("psi_watch", 0.1))
-        drifting = sorted((f for f, v in psi.items() if v > watch), key=lambda f: -psi[f])
-        bus.publish(
-            RETRAIN_RECOMMENDED,
-            {
-                "dataset": dataset,
-                "model": model_name,
-                "model_version": model.version,
-                "run_id": run_id,
-                "clean_manifest_key": clean_manifest_key,
-                "features": drifting,
-                "reasons": result.reasons,
-                "promote": False,
-            },
-        )
+    _announce(bus, outcome, result, psi, clean_manifest_key, model_name, prefix)
     outcome.seconds = round(time.monotonic() - started, 3)
     outcome.message = (
         f"scored {result.rows} customers into {model.k} segments in {outcome.seconds:.1f}s; "

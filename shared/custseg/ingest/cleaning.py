@@ -34,7 +34,7 @@ from custseg.ingest.contracts.model import (
     OutlierMethod,
     Role,
 )
-from custseg.scoring.stats import Counts, Moments
+from custseg.stats import Counts, Moments
 
 MISSING_TOKENS = frozenset(
     {"", "na", "n/a", "n.a.", "nan", "null", "none", "nil", "-", "--", "?", "(blank)", "#n/a"}
@@ -524,7 +524,7 @@ def mix64(x: np.ndarray) -> np.ndarray:
 class RowSample:
     """Bounded deterministic sample of numeric rows: the ``k`` smallest hashes of ``_row``.
 
-    Same idea as :class:`custseg.scoring.stats.BottomKSample` (mergeable, independent of
+    Same idea as :class:`custseg.stats.BottomKSample` (mergeable, independent of
     chunking; exact when the file has at most ``k`` rows) but keyed by the integer row
     number with a numpy hash, which is ~10x cheaper per row than hashing text keys.
     """

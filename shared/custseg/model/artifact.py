@@ -63,7 +63,7 @@ from custseg.model.signing import (
     Verifier,
     signed_digest,
 )
-from custseg.scoring.stats import Histogram, Moments
+from custseg.stats import Histogram, Moments
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -86,21 +86,6 @@ class ArtifactError(Exception):
 
 class UnsignedArtifactError(ArtifactError):
     """A model artifact whose signature is missing, unreadable or not the trusted key's."""
-
-
-def warm_up() -> None:
-    """Import what loading and applying a model needs (scikit-learn's estimators, the
-    scoring core, the report and its charts, Arrow's pandas conversion), for a function's
-    init phase. About 2 s on a cold interpreter."""
-    import pyarrow.pandas_compat  # noqa: F401
-    import sklearn.cluster
-    import sklearn.compose
-    import sklearn.impute
-    import sklearn.pipeline
-    import sklearn.preprocessing  # noqa: F401
-
-    import custseg.report.html
-    import custseg.scoring.score  # noqa: F401
 
 
 def library_versions() -> dict[str, str]:

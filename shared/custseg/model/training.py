@@ -56,7 +56,7 @@ from custseg.ingest.contracts.model import Contract
 from custseg.model.artifact import SegmentModel, build_metadata
 from custseg.model.labels import fit_label_edges
 from custseg.model.personas import describe_segments
-from custseg.scoring.metrics import silhouette
+from custseg.model.quality import silhouette
 
 log = logging.getLogger(__name__)
 

@@ -540,11 +540,59 @@ class _Heatmap:
     desc: str = ""
 
 
+@dataclass
+class _HeatmapLayout:
+    """Where a heatmap's parts go (px): the grid's left and top edges and cells, whether
+    the column labels are rotated, the colour bar's position, ticks and size."""
+
+    left: float
+    top: float
+    cell_w: float
+    cell_h: float
+    row_max: float
+    col_max: float
+    col_widths: list[float]
+    rotated: bool
+    bar_x: float
+    bar_h: float
+    ticks: list[float]
+    tick_w: float
+    width: float
+
+    @property
+    def grid_w(self) -> float:
+        return len(self.col_widths) * self.cell_w
+
+    def grid_h(self, rows: int) -> float:
+        return rows * self.cell_h
+
+
 def _heatmap(spec: _Heatmap) -> str:
+    lay = _heatmap_layout(spec)
+    body = [
+        _text(
+            PAD, 22, spec.title, size=TITLE_SIZE, bold=True, max_width=max(lay.width, 560) - 2 * PAD
+        )
+    ]
+    width = max(
+        lay.width, min(text_width(spec.title, TITLE_SIZE, bold=True), WIDTH - 2 * PAD) + 2 * PAD
+    )
+    body += _heatmap_cells(spec, lay)
+    labels, height = _heatmap_column_labels(spec, lay)
+    body += labels
+    axis, height = _heatmap_axis_labels(spec, lay, height)
+    body += axis
+    body += _colour_bar(spec.bar, lay)
+    height = max(height, lay.top + lay.bar_h + 12)
+    return _svg(width, height + PAD / 2, spec.title, body, spec.desc)
+
+
+def _heatmap_layout(spec: _Heatmap) -> _HeatmapLayout:
+    """The heatmap's layout: row labels (segment names: up to 2 lines, at most 260 px) on
+    the left, column labels below (rotated when they do not fit their cells), the colour
+    bar on the right (at least 120 px tall)."""
     n, m = len(spec.rows), len(spec.cols)
     bold = spec.row_colours is not None
-    body: list[str] = []
-    # row labels (segment names: up to 2 lines, at most 260 px)
     row_max = 260.0
     row_w = max(
         [40.0]
@@ -561,29 +609,39 @@ def _heatmap(spec: _Heatmap) -> str:
         len(wrap(c, SMALL_SIZE, cell_w - 8, max_lines=2)[0]) > 1 or w > 2 * (cell_w - 8)
         for c, w in zip(spec.cols, col_widths, strict=True)
     ) and any(w > cell_w - 8 for w in col_widths)
-    cos30, sin30 = math.cos(math.radians(30)), 0.5
     left = PAD + (24 if spec.y_label else 0) + row_w + 10
     if rotated:
-        reach = min(max(col_widths, default=0.0), col_max) * cos30
+        reach = min(max(col_widths, default=0.0), col_max) * math.cos(math.radians(30))
         left = max(left, PAD + reach - cell_w / 2 + 4)
-    top = 44.0
     cell_h = spec.cell_h
     if spec.y_label:  # room for the rotated y label (on two lines if need be)
         cell_h = min(90.0, max(cell_h, (text_width(spec.y_label, LABEL_SIZE) + 12) / n))
     grid_w, grid_h = m * cell_w, n * cell_h
-    bottom = top + grid_h
-    # colour bar on the right, at least 120 px tall
     bar_x = left + grid_w + 22
     bar_h = max(grid_h, 120.0, text_width(spec.bar.label, SMALL_SIZE) + 16)
     ticks = nice_ticks(spec.bar.vmin, spec.bar.vmax, 4)
     tick_w = max([text_width(spec.bar.tick(t), SMALL_SIZE) for t in ticks] or [0.0])
-    width = bar_x + 14 + 6 + tick_w + 8 + SMALL_SIZE * 1.4 + PAD
-    body.append(
-        _text(PAD, 22, spec.title, size=TITLE_SIZE, bold=True, max_width=max(width, 560) - 2 * PAD)
+    return _HeatmapLayout(
+        left=left,
+        top=44.0,
+        cell_w=cell_w,
+        cell_h=cell_h,
+        row_max=row_max,
+        col_max=col_max,
+        col_widths=col_widths,
+        rotated=rotated,
+        bar_x=bar_x,
+        bar_h=bar_h,
+        ticks=list(ticks),
+        tick_w=tick_w,
+        width=bar_x + 14 + 6 + tick_w + 8 + SMALL_SIZE * 1.4 + PAD,
     )
-    width = max(
-        width, min(text_width(spec.title, TITLE_SIZE, bold=True), WIDTH - 2 * PAD) + 2 * PAD
-    )
+
+
+def _heatmap_cells(spec: _Heatmap, lay: _HeatmapLayout) -> list[str]:
+    """Each row's label, then its cells with their texts."""
+    body: list[str] = []
+    left, top, cell_w, cell_h = lay.left, lay.top, lay.cell_w, lay.cell_h
     for i, row in enumerate(spec.rows):
         cy = top + (i + 0.5) * cell_h
         fill = spec.row_colours[i] if spec.row_colours else INK
@@ -594,8 +652,8 @@ def _heatmap(spec: _Heatmap) -> str:
                 row,
                 anchor="end",
                 fill=fill,
-                bold=bold,
-                max_width=row_max,
+                bold=spec.row_colours is not None,
+                max_width=lay.row_max,
                 max_lines=2,
             )
         )
@@ -627,10 +685,17 @@ def _heatmap(spec: _Heatmap) -> str:
                             max_width=cell_w - 4,
                         )
                     )
-    # column labels
-    if rotated:
+    return body
+
+
+def _heatmap_column_labels(spec: _Heatmap, lay: _HeatmapLayout) -> tuple[list[str], float]:
+    """The column labels below the grid (rotated by 30 degrees, or on up to 2 lines) and
+    the height reached."""
+    body: list[str] = []
+    bottom = lay.top + lay.grid_h(len(spec.rows))
+    if lay.rotated:
         for j, col in enumerate(spec.cols):
-            cx = left + (j + 0.5) * cell_w
+            cx = lay.left + (j + 0.5) * lay.cell_w
             body.append(
                 _text(
                     cx,
@@ -638,35 +703,44 @@ def _heatmap(spec: _Heatmap) -> str:
                     col,
                     size=SMALL_SIZE,
                     anchor="end",
-                    max_width=col_max,
+                    max_width=lay.col_max,
                     rotate=-30,
                 )
             )
-        label_h = min(max(col_widths, default=0.0), col_max) * sin30 + SMALL_SIZE + 12
-    else:
-        n_lines = 1
-        for j, col in enumerate(spec.cols):
-            cx = left + (j + 0.5) * cell_w
-            lines = wrap(col, SMALL_SIZE, cell_w - 8, max_lines=2)[0]
-            n_lines = max(n_lines, len(lines))
-            body.append(
-                _text(
-                    cx,
-                    bottom + 8 + len(lines) * SMALL_SIZE * 0.6,
-                    col,
-                    size=SMALL_SIZE,
-                    anchor="middle",
-                    max_width=cell_w - 8,
-                    max_lines=2,
-                )
+        label_h = min(max(lay.col_widths, default=0.0), lay.col_max) * 0.5 + SMALL_SIZE + 12
+        return body, bottom + label_h
+    n_lines = 1
+    for j, col in enumerate(spec.cols):
+        cx = lay.left + (j + 0.5) * lay.cell_w
+        lines = wrap(col, SMALL_SIZE, lay.cell_w - 8, max_lines=2)[0]
+        n_lines = max(n_lines, len(lines))
+        body.append(
+            _text(
+                cx,
+                bottom + 8 + len(lines) * SMALL_SIZE * 0.6,
+                col,
+                size=SMALL_SIZE,
+                anchor="middle",
+                max_width=lay.cell_w - 8,
+                max_lines=2,
             )
-        label_h = n_lines * SMALL_SIZE * 1.2 + 12
-    height = bottom + label_h
+        )
+    label_h = n_lines * SMALL_SIZE * 1.2 + 12
+    return body, bottom + label_h
+
+
+def _heatmap_axis_labels(
+    spec: _Heatmap, lay: _HeatmapLayout, height: float
+) -> tuple[list[str], float]:
+    """The x label below the column labels (at ``height``) and the y label on the left;
+    and the height reached."""
+    body: list[str] = []
+    grid_w, grid_h = lay.grid_w, lay.grid_h(len(spec.rows))
     if spec.x_label:
         extra_lines = len(wrap(spec.x_label, LABEL_SIZE, grid_w + 20)[0]) - 1
         body.append(
             _text(
-                left + grid_w / 2,
+                lay.left + grid_w / 2,
                 height + 8 + extra_lines * LABEL_SIZE * 0.6,
                 spec.x_label,
                 anchor="middle",
@@ -679,7 +753,7 @@ def _heatmap(spec: _Heatmap) -> str:
         body.append(
             _text(
                 PAD + 8,
-                top + grid_h / 2,
+                lay.top + grid_h / 2,
                 spec.y_label,
                 anchor="middle",
                 rotate=-90,
@@ -687,25 +761,29 @@ def _heatmap(spec: _Heatmap) -> str:
                 max_lines=2,
             )
         )
-    # colour bar
+    return body, height
+
+
+def _colour_bar(bar: _ColourBar, lay: _HeatmapLayout) -> list[str]:
+    """The colour bar (48 steps, top = ``bar.vmax``), its ticks and its label."""
+    body: list[str] = []
+    top, bar_x, bar_h = lay.top, lay.bar_x, lay.bar_h
     steps = 48
-    span = spec.bar.vmax - spec.bar.vmin or 1.0
+    span = bar.vmax - bar.vmin or 1.0
     for k in range(steps):
         t = 1 - (k + 0.5) / steps  # top = vmax
-        body.append(
-            _rect(bar_x, top + k * bar_h / steps, 14, bar_h / steps + 0.5, spec.bar.cmap(t))
-        )
+        body.append(_rect(bar_x, top + k * bar_h / steps, 14, bar_h / steps + 0.5, bar.cmap(t)))
     body.append(_rect(bar_x, top, 14, bar_h, "none", f' stroke="{AXIS}"'))
-    for t in ticks:
-        y = top + (1 - (t - spec.bar.vmin) / span) * bar_h
+    for t in lay.ticks:
+        y = top + (1 - (t - bar.vmin) / span) * bar_h
         body.append(_line(bar_x + 14, y, bar_x + 18, y, AXIS))
-        body.append(_text(bar_x + 20, y, spec.bar.tick(t), size=SMALL_SIZE, fill=MUTED))
-    lx = bar_x + 14 + 6 + tick_w + 8 + SMALL_SIZE * 0.7
+        body.append(_text(bar_x + 20, y, bar.tick(t), size=SMALL_SIZE, fill=MUTED))
+    lx = bar_x + 14 + 6 + lay.tick_w + 8 + SMALL_SIZE * 0.7
     body.append(
         _text(
             lx,
             top + bar_h / 2,
-            spec.bar.label,
+            bar.label,
             size=SMALL_SIZE,
             anchor="middle",
             fill=MUTED,
@@ -713,8 +791,7 @@ def _heatmap(spec: _Heatmap) -> str:
             max_width=bar_h,
         )
     )
-    height = max(height, top + bar_h + 12)
-    return _svg(width, height + PAD / 2, spec.title, body, spec.desc)
+    return body
 
 
 # ---------------------------------------------------------------------------------------

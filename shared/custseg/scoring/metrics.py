@@ -33,14 +33,24 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from custseg.features.build import CategoryCodes
-from custseg.model.labels import TEXT_COLUMNS as LABEL_TEXT_COLUMNS
 from custseg.model.labels import LabelCodes
-from custseg.scoring.stats import BottomKSample, Histogram, Moments, stable_hash
+from custseg.model.quality import silhouette
+from custseg.scoring.accumulators import (
+    CategoryCounts,
+    CustomerSamples,
+    FeatureHistograms,
+    LabelCounts,
+    OutcomeCounts,
+    PairCounts,
+    SegmentMoments,
+    SegmentTotals,
+    Transitions,
+    grow,
+    pad2,
+    segment_rows,
+)
+from custseg.stats import BottomKSample, Histogram, Moments, stable_hash
 
-SILHOUETTE_WORKING_MIB = 2
-"""Block size (MiB) of the silhouette's pairwise distances: bounds the evaluation's memory;
-blocks that fit the CPU cache are also the fastest (measured: 2 MiB 0.10 s, 32 MiB 0.13 s
-for 5,000 customers)."""
 QUALITY_SAMPLE = 5_000
 """Customers in the sample used for silhouette, Davies-Bouldin, Calinski-Harabasz and PCA."""
 BASE_SAMPLE = 20_000
@@ -49,7 +59,6 @@ SEGMENT_SAMPLE = 2_000
 """Customers per segment in the sample used for segment medians and quartiles."""
 PSI_EPSILON = 1e-4
 """Floor applied to bin proportions before the PSI logarithm (empty bins)."""
-MISSING_CATEGORY = "(missing)"
 
 VERDICT_ORDER = {"ok": 0, "watch": 1, "retrain": 2}
 
@@ -224,7 +233,7 @@ def psi_shares(actual: Mapping[str, float], expected: Mapping[str, float]) -> fl
 class PreviousAssignments:
     """The previous run's customer -> segment, held compactly.
 
-    ``hashes`` are :func:`custseg.scoring.stats.stable_hash` of the customer ids (sorted uint64,
+    ``hashes`` are :func:`custseg.stats.stable_hash` of the customer ids (sorted uint64,
     8 bytes per customer) and ``segments`` the aligned segment ids (int16): about 10 bytes
     per customer, no id strings kept.
     """
@@ -286,29 +295,19 @@ class PreviousAssignments:
 # ---------------------------------------------------------------------------------------
 
 
-def _merge_counters(a: Counter[Any], b: Counter[Any]) -> Counter[Any]:
-    out: Counter[Any] = Counter(a)
-    out.update(b)
-    return out
-
-
-def _grow(arr: np.ndarray, size: int) -> np.ndarray:
-    if arr.shape[0] >= size:
-        return arr
-    pad = [(0, size - arr.shape[0])] + [(0, 0)] * (arr.ndim - 1)
-    return np.pad(arr, pad)
-
-
 @dataclass
 class ScoreStats:
     """Everything a run reports, accumulated per chunk and merged associatively.
 
-    Arrays are indexed by segment id (0 .. k-1). ``sample`` is a hash sample of at most
-    :data:`BASE_SAMPLE` customers holding their feature values, segment, distance and value
-    (no customer ids); its :data:`QUALITY_SAMPLE` smallest hashes are the quality sample.
-    ``segment_samples`` hold at most :data:`SEGMENT_SAMPLE` customers' numeric features per
-    segment. ``transitions[p, s]`` counts customers in segment ``p`` in the previous run
-    and ``s`` now.
+    Composed of one small accumulator per concern (:mod:`custseg.scoring.accumulators`):
+    ``totals`` (customers, values), ``moments`` (features, distance, confidence per
+    segment), ``samples`` (a hash sample of at most :data:`BASE_SAMPLE` customers holding
+    their feature values, segment, distance and value, no customer ids; its
+    :data:`QUALITY_SAMPLE` smallest hashes are the quality sample; and at most
+    :data:`SEGMENT_SAMPLE` customers' numeric features per segment), ``category_counts``,
+    ``feature_histograms``, ``outcome_counts``, ``label_counts`` and ``previous_run``
+    (``transitions[p, s]`` counts customers in segment ``p`` in the previous run and ``s``
+    now). Arrays are indexed by segment id (0 .. k-1); the properties below read them.
     """
 
     k: int
@@ -318,33 +317,26 @@ class ScoreStats:
     baseline_edges: dict[str, list[float]] = field(default_factory=dict)
     sample_k: int = BASE_SAMPLE
     segment_sample_k: int = SEGMENT_SAMPLE
-    customers: int = 0
-    seg_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="int64"))
-    value_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    value_known: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="int64"))
-    seg_moments: dict[int, dict[str, Moments]] = field(default_factory=dict)
-    distance: dict[int, Moments] = field(default_factory=dict)
-    confidence: dict[int, Moments] = field(default_factory=dict)
-    categories: dict[str, Counter[tuple[int, str]]] = field(default_factory=dict)
-    histograms: dict[str, Histogram] = field(default_factory=dict)
-    outcome_pos: dict[str, np.ndarray] = field(default_factory=dict)
-    outcome_known: dict[str, np.ndarray] = field(default_factory=dict)
-    labels: dict[str, Counter[tuple[int, str]]] = field(default_factory=dict)
-    rfm_grid: np.ndarray = field(default_factory=lambda: np.zeros((5, 5), dtype="int64"))
-    sample: BottomKSample | None = None
-    segment_samples: dict[int, BottomKSample] = field(default_factory=dict)
     track_previous: bool = False
-    transitions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype="int64"))
-    new_customers: int = 0
+    totals: SegmentTotals = field(init=False)
+    moments: SegmentMoments = field(init=False)
+    samples: CustomerSamples = field(init=False)
+    category_counts: CategoryCounts = field(init=False)
+    feature_histograms: FeatureHistograms = field(init=False)
+    outcome_counts: OutcomeCounts = field(init=False)
+    label_counts: LabelCounts = field(init=False)
+    previous_run: Transitions = field(init=False)
 
     def __post_init__(self) -> None:
-        self.seg_counts = _grow(self.seg_counts, self.k)
-        self.value_sum = _grow(self.value_sum.astype("float64"), self.k)
-        self.value_known = _grow(self.value_known, self.k)
-        if self.sample is None:
-            self.sample = BottomKSample(k=self.sample_k)
-        for name, edges in self.baseline_edges.items():
-            self.histograms.setdefault(name, Histogram(edges=list(edges)))
+        self.totals = SegmentTotals()
+        self.totals.grow(self.k)
+        self.moments = SegmentMoments(list(self.numeric))
+        self.samples = CustomerSamples(list(self.numeric), self.sample_k, self.segment_sample_k)
+        self.category_counts = CategoryCounts(list(self.categorical))
+        self.feature_histograms = FeatureHistograms.on_edges(self.baseline_edges)
+        self.outcome_counts = OutcomeCounts(list(self.outcomes))
+        self.label_counts = LabelCounts()
+        self.previous_run = Transitions()
 
     def empty_like(self) -> ScoreStats:
         return ScoreStats(
@@ -388,130 +380,34 @@ class ScoreStats:
         if n == 0:
             return self
         seg = np.asarray(segment_id, dtype="int64")
-        k = max(self.k, int(seg.max()) + 1)
-        if k > self.k:
-            self.k = k
-            self.seg_counts = _grow(self.seg_counts, k)
-            self.value_sum = _grow(self.value_sum, k)
-            self.value_known = _grow(self.value_known, k)
-        self.customers += n
-        self.seg_counts += np.bincount(seg, minlength=k)
+        self.k = k = max(self.k, int(seg.max()) + 1)
         val = np.full(n, np.nan) if value is None else np.asarray(value, dtype="float64").copy()
-        known = np.isfinite(val)
-        self.value_known += np.bincount(seg[known], minlength=k)
-        self.value_sum += np.bincount(seg[known], weights=val[known], minlength=k)
-
-        # one contiguous array per numeric feature, as the columns of an (n, p) array (the
-        # moments see the same values in the same order whatever the layout)
-        numeric = np.empty((len(self.numeric), n), dtype="float64")
-        for j, name in enumerate(self.numeric):
-            numeric[j] = frame[name].to_numpy(dtype="float64", na_value=np.nan)
-        numeric = numeric.T
         dist = np.asarray(distance, dtype="float64")
-        conf = np.asarray(confidence, dtype="float64")
         hashes = np.asarray(hashes, dtype="uint64")
-        for s, idx in enumerate(_segment_rows(seg, k)):
-            if idx.size == 0:
-                continue
-            per = self.seg_moments.setdefault(s, {f: Moments() for f in self.numeric})
-            for j, name in enumerate(self.numeric):
-                per[name].update(numeric[idx, j])
-            self.distance.setdefault(s, Moments()).update(dist[idx])
-            self.confidence.setdefault(s, Moments()).update(conf[idx])
-            sample = self.segment_samples.setdefault(s, BottomKSample(k=self.segment_sample_k))
-            take = idx[_candidates(hashes[idx], sample)]
-            if take.size:
-                rows = pd.DataFrame(numeric[take], columns=self.numeric)
-                self._update_bottomk(sample, rows, hashes[take])
-
-        for name in self.categorical:
-            counter = self.categories.setdefault(name, Counter())
-            if codes is not None and name in codes and len(codes[name]) == n:
-                counter.update(_code_pair_counts(seg, codes[name].codes, codes[name].values, k))
-            else:
-                counter.update(_pair_counts(seg, frame[name], k, MISSING_CATEGORY))
-
-        for name, hist in self.histograms.items():
-            if name in frame.columns:
-                hist.update(frame[name].to_numpy(dtype="float64", na_value=np.nan))
-
+        numeric = self._numeric_matrix(frame)
+        rows = segment_rows(seg, k)
+        self.totals.update(seg, k, val)
+        self.moments.update(rows, numeric, dist, np.asarray(confidence, dtype="float64"))
+        self.samples.update_segments(rows, numeric, hashes)
+        self.category_counts.update(frame, seg, k, codes)
+        self.feature_histograms.update(frame)
         if extras is not None:
-            for name in self.outcomes:
-                if name not in extras.columns:
-                    continue
-                y = extras[name].to_numpy(dtype="float64", na_value=np.nan)
-                ok = np.isfinite(y)
-                pos = np.bincount(seg[ok], weights=(y[ok] > 0.5).astype("float64"), minlength=k)
-                self.outcome_pos[name] = _grow(self.outcome_pos.get(name, np.zeros(k)), k) + pos
-                self.outcome_known[name] = _grow(
-                    self.outcome_known.get(name, np.zeros(k, dtype="int64")), k
-                ) + np.bincount(seg[ok], minlength=k)
-
-        if isinstance(labels, LabelCodes):
-            for name in LABEL_TEXT_COLUMNS:
-                counter = self.labels.setdefault(name, Counter())
-                vocabulary = LabelCodes.VOCABULARY[name]
-                counter.update(_code_pair_counts(seg, labels.column(name), vocabulary, k))
-            r_codes, f_codes = labels.r_score, labels.f_score
-            both_known = (r_codes > 0) & (f_codes > 0)
-            if both_known.any():
-                cell = (r_codes[both_known].astype(int) - 1) * 5 + (
-                    f_codes[both_known].astype(int) - 1
-                )
-                cell = np.clip(cell, 0, 24)
-                self.rfm_grid += np.bincount(cell, minlength=25).reshape(5, 5)
-        elif labels is not None:
-            for name in ("rfm_segment", "value_tier", "lifecycle_stage"):
-                if name not in labels.columns:
-                    continue
-                counter = self.labels.setdefault(name, Counter())
-                counter.update(_pair_counts(seg, labels[name], k, "n/a"))
-            if "r_score" in labels.columns and "f_score" in labels.columns:
-                r = labels["r_score"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
-                f = labels["f_score"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
-                both = np.isfinite(r) & np.isfinite(f)
-                if both.any():
-                    cell = (r[both].astype(int) - 1) * 5 + (f[both].astype(int) - 1)
-                    cell = np.clip(cell, 0, 24)
-                    self.rfm_grid += np.bincount(cell, minlength=25).reshape(5, 5)
-
-        self._update_sample(frame, seg, dist, val, hashes)
-
+            self.outcome_counts.update(extras, seg, k)
+        if labels is not None:
+            self.label_counts.update(labels, seg, k)
+        self.samples.update_overall(frame, seg, dist, val, hashes)
         if self.track_previous and previous is not None:
-            prev = np.asarray(previous, dtype="int64")
-            found = prev >= 0
-            self.new_customers += int((~found).sum())
-            if found.any():
-                kp = max(self.transitions.shape[0], int(prev[found].max()) + 1)
-                kk = max(self.transitions.shape[1], k)
-                grid = np.bincount(prev[found] * kk + seg[found], minlength=kp * kk)
-                self.transitions = _pad2(self.transitions, kp, kk) + grid.reshape(kp, kk)
+            self.previous_run.update(previous, seg, k)
         return self
 
-    def _update_sample(
-        self,
-        frame: pd.DataFrame,
-        seg: np.ndarray,
-        dist: np.ndarray,
-        val: np.ndarray,
-        hashes: np.ndarray,
-    ) -> None:
-        assert self.sample is not None
-        take = _candidates(hashes, self.sample)
-        if take.size == 0:
-            return
-        rows = frame.iloc[take].reset_index(drop=True)
-        rows["segment_id"] = seg[take]
-        rows["distance"] = dist[take]
-        rows["value"] = val[take]
-        self._update_bottomk(self.sample, rows, hashes[take])
-
-    @staticmethod
-    def _update_bottomk(sample: BottomKSample, rows: pd.DataFrame, hashes: np.ndarray) -> None:
-        rows = rows.copy()
-        rows["_hash"] = hashes
-        merged = sample.merge(BottomKSample(k=sample.k, frame=rows))
-        sample.frame = merged.frame
+    def _numeric_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The numeric features as an (n, p) array: one contiguous array per feature, as
+        its columns (the moments see the same values in the same order whatever the
+        layout)."""
+        numeric = np.empty((len(self.numeric), len(frame)), dtype="float64")
+        for j, name in enumerate(self.numeric):
+            numeric[j] = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+        return numeric.T
 
     # -- merge ------------------------------------------------------------------------
 
@@ -520,160 +416,104 @@ class ScoreStats:
         k = max(self.k, other.k)
         out = self.empty_like()
         out.k = k
-        out.customers = self.customers + other.customers
-        out.seg_counts = _grow(self.seg_counts, k) + _grow(other.seg_counts, k)
-        out.value_sum = _grow(self.value_sum, k) + _grow(other.value_sum, k)
-        out.value_known = _grow(self.value_known, k) + _grow(other.value_known, k)
-        for s in set(self.seg_moments) | set(other.seg_moments):
-            a = self.seg_moments.get(s, {})
-            b = other.seg_moments.get(s, {})
-            out.seg_moments[s] = {
-                f: a.get(f, Moments()).merge(b.get(f, Moments())) for f in self.numeric
-            }
-        for attr in ("distance", "confidence"):
-            mine, theirs = getattr(self, attr), getattr(other, attr)
-            setattr(
-                out,
-                attr,
-                {
-                    s: mine.get(s, Moments()).merge(theirs.get(s, Moments()))
-                    for s in set(mine) | set(theirs)
-                },
-            )
-        for name in set(self.categories) | set(other.categories):
-            out.categories[name] = _merge_counters(
-                self.categories.get(name, Counter()), other.categories.get(name, Counter())
-            )
-        for name in set(self.labels) | set(other.labels):
-            out.labels[name] = _merge_counters(
-                self.labels.get(name, Counter()), other.labels.get(name, Counter())
-            )
-        out.histograms = {
-            name: hist.merge(other.histograms[name]) for name, hist in self.histograms.items()
-        }
-        for name in set(self.outcome_pos) | set(other.outcome_pos):
-            out.outcome_pos[name] = _grow(self.outcome_pos.get(name, np.zeros(k)), k) + _grow(
-                other.outcome_pos.get(name, np.zeros(k)), k
-            )
-            out.outcome_known[name] = _grow(
-                self.outcome_known.get(name, np.zeros(k, dtype="int64")), k
-            ) + _grow(other.outcome_known.get(name, np.zeros(k, dtype="int64")), k)
-        out.rfm_grid = self.rfm_grid + other.rfm_grid
-        assert self.sample is not None and other.sample is not None
-        out.sample = self.sample.merge(other.sample)
-        for s in set(self.segment_samples) | set(other.segment_samples):
-            a_s = self.segment_samples.get(s, BottomKSample(k=self.segment_sample_k))
-            b_s = other.segment_samples.get(s, BottomKSample(k=self.segment_sample_k))
-            out.segment_samples[s] = a_s.merge(b_s)
-        kp = max(self.transitions.shape[0], other.transitions.shape[0])
-        kk = max(self.transitions.shape[1], other.transitions.shape[1])
-        out.transitions = _pad2(self.transitions, kp, kk) + _pad2(other.transitions, kp, kk)
-        out.new_customers = self.new_customers + other.new_customers
+        out.totals = self.totals.merge(other.totals, k)
+        out.moments = self.moments.merge(other.moments)
+        out.samples = self.samples.merge(other.samples)
+        out.category_counts = self.category_counts.merge(other.category_counts)
+        out.feature_histograms = self.feature_histograms.merge(other.feature_histograms)
+        out.outcome_counts = self.outcome_counts.merge(other.outcome_counts, k)
+        out.label_counts = self.label_counts.merge(other.label_counts)
+        out.previous_run = self.previous_run.merge(other.previous_run)
         return out
 
-    # -- derived ----------------------------------------------------------------------
+    # -- read -------------------------------------------------------------------------
+
+    @property
+    def customers(self) -> int:
+        return self.totals.customers
+
+    @property
+    def seg_counts(self) -> np.ndarray:
+        return self.totals.counts
+
+    @property
+    def value_sum(self) -> np.ndarray:
+        return self.totals.value_sum
+
+    @property
+    def value_known(self) -> np.ndarray:
+        return self.totals.value_known
+
+    @property
+    def seg_moments(self) -> dict[int, dict[str, Moments]]:
+        return self.moments.features
+
+    @property
+    def distance(self) -> dict[int, Moments]:
+        return self.moments.distance
+
+    @property
+    def confidence(self) -> dict[int, Moments]:
+        return self.moments.confidence
+
+    @property
+    def categories(self) -> dict[str, PairCounts]:
+        return self.category_counts.counts
+
+    @property
+    def histograms(self) -> dict[str, Histogram]:
+        return self.feature_histograms.histograms
+
+    @property
+    def outcome_pos(self) -> dict[str, np.ndarray]:
+        return self.outcome_counts.positives
+
+    @property
+    def outcome_known(self) -> dict[str, np.ndarray]:
+        return self.outcome_counts.known
+
+    @property
+    def labels(self) -> dict[str, PairCounts]:
+        return self.label_counts.counts
+
+    @property
+    def rfm_grid(self) -> np.ndarray:
+        return self.label_counts.rfm_grid
+
+    @property
+    def sample(self) -> BottomKSample:
+        return self.samples.overall
+
+    @property
+    def segment_samples(self) -> dict[int, BottomKSample]:
+        return self.samples.by_segment
+
+    @property
+    def transitions(self) -> np.ndarray:
+        return self.previous_run.grid
+
+    @property
+    def new_customers(self) -> int:
+        return self.previous_run.new_customers
 
     def base_moments(self) -> dict[str, Moments]:
         """Moments of each numeric feature over all customers (merge of the segments)."""
-        out = {f: Moments() for f in self.numeric}
-        for s in sorted(self.seg_moments):
-            for f in self.numeric:
-                out[f] = out[f].merge(self.seg_moments[s][f])
-        return out
+        return self.moments.overall()
 
     def base_categories(self, name: str) -> Counter[str]:
-        out: Counter[str] = Counter()
-        for (_, v), c in self.categories.get(name, Counter()).items():
-            out[v] += c
-        return out
+        return self.category_counts.overall(name)
 
     def segment_categories(self, name: str, s: int) -> Counter[str]:
-        out: Counter[str] = Counter()
-        for (seg, v), c in self.categories.get(name, Counter()).items():
-            if seg == s:
-                out[v] += c
-        return out
+        return self.category_counts.of_segment(name, s)
 
     def sample_rows(self, n: int | None = None) -> pd.DataFrame:
         """The overall sample (hash order); the first ``n`` rows are the n-smallest sample."""
-        assert self.sample is not None
         rows = self.sample.rows()
         return rows if n is None else rows.head(n)
 
     def segment_sample(self, s: int) -> pd.DataFrame:
         sample = self.segment_samples.get(s)
         return sample.rows() if sample is not None else pd.DataFrame(columns=self.numeric)
-
-
-def _pair_counts(
-    seg: np.ndarray, values: pd.Series, k: int, missing: str
-) -> Counter[tuple[int, str]]:
-    """Counts of (segment id, value) pairs, vectorised (factorize + bincount)."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    m = len(uniques) + 1  # last slot: missing
-    codes = np.where(codes < 0, m - 1, codes)
-    grid = np.bincount(seg * m + codes, minlength=k * m).reshape(k, m)
-    labels = [str(u) for u in uniques] + [missing]
-    out: Counter[tuple[int, str]] = Counter()
-    for s, j in zip(*np.nonzero(grid), strict=True):
-        out[(int(s), labels[j])] += int(grid[s, j])
-    return out
-
-
-def _segment_rows(seg: np.ndarray, k: int) -> list[np.ndarray]:
-    """Row positions (ascending) of each segment 0..k-1."""
-    if k <= 16:
-        return [np.flatnonzero(seg == s) for s in range(k)]
-    order = np.argsort(seg, kind="stable")
-    bounds = np.searchsorted(seg[order], np.arange(k + 1))
-    return [order[bounds[s] : bounds[s + 1]] for s in range(k)]
-
-
-def _code_pair_counts(
-    seg: np.ndarray, codes: np.ndarray, values: list[str] | tuple[str, ...], k: int
-) -> Counter[tuple[int, str]]:
-    """:func:`_pair_counts` of a column given as codes into distinct ``values``: the same
-    counts, inserted in the same order (segments, then values by first appearance)."""
-    m = max(len(values), 1)
-    codes = np.asarray(codes, dtype=np.int64)
-    grid = np.bincount(seg * m + codes, minlength=k * m).reshape(k, m)
-    present = np.flatnonzero(grid.sum(axis=0))
-    if present.size <= 16:
-        first = np.array([int(np.argmax(codes == c)) for c in present], dtype=np.int64)
-    else:
-        found, at = np.unique(codes, return_index=True)
-        first = at[np.searchsorted(found, present)]
-    columns = present[np.argsort(first, kind="stable")]
-    out: Counter[tuple[int, str]] = Counter()
-    for s in range(grid.shape[0]):
-        for j in columns:
-            if grid[s, j]:
-                out[(s, str(values[j]))] += int(grid[s, j])
-    return out
-
-
-def _candidates(hashes: np.ndarray, sample: BottomKSample) -> np.ndarray:
-    """Positions (ascending) of the rows that can enter ``sample``: the ``sample.k``
-    smallest hashes, and of those only the ones below a full sample's largest (the others
-    would be dropped by the merge anyway)."""
-    threshold = sample.threshold
-    if threshold is None:
-        return _smallest(hashes, sample.k)
-    below = np.flatnonzero(hashes < np.uint64(threshold))
-    return below[_smallest(hashes[below], sample.k)]
-
-
-def _pad2(arr: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    out = np.zeros((rows, cols), dtype="int64")
-    out[: arr.shape[0], : arr.shape[1]] = arr
-    return out
-
-
-def _smallest(hashes: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` smallest hashes (all positions when there are fewer)."""
-    if hashes.size <= k:
-        return np.arange(hashes.size)
-    return np.sort(np.argpartition(hashes, k - 1)[:k])
 
 
 # ---------------------------------------------------------------------------------------
@@ -770,52 +610,6 @@ def summarise_quality(quality: Mapping[str, Any] | None, top: int = 5) -> dict[s
     return out
 
 
-def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette coefficient (Euclidean) of the rows of ``x`` (n x d) clustered
-    by ``labels`` (n): what :func:`sklearn.metrics.silhouette_score` returns (to ~1e-12,
-    tested), in a fraction of its time.
-
-    For row i, a = mean distance to the other rows of its cluster, b = the smallest mean
-    distance to the rows of another cluster, s = (b - a) / max(a, b), 0 in a cluster of
-    one. The pairwise distances are computed in blocks of rows (at most
-    :data:`SILHOUETTE_WORKING_MIB` MiB at once) and reduced at once to per-cluster sums
-    with one matrix product, instead of scikit-learn's per-block Python reduction.
-    Requires at least 2 clusters and fewer clusters than rows.
-    """
-    x = np.asarray(x, dtype="float64")
-    n = x.shape[0]
-    present, inverse = np.unique(np.asarray(labels), return_inverse=True)
-    k = present.size
-    if k < 2 or n <= k:
-        raise ValueError(f"the silhouette needs 2 <= clusters < rows (got {k} and {n})")
-    counts = np.bincount(inverse, minlength=k).astype("float64")
-    members = np.zeros((n, k))
-    members[np.arange(n), inverse] = 1.0
-    squared = np.einsum("ij,ij->i", x, x)
-    sums = np.empty((n, k))
-    block = max(1, int(SILHOUETTE_WORKING_MIB * 1024**2) // (8 * n))
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        d = x[start:stop] @ x.T
-        d *= -2.0
-        d += squared[start:stop, None]
-        d += squared[None, :]
-        np.maximum(d, 0.0, out=d)
-        d[np.arange(stop - start), np.arange(start, stop)] = 0.0  # exact self-distances
-        np.sqrt(d, out=d)
-        sums[start:stop] = d @ members
-    rows = np.arange(n)
-    own_count = counts[inverse]
-    a = sums[rows, inverse] / np.maximum(own_count - 1.0, 1.0)
-    means = sums / counts
-    means[rows, inverse] = np.inf
-    b = means.min(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = (b - a) / np.maximum(a, b)
-    s[own_count == 1] = 0.0
-    return float(np.mean(np.nan_to_num(s)))
-
-
 def _silhouette_and_friends(
     x: np.ndarray, labels: np.ndarray
 ) -> tuple[float | None, float | None, float | None]:
@@ -895,13 +689,57 @@ def build_metrics(
     training: Mapping[str, Any] = meta.get("training", {}) or {}
     names = {int(k): str(v) for k, v in model.segment_names().items()}
     k = max(stats.k, len(names))
-    counts = _grow(stats.seg_counts, k)
-    n = int(stats.customers)
-    value_sum = _grow(stats.value_sum, k)
-    total_value = float(value_sum.sum())
-    value_known = int(_grow(stats.value_known, k).sum())
-    training_shares = {int(s): float(v) for s, v in (training.get("segment_shares") or {}).items()}
+    metrics: dict[str, Any] = {
+        "schema_version": 1,
+        "dataset": run.dataset,
+        "run_id": run.run_id,
+        "run_date": str(run.run_date),
+        "as_of": str(as_of),
+        "as_of_reason": as_of_reason,
+        "source": dict(run.source or {}),
+        "model": {
+            "name": meta.get("model_name"),
+            "version": str(model.version),
+            "k": int(model.k),
+            "trained_rows": training.get("rows"),
+            "trained_as_of": training.get("as_of"),
+            "status": meta.get("status"),
+        },
+        "customers": int(stats.customers),
+        "duplicates_dropped": int(duplicates_dropped),
+        "data_quality": summarise_quality(quality),
+        "segments": _segments_doc(stats, names, k, training),
+        "cluster_quality": _cluster_quality_doc(
+            stats, meta, sample_x, sample_segments, pca_variance
+        ),
+        "drift": _drift_doc(stats, k, training),
+        "stability": _stability_doc(stats, names, k, previous, str(model.version)),
+        "outcomes": _outcomes_doc(stats, names, k),
+        "value": _value_doc(stats, k, training),
+        "labels": _labels_doc(stats),
+        "thresholds": thresholds.to_dict(),
+    }
+    verdict, reasons = evaluate(metrics, thresholds)
+    metrics["verdict"] = verdict
+    metrics["reasons"] = reasons
+    return metrics
 
+
+def _training_shares(training: Mapping[str, Any]) -> dict[int, float]:
+    return {int(s): float(v) for s, v in (training.get("segment_shares") or {}).items()}
+
+
+def _segments_doc(
+    stats: ScoreStats, names: Mapping[int, str], k: int, training: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """metrics.json ``segments``: per segment its customers, share (vs training), value
+    and mean distance and confidence."""
+    counts = grow(stats.seg_counts, k)
+    n = int(stats.customers)
+    value_sum = grow(stats.value_sum, k)
+    total_value = float(value_sum.sum())
+    value_known = int(grow(stats.value_known, k).sum())
+    training_shares = _training_shares(training)
     segments = []
     for s in range(k):
         share = counts[s] / n if n else 0.0
@@ -924,8 +762,19 @@ def build_metrics(
                 else None,
             }
         )
+    return segments
 
-    # cluster quality
+
+def _cluster_quality_doc(
+    stats: ScoreStats,
+    meta: Mapping[str, Any],
+    sample_x: np.ndarray | None,
+    sample_segments: np.ndarray | None,
+    pca_variance: list[float] | None,
+) -> dict[str, Any]:
+    """metrics.json ``cluster_quality``: the sample's silhouette, Davies-Bouldin and
+    Calinski-Harabasz, the mean distance, each next to training's."""
+    training: Mapping[str, Any] = meta.get("training", {}) or {}
     all_dist = Moments()
     for s in sorted(stats.distance):
         all_dist = all_dist.merge(stats.distance[s])
@@ -943,9 +792,9 @@ def build_metrics(
         if mean_distance is not None and train_dist not in (None, 0)
         else None
     )
-    cluster_quality = {
+    return {
         "sample_size": sample_size,
-        "sample_is_exact": bool(n <= QUALITY_SAMPLE),
+        "sample_is_exact": bool(int(stats.customers) <= QUALITY_SAMPLE),
         "silhouette": _num(sil),
         "davies_bouldin": _num(dbi),
         "calinski_harabasz": _num(chi, 3),
@@ -960,7 +809,18 @@ def build_metrics(
         "pca_explained_variance": [_num(v, 4) for v in (pca_variance or [])],
     }
 
-    # drift
+
+def _drift_doc(stats: ScoreStats, k: int, training: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json ``drift``: numeric and categorical features and segment shares
+    against training."""
+    return {
+        "numeric": _numeric_drift(stats, training),
+        "categorical": _categorical_drift(stats, training),
+        "segment_shares": _segment_share_drift(stats, k, training),
+    }
+
+
+def _numeric_drift(stats: ScoreStats, training: Mapping[str, Any]) -> dict[str, Any]:
     base = stats.base_moments()
     moments_train: Mapping[str, Any] = training.get("moments", {}) or {}
     numeric_drift: dict[str, Any] = {}
@@ -987,6 +847,10 @@ def build_metrics(
                 _num(t.missing / (t.n + t.missing), 4) if t.n + t.missing else None
             )
         numeric_drift[name] = entry
+    return numeric_drift
+
+
+def _categorical_drift(stats: ScoreStats, training: Mapping[str, Any]) -> dict[str, Any]:
     categorical_drift: dict[str, Any] = {}
     train_cats: Mapping[str, Any] = training.get("category_shares", {}) or {}
     for name in stats.categorical:
@@ -998,9 +862,15 @@ def build_metrics(
             "psi": _num(psi_shares(shares_now, expected), 4) if expected and total else None,
             "new_values": sorted(v for v in shares_now if expected and v not in expected)[:20],
         }
+    return categorical_drift
+
+
+def _segment_share_drift(stats: ScoreStats, k: int, training: Mapping[str, Any]) -> dict[str, Any]:
+    counts = grow(stats.seg_counts, k)
+    n = int(stats.customers)
     now_shares = {str(s): (counts[s] / n if n else 0.0) for s in range(k)}
-    exp_shares = {str(s): v for s, v in training_shares.items()}
-    segment_shift = {
+    exp_shares = {str(s): v for s, v in _training_shares(training).items()}
+    return {
         "max_abs_diff": _num(
             max(abs(now_shares.get(key, 0.0) - exp_shares.get(key, 0.0)) for key in exp_shares),
             4,
@@ -1009,53 +879,56 @@ def build_metrics(
         else None,
         "psi": _num(psi_shares(now_shares, exp_shares), 4) if exp_shares and n else None,
     }
-    drift = {
-        "numeric": numeric_drift,
-        "categorical": categorical_drift,
-        "segment_shares": segment_shift,
+
+
+def _stability_doc(
+    stats: ScoreStats,
+    names: Mapping[int, str],
+    k: int,
+    previous: PreviousAssignments | None,
+    model_version: str,
+) -> dict[str, Any]:
+    """metrics.json ``stability``: customers who changed segment since the previous run,
+    new and gone ones, and the transition matrix."""
+    if previous is None:
+        return {"available": False, "note": "first run: no previous assignments given"}
+    trans = stats.transitions
+    common = int(trans.sum())
+    same = int(sum(trans[i, i] for i in range(min(trans.shape))))
+    prev_ids = sorted(set(range(trans.shape[0])) | set(previous.names))
+    kk = max(k, trans.shape[1])
+    full = pad2(trans, max(prev_ids, default=-1) + 1, kk)
+    same_model = previous.model_version is not None and previous.model_version == model_version
+    return {
+        "available": True,
+        "previous_customers": previous.customers,
+        "common_customers": common,
+        "changed": common - same,
+        "changed_share": _num((common - same) / common, 4) if common else None,
+        "new_customers": int(stats.new_customers),
+        "gone_customers": int(previous.customers - common),
+        "previous_model_version": previous.model_version,
+        "same_model": bool(same_model),
+        "transitions": {
+            "from": [
+                {"id": p, "name": previous.names.get(p, f"Segment {p}")}
+                for p in range(full.shape[0])
+            ],
+            "to": [{"id": s, "name": names.get(s, f"Segment {s}")} for s in range(kk)],
+            "counts": full.tolist(),
+        },
     }
 
-    # stability
-    stability: dict[str, Any]
-    if previous is None:
-        stability = {"available": False, "note": "first run: no previous assignments given"}
-    else:
-        trans = stats.transitions
-        common = int(trans.sum())
-        same = int(sum(trans[i, i] for i in range(min(trans.shape))))
-        prev_ids = sorted(set(range(trans.shape[0])) | set(previous.names))
-        kk = max(k, trans.shape[1])
-        full = _pad2(trans, max(prev_ids, default=-1) + 1, kk)
-        same_model = previous.model_version is not None and previous.model_version == str(
-            model.version
-        )
-        stability = {
-            "available": True,
-            "previous_customers": previous.customers,
-            "common_customers": common,
-            "changed": common - same,
-            "changed_share": _num((common - same) / common, 4) if common else None,
-            "new_customers": int(stats.new_customers),
-            "gone_customers": int(previous.customers - common),
-            "previous_model_version": previous.model_version,
-            "same_model": bool(same_model),
-            "transitions": {
-                "from": [
-                    {"id": p, "name": previous.names.get(p, f"Segment {p}")}
-                    for p in range(full.shape[0])
-                ],
-                "to": [{"id": s, "name": names.get(s, f"Segment {s}")} for s in range(kk)],
-                "counts": full.tolist(),
-            },
-        }
 
-    # outcomes
+def _outcomes_doc(stats: ScoreStats, names: Mapping[int, str], k: int) -> dict[str, Any]:
+    """metrics.json ``outcomes``: per outcome column its overall rate, and per segment
+    its rate and lift."""
     outcomes: dict[str, Any] = {}
     for name in stats.outcomes:
         if name not in stats.outcome_known:
             continue
-        known = _grow(stats.outcome_known[name], k)
-        pos = _grow(stats.outcome_pos[name], k)
+        known = grow(stats.outcome_known[name], k)
+        pos = grow(stats.outcome_pos[name], k)
         total_known = int(known.sum())
         if total_known == 0:
             continue
@@ -1085,31 +958,40 @@ def build_metrics(
             "lift_max": _num(max(rates) / overall, 4) if rates and overall else None,
             "lift_spread": _num(max(rates) / min(rates), 4) if rates and min(rates) > 0 else None,
         }
+    return outcomes
 
-    # value concentration
+
+def _value_doc(stats: ScoreStats, k: int, training: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json ``value``: the total, mean and the top 10 % customers' share."""
+    total_value = float(grow(stats.value_sum, k).sum())
+    value_known = int(grow(stats.value_known, k).sum())
     value_doc: dict[str, Any] = {"available": bool(value_known)}
-    if value_known:
-        sample_values = stats.sample_rows()["value"].to_numpy(dtype="float64")
-        sample_values = sample_values[np.isfinite(sample_values)]
-        top_share = None
-        if sample_values.size and sample_values.sum() > 0:
-            ordered = np.sort(sample_values)[::-1]
-            top_n = max(1, math.ceil(ordered.size * 0.10))
-            top_share = float(ordered[:top_n].sum() / ordered.sum())
-        value_doc.update(
-            {
-                "measure": training.get("value_measure"),
-                "total": _num(total_value, 4),
-                "customers_with_value": value_known,
-                "mean": _num(total_value / value_known, 4),
-                "top10_share": _num(top_share, 4),
-                "top10_share_method": "exact"
-                if value_known <= stats.sample_k
-                else f"estimate on a hash sample of {stats.sample_k} customers",
-            }
-        )
+    if not value_known:
+        return value_doc
+    sample_values = stats.sample_rows()["value"].to_numpy(dtype="float64")
+    sample_values = sample_values[np.isfinite(sample_values)]
+    top_share = None
+    if sample_values.size and sample_values.sum() > 0:
+        ordered = np.sort(sample_values)[::-1]
+        top_n = max(1, math.ceil(ordered.size * 0.10))
+        top_share = float(ordered[:top_n].sum() / ordered.sum())
+    value_doc.update(
+        {
+            "measure": training.get("value_measure"),
+            "total": _num(total_value, 4),
+            "customers_with_value": value_known,
+            "mean": _num(total_value / value_known, 4),
+            "top10_share": _num(top_share, 4),
+            "top10_share_method": "exact"
+            if value_known <= stats.sample_k
+            else f"estimate on a hash sample of {stats.sample_k} customers",
+        }
+    )
+    return value_doc
 
-    # labels
+
+def _labels_doc(stats: ScoreStats) -> dict[str, Any]:
+    """metrics.json ``labels``: customers per label, and the R x F grid."""
     labels_doc: dict[str, Any] = {}
     for name, counter in stats.labels.items():
         totals: Counter[str] = Counter()
@@ -1124,39 +1006,7 @@ def build_metrics(
             "columns": "f_score 1..5",
             "counts": stats.rfm_grid.tolist(),
         }
-
-    metrics: dict[str, Any] = {
-        "schema_version": 1,
-        "dataset": run.dataset,
-        "run_id": run.run_id,
-        "run_date": str(run.run_date),
-        "as_of": str(as_of),
-        "as_of_reason": as_of_reason,
-        "source": dict(run.source or {}),
-        "model": {
-            "name": meta.get("model_name"),
-            "version": str(model.version),
-            "k": int(model.k),
-            "trained_rows": training.get("rows"),
-            "trained_as_of": training.get("as_of"),
-            "status": meta.get("status"),
-        },
-        "customers": n,
-        "duplicates_dropped": int(duplicates_dropped),
-        "data_quality": summarise_quality(quality),
-        "segments": segments,
-        "cluster_quality": cluster_quality,
-        "drift": drift,
-        "stability": stability,
-        "outcomes": outcomes,
-        "value": value_doc,
-        "labels": labels_doc,
-        "thresholds": thresholds.to_dict(),
-    }
-    verdict, reasons = evaluate(metrics, thresholds)
-    metrics["verdict"] = verdict
-    metrics["reasons"] = reasons
-    return metrics
+    return labels_doc
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ carriage return would be run as a formula by Excel / LibreOffice / Google Sheets
 every TEXT column is neutralised by prefixing such values with an apostrophe ``'`` (the
 usual OWASP advice; spreadsheets show the apostrophe-prefixed text as plain text). Numeric
 columns are never touched: ``-3.5`` stays the number ``-3.5``. The Parquet file keeps the
-original text (it is read by Athena / BI tools, not by spreadsheets).
+original text (it is read by Athena / BI tools, not by spreadsheets). The neutralising
+lives in :mod:`custseg.spreadsheet` (the ingest's ``rejected_rows.csv`` uses it too).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pyarrow.parquet as pq
 
 from custseg.model.labels import SCORE_COLUMNS, LabelCodes
 from custseg.model.labels import TEXT_COLUMNS as LABEL_TEXT_COLUMNS
+from custseg.spreadsheet import is_text, neutralise_table
 
 ASSIGNMENT_COLUMNS: dict[str, str] = {
     "customer_id": "The customer's identifier exactly as in the uploaded file (text; leading "
@@ -147,104 +149,6 @@ ENCODED_SCHEMA: pa.Schema = pa.schema(
 values (``table.cast(ASSIGNMENTS_SCHEMA)``). The Parquet writer stores such a column from
 its few distinct values instead of hashing every row's text; the file is written without
 Arrow's own schema, so it reads back as plain :data:`ASSIGNMENTS_SCHEMA` columns."""
-
-FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_PATTERN = r"^([=+\-@\t\r])"
-
-
-def neutralise_formulas(series: pd.Series) -> pd.Series:
-    """Prefix text values that a spreadsheet would run as a formula with ``'``.
-
-    Only text is changed: a numeric series is returned unchanged (``-3.5`` stays a number).
-    Missing values stay missing. Shape and index are preserved.
-
-    >>> neutralise_formulas(pd.Series(["=cmd()", "ok", "-x"])).tolist()
-    ["'=cmd()", 'ok', "'-x"]
-    """
-    if not (pd.api.types.is_string_dtype(series) or pd.api.types.is_object_dtype(series)):
-        return series
-    text = series.astype("string")
-    risky = text.str.match(_FORMULA_PATTERN).fillna(False).to_numpy(dtype=bool)
-    if not risky.any():
-        return text
-    out = text.copy()
-    out[risky] = "'" + text[risky]
-    return out
-
-
-_FORMULA_BYTES = np.array([ord(c) for c in FORMULA_PREFIXES], dtype=np.uint8)
-
-
-def _may_be_risky(values: pa.Array | pa.ChunkedArray) -> bool:
-    """Whether some string starts with a formula character, from the first byte of each
-    value (the prefixes are ASCII, so a first byte equal to one of them is that first
-    character). Arrays of other layouts answer True (the regex then decides)."""
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    for chunk in chunks:
-        if chunk.type != pa.string():
-            return True
-        n = len(chunk)
-        if n == 0:
-            continue
-        _, offsets_buf, data_buf = chunk.buffers()
-        if data_buf is None:
-            continue
-        offsets = np.frombuffer(offsets_buf, dtype=np.int32)[chunk.offset : chunk.offset + n + 1]
-        data = np.frombuffer(data_buf, dtype=np.uint8)
-        starts = offsets[:-1]
-        filled = offsets[1:] > starts
-        if chunk.null_count:
-            filled &= chunk.is_valid().to_numpy(zero_copy_only=False)
-        if np.isin(data[starts[filled]], _FORMULA_BYTES).any():
-            return True
-    return False
-
-
-# a number as a file may write it (sign, digits, separators, exponent): never a formula
-_NUMBER_TEXT = r"^[+-]?[0-9][0-9,.]*([eE][+-]?[0-9]+)?$"
-
-
-def neutralise_array(
-    values: pa.Array | pa.ChunkedArray, keep_numbers: bool = False
-) -> pa.Array | pa.ChunkedArray:
-    """Arrow version of :func:`neutralise_formulas` for a string array (vectorised).
-
-    A cheap check of each value's first byte runs first; the regex rewrite only when some
-    value needs it. A dictionary-encoded array has its dictionary neutralised.
-    ``keep_numbers``: text that is a number (``-3.5``, ``+1,234.50``) is left as it is,
-    as a number column would be (for files whose every column is text, such as
-    ``rejected_rows.csv``).
-    """
-    if pa.types.is_dictionary(values.type):
-        chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-        safe = [
-            pa.DictionaryArray.from_arrays(c.indices, neutralise_array(c.dictionary, keep_numbers))
-            for c in chunks
-        ]
-        return (
-            pa.chunked_array(safe, values.type) if isinstance(values, pa.ChunkedArray) else safe[0]
-        )
-    if not _may_be_risky(values):
-        return values
-    risky = pc.match_substring_regex(values, pattern=_FORMULA_PATTERN)
-    if keep_numbers:
-        risky = pc.and_(risky, pc.invert(pc.match_substring_regex(values, pattern=_NUMBER_TEXT)))
-    if not pc.any(risky).as_py():
-        return values
-    fixed = pc.replace_substring_regex(values, pattern=_FORMULA_PATTERN, replacement=r"'\1")
-    return pc.if_else(risky, fixed, values) if keep_numbers else fixed
-
-
-def neutralise_table(table: pa.Table) -> pa.Table:
-    """``table`` with every string column neutralised (numbers and dates untouched)."""
-    columns = [neutralise_array(col) if _is_text(col.type) else col for col in table.columns]
-    return pa.table(columns, schema=table.schema)
-
-
-def _is_text(type_: pa.DataType) -> bool:
-    if pa.types.is_dictionary(type_):
-        type_ = type_.value_type
-    return bool(pa.types.is_string(type_) or pa.types.is_large_string(type_))
 
 
 def _encoded(words: list[str] | tuple[str, ...], codes: np.ndarray) -> pa.DictionaryArray:
@@ -418,7 +322,7 @@ _CSV_QUOTED = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 def _has_empty_text(table: pa.Table) -> bool:
     """Whether a text column holds the empty text (which only quotes tell from missing)."""
     for col in table.columns:
-        if not _is_text(col.type) or len(col) == 0:
+        if not is_text(col.type) or len(col) == 0:
             continue
         values = col.combine_chunks()
         if pa.types.is_dictionary(values.type):

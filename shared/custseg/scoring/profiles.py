@@ -35,8 +35,9 @@ import pandas as pd
 
 from custseg.ingest.contracts.model import ColumnType, Contract
 from custseg.model.personas import display_value, trend
-from custseg.scoring.metrics import ScoreStats, _grow, _num
-from custseg.scoring.stats import Moments
+from custseg.scoring.accumulators import grow
+from custseg.scoring.metrics import ScoreStats, _num
+from custseg.stats import Moments
 
 TOP_CATEGORIES = 5
 TRAIT_MIN_STD_DIFF = 0.5
@@ -151,10 +152,10 @@ def build_profiles(
     personas = {int(s["id"]): s for s in meta.get("segments", []) if "id" in s}
     names = {int(k): str(v) for k, v in model.segment_names().items()}
     k = max(stats.k, len(names))
-    counts = _grow(stats.seg_counts, k)
+    counts = grow(stats.seg_counts, k)
     n = int(stats.customers)
-    value_sum = _grow(stats.value_sum, k)
-    value_known = _grow(stats.value_known, k)
+    value_sum = grow(stats.value_sum, k)
+    value_known = grow(stats.value_known, k)
     has_value = bool(value_known.sum())
     total_value = float(value_sum.sum())
 

@@ -69,7 +69,7 @@ from custseg.scoring.outputs import AssignmentWriter, assignments_batch
 from custseg.scoring.profiles import build_profiles
 
 HASH_KEY = "custseg-sample-1"
-"""Must match :func:`custseg.scoring.stats.stable_hash` (tested)."""
+"""Must match :func:`custseg.stats.stable_hash` (tested)."""
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _feature_columns(pf: pq.ParquetFile, contract: Contract) -> list[str]:
 
 
 def customer_hashes(ids: pd.Series | pd.Index) -> np.ndarray:
-    """:func:`custseg.scoring.stats.stable_hash` of customer ids, computed without factorizing
+    """:func:`custseg.stats.stable_hash` of customer ids, computed without factorizing
     (ids are unique, so the result is the same and about twice as fast). Ids held in
     Arrow (the scoring chunks') are hashed straight from their UTF-8 bytes (see
     :func:`_siphash_text`); others through pandas."""

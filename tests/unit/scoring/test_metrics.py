@@ -21,12 +21,11 @@ from custseg.scoring.metrics import (
     build_metrics,
     evaluate,
     psi,
-    silhouette,
     summarise_quality,
     thresholds_table,
 )
 from custseg.scoring.score import RunInfo
-from custseg.scoring.stats import Histogram, Moments, stable_hash
+from custseg.stats import Histogram, Moments, stable_hash
 
 
 class StubModel:
@@ -42,32 +41,6 @@ class StubModel:
 
 
 RUN = RunInfo(dataset="d", run_id="r", run_date=dt.date(2024, 1, 2), as_of=dt.date(2024, 1, 1))
-
-
-@pytest.mark.parametrize(
-    ("n", "d", "k", "working_mib"),
-    [(5_000, 12, 3, 2), (1_200, 20, 6, 0.05), (40, 3, 4, 32)],
-)
-def test_silhouette_equals_scikit_learn(
-    n: int, d: int, k: int, working_mib: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sklearn.metrics import silhouette_score
-
-    import custseg.scoring.metrics
-
-    monkeypatch.setattr(
-        custseg.scoring.metrics, "SILHOUETTE_WORKING_MIB", working_mib
-    )  # many blocks
-    rng = np.random.default_rng(n)
-    centres = rng.normal(scale=3.0, size=(k, d))
-    labels = rng.integers(0, k, n)
-    x = centres[labels] + rng.normal(size=(n, d))
-    assert silhouette(x, labels) == pytest.approx(silhouette_score(x, labels), abs=1e-12)
-    x[0] = x[1]  # a duplicated point: a zero distance off the diagonal
-    labels[-1] = k + 7  # a cluster of one: its silhouette is 0
-    assert silhouette(x, labels) == pytest.approx(silhouette_score(x, labels), abs=1e-12)
-    with pytest.raises(ValueError, match="clusters"):
-        silhouette(x, np.zeros(n, dtype=int))
 
 
 def test_psi_is_zero_for_same_data_and_large_for_shifted() -> None:

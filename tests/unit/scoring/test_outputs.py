@@ -26,10 +26,8 @@ from custseg.scoring.outputs import (
     assignments_batch,
     assignments_table,
     csv_rows,
-    neutralise_array,
-    neutralise_formulas,
-    neutralise_table,
 )
+from custseg.spreadsheet import neutralise_array, neutralise_formulas, neutralise_table
 
 
 def test_neutralise_formulas_prefixes_only_risky_text() -> None:

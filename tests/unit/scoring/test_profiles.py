@@ -10,7 +10,7 @@ import pytest
 
 from custseg.scoring.metrics import ScoreStats
 from custseg.scoring.profiles import build_profiles, feature_label, profile_frame
-from custseg.scoring.stats import stable_hash
+from custseg.stats import stable_hash
 
 
 class StubModel:

@@ -24,7 +24,7 @@ from custseg.model.artifact import SegmentModel
 from custseg.model.training import train_model
 from custseg.scoring.outputs import ASSIGNMENTS_SCHEMA, CSV_SCHEMA, RUN_COLUMNS
 from custseg.scoring.score import RunInfo, ScoreResult, customer_hashes, score_dataset
-from custseg.scoring.stats import stable_hash
+from custseg.stats import stable_hash
 
 DATA = Path(__file__).resolve().parents[2] / "fixtures"  # copies of the shared real files
 AS_OF = dt.date(2024, 1, 1)

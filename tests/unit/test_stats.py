@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseg.scoring.stats import BottomKSample, Counts, Histogram, Moments
+from custseg.stats import BottomKSample, Counts, Histogram, Moments
 
 
 def test_moments_merge_equals_one_pass() -> None:
