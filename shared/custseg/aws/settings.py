@@ -39,6 +39,8 @@ class Settings:
     coalesce_seconds: float = 0.0
     # the function's memory (MiB): DuckDB's memory limit is a share of it
     memory_mb: int = 3008
+    # a model is fitted on at most this many customers (a seeded sample); 0: all
+    train_max_customers: int = 500_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +63,7 @@ class Settings:
             read_limits=_read_limits(),
             coalesce_seconds=float(_env("COALESCE_SECONDS", "0")),
             memory_mb=int(_env(LAMBDA_MEMORY, "3008")),
+            train_max_customers=int(_env("TRAIN_MAX_CUSTOMERS", "500000")),
         )
 
 
@@ -104,6 +107,7 @@ ENV_VARS = (
     "MAX_HEADER_KIB",
     "MAX_ROW_MIB",
     "COALESCE_SECONDS",
+    "TRAIN_MAX_CUSTOMERS",
     "DRIFT_PSI_WATCH",
     "DRIFT_PSI_RETRAIN",
     "POWERTOOLS_SERVICE_NAME",

@@ -86,7 +86,12 @@ def _train_and_register(
     try:
         features = build_features(clean, contract)
         model = train_model(
-            features, contract=contract, k=k, model_name=model_name, training_source=source
+            features,
+            contract=contract,
+            k=k,
+            model_name=model_name,
+            training_source=source,
+            max_customers=settings.train_max_customers or None,
         )
     except ValueError as exc:  # data that cannot be segmented (too few customers, ...)
         return TrainOutcome(

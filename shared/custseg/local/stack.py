@@ -106,6 +106,32 @@ def _serialise_moto_requests() -> None:
     BotocoreStubber.__call__ = serialised  # type: ignore[method-assign]
 
 
+# Powertools keeps a process's metrics in one shared set (in Lambda an execution
+# environment runs one invocation at a time). The local runner runs functions on threads
+# side by side, so one invocation's flush could serialise the set while another empties
+# or fills it ("Must contain at least one metric"): each change and flush of the set is
+# made under one lock here.
+_METRICS_LOCK = threading.RLock()
+
+
+def _serialise_metric_updates() -> None:
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+        AmazonCloudWatchEMFProvider as Provider,
+    )
+
+    for name in ("add_metric", "add_dimension", "add_metadata", "flush_metrics", "clear_metrics"):
+        method = getattr(Provider, name)
+        if getattr(method, "_custseg_serialised", False):
+            continue
+
+        def serialised(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            with _METRICS_LOCK:
+                return _method(*args, **kwargs)
+
+        serialised._custseg_serialised = True  # type: ignore[attr-defined]
+        setattr(Provider, name, serialised)
+
+
 def _record(params: dict[str, Any], model: Any, **_: Any) -> None:
     stack = _ACTIVE
     if stack is not None and stack._current is not None:
@@ -209,6 +235,7 @@ class LocalStack:
         os.environ.update(self.environment())
         if self.endpoint_url is None:
             _serialise_moto_requests()
+        _serialise_metric_updates()
         self._create_signing_keys()
         os.environ.update(self.environment())
         s3 = self.client("s3")

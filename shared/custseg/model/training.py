@@ -57,6 +57,7 @@ from custseg.model.artifact import SegmentModel, build_metadata
 from custseg.model.labels import fit_label_edges
 from custseg.model.personas import describe_segments
 from custseg.model.quality import silhouette
+from custseg.model.sample import DEFAULT_MAX_CUSTOMERS, sample_customers
 
 log = logging.getLogger(__name__)
 
@@ -345,8 +346,11 @@ def train_model(
     model_name: str = "default",
     training_source: dict | None = None,
     categorical_weight: float = CATEGORICAL_WEIGHT,
+    max_customers: int | None = DEFAULT_MAX_CUSTOMERS,
 ) -> SegmentModel:
-    """Train a segmentation model on ``features`` (one row per customer).
+    """Train a segmentation model on ``features`` (one row per customer), fitted on at
+    most ``max_customers`` of them (:func:`custseg.model.sample.sample_customers`; None:
+    all); the sample is recorded in the metadata (``training.source.sample``).
 
     ``k`` fixes the number of segments; otherwise it is chosen in ``k_range`` (inclusive)
     by :data:`K_RULE`. The same features and seed give the same model, ids and labels.
@@ -354,6 +358,8 @@ def train_model(
     edges and personas (see :mod:`custseg.model.artifact`).
     """
     t0 = time.perf_counter()
+    features, sample = sample_customers(features, max_customers)
+    training_source = {**(training_source or {}), "sample": sample.to_dict()}
     frame = features.frame[[*features.numeric, *features.categorical]]
     if len(frame) < 3:
         raise ValueError(f"too few customers to segment ({len(frame)})")

@@ -162,3 +162,13 @@ def test_mall_real_file_separates_income_and_spending() -> None:
     names = model.segment_names()
     assert len(set(names.values())) == md["k"]
     assert any("High-income" in n and "big spenders" in n for n in names.values())
+
+
+def test_a_model_is_fitted_on_a_bounded_sample_and_says_so() -> None:
+    f = build_features(blobs(n_per=60), mall_contract())
+    model = train_model(f, contract=mall_contract(), k=5, seed=7, max_customers=150)
+    sample = model.metadata["training"]["source"]["sample"]
+    assert sample["customers"] == 300 and sample["fitted_on"] == 150
+    assert "smallest hashes" in sample["method"]
+    # scoring still covers every customer: the model predicts the whole data
+    assert len(model.predict(f)) == 300
