@@ -240,8 +240,9 @@ def render_report(
     model = metrics.get("model", {}) or {}
     sub = (
         f"Dataset {_e(metrics.get('dataset'))} · run {_e(metrics.get('run_id'))} · "
-        f"run date {_e(metrics.get('run_date'))} · customers as of {_e(metrics.get('as_of'))} · "
-        f"model {_e(model.get('version'))}"
+        f"run date {_e(metrics.get('run_date'))} · customers as of {_e(metrics.get('as_of'))}"
+        + (f" ({_e(metrics['as_of_reason'])})" if metrics.get("as_of_reason") else "")
+        + f" · model {_e(model.get('version'))}"
     )
     out: list[str] = [
         "<!DOCTYPE html>",

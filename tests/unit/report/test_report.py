@@ -205,3 +205,10 @@ def test_rendering_does_not_import_matplotlib() -> None:
         text=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_report_says_why_the_as_of_date_is_that_date() -> None:
+    metrics = {**_metrics(True, True), "as_of": "2026-02-02"}
+    metrics["as_of_reason"] = "the day after the last plausible event (2026-02-01)"
+    page = render_report(_profiles(), metrics, sample=None, title="Shop")
+    assert "customers as of 2026-02-02 (the day after the last plausible event" in page
