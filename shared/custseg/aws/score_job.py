@@ -37,8 +37,8 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsVerifier
 from custseg.aws.state import download_state, load_state
-from custseg.dataset.merge import EngineLimits
 from custseg.dataset.state import DatasetState, Part, decide
+from custseg.features.engine import lambda_limits
 from custseg.ingest.contracts import Contract
 from custseg.layout import (
     MANIFEST,
@@ -184,7 +184,7 @@ def _download_inputs(
         return download_clean_data(
             store, settings.data_bucket, clean_prefix, clean_manifest, tmp / "clean"
         )
-    limits = EngineLimits.for_function(settings.memory_mb, tmp / "spill")
+    limits = lambda_limits(settings.memory_mb, tmp=tmp)
     return download_state(store, settings.data_bucket, parts, tmp / "state", limits=limits)
 
 
@@ -482,6 +482,7 @@ def run_score(
                 thresholds=Thresholds.from_mapping(settings.thresholds),
                 chunk_rows=settings.chunk_rows,
                 on_file=upload_now,
+                limits=lambda_limits(settings.memory_mb, tmp=tmp),
             )
             quality_path = tmp / "quality.json"
             quality_path.write_text(

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from custseg.aws.bus import MODEL_PROMOTED, EventBus
 from custseg.aws.registry import champion, save_model, set_champion, set_first_champion
 from custseg.aws.runs import download_clean_data
@@ -26,9 +24,14 @@ from custseg.aws.score_job import model_name_for
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsSigner, KmsVerifier
 from custseg.aws.state import download_state, load_state
-from custseg.dataset.clean_data import read_clean
-from custseg.dataset.merge import EngineLimits
-from custseg.features.build import build_features
+from custseg.dataset.clean_data import clean_files, read_clean
+from custseg.features.build import Features, build_features
+from custseg.features.engine import (
+    EngineLimits,
+    collect_features,
+    default_as_of_parts,
+    lambda_limits,
+)
 from custseg.ingest.contracts import Contract, load_contract
 from custseg.ingest.pipeline import ingest_file
 from custseg.layout import MANIFEST, contract_key, parse_clean_manifest_key, parse_upload_key
@@ -72,7 +75,7 @@ def _train_and_register(
     settings: Settings,
     bus: EventBus,
     *,
-    clean: pd.DataFrame,
+    features: Features,
     contract: Contract,
     dataset: str,
     k: int | None,
@@ -84,7 +87,6 @@ def _train_and_register(
 ) -> TrainOutcome:
     model_name = model_name_for(dataset)
     try:
-        features = build_features(clean, contract)
         model = train_model(
             features, contract=contract, k=k, model_name=model_name, training_source=source
         )
@@ -157,6 +159,16 @@ def _train_and_register(
     return outcome
 
 
+def clean_features(path: Path, contract: Contract, limits: EngineLimits) -> Features:
+    """The per-customer features of the clean data at ``path``: an order log's on DuckDB
+    (within ``limits``), a customer table's from its rows (as of the default dates)."""
+    if contract.is_transactions:
+        files = clean_files(path)
+        as_of, _ = default_as_of_parts(files, contract)
+        return collect_features(files, contract, as_of, limits)
+    return build_features(read_clean(path).to_pandas(), contract)
+
+
 def _score_with_champion(
     bus: EventBus, dataset: str, clean_manifest_key: str, version: str
 ) -> None:
@@ -212,16 +224,19 @@ def run_train_on_clean(
     if parts:  # the dataset's every part of this kind; the newest names the contract
         clean_manifest_key = parts[-1].manifest_key
     prefix = clean_manifest_key[: -len(MANIFEST)]
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        if parts:
-            limits = EngineLimits.for_function(settings.memory_mb, Path(tmp) / "spill")
-            path = download_state(store, settings.data_bucket, parts, Path(tmp), limits=limits)
-        else:
-            path = download_clean_data(store, settings.data_bucket, prefix, manifest, Path(tmp))
-        clean = read_clean(path).to_pandas()
     contract = Contract.model_validate_json(
         store.get_bytes(settings.data_bucket, prefix + "contract.json") or b"{}"
     )
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        limits = lambda_limits(settings.memory_mb, tmp=Path(tmp))
+        if parts:
+            path = download_state(store, settings.data_bucket, parts, Path(tmp), limits=limits)
+        else:
+            path = download_clean_data(store, settings.data_bucket, prefix, manifest, Path(tmp))
+        try:
+            features = clean_features(path, contract, limits)
+        except ValueError as exc:
+            return TrainOutcome("untrainable", dataset, message=f"cannot train {dataset}: {exc}")
     source: dict[str, Any] = {"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id}
     if parts:
         source["parts"] = [p.run_id for p in parts]
@@ -229,7 +244,7 @@ def run_train_on_clean(
         store,
         settings,
         bus,
-        clean=clean,
+        features=features,
         contract=contract,
         dataset=dataset,
         k=k,
@@ -277,12 +292,18 @@ def run_train_on_upload(
                 upload.dataset,
                 message=result.report_text_path.read_text(encoding="utf-8").splitlines()[0],
             )
-        clean = read_clean(result.clean_path).to_pandas()
+        limits = lambda_limits(settings.memory_mb, tmp=Path(tmp))
+        try:
+            features = clean_features(result.clean_path, result.contract, limits)
+        except ValueError as exc:
+            return TrainOutcome(
+                "untrainable", upload.dataset, message=f"cannot train {upload.dataset}: {exc}"
+            )
     return _train_and_register(
         store,
         settings,
         bus,
-        clean=clean,
+        features=features,
         contract=result.contract,
         dataset=upload.dataset,
         k=k,

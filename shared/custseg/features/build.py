@@ -561,6 +561,21 @@ def _finish(
     )
 
 
+def with_schema(features: Features, schema: FeatureSchema | None) -> Features:
+    """``features`` with exactly ``schema``'s columns (as :func:`build_features` with
+    ``schema`` gives them); ``None``: as they are. Codes are dropped."""
+    return _finish(
+        features.frame,
+        list(features.numeric),
+        list(features.categorical),
+        features.extras,
+        features.value,
+        features.as_of,
+        schema,
+        {},
+    )
+
+
 def _arrow_column(data: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     """One column as a single array, dictionaries decoded (pandas would see Categoricals)."""
     col = data.column(name)

@@ -22,13 +22,23 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from custseg.features.build import MISSING_CATEGORY, Features
+from custseg.features.build import (
+    MISSING_CATEGORY,
+    CategoryCodes,
+    Features,
+    FeatureSchema,
+    default_as_of_reason,
+    with_schema,
+)
 from custseg.features.sql import (
     VALUE_COLUMN,
     ColumnKind,
@@ -37,7 +47,7 @@ from custseg.features.sql import (
     literal,
     quote,
 )
-from custseg.ingest.contracts.model import Contract
+from custseg.ingest.contracts.model import Contract, Role
 
 SOURCE = "clean"
 """The view of the clean parts that the feature query reads."""
@@ -293,3 +303,45 @@ def features_from_table(table: pa.Table, query: FeatureQuery) -> Features:
 def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     floats = column.cast(pa.float64())
     return np.asarray(floats.to_numpy(zero_copy_only=False), dtype="float64")
+
+
+def feature_batches(
+    parts: Sequence[Path],
+    contract: Contract,
+    as_of: dt.date,
+    limits: EngineLimits,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    schema: FeatureSchema | None = None,
+) -> Iterator[Features]:
+    """The features of ``parts`` as :class:`~custseg.features.build.Features` of at most
+    ``batch_rows`` customers each, in ``customer_id`` order, with
+    :attr:`~custseg.features.build.Features.codes`; with ``schema`` (a model's) each batch
+    has exactly its columns (as ``build_features(..., schema=schema)``)."""
+    query, batches = stream_features(parts, contract, as_of, limits, batch_rows=batch_rows)
+    for batch in batches:
+        features = with_schema(features_from_table(pa.Table.from_batches([batch]), query), schema)
+        features.codes = {
+            c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
+        }
+        yield features
+
+
+def default_as_of_parts(parts: Sequence[Path], contract: Contract) -> tuple[dt.date, str]:
+    """:func:`~custseg.features.build.default_as_of_reason` of the clean ``parts``, reading
+    only their event-time column (its latest value per part)."""
+    names = [c.name for c in contract.by_role(Role.EVENT_TIME)] or ["event_time"]
+    latest: list[Any] = []
+    column = "event_time"
+    if contract.is_transactions:
+        for part in parts:
+            present = [n for n in names if n in pq.read_schema(str(part)).names]
+            if not present:
+                continue
+            column = present[0]
+            values = pq.read_table(str(part), columns=[column]).column(column)
+            if len(values):
+                latest.append(pc.max(values).as_py())
+    times = [t for t in latest if t is not None]
+    frame = pd.DataFrame({column: pd.to_datetime(pd.Series([max(times)] if times else []))})
+    return default_as_of_reason(frame, contract)
