@@ -441,22 +441,52 @@ def score_dataset(
     an order log's features (default: :data:`DEFAULT_ENGINE_MEMORY_MB`, spilling to a
     temporary directory removed at the end).
     """
-    if limits is None:
-        with tempfile.TemporaryDirectory(prefix="custseg-spill-") as spill:
-            engine = lambda_limits(DEFAULT_ENGINE_MEMORY_MB, share=1.0, tmp=Path(spill))
-            return score_dataset(
-                clean_path,
-                contract,
-                model,
-                out_dir,
-                run=run,
-                quality=quality,
-                previous_assignments=previous_assignments,
-                thresholds=thresholds,
-                chunk_rows=chunk_rows,
-                on_file=on_file,
-                limits=engine,
-            )
+    if limits is not None:
+        return _score_dataset(
+            clean_path,
+            contract,
+            model,
+            out_dir,
+            run=run,
+            quality=quality,
+            previous_assignments=previous_assignments,
+            thresholds=thresholds,
+            chunk_rows=chunk_rows,
+            on_file=on_file,
+            limits=limits,
+        )
+    with tempfile.TemporaryDirectory(prefix="custseg-spill-") as spill:
+        engine = lambda_limits(DEFAULT_ENGINE_MEMORY_MB, share=1.0, tmp=Path(spill))
+        return _score_dataset(
+            clean_path,
+            contract,
+            model,
+            out_dir,
+            run=run,
+            quality=quality,
+            previous_assignments=previous_assignments,
+            thresholds=thresholds,
+            chunk_rows=chunk_rows,
+            on_file=on_file,
+            limits=engine,
+        )
+
+
+def _score_dataset(
+    clean_path: Path,
+    contract: Contract,
+    model: SegmentModel,
+    out_dir: Path,
+    *,
+    run: RunInfo,
+    quality: dict[str, Any] | None,
+    previous_assignments: Path | None,
+    thresholds: Thresholds | None,
+    chunk_rows: int,
+    on_file: Callable[[str, Path, int, str | None], None] | None,
+    limits: EngineLimits,
+) -> ScoreResult:
+    """:func:`score_dataset` within the engine's ``limits``."""
     started = time.perf_counter()
     clean_path, out_dir = Path(clean_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
