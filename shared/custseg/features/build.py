@@ -171,10 +171,14 @@ class Features:
     value: pd.Series | None
     extras: pd.DataFrame
     codes: dict[str, CategoryCodes] = field(default_factory=dict)
+    source_kind: str | None = None  # "combined": joined from a customer table and an order log
 
     @property
     def kind(self) -> str:
-        """``"transactions"`` if the frame holds the transaction features, else ``"customers"``."""
+        """``source_kind`` when set; else ``"transactions"`` if the frame holds the
+        transaction features, else ``"customers"``."""
+        if self.source_kind:
+            return self.source_kind
         return "transactions" if set(TRANSACTION_FEATURES) <= set(self.numeric) else "customers"
 
     def __len__(self) -> int:

@@ -49,8 +49,10 @@ import pyarrow.parquet as pq
 
 from custseg.dataset.clean_data import clean_files
 from custseg.features.build import CategoryCodes, Features, build_features_arrow
+from custseg.features.combined import combined_contract
 from custseg.features.engine import (
     EngineLimits,
+    Source,
     default_as_of_parts,
     feature_batches,
     lambda_limits,
@@ -356,12 +358,15 @@ def _feature_chunks(
     as_of: dt.date,
     chunk_rows: int,
     limits: EngineLimits,
+    orders: Source | None = None,
 ) -> Iterator[Features]:
     schema = model.schema
-    if contract.is_transactions:  # per customer on DuckDB, streamed by chunks of customers
+    if contract.is_transactions or orders is not None:
+        # per customer on DuckDB (an order log, or a customer table joined with one),
+        # streamed by chunks of customers
         files = clean_files(clean_path)
         yield from feature_batches(
-            files, contract, as_of, limits, batch_rows=chunk_rows, schema=schema
+            files, contract, as_of, limits, batch_rows=chunk_rows, schema=schema, orders=orders
         )
         return
     files = clean_files(clean_path)
@@ -400,10 +405,14 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]
         yield pa.Table.from_batches(pending)
 
 
-def _resolve_as_of(clean_path: Path, contract: Contract, run: RunInfo) -> tuple[dt.date, str]:
-    """The run's as-of date and why it is that date."""
+def _resolve_as_of(
+    clean_path: Path, contract: Contract, run: RunInfo, orders: Source | None
+) -> tuple[dt.date, str]:
+    """The run's as-of date and why it is that date (the order log's, when joined)."""
     if run.as_of is not None:
         return run.as_of, run.as_of_reason or "given by the caller"
+    if orders is not None:
+        return default_as_of_parts(orders.parts, orders.contract)
     return default_as_of_parts(clean_files(clean_path), contract)
 
 
@@ -420,6 +429,7 @@ def score_dataset(
     chunk_rows: int = 250_000,
     on_file: Callable[[str, Path, int, str | None], None] | None = None,
     limits: EngineLimits | None = None,
+    orders: Source | None = None,
 ) -> ScoreResult:
     """Score every customer of clean data with ``model``; write the run's files.
 
@@ -440,6 +450,11 @@ def score_dataset(
     ``limits``: the memory limit and spill directory of the DuckDB engine that computes
     an order log's features (default: :data:`DEFAULT_ENGINE_MEMORY_MB`, spilling to a
     temporary directory removed at the end).
+
+    ``orders``: the dataset's order log (its clean files and contract) when ``clean_path``
+    is its customer table and ``model`` a combined one: each customer's features are the
+    two sources joined (:mod:`custseg.features.combined`), as of the order log's default
+    date unless ``run.as_of`` is given.
     """
     if limits is not None:
         return _score_dataset(
@@ -454,6 +469,7 @@ def score_dataset(
             chunk_rows=chunk_rows,
             on_file=on_file,
             limits=limits,
+            orders=orders,
         )
     with tempfile.TemporaryDirectory(prefix="custseg-spill-") as spill:
         engine = lambda_limits(DEFAULT_ENGINE_MEMORY_MB, share=1.0, tmp=Path(spill))
@@ -469,6 +485,7 @@ def score_dataset(
             chunk_rows=chunk_rows,
             on_file=on_file,
             limits=engine,
+            orders=orders,
         )
 
 
@@ -485,13 +502,14 @@ def _score_dataset(
     chunk_rows: int,
     on_file: Callable[[str, Path, int, str | None], None] | None,
     limits: EngineLimits,
+    orders: Source | None,
 ) -> ScoreResult:
     """:func:`score_dataset` within the engine's ``limits``."""
     started = time.perf_counter()
     clean_path, out_dir = Path(clean_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     thresholds = thresholds or Thresholds()
-    as_of, as_of_reason = _resolve_as_of(clean_path, contract, run)
+    as_of, as_of_reason = _resolve_as_of(clean_path, contract, run, orders)
     schema = model.schema
     training = model.metadata.get("training", {}) or {}
     edges = {
@@ -499,7 +517,8 @@ def _score_dataset(
         for name, h in (training.get("baseline_histograms") or {}).items()
         if name in schema.numeric
     }
-    outcomes = [c.name for c in contract.by_role(Role.OUTCOME)]
+    portrait = contract if orders is None else combined_contract(contract, orders.contract)
+    outcomes = [c.name for c in portrait.by_role(Role.OUTCOME)]
     previous = None
     if previous_assignments is not None:
         if Path(previous_assignments).exists():
@@ -531,7 +550,9 @@ def _score_dataset(
     # background meanwhile (closing waits for it; an error there still fails the run).
     writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"])
     try:
-        for features in _feature_chunks(clean_path, contract, model, as_of, chunk_rows, limits):
+        for features in _feature_chunks(
+            clean_path, contract, model, as_of, chunk_rows, limits, orders
+        ):
             hashes = customer_hashes(features.frame.index)
             # customers already written, and repeats within the chunk (first row kept)
             keep = seen.admit(hashes)
@@ -608,7 +629,7 @@ def _score_dataset(
         )
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = build_profiles(stats, model, contract=contract, run=run, as_of=as_of)
+        profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
         evaluated = time.perf_counter()
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
