@@ -58,14 +58,15 @@ def make_parts(root: Path, rows: int, parts: int, seed: int = 7) -> list[Path]:
 
 
 def child(parts: list[str], out: str, memory_mb: int) -> None:
-    from custseg.dataset.merge import EngineLimits, merge_parts
+    from custseg.dataset.merge import merge_parts
+    from custseg.features.engine import EngineLimits
 
     t = time.perf_counter()
     merged = merge_parts(
         [Path(p) for p in parts],
         "transactions",
         Path(out),
-        limits=EngineLimits(memory_mb, Path(out).parent / "spill"),
+        limits=EngineLimits(memory_mb, Path(out).parent / "spill", threads=2),
     )
     seconds = time.perf_counter() - t
     rows = sum(pq.read_metadata(str(f)).num_rows for f in merged.iterdir())

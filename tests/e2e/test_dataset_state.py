@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from support import (
     assert_consistent,
     assignments,
     get_json,
+    keys,
+    mall_like_csv,
     manifests,
     seed_models,
     upload_in_a_new_second,
@@ -90,3 +93,50 @@ def test_a_bad_mode_is_rejected_naming_the_choices(stack: Any, champions: dict[s
     assert result["status"] == "rejected"
     assert "mode metadata 'merge' is not one of append, replace" in result["message"]
     assert get_json(stack, stack.data_bucket, f"clean/{DATASET}/_state.json") is None
+
+
+def _order_log_csv(path: Path, ids: range) -> Path:
+    """An order log in the online-retail layout: a few invoices per customer in 2024."""
+    lines = ["InvoiceNo,InvoiceDate,CustomerID,Country,Quantity,UnitPrice"]
+    for i in ids:
+        for j in range(1 + i % 4):
+            day = dt.date(2024, 1, 1) + dt.timedelta(days=(i * 7 + j * 31) % 300)
+            country = "France" if i % 3 else "Spain"
+            lines.append(f"{i}{j:02d},{day.month}/{day.day}/{day.year} 10:00,{i},{country},")
+            lines[-1] += f"{1 + (i + j) % 9},{2.5 + (i % 5)}"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_customer_table_and_an_order_log_make_one_portrait(stack: Any, tmp_path: Path) -> None:
+    dataset = "shop"
+    customers = mall_like_csv(tmp_path / "customers.csv", range(1, 201), seed=3)
+    orders = _order_log_csv(tmp_path / "orders.csv", range(101, 261))
+    stack.upload(customers, f"incoming/{dataset}/customers.csv")
+    stack.upload(orders, f"incoming/{dataset}/orders.csv")
+    assert [i.error for i in stack.drain() if i.error] == []
+
+    # no champion: one model is trained, on both sources
+    metadata = [k for k in keys(stack, stack.artifact_bucket, f"models/{dataset}/") if
+                k.endswith("/metadata.json")]  # fmt: skip
+    assert len(metadata) == 1
+    model = get_json(stack, stack.artifact_bucket, metadata[0]) or {}
+    schema = model["feature_schema"]
+    assert schema["kind"] == "combined"
+    assert {"age", "annual_income", "recency_days", "frequency", "monetary"} <= set(
+        schema["numeric"]
+    )
+    assert "gender" in schema["categorical"]
+    assert model["contract_kind"] == "combined"
+
+    # its scoring run covers the union of the customers, described by both sources
+    latest = get_json(stack, stack.results_bucket, f"segments/{dataset}/latest.json")
+    assert latest is not None
+    scored = assignments(stack, latest["prefix"])
+    assert sorted(scored["customer_id"].astype(str)) == sorted(str(i) for i in range(1, 261))
+    profiles = get_json(stack, stack.results_bucket, latest["prefix"] + "profiles.json") or {}
+    text = json.dumps(profiles)
+    assert '"age"' in text and '"recency_days"' in text
+    manifest = get_json(stack, stack.results_bucket, latest["manifest_key"]) or {}
+    kinds = sorted(p["kind"] for p in manifest["input"]["parts"])
+    assert kinds == ["customers", "transactions"]

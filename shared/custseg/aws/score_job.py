@@ -37,8 +37,10 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsVerifier
 from custseg.aws.state import download_state, load_state
-from custseg.dataset.merge import EngineLimits
+from custseg.dataset.clean_data import clean_files
 from custseg.dataset.state import DatasetState, Part, decide
+from custseg.features.combined import COMBINED, CUSTOMERS, ORDERS
+from custseg.features.engine import LAMBDA_MEMORY_SHARE, Source, lambda_limits
 from custseg.ingest.contracts import Contract
 from custseg.layout import (
     MANIFEST,
@@ -153,10 +155,24 @@ def refresh_current(store: ObjectStore, bucket: str, dataset: str, attempts: int
 
 def _state_parts(state: DatasetState | None, run_id: str, model_kind: str) -> list[Part]:
     """The parts a run reads: the state's parts of the model's kind (of the clean run's
-    kind when the state holds none of the model's); none for a run outside the state."""
+    kind when the state holds none of the model's; a combined model's: the customer
+    tables' and the order logs'); none for a run outside the state."""
     if state is None or not state.has(run_id):
         return []
-    return state.parts_of(model_kind) or [p for p in state.parts if p.run_id == run_id]
+    kinds = (CUSTOMERS, ORDERS) if model_kind == COMBINED else (model_kind,)
+    return [p for p in state.parts if p.kind in kinds] or [
+        p for p in state.parts if p.run_id == run_id
+    ]
+
+
+def _split_sources(parts: list[Part]) -> tuple[list[Part], list[Part]]:
+    """(the parts scored, the order-log parts joined to them): a combined model's parts
+    split into the customer tables and the order logs when both are there."""
+    customers = [p for p in parts if p.kind == CUSTOMERS]
+    orders = [p for p in parts if p.kind == ORDERS]
+    if customers and orders and len(customers) + len(orders) == len(parts):
+        return customers, orders
+    return parts, []
 
 
 def _part_input(part: Part) -> dict[str, Any]:
@@ -178,14 +194,17 @@ def _download_inputs(
     clean_manifest: dict[str, Any],
     parts: list[Part],
     tmp: Path,
+    name: str = "state",
+    share: float = LAMBDA_MEMORY_SHARE,
 ) -> Path:
-    """The clean data to score: the state's parts merged, or the one clean run."""
+    """The clean data to score: the state's parts merged (under ``tmp/<name>``, DuckDB
+    taking ``share`` of the function's memory), or the one clean run."""
     if not parts:
         return download_clean_data(
             store, settings.data_bucket, clean_prefix, clean_manifest, tmp / "clean"
         )
-    limits = EngineLimits.for_function(settings.memory_mb, tmp / "spill")
-    return download_state(store, settings.data_bucket, parts, tmp / "state", limits=limits)
+    limits = lambda_limits(settings.memory_mb, share=share, tmp=tmp / name)
+    return download_state(store, settings.data_bucket, parts, tmp / name, limits=limits)
 
 
 def run_score_state(
@@ -244,10 +263,13 @@ def _read_inputs(
     run_id: str,
     tmp: Path,
     parts: list[Part],
-) -> tuple[Path, Contract, dict[str, Any] | None, Path | None]:
+    order_parts: list[Part] | None = None,
+) -> tuple[Path, Contract, dict[str, Any] | None, Path | None, Source | None]:
     """The run's inputs, downloaded into ``tmp``: the clean data (the state's ``parts``
     merged, or the one clean run), its contract and quality report (the newest part's),
-    and the assignments of the previous run (for stability; None: none)."""
+    the assignments of the previous run (for stability; None: none) and the order log
+    joined to a customer table (``order_parts`` merged, with the newest one's contract;
+    None: none)."""
     dataset, _ = parse_clean_manifest_key(clean_manifest_key)
     clean_prefix = clean_manifest_key[: -len(MANIFEST)]
 
@@ -263,8 +285,17 @@ def _read_inputs(
 
     # the run's inputs are independent reads: all at once
     with ThreadPoolExecutor(4, thread_name_prefix="score-inputs") as reads:
+        share = LAMBDA_MEMORY_SHARE / 2 if order_parts else LAMBDA_MEMORY_SHARE
         clean_future = reads.submit(
-            _download_inputs, store, settings, clean_prefix, clean_manifest, parts, tmp
+            _download_inputs,
+            store,
+            settings,
+            clean_prefix,
+            clean_manifest,
+            parts,
+            tmp,
+            "state",
+            share,
         )
         contract_future = reads.submit(
             store.get_bytes, settings.data_bucket, clean_prefix + "contract.json"
@@ -273,12 +304,26 @@ def _read_inputs(
             store.get_bytes, settings.data_bucket, clean_prefix + "quality.json"
         )
         previous_future = reads.submit(previous_assignments)
+        orders_future = reads.submit(_order_source, store, settings, order_parts or [], tmp)
         clean_path = clean_future.result()
         contract = Contract.model_validate_json(contract_future.result() or b"{}")
         quality_bytes = quality_future.result()
         quality = json.loads(quality_bytes) if quality_bytes else None
         previous_path = previous_future.result()
-    return clean_path, contract, quality, previous_path
+        orders = orders_future.result()
+    return clean_path, contract, quality, previous_path, orders
+
+
+def _order_source(
+    store: ObjectStore, settings: Settings, parts: list[Part], tmp: Path
+) -> Source | None:
+    """The order log of ``parts`` merged, with the newest part's contract (None: no part)."""
+    if not parts:
+        return None
+    # merged while the customer table is: each merge gets half the engine's share
+    path = _download_inputs(store, settings, "", {}, parts, tmp, "orders", LAMBDA_MEMORY_SHARE / 2)
+    body = store.get_bytes(settings.data_bucket, parts[-1].prefix + "contract.json")
+    return Source(clean_files(path), Contract.model_validate_json(body or b"{}"))
 
 
 def _announce(
@@ -413,11 +458,13 @@ def run_score(
     if state is None:
         state, _ = load_state(store, settings.data_bucket, dataset)
     parts = _state_parts(state, clean_run_id, model.schema.kind)
+    scored, order_parts = _split_sources(parts)
     if parts:  # the newest part of the kind names the contract and quality report
-        clean_manifest_key = parts[-1].manifest_key
-        clean_run_id = parts[-1].run_id
+        clean_manifest_key = scored[-1].manifest_key
+        clean_run_id = scored[-1].run_id
         clean_manifest = store.get_json(settings.data_bucket, clean_manifest_key)[0] or {}
-        inputs = f"state:{(state or DatasetState(dataset)).digest(parts[-1].kind)}"
+        kind = None if order_parts else scored[-1].kind
+        inputs = f"state:{(state or DatasetState(dataset)).digest(kind)}"
     else:
         inputs = clean_run_id
     run_id = run_id_for(run_ts, inputs, model.version, str(as_of))
@@ -439,8 +486,8 @@ def run_score(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         tmp = Path(tmp_name)
 
-        clean_path, contract, quality, previous_path = _read_inputs(
-            store, settings, clean_manifest_key, clean_manifest, run_id, tmp, parts
+        clean_path, contract, quality, previous_path, orders = _read_inputs(
+            store, settings, clean_manifest_key, clean_manifest, run_id, tmp, scored, order_parts
         )
 
         # The assignments are final once the chunk loop ends: upload them (create-only,
@@ -482,6 +529,8 @@ def run_score(
                 thresholds=Thresholds.from_mapping(settings.thresholds),
                 chunk_rows=settings.chunk_rows,
                 on_file=upload_now,
+                limits=lambda_limits(settings.memory_mb, tmp=tmp),
+                orders=orders,
             )
             quality_path = tmp / "quality.json"
             quality_path.write_text(

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from custseg.aws.bus import MODEL_PROMOTED, EventBus
 from custseg.aws.registry import champion, save_model, set_champion, set_first_champion
 from custseg.aws.runs import download_clean_data
@@ -26,9 +24,17 @@ from custseg.aws.score_job import model_name_for
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsSigner, KmsVerifier
 from custseg.aws.state import download_state, load_state
-from custseg.dataset.clean_data import read_clean
-from custseg.dataset.merge import EngineLimits
-from custseg.features.build import build_features
+from custseg.dataset.clean_data import clean_files, read_clean
+from custseg.dataset.state import Part
+from custseg.features.build import Features, build_features
+from custseg.features.combined import CUSTOMERS, ORDERS, combined_contract
+from custseg.features.engine import (
+    EngineLimits,
+    Source,
+    collect_features,
+    default_as_of_parts,
+    lambda_limits,
+)
 from custseg.ingest.contracts import Contract, load_contract
 from custseg.ingest.pipeline import ingest_file
 from custseg.layout import MANIFEST, contract_key, parse_clean_manifest_key, parse_upload_key
@@ -72,7 +78,7 @@ def _train_and_register(
     settings: Settings,
     bus: EventBus,
     *,
-    clean: pd.DataFrame,
+    features: Features,
     contract: Contract,
     dataset: str,
     k: int | None,
@@ -84,7 +90,6 @@ def _train_and_register(
 ) -> TrainOutcome:
     model_name = model_name_for(dataset)
     try:
-        features = build_features(clean, contract)
         model = train_model(
             features,
             contract=contract,
@@ -162,6 +167,35 @@ def _train_and_register(
     return outcome
 
 
+def clean_features(
+    path: Path, contract: Contract, limits: EngineLimits, orders: Source | None = None
+) -> Features:
+    """The per-customer features of the clean data at ``path``: an order log's on DuckDB
+    (within ``limits``), a customer table's from its rows (as of the default dates); with
+    ``orders``, the customer table joined with that order log on DuckDB, as of the order
+    log's default date."""
+    if orders is not None:
+        as_of, _ = default_as_of_parts(orders.parts, orders.contract)
+        return collect_features(clean_files(path), contract, as_of, limits, orders=orders)
+    if contract.is_transactions:
+        files = clean_files(path)
+        as_of, _ = default_as_of_parts(files, contract)
+        return collect_features(files, contract, as_of, limits)
+    return build_features(read_clean(path).to_pandas(), contract)
+
+
+def _order_log(
+    store: ObjectStore, settings: Settings, parts: list[Part], dest: Path, limits: EngineLimits
+) -> Source | None:
+    """The order log of ``parts`` merged under ``dest``, with the newest part's contract
+    (None: no part)."""
+    if not parts:
+        return None
+    path = download_state(store, settings.data_bucket, parts, dest, limits=limits)
+    body = store.get_bytes(settings.data_bucket, parts[-1].prefix + "contract.json")
+    return Source(clean_files(path), Contract.model_validate_json(body or b"{}"))
+
+
 def _score_with_champion(
     bus: EventBus, dataset: str, clean_manifest_key: str, version: str
 ) -> None:
@@ -213,28 +247,40 @@ def run_train_on_clean(
         return TrainOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
     state, _ = load_state(store, settings.data_bucket, dataset)
     kind = str(manifest.get("contract_kind", "customers"))
-    parts = state.parts_of(kind) if state is not None and state.has(run_id) else []
+    in_state = state is not None and state.has(run_id)
+    order_parts = state.parts_of(ORDERS) if state is not None and in_state else []
+    if order_parts and state is not None and state.parts_of(CUSTOMERS):
+        kind = CUSTOMERS  # a customer table and an order log: one combined portrait
+    else:
+        order_parts = []
+    parts = state.parts_of(kind) if state is not None and in_state else []
     if parts:  # the dataset's every part of this kind; the newest names the contract
         clean_manifest_key = parts[-1].manifest_key
     prefix = clean_manifest_key[: -len(MANIFEST)]
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        if parts:
-            limits = EngineLimits.for_function(settings.memory_mb, Path(tmp) / "spill")
-            path = download_state(store, settings.data_bucket, parts, Path(tmp), limits=limits)
-        else:
-            path = download_clean_data(store, settings.data_bucket, prefix, manifest, Path(tmp))
-        clean = read_clean(path).to_pandas()
     contract = Contract.model_validate_json(
         store.get_bytes(settings.data_bucket, prefix + "contract.json") or b"{}"
     )
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        limits = lambda_limits(settings.memory_mb, tmp=Path(tmp))
+        if parts:
+            path = download_state(store, settings.data_bucket, parts, Path(tmp), limits=limits)
+        else:
+            path = download_clean_data(store, settings.data_bucket, prefix, manifest, Path(tmp))
+        orders = _order_log(store, settings, order_parts, Path(tmp) / "orders", limits)
+        try:
+            features = clean_features(path, contract, limits, orders)
+        except ValueError as exc:
+            return TrainOutcome("untrainable", dataset, message=f"cannot train {dataset}: {exc}")
+    if orders is not None:
+        contract = combined_contract(contract, orders.contract)
     source: dict[str, Any] = {"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id}
     if parts:
-        source["parts"] = [p.run_id for p in parts]
+        source["parts"] = [p.run_id for p in [*parts, *order_parts]]
     return _train_and_register(
         store,
         settings,
         bus,
-        clean=clean,
+        features=features,
         contract=contract,
         dataset=dataset,
         k=k,
@@ -282,12 +328,18 @@ def run_train_on_upload(
                 upload.dataset,
                 message=result.report_text_path.read_text(encoding="utf-8").splitlines()[0],
             )
-        clean = read_clean(result.clean_path).to_pandas()
+        limits = lambda_limits(settings.memory_mb, tmp=Path(tmp))
+        try:
+            features = clean_features(result.clean_path, result.contract, limits)
+        except ValueError as exc:
+            return TrainOutcome(
+                "untrainable", upload.dataset, message=f"cannot train {upload.dataset}: {exc}"
+            )
     return _train_and_register(
         store,
         settings,
         bus,
-        clean=clean,
+        features=features,
         contract=result.contract,
         dataset=upload.dataset,
         k=k,

@@ -1,6 +1,8 @@
 """The clean data of several parts of one kind, merged as the dataset state says.
 
-Runs on DuckDB, out of core (``memory_limit``, spill directory): a dataset of many parts
+Runs on DuckDB, out of core (``memory_limit``, spill directory: the
+:class:`~custseg.features.engine.EngineLimits` of the feature engine, e.g.
+:func:`~custseg.features.engine.lambda_limits` of a function): a dataset of many parts
 never has to fit in memory. The result is written as clean Parquet parts with the newest
 part's schema (Arrow types kept exactly), so everything that reads one clean run reads a
 merged state the same way.
@@ -15,33 +17,20 @@ Rows come out in part order, then row order; ``_row`` is renumbered from 0.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custseg.dataset.clean_data import clean_files
+from custseg.features.engine import EngineLimits
 from custseg.layout import clean_part_name
 
 ROW = "_row"
 PART = "_part"
 _BATCH_ROWS = 250_000
-
-
-@dataclass(frozen=True)
-class EngineLimits:
-    """DuckDB's memory limit and spill directory (a function's ``/tmp``)."""
-
-    memory_limit_mb: int = 1024
-    temp_dir: Path | None = None
-    threads: int = 2
-
-    @classmethod
-    def for_function(cls, memory_mb: int, tmp: Path) -> EngineLimits:
-        """60 % of a function's memory for the engine; the rest for Python and Arrow."""
-        return cls(memory_limit_mb=max(256, int(memory_mb * 0.6)), temp_dir=tmp)
 
 
 def _quote(name: str) -> str:
@@ -114,18 +103,20 @@ def merge_parts(
         return out_dir
     import duckdb
 
-    limits = limits or EngineLimits()
+    limits = limits or EngineLimits(1024, Path(tempfile.gettempdir()) / "duckdb-spill", 2)
     schema = pq.read_schema(str(clean_files(parts[-1])[0]))  # the newest part's columns
     source = _source_sql(parts)
     if kind == "customers":
         sql = _customers_sql(source, id_column)
     else:
         sql = _transactions_sql(source, identity_columns(schema))
+    limits.temp_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"threads": limits.threads})
     try:
         con.execute(f"SET memory_limit = '{int(limits.memory_limit_mb)}MB'")
-        if limits.temp_dir is not None:
-            con.execute("SET temp_directory = ?", [str(limits.temp_dir)])
+        con.execute("SET temp_directory = ?", [str(limits.temp_dir)])
+        if limits.max_temp_mb is not None:
+            con.execute(f"SET max_temp_directory_size = '{int(limits.max_temp_mb)}MB'")
         con.execute("SET preserve_insertion_order = true")
         reader = con.execute(sql).to_arrow_reader(_BATCH_ROWS)
         _write(reader, schema, out_dir / clean_part_name(0))

@@ -171,10 +171,14 @@ class Features:
     value: pd.Series | None
     extras: pd.DataFrame
     codes: dict[str, CategoryCodes] = field(default_factory=dict)
+    source_kind: str | None = None  # "combined": joined from a customer table and an order log
 
     @property
     def kind(self) -> str:
-        """``"transactions"`` if the frame holds the transaction features, else ``"customers"``."""
+        """``source_kind`` when set; else ``"transactions"`` if the frame holds the
+        transaction features, else ``"customers"``."""
+        if self.source_kind:
+            return self.source_kind
         return "transactions" if set(TRANSACTION_FEATURES) <= set(self.numeric) else "customers"
 
     def __len__(self) -> int:
@@ -558,6 +562,21 @@ def _finish(
         value=value,
         extras=extras,
         codes=codes,
+    )
+
+
+def with_schema(features: Features, schema: FeatureSchema | None) -> Features:
+    """``features`` with exactly ``schema``'s columns (as :func:`build_features` with
+    ``schema`` gives them); ``None``: as they are. Codes are dropped."""
+    return _finish(
+        features.frame,
+        list(features.numeric),
+        list(features.categorical),
+        features.extras,
+        features.value,
+        features.as_of,
+        schema,
+        {},
     )
 
 

@@ -19,16 +19,27 @@ import datetime as dt
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from custseg.features.build import MISSING_CATEGORY, Features
+from custseg.features.build import (
+    MISSING_CATEGORY,
+    CategoryCodes,
+    Features,
+    FeatureSchema,
+    default_as_of_reason,
+    with_schema,
+)
+from custseg.features.combined import COMBINED, combined_query
 from custseg.features.sql import (
     VALUE_COLUMN,
     ColumnKind,
@@ -37,10 +48,13 @@ from custseg.features.sql import (
     literal,
     quote,
 )
-from custseg.ingest.contracts.model import Contract
+from custseg.ingest.contracts.model import Contract, Role
 
 SOURCE = "clean"
 """The view of the clean parts that the feature query reads."""
+
+CUSTOMERS_SOURCE, ORDERS_SOURCE = "clean_customers", "clean_orders"
+"""The views of a combined portrait's two sources (see :mod:`custseg.features.combined`)."""
 
 READ_ORDER = "_read_order"
 """The view's column giving each row's place in reading order (part, then row)."""
@@ -60,6 +74,14 @@ _PART_ROWS = 1 << 40  # rows per part in the read order key (a part holds fewer)
 class FeatureEngineError(RuntimeError):
     """DuckDB could not read the parts or run the feature query (the message says which,
     with the limits in force)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """The clean Parquet files of one source (in row order) and its contract."""
+
+    parts: Sequence[Path]
+    contract: Contract
 
 
 @dataclass(frozen=True)
@@ -124,8 +146,10 @@ def connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(":memory:", config=config)
 
 
-def _create_source(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
-    """The view :data:`SOURCE` of ``parts`` (in order) with :data:`READ_ORDER`: the
+def _create_source(
+    con: duckdb.DuckDBPyConnection, parts: Sequence[Path], name: str = SOURCE
+) -> None:
+    """The view ``name`` of ``parts`` (in order) with :data:`READ_ORDER`: the
     part's place in ``parts`` times 2**40 plus the row's place in its part (DuckDB's
     ``filename`` and ``file_row_number``, read under helper names and dropped)."""
     if not parts:
@@ -135,7 +159,7 @@ def _create_source(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> Non
             raise FileNotFoundError(f"no clean Parquet part at {part}")
     files = ", ".join(literal(str(p)) for p in parts)
     con.execute(
-        f"CREATE TEMPORARY VIEW {quote(SOURCE)} AS "
+        f"CREATE TEMPORARY VIEW {quote(name)} AS "
         "SELECT * EXCLUDE (_part_file, file_row_number), "
         f"(list_position([{files}], _part_file) - 1) * {_PART_ROWS} + file_row_number "
         f"AS {quote(READ_ORDER)} "
@@ -162,9 +186,9 @@ def column_kind(duckdb_type: str) -> ColumnKind:
     return ColumnKind.TEXT
 
 
-def source_columns(con: duckdb.DuckDBPyConnection) -> dict[str, ColumnKind]:
-    """The columns of the :data:`SOURCE` view and their kinds."""
-    rows = con.execute(f"DESCRIBE SELECT * FROM {quote(SOURCE)}").fetchall()
+def source_columns(con: duckdb.DuckDBPyConnection, name: str = SOURCE) -> dict[str, ColumnKind]:
+    """The columns of the view ``name`` and their kinds."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {quote(name)}").fetchall()
     return {str(row[0]): column_kind(str(row[1])) for row in rows}
 
 
@@ -174,6 +198,26 @@ def plan_features(
     """The feature query of ``parts`` (their view is created on ``con``)."""
     _create_source(con, parts)
     return feature_query(contract, source_columns(con), as_of, source=SOURCE, row_order=READ_ORDER)
+
+
+def plan_combined(
+    con: duckdb.DuckDBPyConnection, customers: Source, orders: Source, as_of: dt.date
+) -> FeatureQuery:
+    """The combined feature query of a customer table and an order log (their views are
+    created on ``con``): see :mod:`custseg.features.combined`."""
+    _create_source(con, customers.parts, CUSTOMERS_SOURCE)
+    _create_source(con, orders.parts, ORDERS_SOURCE)
+    customer_query = feature_query(
+        customers.contract,
+        source_columns(con, CUSTOMERS_SOURCE),
+        as_of,
+        source=CUSTOMERS_SOURCE,
+        row_order=READ_ORDER,
+    )
+    order_query = feature_query(
+        orders.contract, source_columns(con, ORDERS_SOURCE), as_of, source=ORDERS_SOURCE
+    )
+    return combined_query(customer_query, order_query)
 
 
 def compute_features(
@@ -205,13 +249,28 @@ def stream_features(
     limits: EngineLimits,
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    orders: Source | None = None,
 ) -> tuple[FeatureQuery, Iterator[pa.RecordBatch]]:
-    """(the feature query, its result as Arrow batches) of ``parts`` within ``limits``."""
+    """(the feature query, its result as Arrow batches) of ``parts`` within ``limits``;
+    with ``orders``, ``parts`` are a customer table's joined per customer with that order
+    log (:func:`plan_combined`)."""
+    if orders is not None:
+        customers = Source(parts, contract)
+        return _stream(lambda con: plan_combined(con, customers, orders, as_of), limits, batch_rows)
+    return _stream(lambda con: plan_features(con, parts, contract, as_of), limits, batch_rows)
+
+
+def _stream(
+    plan: Callable[[duckdb.DuckDBPyConnection], FeatureQuery],
+    limits: EngineLimits,
+    batch_rows: int,
+) -> tuple[FeatureQuery, Iterator[pa.RecordBatch]]:
+    """(the query ``plan`` makes on a new connection, its result as Arrow batches)."""
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
     con = connect(limits)
     try:
-        query = plan_features(con, parts, contract, as_of)
+        query = plan(con)
     except duckdb.Error as exc:
         con.close()
         raise FeatureEngineError(f"cannot read the clean Parquet parts: {exc}") from exc
@@ -241,10 +300,12 @@ def collect_features(
     contract: Contract,
     as_of: dt.date,
     limits: EngineLimits,
+    *,
+    orders: Source | None = None,
 ) -> Features:
     """:func:`stream_features` gathered into :class:`~custseg.features.build.Features`
     (what ``build_features`` of the same clean data returns)."""
-    query, batches = stream_features(parts, contract, as_of, limits)
+    query, batches = stream_features(parts, contract, as_of, limits, orders=orders)
     table = _table(query, list(batches))
     return features_from_table(table, query)
 
@@ -287,9 +348,56 @@ def features_from_table(table: pa.Table, query: FeatureQuery) -> Features:
         as_of=query.as_of,
         value=value,
         extras=extras,
+        source_kind=COMBINED if query.kind == COMBINED else None,
     )
 
 
 def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     floats = column.cast(pa.float64())
     return np.asarray(floats.to_numpy(zero_copy_only=False), dtype="float64")
+
+
+def feature_batches(
+    parts: Sequence[Path],
+    contract: Contract,
+    as_of: dt.date,
+    limits: EngineLimits,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    schema: FeatureSchema | None = None,
+    orders: Source | None = None,
+) -> Iterator[Features]:
+    """The features of ``parts`` as :class:`~custseg.features.build.Features` of at most
+    ``batch_rows`` customers each, in ``customer_id`` order, with
+    :attr:`~custseg.features.build.Features.codes`; with ``schema`` (a model's) each batch
+    has exactly its columns (as ``build_features(..., schema=schema)``); ``orders``: see
+    :func:`stream_features`."""
+    query, batches = stream_features(
+        parts, contract, as_of, limits, batch_rows=batch_rows, orders=orders
+    )
+    for batch in batches:
+        features = with_schema(features_from_table(pa.Table.from_batches([batch]), query), schema)
+        features.codes = {
+            c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
+        }
+        yield features
+
+
+def default_as_of_parts(parts: Sequence[Path], contract: Contract) -> tuple[dt.date, str]:
+    """:func:`~custseg.features.build.default_as_of_reason` of the clean ``parts``, reading
+    only their event-time column (its latest value per part)."""
+    names = [c.name for c in contract.by_role(Role.EVENT_TIME)] or ["event_time"]
+    latest: list[Any] = []
+    column = "event_time"
+    if contract.is_transactions:
+        for part in parts:
+            present = [n for n in names if n in pq.read_schema(str(part)).names]
+            if not present:
+                continue
+            column = present[0]
+            values = pq.read_table(str(part), columns=[column]).column(column)
+            if len(values):
+                latest.append(pc.max(values).as_py())
+    times = [t for t in latest if t is not None]
+    frame = pd.DataFrame({column: pd.to_datetime(pd.Series([max(times)] if times else []))})
+    return default_as_of_reason(frame, contract)

@@ -214,7 +214,7 @@ def fit_label_edges(features: Features) -> LabelEdges:
     edges = LabelEdges()
     frame = features.frame
     numeric = list(features.numeric)
-    transactions = features.kind == "transactions"
+    transactions = features.kind in ("transactions", "combined")  # RFM from the order log
     if transactions:
         edges.recency_feature, edges.frequency_feature = "recency_days", "frequency"
         edges.tenure_feature = "tenure_days"

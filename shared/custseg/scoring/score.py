@@ -16,9 +16,10 @@ per chunk) and folded into mergeable statistics (:class:`custseg.scoring.metrics
 so memory depends on ``chunk_rows`` and the bounded samples, not on the number of
 customers. The only per-customer state kept across chunks is an 8-byte hash per customer
 to guarantee each customer is written once (and, when a previous run is given, its
-hashes and segment ids: about 10 bytes per customer). Transaction tables need every row of
-a customer to compute their features, so the clean file is read whole, features are built
-once (one row per customer) and the customers are then processed in chunks the same way.
+hashes and segment ids: about 10 bytes per customer). An order log's features are computed
+on DuckDB (:mod:`custseg.features.engine`, within ``limits``: a memory limit and a spill
+directory) and streamed as batches of ``chunk_rows`` customers, each processed the same
+way: no order line is held in Python.
 
 Speed. A chunk stays in Arrow and numpy: category columns are read dictionary-encoded and
 carried as codes (:func:`custseg.features.build.build_features_arrow`), the model's preprocessing
@@ -34,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -45,13 +47,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from custseg.dataset.clean_data import clean_files, clean_schema, read_clean
-from custseg.features.build import (
-    CategoryCodes,
-    Features,
-    build_features,
-    build_features_arrow,
-    default_as_of_reason,
+from custseg.dataset.clean_data import clean_files
+from custseg.features.build import CategoryCodes, Features, build_features_arrow
+from custseg.features.combined import combined_contract
+from custseg.features.engine import (
+    EngineLimits,
+    Source,
+    default_as_of_parts,
+    feature_batches,
+    lambda_limits,
 )
 from custseg.ingest.contracts.model import ColumnType, Contract, Role
 from custseg.jsonsafe import json_safe
@@ -78,6 +82,9 @@ ASSIGNMENTS_CSV = "assignments.csv"
 PROFILES_JSON = "profiles.json"
 METRICS_JSON = "metrics.json"
 REPORT_HTML = "report.html"
+
+DEFAULT_ENGINE_MEMORY_MB = 1024
+"""DuckDB's memory limit when :func:`score_dataset` is given no ``limits``."""
 
 
 @dataclass
@@ -345,18 +352,22 @@ def _dictionary_columns(pf: pq.ParquetFile, contract: Contract, columns: list[st
 
 
 def _feature_chunks(
-    clean_path: Path, contract: Contract, model: SegmentModel, as_of: dt.date, chunk_rows: int
+    clean_path: Path,
+    contract: Contract,
+    model: SegmentModel,
+    as_of: dt.date,
+    chunk_rows: int,
+    limits: EngineLimits,
+    orders: Source | None = None,
 ) -> Iterator[Features]:
     schema = model.schema
-    if contract.is_transactions:
-        clean = read_clean(clean_path).to_pandas()
-        features = build_features(clean, contract, as_of, schema=schema)
-        del clean
-        features.codes = {
-            c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
-        }
-        for start in range(0, len(features.frame), chunk_rows):
-            yield _subset(features, slice(start, start + chunk_rows))
+    if contract.is_transactions or orders is not None:
+        # per customer on DuckDB (an order log, or a customer table joined with one),
+        # streamed by chunks of customers
+        files = clean_files(clean_path)
+        yield from feature_batches(
+            files, contract, as_of, limits, batch_rows=chunk_rows, schema=schema, orders=orders
+        )
         return
     files = clean_files(clean_path)
     pf = pq.ParquetFile(str(files[0]))
@@ -394,17 +405,15 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]
         yield pa.Table.from_batches(pending)
 
 
-def _resolve_as_of(clean_path: Path, contract: Contract, run: RunInfo) -> tuple[dt.date, str]:
-    """The run's as-of date and why it is that date."""
+def _resolve_as_of(
+    clean_path: Path, contract: Contract, run: RunInfo, orders: Source | None
+) -> tuple[dt.date, str]:
+    """The run's as-of date and why it is that date (the order log's, when joined)."""
     if run.as_of is not None:
         return run.as_of, run.as_of_reason or "given by the caller"
-    if contract.is_transactions:
-        events = [c.name for c in contract.by_role(Role.EVENT_TIME)] or ["event_time"]
-        cols = [c for c in events if c in clean_schema(clean_path).names]
-        frame = read_clean(clean_path, columns=cols).to_pandas()
-        return default_as_of_reason(frame, contract)
-    empty = clean_schema(clean_path).empty_table().to_pandas()
-    return default_as_of_reason(empty, contract)
+    if orders is not None:
+        return default_as_of_parts(orders.parts, orders.contract)
+    return default_as_of_parts(clean_files(clean_path), contract)
 
 
 def score_dataset(
@@ -419,6 +428,8 @@ def score_dataset(
     thresholds: Thresholds | None = None,
     chunk_rows: int = 250_000,
     on_file: Callable[[str, Path, int, str | None], None] | None = None,
+    limits: EngineLimits | None = None,
+    orders: Source | None = None,
 ) -> ScoreResult:
     """Score every customer of clean data with ``model``; write the run's files.
 
@@ -435,12 +446,70 @@ def score_dataset(
     :class:`ScoreResult`. Each customer appears exactly once in the assignments (a
     repeated customer id in the clean data is scored once, first occurrence wins, and
     counted in ``duplicates_dropped``).
+
+    ``limits``: the memory limit and spill directory of the DuckDB engine that computes
+    an order log's features (default: :data:`DEFAULT_ENGINE_MEMORY_MB`, spilling to a
+    temporary directory removed at the end).
+
+    ``orders``: the dataset's order log (its clean files and contract) when ``clean_path``
+    is its customer table and ``model`` a combined one: each customer's features are the
+    two sources joined (:mod:`custseg.features.combined`), as of the order log's default
+    date unless ``run.as_of`` is given.
     """
+    if limits is not None:
+        return _score_dataset(
+            clean_path,
+            contract,
+            model,
+            out_dir,
+            run=run,
+            quality=quality,
+            previous_assignments=previous_assignments,
+            thresholds=thresholds,
+            chunk_rows=chunk_rows,
+            on_file=on_file,
+            limits=limits,
+            orders=orders,
+        )
+    with tempfile.TemporaryDirectory(prefix="custseg-spill-") as spill:
+        engine = lambda_limits(DEFAULT_ENGINE_MEMORY_MB, share=1.0, tmp=Path(spill))
+        return _score_dataset(
+            clean_path,
+            contract,
+            model,
+            out_dir,
+            run=run,
+            quality=quality,
+            previous_assignments=previous_assignments,
+            thresholds=thresholds,
+            chunk_rows=chunk_rows,
+            on_file=on_file,
+            limits=engine,
+            orders=orders,
+        )
+
+
+def _score_dataset(
+    clean_path: Path,
+    contract: Contract,
+    model: SegmentModel,
+    out_dir: Path,
+    *,
+    run: RunInfo,
+    quality: dict[str, Any] | None,
+    previous_assignments: Path | None,
+    thresholds: Thresholds | None,
+    chunk_rows: int,
+    on_file: Callable[[str, Path, int, str | None], None] | None,
+    limits: EngineLimits,
+    orders: Source | None,
+) -> ScoreResult:
+    """:func:`score_dataset` within the engine's ``limits``."""
     started = time.perf_counter()
     clean_path, out_dir = Path(clean_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     thresholds = thresholds or Thresholds()
-    as_of, as_of_reason = _resolve_as_of(clean_path, contract, run)
+    as_of, as_of_reason = _resolve_as_of(clean_path, contract, run, orders)
     schema = model.schema
     training = model.metadata.get("training", {}) or {}
     edges = {
@@ -448,7 +517,8 @@ def score_dataset(
         for name, h in (training.get("baseline_histograms") or {}).items()
         if name in schema.numeric
     }
-    outcomes = [c.name for c in contract.by_role(Role.OUTCOME)]
+    portrait = contract if orders is None else combined_contract(contract, orders.contract)
+    outcomes = [c.name for c in portrait.by_role(Role.OUTCOME)]
     previous = None
     if previous_assignments is not None:
         if Path(previous_assignments).exists():
@@ -480,7 +550,9 @@ def score_dataset(
     # background meanwhile (closing waits for it; an error there still fails the run).
     writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"])
     try:
-        for features in _feature_chunks(clean_path, contract, model, as_of, chunk_rows):
+        for features in _feature_chunks(
+            clean_path, contract, model, as_of, chunk_rows, limits, orders
+        ):
             hashes = customer_hashes(features.frame.index)
             # customers already written, and repeats within the chunk (first row kept)
             keep = seen.admit(hashes)
@@ -557,7 +629,7 @@ def score_dataset(
         )
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = build_profiles(stats, model, contract=contract, run=run, as_of=as_of)
+        profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
         evaluated = time.perf_counter()
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}

@@ -20,7 +20,9 @@ column names and roles. Placeholders are :class:`string.Template` ``$names``.
 Dialect: plain SQL that DuckDB runs as written and that translates to Athena (Trino) by
 name: ``CAST``, ``TRY_CAST``, ``CASE``, ``COALESCE``, ``GREATEST`` / ``LEAST``,
 ``date_diff('day', ...)`` on dates, ``ROW_NUMBER() OVER`` in a subquery (no ``QUALIFY``),
-``DATE '...'`` / ``TIMESTAMP '...'`` literals, double-quoted identifiers. The query reads
+``DATE '...'`` / ``TIMESTAMP '...'`` literals, double-quoted identifiers. Sums of
+amounts use DuckDB's compensated ``FSUM`` (the exact sum to the last digit, where a plain
+``SUM`` depends on the order of the lines; Athena: ``SUM``). The query reads
 one relation, ``source`` (a view or table of the clean Parquet parts); customer tables
 also need ``row_order``, a column of that relation that orders its rows (the last row of
 a repeated customer wins, as in :func:`~custseg.features.build.build_features`).

@@ -17,8 +17,8 @@ WITH lines AS (
 per_customer AS (
     SELECT
         customer_id,
-        SUM(CASE WHEN is_return THEN 0.0 ELSE GREATEST(amount, 0.0) END) AS gross,
-        SUM(CASE WHEN is_return THEN ABS(amount) ELSE 0.0 END) AS returned,
+        FSUM(CASE WHEN is_return THEN 0.0 ELSE GREATEST(amount, 0.0) END) AS gross,
+        FSUM(CASE WHEN is_return THEN ABS(amount) ELSE 0.0 END) AS returned,
         MIN(event_day) AS first_day,
         MAX(event_day) AS last_day,
         MIN(CASE WHEN is_return THEN NULL ELSE event_day END) AS first_buy,
