@@ -1,17 +1,26 @@
-"""End-to-end benchmark: custseg's full flow on emulated AWS against a bare pandas scorer.
+"""End-to-end benchmark: custseg's full flow on emulated AWS against light contenders.
 
-For each size (default 1M and 5M customers) this script
+Two kinds of upload, each against its own light contender:
 
-1. generates one seeded synthetic customers CSV (customer_id text, six numeric columns, three
-   categorical ones, telco-style headers that the default customers contract maps, ~1 %
-   blank cells) in a temporary directory; both contenders read this same file;
-2. (once, on the first size) trains the champion with custseg's own training on a sample
-   (the first ``--train-rows`` rows, ingested and featurised like any upload) and saves
-   the artifact files (``model.joblib`` + ``metadata.json``);
-3. runs, each in its own fresh process, ``--repeat`` times (default 5 at the first size,
-   where the ratio is measured, 3 at the others), the two contenders taking turns to go
-   first (full then bare, bare then full, ...), so that a slow or fast spell of this
-   shared machine falls on both alike:
+- **customers** (``--sizes``, default 1M and 5M customers) against the bare pandas scorer;
+- **orders** (``--order-sizes``, default 5M order lines) against the DuckDB floor.
+
+For each size this script
+
+1. generates one seeded synthetic CSV in a temporary directory; both contenders read this
+   same file. Customers: customer_id text, six numeric columns, three categorical ones,
+   telco-style headers that the default customers contract maps, ~1 % blank cells.
+   Orders (:func:`make_orders_csv`): InvoiceNo, InvoiceDate, CustomerID, Quantity,
+   UnitPrice, Country (UCI Online Retail headers, which the default transactions contract
+   maps), about 20 lines per customer over two years, ~3 % cancellations (a leading "C"
+   and a negative quantity), ~1 % blank cells;
+2. (once per kind, on its first size) trains the champion with custseg's own training on
+   a sample (the first ``--train-rows`` lines, ingested and featurised like any upload)
+   and saves the artifact files (``model.joblib`` + ``metadata.json``);
+3. runs, each in its own fresh process, ``--repeat`` times (default 5 at the first size of
+   each kind, where its ratio is measured, 3 at the others), the two contenders taking
+   turns to go first (full then light, light then full, ...), so that a slow or fast
+   spell of this shared machine falls on both alike:
 
    (a) **full**: a moto server runs in ANOTHER process (so S3's stored bytes are not in the
        measured processes, as in AWS where S3 is not in the Lambda's memory). Each Lambda
@@ -28,21 +37,32 @@ For each size (default 1M and 5M customers) this script
        handler's return (results manifest committed, pointer moved, ``current/``
        refreshed); CPU time is their sum; peak RSS is the larger of the two (each
        process's ``VmHWM``), the figure that sizes a function's memory.
-   (b) **bare**: ``pd.read_csv`` -> ``dropna`` -> plain pandas renames ->
+   (b) customers, **bare**: ``pd.read_csv`` -> ``dropna`` -> plain pandas renames ->
        ``pipeline.predict`` (the champion's own sklearn Pipeline, loaded with joblib) ->
        ``to_csv`` of customer id + segment.
+       orders, **floor** (:func:`child_floor`): DuckDB's ``read_csv`` -> the seven
+       transaction features in SQL (:data:`FLOOR_SQL`, as defined in
+       ``custseg.features.build``, as of the day after the last event; lines with a blank
+       id, date, quantity or price are left out, not imputed) -> ``pipeline.predict`` on
+       the columns of the model's ``feature_schema`` -> id,segment CSV with pyarrow.
 
    For each it records wall time, CPU time (user + sys of the measured processes) and peak
    RSS (``VmHWM`` of each measured process; ``ru_maxrss`` as a fallback);
-4. measures cold start: ``import functions.score.app`` plus loading the champion from S3
+4. with ``--big``, runs the full flow once at 20M order lines and once at 10M customers
+   and prints each function's peak RSS against the targets (<= 2.5 GiB per function;
+   the orders' peak <= 1.3x the one at the first order size);
+5. measures cold start: ``import functions.score.app`` plus loading the champion from S3
    (``custseg.aws.registry.load_version``) in a fresh process, 3 times (``--repeat``).
 
 It prints a table per size (medians over the repeats) and, as its last line, exactly
-``ratio <full/bare wall at the first size> peak_mib <full peak RSS at the last size>``.
+``ratio_orders X ratio_customers Y peak_mib Z``: X the full/floor wall at the first order
+size, Y the full/bare wall at the first customer size, Z the largest peak RSS of the full
+flow (median over the repeats) among all the sizes run, ``--big``'s included.
 ``--out DIR`` also writes every raw measurement to ``DIR/bench.json``.
 
-    .venv/bin/python scripts/bench.py                       # 1M (5 runs) and 5M (3 runs)
-    .venv/bin/python scripts/bench.py --sizes 1000000 --repeat 1
+    .venv/bin/python scripts/bench.py           # customers 1M (5 runs), 5M (3); orders 5M (5)
+    .venv/bin/python scripts/bench.py --big     # ... then 20M order lines, 10M customers
+    .venv/bin/python scripts/bench.py --sizes 100000 --order-sizes 500000 --repeat 1
 """
 
 from __future__ import annotations
