@@ -38,7 +38,7 @@ def orders_csv(bench: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_order_log_shape(bench: ModuleType, orders_csv: Path, tmp_path: Path) -> None:
-    df = pd.read_csv(orders_csv, dtype={"InvoiceNo": str, "CustomerID": "Int64"})
+    df = pd.read_csv(orders_csv, dtype={"InvoiceNo": "str", "CustomerID": "Int64"})
     assert list(df.columns) == bench.ORDER_HEADERS and len(df) == 40_000
     cancel = df["InvoiceNo"].str.startswith("C")
     assert 0.02 < cancel.mean() < 0.05
