@@ -1,17 +1,26 @@
-"""End-to-end benchmark: custseg's full flow on emulated AWS against a bare pandas scorer.
+"""End-to-end benchmark: custseg's full flow on emulated AWS against light contenders.
 
-For each size (default 1M and 5M customers) this script
+Two kinds of upload, each against its own light contender:
 
-1. generates one seeded synthetic customers CSV (customer_id text, six numeric columns, three
-   categorical ones, telco-style headers that the default customers contract maps, ~1 %
-   blank cells) in a temporary directory; both contenders read this same file;
-2. (once, on the first size) trains the champion with custseg's own training on a sample
-   (the first ``--train-rows`` rows, ingested and featurised like any upload) and saves
-   the artifact files (``model.joblib`` + ``metadata.json``);
-3. runs, each in its own fresh process, ``--repeat`` times (default 5 at the first size,
-   where the ratio is measured, 3 at the others), the two contenders taking turns to go
-   first (full then bare, bare then full, ...), so that a slow or fast spell of this
-   shared machine falls on both alike:
+- **customers** (``--sizes``, default 1M and 5M customers) against the bare pandas scorer;
+- **orders** (``--order-sizes``, default 5M order lines) against the DuckDB floor.
+
+For each size this script
+
+1. generates one seeded synthetic CSV in a temporary directory; both contenders read this
+   same file. Customers: customer_id text, six numeric columns, three categorical ones,
+   telco-style headers that the default customers contract maps, ~1 % blank cells.
+   Orders (:func:`make_orders_csv`): InvoiceNo, InvoiceDate, CustomerID, Quantity,
+   UnitPrice, Country (UCI Online Retail headers, which the default transactions contract
+   maps), about 20 lines per customer over two years, ~3 % cancellations (a leading "C"
+   and a negative quantity), ~1 % blank cells;
+2. (once per kind, on its first size) trains the champion with custseg's own training on
+   a sample (the first ``--train-rows`` lines, ingested and featurised like any upload)
+   and saves the artifact files (``model.joblib`` + ``metadata.json``);
+3. runs, each in its own fresh process, ``--repeat`` times (default 5 at the first size of
+   each kind, where its ratio is measured, 3 at the others), the two contenders taking
+   turns to go first (full then light, light then full, ...), so that a slow or fast
+   spell of this shared machine falls on both alike:
 
    (a) **full**: a moto server runs in ANOTHER process (so S3's stored bytes are not in the
        measured processes, as in AWS where S3 is not in the Lambda's memory). Each Lambda
@@ -28,21 +37,32 @@ For each size (default 1M and 5M customers) this script
        handler's return (results manifest committed, pointer moved, ``current/``
        refreshed); CPU time is their sum; peak RSS is the larger of the two (each
        process's ``VmHWM``), the figure that sizes a function's memory.
-   (b) **bare**: ``pd.read_csv`` -> ``dropna`` -> plain pandas renames ->
+   (b) customers, **bare**: ``pd.read_csv`` -> ``dropna`` -> plain pandas renames ->
        ``pipeline.predict`` (the champion's own sklearn Pipeline, loaded with joblib) ->
        ``to_csv`` of customer id + segment.
+       orders, **floor** (:func:`child_floor`): DuckDB's ``read_csv`` -> the seven
+       transaction features in SQL (:data:`FLOOR_SQL`, as defined in
+       ``custseg.features.build``, as of the day after the last event; lines with a blank
+       id, date, quantity or price are left out, not imputed) -> ``pipeline.predict`` on
+       the columns of the model's ``feature_schema`` -> id,segment CSV with pyarrow.
 
    For each it records wall time, CPU time (user + sys of the measured processes) and peak
    RSS (``VmHWM`` of each measured process; ``ru_maxrss`` as a fallback);
-4. measures cold start: ``import functions.score.app`` plus loading the champion from S3
+4. with ``--big``, runs the full flow once at 20M order lines and once at 10M customers
+   and prints each function's peak RSS against the targets (<= 2.5 GiB per function;
+   the orders' peak <= 1.3x the one at the first order size);
+5. measures cold start: ``import functions.score.app`` plus loading the champion from S3
    (``custseg.aws.registry.load_version``) in a fresh process, 3 times (``--repeat``).
 
 It prints a table per size (medians over the repeats) and, as its last line, exactly
-``ratio <full/bare wall at the first size> peak_mib <full peak RSS at the last size>``.
+``ratio_orders X ratio_customers Y peak_mib Z``: X the full/floor wall at the first order
+size, Y the full/bare wall at the first customer size, Z the largest peak RSS of the full
+flow (median over the repeats) among all the sizes run, ``--big``'s included.
 ``--out DIR`` also writes every raw measurement to ``DIR/bench.json``.
 
-    .venv/bin/python scripts/bench.py                       # 1M (5 runs) and 5M (3 runs)
-    .venv/bin/python scripts/bench.py --sizes 1000000 --repeat 1
+    .venv/bin/python scripts/bench.py           # customers 1M (5 runs), 5M (3); orders 5M (5)
+    .venv/bin/python scripts/bench.py --big     # ... then 20M order lines, 10M customers
+    .venv/bin/python scripts/bench.py --sizes 100000 --order-sizes 500000 --repeat 1
 """
 
 from __future__ import annotations
@@ -62,7 +82,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +109,21 @@ HEADERS: dict[str, str] = {
 }
 NUMERIC = ["age", "annual_income", "spending_score", "tenure", "monthly_charges", "total_charges"]
 CATEGORICAL = ["gender", "contract", "payment_method"]
+
+# The order log: UCI Online Retail style headers, which the default transactions contract maps.
+ORDER_HEADERS = ["InvoiceNo", "InvoiceDate", "CustomerID", "Quantity", "UnitPrice", "Country"]
+ORDER_START = "2023-01-02"  # the log covers ORDER_DAYS days from this date
+ORDER_DAYS = 730
+COUNTRIES = [
+    "United Kingdom",
+    "Germany",
+    "France",
+    "EIRE",
+    "Spain",
+    "Netherlands",
+    "Belgium",
+    "Switzerland",
+]
 
 
 # ------------------------------------------------------------------------------------------
@@ -197,12 +233,97 @@ def make_csv(path: Path, rows: int, seed: int, piece: int = 1_000_000) -> None:
             writer.write_table(pa.table(cols, schema=schema))
 
 
+def make_orders_csv(path: Path, lines: int, seed: int, piece: int = 1_000_000) -> None:
+    """Write the synthetic order-log CSV with pyarrow (in 1M-line pieces: bounded memory).
+
+    About 20 lines per customer (4 on average per invoice), over ``ORDER_DAYS`` days;
+    each piece holds its own block of customers with their whole history, sorted by
+    invoice date, so the first lines of the file are whole customers (the training
+    sample). About 3 % of the lines are cancellations: invoice number with a leading "C"
+    and a negative quantity. About 1 % of the cells of Quantity, UnitPrice and Country
+    and 0.5 % of CustomerID are blank.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng(seed)
+    schema = pa.schema(
+        [
+            ("InvoiceNo", pa.string()),
+            ("InvoiceDate", pa.timestamp("s")),
+            ("CustomerID", pa.int64()),
+            ("Quantity", pa.int64()),
+            ("UnitPrice", pa.float64()),
+            ("Country", pa.string()),
+        ]
+    )
+    opts = pacsv.WriteOptions(include_header=True, quoting_style="none")
+    start = np.datetime64(ORDER_START, "s")
+    countries = np.array(COUNTRIES)
+    first_customer, first_invoice = 10_000, 500_000
+
+    def blanks(values: np.ndarray, share: float = 0.01) -> pa.Array:
+        return pa.array(values, mask=rng.random(values.size) < share)
+
+    def pick(per_group: list[float], group: np.ndarray) -> np.ndarray:
+        return np.asarray(per_group)[group]
+
+    with pacsv.CSVWriter(str(path), schema, write_options=opts) as writer:
+        for begin in range(0, lines, piece):
+            n = min(piece, lines - begin)
+            m = max(1, n // 20)
+            # Five latent customer groups (occasional, regular, loyal, lapsed, big spenders):
+            # activity, first and last purchase, price level and return rate differ.
+            group = rng.choice(5, m, p=[0.3, 0.25, 0.2, 0.15, 0.1])
+            weight = rng.lognormal(pick([0.0, 0.6, 1.2, 0.3, 1.5], group), 0.4)
+            counts = rng.multinomial(n, weight / weight.sum())  # lines per customer
+            orders = np.maximum(1, np.round(counts / rng.uniform(2.0, 6.0, m))).astype(np.int64)
+            first = rng.uniform(
+                pick([300, 0, 0, 0, 100], group), pick([700, 400, 200, 300, 500], group)
+            )
+            last_gap = rng.uniform(0, pick([120, 60, 20, 500, 30], group))
+            last = np.maximum(first, ORDER_DAYS - 1 - last_gap)
+            cust = np.repeat(np.arange(m), counts)
+            j = np.floor(rng.random(n) * orders[cust]).astype(np.int64)  # the line's order
+            day = np.floor(first[cust] + (last - first)[cust] * j / np.maximum(orders[cust] - 1, 1))
+            minute = (cust * 7919 + j * 104729) % 600 + 8 * 60  # one time per order
+            when = start + (day.astype(np.int64) * 86400 + minute * 60).astype("timedelta64[s]")
+            invoice = first_invoice + np.concatenate([[0], np.cumsum(orders)[:-1]])[cust] + j
+            cancel = rng.random(n) < pick([0.02, 0.03, 0.02, 0.06, 0.04], group)[cust]
+            qty = rng.geometric(pick([0.3, 0.2, 0.15, 0.3, 0.1], group)[cust])
+            price = np.round(
+                rng.lognormal(pick([1.0, 1.3, 1.6, 1.1, 2.5], group)[cust], 0.6) + 0.01, 2
+            )
+            country = countries[
+                rng.choice(len(countries), m, p=[0.6, 0.1, 0.08, 0.06, 0.05, 0.05, 0.03, 0.03])
+            ]
+            order = np.argsort(when, kind="stable")
+            inv = pc.cast(pa.array(invoice[order]), pa.string())
+            inv = pc.if_else(
+                pa.array(cancel[order]), pc.binary_join_element_wise("C", inv, ""), inv
+            )
+            cols = {
+                "InvoiceNo": inv,
+                "InvoiceDate": pa.array(when[order]),
+                "CustomerID": blanks(first_customer + cust[order], 0.005),
+                "Quantity": blanks(np.where(cancel, -qty, qty)[order]),
+                "UnitPrice": blanks(price[order]),
+                "Country": blanks(country[cust[order]]),
+            }
+            writer.write_table(pa.table(cols, schema=schema))
+            first_customer += m
+            first_invoice += int(orders.sum())
+
+
 def train_champion(csv: Path, train_rows: int, work: Path) -> Path:
     """Train the champion with custseg's own training on the first ``train_rows`` rows.
 
     The sample goes through custseg's ingest (validate, clean) and features like any
     upload. Returns the directory holding ``model.joblib`` and ``metadata.json``.
     """
+    work.mkdir(parents=True, exist_ok=True)
     code = r"""
 import sys
 from pathlib import Path
@@ -240,7 +361,7 @@ print(model.version, model.k)
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     version, k = proc.stdout.split()[-2:]
-    print(f"champion {version}: k={k}, trained on {train_rows:,} rows", flush=True)
+    print(f"champion {version}: k={k}, trained on the first {train_rows:,} rows", flush=True)
     return work / "artifact"
 
 
@@ -536,7 +657,7 @@ def run_full(csv: Path, artifact_dir: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------
-# (b) the bare pandas scorer
+# (b) the light contenders: the bare pandas scorer (customers), the DuckDB floor (orders)
 # ------------------------------------------------------------------------------------------
 
 
@@ -568,15 +689,108 @@ def child_bare(csv: str, model_file: str, out: str) -> None:
     )
 
 
-def run_bare(csv: Path, artifact_dir: Path, work: Path) -> dict[str, Any]:
+# The floor's SQL: the transaction features of custseg.features.build's docstring, as of the
+# day after the last event, from the order log as DuckDB reads it. Rows custseg's ingest
+# would reject or exclude (a blank customer id, date, quantity or price; a price <= 0; a
+# quantity <= 0 that is not a return) are left out; blank cells are not imputed.
+FLOOR_SQL = """
+WITH lines AS (
+    SELECT
+        CAST(CustomerID AS VARCHAR) AS customer_id,
+        CAST(InvoiceDate AS DATE) AS event_day,
+        InvoiceNo AS order_key,
+        COALESCE(starts_with(upper(InvoiceNo), 'C'), FALSE) OR Quantity < 0 AS is_return,
+        abs(Quantity * UnitPrice) AS value
+    FROM read_csv($csv, header = true, columns = {
+        'InvoiceNo': 'VARCHAR', 'InvoiceDate': 'TIMESTAMP', 'CustomerID': 'VARCHAR',
+        'Quantity': 'DOUBLE', 'UnitPrice': 'DOUBLE', 'Country': 'VARCHAR'})
+    WHERE CustomerID IS NOT NULL AND InvoiceDate IS NOT NULL AND Quantity IS NOT NULL
+      AND UnitPrice > 0
+      AND (Quantity > 0 OR Quantity < 0 OR COALESCE(starts_with(upper(InvoiceNo), 'C'), FALSE))
+),
+as_of AS (SELECT MAX(event_day) + 1 AS day FROM lines),
+per_customer AS (
+    SELECT
+        customer_id,
+        SUM(CASE WHEN is_return THEN 0.0 ELSE value END) AS gross,
+        SUM(CASE WHEN is_return THEN value ELSE 0.0 END) AS returned,
+        CAST(COUNT(DISTINCT CASE WHEN is_return THEN NULL ELSE order_key END) AS DOUBLE)
+            AS frequency,
+        COALESCE(MAX(CASE WHEN is_return THEN NULL ELSE event_day END), MAX(event_day))
+            AS last_buy,
+        COALESCE(MIN(CASE WHEN is_return THEN NULL ELSE event_day END), MIN(event_day))
+            AS first_buy
+    FROM lines
+    GROUP BY customer_id
+),
+spans AS (
+    SELECT
+        p.*,
+        CAST(date_diff('day', p.last_buy, a.day) AS DOUBLE) AS recency_days,
+        CAST(date_diff('day', p.first_buy, a.day) AS DOUBLE) AS tenure_days
+    FROM per_customer AS p, as_of AS a
+)
+SELECT
+    customer_id,
+    recency_days,
+    frequency,
+    gross - returned AS monetary,
+    CASE WHEN frequency > 0 THEN gross / frequency ELSE 0.0 END AS avg_order_value,
+    tenure_days,
+    CASE WHEN frequency >= 2 THEN (tenure_days - recency_days) / (frequency - 1)
+         ELSE tenure_days END AS mean_interval_days,
+    CASE WHEN gross > 0 THEN LEAST(GREATEST(returned / gross, 0.0), 1.0)
+         WHEN returned > 0 THEN 1.0 ELSE 0.0 END AS return_share
+FROM spans
+"""
+
+
+def child_floor(csv: str, model_file: str, out: str) -> None:
+    """The orders' floor: DuckDB's ``read_csv`` + SQL features -> the champion's
+    ``pipeline.predict`` -> id,segment CSV, in one process."""
+    import duckdb
+    import joblib
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    pipeline = joblib.load(model_file)
+    schema = json.loads(Path(model_file).with_name("metadata.json").read_text())["feature_schema"]
+    columns = [*schema["numeric"], *schema["categorical"]]
+    con = duckdb.connect()
+    cpu0, _ = usage()
+    t0 = time.perf_counter()
+    features = con.execute(FLOOR_SQL, {"csv": csv}).df()
+    missing = sorted(set(columns) - set(features.columns))
+    if missing:
+        raise SystemExit(f"floor: the model wants features the floor does not make: {missing}")
+    segment = pipeline.predict(features[columns])
+    table = pa.table({"customer_id": features["customer_id"], "segment": segment})
+    pacsv.write_csv(table, out)
+    wall = time.perf_counter() - t0
+    cpu1, peak = usage()
+    print(
+        json.dumps(
+            {
+                "rows_scored": len(features),
+                "wall": wall,
+                "cpu": cpu1 - cpu0,
+                "peak_rss": peak,
+            }
+        )
+    )
+
+
+def run_light(child: str, csv: Path, artifact_dir: Path, work: Path) -> dict[str, Any]:
+    """The bare scorer (``child`` ``_bare``) or the orders' floor (``_floor``) in a fresh
+    process."""
     proc = subprocess.run(
         [
             sys.executable,
             __file__,
-            "_bare",
+            child,
             str(csv),
             str(artifact_dir / "model.joblib"),
-            str(work / "bare_out.csv"),
+            str(work / f"{child.strip('_')}_out.csv"),
         ],
         check=True,
         capture_output=True,
@@ -704,16 +918,51 @@ def mib(n: float) -> float:
     return n / 2**20
 
 
-def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]]) -> None:
-    print(f"\n== {size:,} customers (median of {len(full)} run(s)) ==")
+@dataclass(frozen=True)
+class Workload:
+    """One benchmarked kind of upload and the light contender the full flow is compared to."""
+
+    kind: str  # "customers" or "orders"; also the directory of its champion
+    unit: str  # what a size counts
+    light: str  # the light contender's name
+    child: str  # its child-process entry point
+    make: Callable[[Path, int, int], None]  # (path, size, seed): writes the CSV
+
+
+CUSTOMERS = Workload("customers", "customers", "bare", "_bare", make_csv)
+ORDERS = Workload("orders", "order lines", "floor", "_floor", make_orders_csv)
+BIG = ((ORDERS, 20_000_000), (CUSTOMERS, 10_000_000))  # --big: one full run each
+BIG_TARGET_MIB = 2.5 * 1024  # the issue's peak target at the --big sizes, per function
+GROWTH_TARGET = 1.3  # and the orders' peak growth from the ratio's size to the big one
+
+
+def print_table(
+    w: Workload, size: int, full: list[dict[str, Any]], light: list[dict[str, Any]]
+) -> None:
+    print(f"\n== {size:,} {w.unit} (median of {len(full)} run(s)) ==")
     print(f"{'':8} {'wall s':>8} {'cpu s':>8} {'rows/s':>11} {'peak RSS MiB':>13}")
-    for name, runs in (("full", full), ("bare", bare)):
+    for name, runs in (("full", full), (w.light, light)):
         wall = med(runs, "wall")
         print(
             f"{name:8} {wall:8.2f} {med(runs, 'cpu'):8.2f} {size / wall:11,.0f} "
             f"{mib(med(runs, 'peak_rss')):13.0f}"
         )
-    print(f"ratio full/bare wall: {med(full, 'wall') / med(bare, 'wall'):.2f}")
+    print(f"ratio full/{w.light} wall: {med(full, 'wall') / med(light, 'wall'):.2f}")
+    print_breakdown(full)
+    print(
+        f"  CPU (s): functions {med(full, 'cpu'):.2f} + S3 emulator "
+        f"{med(full, 'emulator_cpu'):.2f} = {med(full, 'cpu') + med(full, 'emulator_cpu'):.2f} "
+        f"for {med(full, 'wall'):.2f} s of wall; {w.light} {med(light, 'cpu'):.2f}"
+    )
+    print(
+        f"  full: RSS before the first event {mib(med(full, 'rss_ready')):.0f} MiB; "
+        f"rows read {full[0]['rows_read']:,}, kept {full[0]['rows_kept']:,}, "
+        f"scored {full[0]['rows_scored']:,}; {w.light} scored {light[0]['rows_scored']:,}"
+    )
+
+
+def print_breakdown(full: list[dict[str, Any]]) -> None:
+    """Where the full flow's time went (medians; phases and AWS calls of run 1)."""
     print(
         "full breakdown (s): "
         f"ingest handler {med(full, 'ingest_handler_s'):.2f} "
@@ -740,23 +989,9 @@ def print_table(size: int, full: list[dict[str, Any]], bare: list[dict[str, Any]
             for op, v in sorted(by_op.items(), key=lambda kv: -sum(kv[1]))
         )
     )
-    # The emulator runs on the same 2 cores as the functions (in AWS, S3 is not on the
-    # function's CPU): all the CPU the full flow took, functions + emulator, next to the
-    # wall time it had, and the bare scorer's.
-    emulator = med(full, "emulator_cpu")
-    print(
-        f"  CPU (s): functions {med(full, 'cpu'):.2f} + S3 emulator {emulator:.2f} = "
-        f"{med(full, 'cpu') + emulator:.2f} for {med(full, 'wall'):.2f} s of wall; "
-        f"bare {med(bare, 'cpu'):.2f}"
-    )
-    print(
-        f"  full: RSS before the first event {mib(med(full, 'rss_ready')):.0f} MiB; "
-        f"rows read {full[0]['rows_read']:,}, kept {full[0]['rows_kept']:,}, "
-        f"scored {full[0]['rows_scored']:,}; bare scored {bare[0]['rows_scored']:,}"
-    )
 
 
-FIRST_SIZE_REPEAT = 5  # runs per contender at the first size (the ratio's)
+FIRST_SIZE_REPEAT = 5  # runs per contender at the first size of each kind (the ratio's)
 REPEAT = 3  # runs per contender at the other sizes, and cold starts
 
 
@@ -772,50 +1007,185 @@ def run_contender_full(i: int, csv: Path, artifact: Path, runs: list[dict[str, A
     )
 
 
-def run_contender_bare(
-    i: int, csv: Path, artifact: Path, work: Path, runs: list[dict[str, Any]]
+def run_contender_light(
+    w: Workload, i: int, csv: Path, artifact: Path, work: Path, runs: list[dict[str, Any]]
 ) -> None:
-    runs.append(run_bare(csv, artifact, work))
+    runs.append(run_light(w.child, csv, artifact, work))
     b = runs[-1]
     print(
-        f"  run {i + 1} bare: wall {b['wall']:.2f}s cpu {b['cpu']:.2f}s "
+        f"  run {i + 1} {w.light}: wall {b['wall']:.2f}s cpu {b['cpu']:.2f}s "
         f"peak {mib(b['peak_rss']):.0f} MiB",
         flush=True,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_function":
-        child_function(*argv[1:])
-        return 0
-    if argv and argv[0] == "_bare":
-        child_bare(*argv[1:])
-        return 0
-    if argv and argv[0] == "_cold":
-        child_cold(*argv[1:])
-        return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass
+class Bench:
+    """The run's settings, scratch directory and champions (one per workload, trained on
+    the first CSV generated for it)."""
+
+    args: argparse.Namespace
+    tmp: Path
+    champions: dict[str, Path] = field(default_factory=dict)
+
+    def data(self, w: Workload, size: int) -> tuple[Path, Path]:
+        """Generate the CSV of ``size`` (and the workload's champion, once); returns the
+        CSV and the champion's directory."""
+        csv = self.tmp / f"{w.kind}_{size}.csv"
+        t = time.perf_counter()
+        w.make(csv, size, self.args.seed)
+        print(
+            f"\ndata: {size:,} {w.unit}, {csv.stat().st_size / 1e6:,.0f} MB "
+            f"(generated in {time.perf_counter() - t:.1f}s)",
+            flush=True,
+        )
+        if w.kind not in self.champions:
+            self.champions[w.kind] = train_champion(csv, self.args.train_rows, self.tmp / w.kind)
+        return csv, self.champions[w.kind]
+
+    def compare(self, w: Workload, size: int, repeat: int) -> dict[str, list[dict[str, Any]]]:
+        """``repeat`` runs of each contender at ``size``, taking turns to go first (a spell
+        of this shared machine, whose speed drifts by tens of percent over seconds, hits
+        both alike); prints the size's table."""
+        csv, artifact = self.data(w, size)
+        full: list[dict[str, Any]] = []
+        light: list[dict[str, Any]] = []
+        for i in range(repeat):
+            for contender in ("full", "light") if i % 2 == 0 else ("light", "full"):
+                if self.args.only is not None and contender != self.args.only:
+                    continue
+                if contender == "full":
+                    run_contender_full(i, csv, artifact, full)
+                else:
+                    run_contender_light(w, i, csv, artifact, self.tmp, light)
+        if full and light:
+            print_table(w, size, full, light)
+        csv.unlink()
+        return {"full": full, w.light: light}
+
+    def big(self, w: Workload, size: int) -> dict[str, Any]:
+        """One run of the full flow at ``size`` (for its peak RSS)."""
+        csv, artifact = self.data(w, size)
+        runs: list[dict[str, Any]] = []
+        run_contender_full(0, csv, artifact, runs)
+        csv.unlink()
+        return runs[0]
+
+
+def print_big(big: dict[str, dict[str, Any]], orders: dict[str, Any]) -> None:
+    """The --big runs against the issue's targets (each function's peak <= 2.5 GiB; the
+    orders' peak grows <= 1.3x from the ratio's size)."""
+    print("\n== --big: one full run each (peak RSS of each function's process) ==")
+    for w, size in BIG:
+        run = big[f"{w.kind}_{size}"]
+        peaks = {role: mib(run[f"peak_rss_{role}"]) for role in ("ingest", "score")}
+        verdict = "ok" if max(peaks.values()) <= BIG_TARGET_MIB else "OVER"
+        line = (
+            f"{size:,} {w.unit}: wall {run['wall']:.2f}s, peak ingest {peaks['ingest']:,.0f} "
+            f"MiB, score {peaks['score']:,.0f} MiB (target <= {BIG_TARGET_MIB:,.0f}: {verdict})"
+        )
+        if w is ORDERS and orders:
+            base_size = next(iter(orders))
+            base = med(orders[base_size]["full"], "peak_rss")
+            growth = run["peak_rss"] / base
+            line += (
+                f"; {growth:.2f}x the peak at {int(base_size):,} (target <= {GROWTH_TARGET}: "
+                f"{'ok' if growth <= GROWTH_TARGET else 'OVER'})"
+            )
+        print(line, flush=True)
+
+
+def last_line(report: dict[str, Any]) -> str:
+    """``ratio_orders X ratio_customers Y peak_mib Z`` (see the module docstring)."""
+
+    def ratio(sizes: dict[str, dict[str, list[dict[str, Any]]]], light: str) -> float:
+        if not sizes:
+            return float("nan")
+        first = next(iter(sizes.values()))
+        if not first["full"] or not first[light]:
+            return float("nan")
+        return med(first["full"], "wall") / med(first[light], "wall")
+
+    peaks = [
+        med(runs["full"], "peak_rss")
+        for sizes in (report["sizes"], report["orders"])
+        for runs in sizes.values()
+        if runs["full"]
+    ] + [run["peak_rss"] for run in report.get("big", {}).values()]
+    peak = mib(max(peaks)) if peaks else float("nan")
+    return (
+        f"ratio_orders {ratio(report['orders'], ORDERS.light):.2f} "
+        f"ratio_customers {ratio(report['sizes'], CUSTOMERS.light):.2f} peak_mib {peak:.0f}"
+    )
+
+
+def print_cold(cold: list[dict[str, Any]]) -> None:
+    print(
+        f"\ncold start (median of {len(cold)}): import functions.score.app "
+        f"{med(cold, 'import_s'):.2f}s + load champion {med(cold, 'load_s'):.2f}s = "
+        f"{med(cold, 'total_s'):.2f}s ({med(cold, 'process_s'):.2f}s with interpreter "
+        f"start); modules loaded: {', '.join(cold[0]['loaded'])}"
+    )
+    print(
+        f"cold start ingest function: import functions.ingest.app "
+        f"{med(cold, 'ingest_import_s'):.2f}s; modules loaded: "
+        f"{', '.join(cold[0]['ingest_loaded'])}"
+    )
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", default="1000000,5000000", help="comma-separated customer counts")
+    ap.add_argument(
+        "--order-sizes", default="5000000", help="comma-separated order-log line counts"
+    )
+    ap.add_argument(
+        "--big",
+        action="store_true",
+        help="also run the full flow once at 20M order lines and once at 10M customers "
+        "(peak RSS of each function against the targets)",
+    )
     ap.add_argument(
         "--repeat",
         type=int,
         default=None,
-        help="runs per contender and size (default: 5 at the first size, 3 at the others)",
+        help="runs per contender and size (default: 5 at the first size of each kind, "
+        "3 at the others)",
     )
     ap.add_argument("--train-rows", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=None, help="write raw results to DIR/bench.json")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement")
-    ap.add_argument("--only", choices=("full", "bare"), help="run one contender only")
+    ap.add_argument(
+        "--only",
+        choices=("full", "light"),
+        help="run one contender only (light: the bare scorer, the orders' floor)",
+    )
     ap.add_argument(
         "--profile", type=Path, default=None, help="write cProfile stats of each handler to DIR"
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def sizes_of(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    children: dict[str, Callable[..., None]] = {
+        "_function": child_function,
+        "_bare": child_bare,
+        "_floor": child_floor,
+        "_cold": child_cold,
+    }
+    if argv and argv[0] in children:
+        children[argv[0]](*argv[1:])
+        return 0
+    args = parse_args(argv)
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         os.environ["CUSTSEG_BENCH_PROFILE"] = str(args.profile.resolve())
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
@@ -823,63 +1193,31 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}; {dt.datetime.now().isoformat(timespec='seconds')}",
         flush=True,
     )
-    report: dict[str, Any] = {"sizes": {}, "args": {k: str(v) for k, v in vars(args).items()}}
+    report: dict[str, Any] = {
+        "sizes": {},  # customers
+        "orders": {},
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     with tempfile.TemporaryDirectory(prefix="custseg-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        artifact: Path | None = None
-        for size in sizes:
-            csv = tmp / f"customers_{size}.csv"
-            t = time.perf_counter()
-            make_csv(csv, size, args.seed)
-            print(
-                f"\ndata: {size:,} rows, {csv.stat().st_size / 1e6:,.0f} MB "
-                f"(generated in {time.perf_counter() - t:.1f}s)",
-                flush=True,
-            )
-            if artifact is None:
-                artifact = train_champion(csv, args.train_rows, tmp)
-            full: list[dict[str, Any]] = []
-            bare: list[dict[str, Any]] = []
-            repeat = args.repeat or (FIRST_SIZE_REPEAT if size == sizes[0] else REPEAT)
-            for i in range(repeat):
-                # the contenders take turns to go first: a spell of this shared machine
-                # (its speed drifts by tens of percent over seconds) hits both alike
-                for contender in ("full", "bare") if i % 2 == 0 else ("bare", "full"):
-                    if args.only is not None and contender != args.only:
-                        continue
-                    if contender == "full":
-                        run_contender_full(i, csv, artifact, full)
-                    else:
-                        run_contender_bare(i, csv, artifact, tmp, bare)
-            report["sizes"][str(size)] = {"full": full, "bare": bare}
-            if full and bare:
-                print_table(size, full, bare)
-            csv.unlink()
+        bench = Bench(args, Path(tmp_name))
+        for w, key, sizes in (
+            (CUSTOMERS, "sizes", sizes_of(args.sizes)),
+            (ORDERS, "orders", sizes_of(args.order_sizes)),
+        ):
+            for n, size in enumerate(sizes):
+                repeat = args.repeat or (FIRST_SIZE_REPEAT if n == 0 else REPEAT)
+                report[key][str(size)] = bench.compare(w, size, repeat)
+        if args.big:
+            report["big"] = {f"{w.kind}_{size}": bench.big(w, size) for w, size in BIG}
+            print_big(report["big"], report["orders"])
+        artifact = bench.champions.get("customers") or bench.champions.get("orders")
         if not args.no_cold and artifact is not None:
-            cold = run_cold(artifact, args.repeat or REPEAT)
-            report["cold_start"] = cold
-            print(
-                f"\ncold start (median of {len(cold)}): import functions.score.app "
-                f"{med(cold, 'import_s'):.2f}s + load champion {med(cold, 'load_s'):.2f}s = "
-                f"{med(cold, 'total_s'):.2f}s ({med(cold, 'process_s'):.2f}s with interpreter "
-                f"start); modules loaded: {', '.join(cold[0]['loaded'])}"
-            )
-            print(
-                f"cold start ingest function: import functions.ingest.app "
-                f"{med(cold, 'ingest_import_s'):.2f}s; modules loaded: "
-                f"{', '.join(cold[0]['ingest_loaded'])}"
-            )
+            report["cold_start"] = run_cold(artifact, args.repeat or REPEAT)
+            print_cold(report["cold_start"])
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench.json").write_text(json.dumps(report, indent=2))
-    first, last = report["sizes"][str(sizes[0])], report["sizes"][str(sizes[-1])]
-    ratio = (
-        med(first["full"], "wall") / med(first["bare"], "wall")
-        if first["full"] and first["bare"]
-        else float("nan")
-    )
-    peak = mib(med(last["full"], "peak_rss")) if last["full"] else float("nan")
-    print(f"ratio {ratio:.2f} peak_mib {peak:.0f}")
+    print(last_line(report))
     return 0
 
 
