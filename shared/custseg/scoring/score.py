@@ -32,6 +32,7 @@ byte for byte, as computing it through pandas and scikit-learn (tested).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -456,7 +457,10 @@ def score_dataset(
     two sources joined (:mod:`custseg.features.combined`), as of the order log's default
     date unless ``run.as_of`` is given.
     """
-    if limits is not None:
+    with contextlib.ExitStack() as stack:
+        if limits is None:  # a spill directory of its own, removed at the end
+            spill = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="custseg-spill-")))
+            limits = lambda_limits(DEFAULT_ENGINE_MEMORY_MB, share=1.0, tmp=spill)
         return _score_dataset(
             clean_path,
             contract,
@@ -469,22 +473,6 @@ def score_dataset(
             chunk_rows=chunk_rows,
             on_file=on_file,
             limits=limits,
-            orders=orders,
-        )
-    with tempfile.TemporaryDirectory(prefix="custseg-spill-") as spill:
-        engine = lambda_limits(DEFAULT_ENGINE_MEMORY_MB, share=1.0, tmp=Path(spill))
-        return _score_dataset(
-            clean_path,
-            contract,
-            model,
-            out_dir,
-            run=run,
-            quality=quality,
-            previous_assignments=previous_assignments,
-            thresholds=thresholds,
-            chunk_rows=chunk_rows,
-            on_file=on_file,
-            limits=engine,
             orders=orders,
         )
 
