@@ -413,6 +413,21 @@ def _load_champion(
     return model
 
 
+def _result_files(result: ScoreResult, quality: dict[str, Any] | None, tmp: Path) -> list[RunFile]:
+    """The files of a results run, in manifest order (the input's quality report too)."""
+    quality_path = tmp / "quality.json"
+    quality_path.write_text(json.dumps(quality or {}, indent=2, default=str), encoding="utf-8")
+    files = result.files
+    return [
+        RunFile(RESULT_FILES["assignments_parquet"], files["assignments_parquet"], result.rows),
+        RunFile(RESULT_FILES["assignments_csv"], files["assignments_csv"], result.rows),
+        RunFile(RESULT_FILES["profiles"], files["profiles"]),
+        RunFile(RESULT_FILES["metrics"], files["metrics"]),
+        RunFile(RESULT_FILES["quality"], quality_path),
+        RunFile(RESULT_FILES["report"], files["report"]),
+    ]
+
+
 def run_score(
     store: ObjectStore,
     settings: Settings,
@@ -532,24 +547,7 @@ def run_score(
                 limits=lambda_limits(settings.memory_mb, tmp=tmp),
                 orders=orders,
             )
-            quality_path = tmp / "quality.json"
-            quality_path.write_text(
-                json.dumps(quality or {}, indent=2, default=str), encoding="utf-8"
-            )
-            files = [
-                RunFile(
-                    RESULT_FILES["assignments_parquet"],
-                    result.files["assignments_parquet"],
-                    result.rows,
-                ),
-                RunFile(
-                    RESULT_FILES["assignments_csv"], result.files["assignments_csv"], result.rows
-                ),
-                RunFile(RESULT_FILES["profiles"], result.files["profiles"]),
-                RunFile(RESULT_FILES["metrics"], result.files["metrics"]),
-                RunFile(RESULT_FILES["quality"], quality_path),
-                RunFile(RESULT_FILES["report"], result.files["report"]),
-            ]
+            files = _result_files(result, quality, tmp)
             run_ts_iso = run_ts.isoformat(timespec="seconds")
             manifest, created = commit_run(
                 store,
