@@ -140,3 +140,32 @@ def test_a_customer_table_and_an_order_log_make_one_portrait(stack: Any, tmp_pat
     manifest = get_json(stack, stack.results_bucket, latest["manifest_key"]) or {}
     kinds = sorted(p["kind"] for p in manifest["input"]["parts"])
     assert kinds == ["customers", "transactions"]
+
+
+def test_an_order_log_added_to_a_customer_table_brings_a_combined_model(
+    stack: Any, tmp_path: Path
+) -> None:
+    dataset = "shop"
+    customers = mall_like_csv(tmp_path / "customers.csv", range(1, 201), seed=3)
+    stack.upload(customers, f"incoming/{dataset}/customers.csv")
+    assert [i.error for i in stack.drain() if i.error] == []
+    first = get_json(stack, stack.artifact_bucket, f"models/{dataset}/champion.json") or {}
+
+    # the order log arrives later: the run scores with the customers' champion and asks
+    # for a combined model, which becomes champion and scores the union
+    orders = _order_log_csv(tmp_path / "orders.csv", range(101, 261))
+    upload_in_a_new_second(stack, orders, f"incoming/{dataset}/orders.csv")
+    done = stack.drain()
+    assert [i.error for i in done if i.error] == []
+    trained = [r for i in done if i.function == "TrainFunction" for r in i.result["results"]]
+    assert [t["status"] for t in trained] == ["promoted"]
+    now = get_json(stack, stack.artifact_bucket, f"models/{dataset}/champion.json") or {}
+    assert now["version"] != first["version"]
+    latest = get_json(stack, stack.results_bucket, f"segments/{dataset}/latest.json")
+    assert latest is not None and latest["model_version"] == now["version"]
+    scored = assignments(stack, latest["prefix"])
+    assert sorted(scored["customer_id"].astype(str)) == sorted(str(i) for i in range(1, 261))
+
+    # with a combined champion, the next rescore asks for nothing
+    stack.tick(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    assert not [i for i in stack.drain() if i.function == "TrainFunction"]

@@ -413,6 +413,37 @@ def _load_champion(
     return model
 
 
+def _request_combined_model(
+    bus: EventBus,
+    dataset: str,
+    clean_manifest_key: str,
+    state: DatasetState | None,
+    model: SegmentModel,
+) -> bool:
+    """Ask for a combined model when the dataset holds a customer table and an order log
+    but its champion was trained on one of them: the run still scores with the champion
+    (results stay fresh), and the trained combined model becomes champion if it passes
+    its gates. Returns whether a request was published."""
+    if state is None or model.schema.kind == COMBINED:
+        return False
+    if not (state.parts_of(CUSTOMERS) and state.parts_of(ORDERS)):
+        return False
+    bus.publish(
+        TRAINING_REQUESTED,
+        {
+            "dataset": dataset,
+            "model": model_name_for(dataset),
+            "clean_manifest_key": clean_manifest_key,
+            "reason": (
+                f"the dataset holds a customer table and an order log; champion "
+                f"{model.version} uses its {model.schema.kind} only"
+            ),
+            "promote": True,
+        },
+    )
+    return True
+
+
 def _result_files(result: ScoreResult, quality: dict[str, Any] | None, tmp: Path) -> list[RunFile]:
     """The files of a results run, in manifest order (the input's quality report too)."""
     quality_path = tmp / "quality.json"
@@ -473,6 +504,7 @@ def run_score(
     if state is None:
         state, _ = load_state(store, settings.data_bucket, dataset)
     parts = _state_parts(state, clean_run_id, model.schema.kind)
+    _request_combined_model(bus, dataset, clean_manifest_key, state, model)
     scored, order_parts = _split_sources(parts)
     if parts:  # the newest part of the kind names the contract and quality report
         clean_manifest_key = scored[-1].manifest_key

@@ -254,9 +254,10 @@ def run_train_on_clean(
     else:
         order_parts = []
     parts = state.parts_of(kind) if state is not None and in_state else []
-    if parts:  # the dataset's every part of this kind; the newest names the contract
-        clean_manifest_key = parts[-1].manifest_key
-    prefix = clean_manifest_key[: -len(MANIFEST)]
+    # the dataset's every part of this kind; the newest names the contract (the request's
+    # run stays the one a promotion scores: the newest upload, whatever its kind)
+    contract_key = parts[-1].manifest_key if parts else clean_manifest_key
+    prefix = contract_key[: -len(MANIFEST)]
     contract = Contract.model_validate_json(
         store.get_bytes(settings.data_bucket, prefix + "contract.json") or b"{}"
     )
@@ -273,7 +274,7 @@ def run_train_on_clean(
             return TrainOutcome("untrainable", dataset, message=f"cannot train {dataset}: {exc}")
     if orders is not None:
         contract = combined_contract(contract, orders.contract)
-    source: dict[str, Any] = {"clean_manifest_key": clean_manifest_key, "clean_run_id": run_id}
+    source: dict[str, Any] = {"clean_manifest_key": contract_key, "clean_run_id": run_id}
     if parts:
         source["parts"] = [p.run_id for p in [*parts, *order_parts]]
     return _train_and_register(
