@@ -18,8 +18,7 @@ make a model file load. Compatibility rule
 (:func:`check_libraries`): scikit-learn must have the same major.minor as at training
 (pickled estimators are only supported within one minor release), numpy the same major
 (numpy 2 changed its pickled internals); python, pandas and joblib are recorded but not
-enforced (the pipeline pickles no pandas objects, joblib reads older files, and the model
-moves between the 3.11 development machines and the 3.12 Lambda runtime).
+enforced (the pipeline pickles no pandas objects, and joblib reads older files).
 
 Quality gates (:func:`check_gates`): silhouette >= floor (default 0.15), no segment below
 the minimum share (default 2 %), every feature of the schema present in training (some
