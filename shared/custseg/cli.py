@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import traceback
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -332,8 +333,16 @@ def _list_models(store: Any, bucket: str, model: str) -> None:
         )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("custseg")
+    except metadata.PackageNotFoundError:  # imported from a checkout, not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="custseg", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"custseg {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="print the data-quality report for a local file")
