@@ -360,7 +360,7 @@ def drivers(model: Any, x: pd.DataFrame, y: np.ndarray, seed: int) -> list[dict[
         model, x, y, scoring="roc_auc", n_repeats=IMPORTANCE_REPEATS, random_state=seed
     )
     means, stds = result.importances_mean, result.importances_std
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"feature": str(col), "importance": round(float(m), 5), "std": round(float(s), 5)}
         for col, m, s in zip(x.columns, means, stds, strict=True)
     ]
@@ -424,7 +424,7 @@ def fit_propensity(
     slope, intercept = platt_fit(best.raw, y_cv)
     final = candidates(numeric, categorical, seed)[chosen].fit(x_known, y_all)
     held_out = fold == 0
-    entry = {
+    entry: dict[str, Any] = {
         "kind": KIND,
         "outcome": outcome,
         "column": column_name(outcome),
