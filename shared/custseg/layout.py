@@ -37,6 +37,7 @@ Results bucket (read by marketing tools)::
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/metrics.json
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/quality.json
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/report.html
+    segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/value_at_risk.csv (churn models)
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/_manifest.json   (written last)
     segments/<dataset>/latest.json                    pointer to the newest committed run
     segments/<dataset>/current/...                    a copy of the newest committed run
@@ -221,6 +222,7 @@ RESULT_FILES = {
     "metrics": "metrics.json",
     "quality": "quality.json",
     "report": "report.html",
+    "value_at_risk": "value_at_risk.csv",  # only when the model predicts churn (or CLV)
 }
 
 CONTENT_TYPES = {

@@ -456,6 +456,17 @@ def _result_files(result: ScoreResult, quality: dict[str, Any] | None, tmp: Path
         RunFile(RESULT_FILES["metrics"], files["metrics"]),
         RunFile(RESULT_FILES["quality"], quality_path),
         RunFile(RESULT_FILES["report"], files["report"]),
+        *(
+            [
+                RunFile(
+                    RESULT_FILES["value_at_risk"],
+                    files["value_at_risk"],
+                    result.metrics["value_at_risk"]["top_rows"],
+                )
+            ]
+            if "value_at_risk" in files
+            else []
+        ),
     ]
 
 

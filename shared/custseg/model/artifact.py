@@ -3,7 +3,11 @@
 Files (under ``models/<model>/<version>/`` in the artifact bucket, names are the adapters'):
 
 - model file: the fitted :class:`sklearn.pipeline.Pipeline` (``preprocess`` + ``cluster``)
-  saved with :func:`joblib.dump` (compress=3);
+  saved with :func:`joblib.dump` (compress=3); a model with predictions (e.g. a churn
+  propensity, :mod:`custseg.predict.propensity`) saves ``{"pipeline": ..., "predictors":
+  {name: fitted estimator}}`` instead, their settings and evidence under the metadata's
+  ``predictions`` (by the same names). A model file holding the pipeline alone loads with
+  no predictions;
 - metadata JSON: see :func:`build_metadata` for the keys; ``sha256`` is the SHA-256 of the
   model file bytes, filled by :func:`dump_artifact`.
 
@@ -370,6 +374,7 @@ class SegmentModel:
 
     pipeline: Pipeline
     metadata: dict[str, Any]
+    predictors: dict[str, Any] = field(default_factory=dict)  # fitted, by metadata name
     _fast: Any = field(default=_UNPLANNED, init=False, repr=False, compare=False)
 
     def _fast_plan(self) -> list[_Block] | None:
@@ -427,6 +432,15 @@ class SegmentModel:
     @property
     def label_edges(self) -> LabelEdges:
         return LabelEdges.from_dict(self.metadata["label_edges"])
+
+    def predict_extra(self, features: Features) -> dict[str, np.ndarray]:
+        """The model's per-customer predictions (e.g. ``p_churn``) for ``features``, by
+        column name, in row order; empty for a model without any."""
+        if not self.predictors:
+            return {}
+        from custseg.predict.propensity import predict_propensities
+
+        return predict_propensities(self.metadata, self.predictors, features)
 
     def segment_names(self) -> dict[int, str]:
         """Segment id -> persona name."""
@@ -590,8 +604,12 @@ def build_metadata(
     segments: list[dict[str, Any]],
     source: dict[str, Any],
     preprocessing: dict[str, Any],
+    predictions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The metadata dict of a freshly trained model (``sha256`` is None until dumped)."""
+    """The metadata dict of a freshly trained model (``sha256`` is None until dumped).
+
+    ``predictions``: per prediction name (e.g. ``p_churn``) what was fitted and its
+    evidence (:mod:`custseg.predict`); the key is left out when there is none."""
     frame = features.frame
     schema = features.schema()
     moments = {
@@ -644,6 +662,8 @@ def build_metadata(
         "segments": segments,
         "quality": quality,
     }
+    if predictions:
+        metadata["predictions"] = predictions
     metadata = json_safe(metadata)
     passed, reasons = check_gates(metadata)
     metadata["gates"] = {
@@ -663,7 +683,10 @@ def dump_artifact(model: SegmentModel, signer: Signer | None = None) -> tuple[by
     import joblib
 
     buf = io.BytesIO()
-    joblib.dump(model.pipeline, buf, compress=3)
+    payload: Any = model.pipeline
+    if model.predictors:
+        payload = {"pipeline": model.pipeline, "predictors": model.predictors}
+    joblib.dump(payload, buf, compress=3)
     model_bytes = buf.getvalue()
     model.metadata["sha256"] = hashlib.sha256(model_bytes).hexdigest()
     model.metadata.pop(SIGNATURE_FIELD, None)
@@ -778,14 +801,26 @@ def load_artifact(
     from sklearn.pipeline import Pipeline
 
     try:
-        pipeline = joblib.load(io.BytesIO(model_bytes))
+        payload = joblib.load(io.BytesIO(model_bytes))
     except Exception as exc:  # corrupt file that still matched its hash
         raise ArtifactError(f"model file cannot be read: {exc}") from exc
+    pipeline, predictors = _unpack(payload)
     if not isinstance(pipeline, Pipeline) or not hasattr(pipeline[-1], "cluster_centers_"):
         raise ArtifactError("model file does not hold a fitted clustering pipeline")
     if int(pipeline[-1].cluster_centers_.shape[0]) != int(metadata["k"]):
         raise ArtifactError("model file and metadata disagree on k")
-    return SegmentModel(pipeline=pipeline, metadata=metadata)
+    return SegmentModel(pipeline=pipeline, metadata=metadata, predictors=predictors)
+
+
+def _unpack(payload: Any) -> tuple[Any, dict[str, Any]]:
+    """(pipeline, predictors) of a model file: the pipeline alone (a model without
+    predictions), or a dict holding both."""
+    if isinstance(payload, dict):
+        predictors = payload.get("predictors") or {}
+        if not isinstance(predictors, dict):
+            raise ArtifactError("model file holds predictions that are not a mapping")
+        return payload.get("pipeline"), predictors
+    return payload, {}
 
 
 class ModelCache:

@@ -11,20 +11,26 @@ by ``|d|``; the name is up to two adjectives plus a noun taken from the vocabula
 Names are made unique deterministically: colliding segments (in id order) take their next
 trait, then a "(segment N)" suffix.
 
-Actions (first rule that applies; ``value index = value share / customer share``):
+Actions (first rule that applies; ``value index = value share / customer share``; a
+``risk index`` / ``response index`` is the segment's mean predicted probability of a
+churn-like / response-like outcome over the base's, when the model has such a propensity,
+:mod:`custseg.predict.propensity`):
 
+0. risk index >= 1.3 and value index >= 0.8 -> "retain now";
 1. lapsed (recency ``d >= 0.5``): value index >= 0.8 -> "win back", else
    "reduce cost to serve";
 2. value index >= 1.5 -> "retain and reward";
 3. new (tenure ``d <= -0.5``) -> "nurture";
 4. value index <= 0.6 -> "upsell" if income is high (``d >= 0.5``, room to spend more) else
    "reduce cost to serve";
-5. otherwise "upsell".
+5. otherwise "upsell";
+6. an "upsell" or "nurture" segment with response index >= 1.3 -> "target in campaigns".
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +41,8 @@ from custseg.features.build import MISSING_CATEGORY, Features
 
 TRAIT_MIN_EFFECT = 0.4
 """Minimum |standardised difference| for a trait to count."""
+PROPENSITY_INDEX = 1.3
+"""A segment whose mean predicted probability is this many times the base's is "high"."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,11 @@ FEATURE_LABELS = {
 }
 
 ACTIONS = {
+    "retain now": (
+        "valuable and predicted to leave: contact them first with a personal retention "
+        "offer before they go"
+    ),
+    "target in campaigns": ("the most likely to respond: put them first in the next campaign"),
     "retain and reward": (
         "keep them close with loyalty rewards, early access and personal service; "
         "avoid blanket discounts"
@@ -302,12 +315,32 @@ def _effect_of(traits: list[dict[str, Any]], pattern: str) -> float:
     return 0.0
 
 
-def choose_action(traits: list[dict[str, Any]], value_index: float | None) -> str:
+def choose_action(
+    traits: list[dict[str, Any]],
+    value_index: float | None,
+    *,
+    risk_index: float | None = None,
+    response_index: float | None = None,
+) -> str:
     """The suggested marketing action (rules in the module docs)."""
+    vi = 1.0 if value_index is None or not np.isfinite(value_index) else value_index
+    if risk_index is not None and risk_index >= PROPENSITY_INDEX and vi >= 0.8:
+        return "retain now"
+    action = _base_action(traits, vi)
+    if (
+        action in ("upsell", "nurture")
+        and response_index is not None
+        and response_index >= PROPENSITY_INDEX
+    ):
+        return "target in campaigns"
+    return action
+
+
+def _base_action(traits: list[dict[str, Any]], vi: float) -> str:
+    """Rules 1-5 of the module docs."""
     recency = _effect_of(traits, r"recency|days_since_last")
     tenure = _effect_of(traits, r"tenure|days_since_first|signup")
     income = _effect_of(traits, r"income|salary")
-    vi = 1.0 if value_index is None or not np.isfinite(value_index) else value_index
     if recency >= 0.5:
         return "win back" if vi >= 0.8 else "reduce cost to serve"
     if vi >= 1.5:
@@ -347,8 +380,13 @@ def describe_segments(
     k: int,
     *,
     log_features: list[str] | None = None,
+    predictions: Mapping[str, tuple[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     """One persona per segment id 0..k-1.
+
+    ``predictions``: per propensity column (e.g. ``p_churn``) its use (``risk``,
+    ``response`` or ``other``) and the probability per row; each segment then carries
+    ``predicted`` (column -> segment and base mean, index) and the actions use them.
 
     ``labels``: segment id per row of ``features.frame``. Returns dicts with ``id``,
     ``name`` (unique), ``description``, ``action``, ``action_detail``, ``size``, ``share``,
@@ -419,7 +457,13 @@ def describe_segments(
             counts = features.extras[c].astype("string")[mask].value_counts(normalize=True)
             if len(counts):
                 attributes[c] = [str(counts.index[0]), float(counts.iloc[0])]
-        action = choose_action(traits, value_index)
+        predicted = _predicted(predictions or {}, mask)
+        action = choose_action(
+            traits,
+            value_index,
+            risk_index=_index_of(predicted, "risk"),
+            response_index=_index_of(predicted, "response"),
+        )
         segments.append(
             {
                 "id": sid,
@@ -432,6 +476,7 @@ def describe_segments(
                 "typical": typical,
                 "top_categories": top_categories,
                 "outcomes": outcomes,
+                "predicted": predicted,
                 "attributes": attributes,
             }
         )
@@ -444,6 +489,32 @@ def describe_segments(
         seg["description"] = _describe(seg, traits, features)
     keys = ["id", "name", "description", "action", "action_detail", "size", "share"]
     return [{**{key: s[key] for key in keys}, **s} for s in segments]
+
+
+def _predicted(
+    predictions: Mapping[str, tuple[str, np.ndarray]], mask: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Per propensity column: its use, the segment's and the base's mean probability and
+    their ratio (the index; None when the base mean is 0)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (use, p) in predictions.items():
+        values = np.asarray(p, dtype="float64")
+        if not mask.any() or not np.isfinite(values).any():
+            continue
+        seg, base = float(np.nanmean(values[mask])), float(np.nanmean(values))
+        out[name] = {
+            "use": use,
+            "segment_mean": seg,
+            "base_mean": base,
+            "index": seg / base if base > 0 else None,
+        }
+    return out
+
+
+def _index_of(predicted: Mapping[str, Mapping[str, Any]], use: str) -> float | None:
+    """The highest index among the propensities of this use (None: none)."""
+    found = [float(d["index"]) for d in predicted.values() if d["use"] == use and d["index"]]
+    return max(found) if found else None
 
 
 def unique_names(all_traits: list[list[dict[str, Any]]], default_noun: str) -> list[str]:
@@ -500,6 +571,11 @@ def _describe(seg: dict[str, Any], traits: list[dict[str, Any]], features: Featu
         parts.append(
             f"{label(c).capitalize()} rate {rates['segment_rate']:.0%} "
             f"(vs {rates['base_rate']:.0%} overall)."
+        )
+    for c, means in seg.get("predicted", {}).items():
+        parts.append(
+            f"Predicted {label(c.removeprefix('p_'))} {means['segment_mean']:.0%} "
+            f"(vs {means['base_mean']:.0%} overall)."
         )
     parts.append(f"Suggested action: {seg['action']} - {seg['action_detail']}.")
     return " ".join(parts)

@@ -28,6 +28,9 @@ to :data:`MINIBATCH_THRESHOLD` customers; above, :class:`~sklearn.cluster.MiniBa
 from the same centres (see :func:`fit_clusterer` for the measurements). Cluster ids are renumbered
 by size (0 = largest), so ids are stable for the same data and seed.
 
+Propensity: for each outcome column (e.g. churn) a calibrated classifier is fitted on the
+same customers (:mod:`custseg.predict.propensity`); the personas' actions use it.
+
 Choosing k (unless fixed): each k in ``k_range`` is fitted on a seeded sample of at most
 :data:`SELECTION_SAMPLE` customers; silhouette on a seeded sub-sample of at most
 :data:`SILHOUETTE_SAMPLE`, Davies-Bouldin and Calinski-Harabasz on the selection sample,
@@ -58,6 +61,7 @@ from custseg.model.labels import fit_label_edges
 from custseg.model.personas import describe_segments
 from custseg.model.quality import silhouette
 from custseg.model.sample import DEFAULT_MAX_CUSTOMERS, sample_customers
+from custseg.predict.propensity import fit_propensities
 
 log = logging.getLogger(__name__)
 
@@ -394,8 +398,20 @@ def train_model(
 
     pipeline = Pipeline([("preprocess", pre), ("cluster", clusterer)])
     edges = fit_label_edges(features)
+    t4 = time.perf_counter()
+    propensities = fit_propensities(features, contract, seed=seed)
+    timings["propensity_s"] = time.perf_counter() - t4
     logged, _, _, _ = split_numeric(frame, features.numeric)
-    segments = describe_segments(features, labels, chosen, log_features=logged)
+    segments = describe_segments(
+        features,
+        labels,
+        chosen,
+        log_features=logged,
+        predictions={
+            name: (str(propensities.metadata[name]["use"]), p)
+            for name, p in propensities.training.items()
+        },
+    )
 
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     fingerprint = b"|".join(
@@ -430,6 +446,7 @@ def train_model(
             "k_range": list(k_range),
             "timings": {key: round(val, 3) for key, val in timings.items()},
         },
+        predictions=propensities.metadata,
     )
     log.info(
         "trained k=%d silhouette=%.3f on %d customers in %.1fs",
@@ -438,4 +455,6 @@ def train_model(
         len(frame),
         timings["total_s"],
     )
-    return SegmentModel(pipeline=pipeline, metadata=metadata)
+    return SegmentModel(
+        pipeline=pipeline, metadata=metadata, predictors=dict(propensities.estimators)
+    )

@@ -1107,3 +1107,34 @@ def chart_outcome(name: str, doc: Mapping[str, Any]) -> str | None:
             + f"; all customers: {overall:.0%}.",
         )
     )
+
+
+def chart_reliability(name: str, doc: Mapping[str, Any]) -> str | None:
+    """Bars of the observed outcome rate per band of predicted probability (the
+    cross-validated reliability curve): a calibrated model's bars end near each band's
+    predicted mean (shown in the label)."""
+    rows = [
+        r
+        for r in (doc.get("cv") or {}).get("reliability", []) or []
+        if r.get("customers") and _finite(r.get("observed")) is not None
+    ]
+    if not rows:
+        return None
+    names = [f"predicted {r['low']:.0%}-{r['high']:.0%}" for r in rows]
+    observed = [float(r["observed"]) for r in rows]
+    labels = [
+        f"{float(r['observed']):.0%} observed vs {float(r['predicted']):.0%} predicted "
+        f"({int(r['customers']):,})"
+        for r in rows
+    ]
+    outcome = _feature_label(str(doc.get("outcome") or name.removeprefix("p_")))
+    return _hbars(
+        _Bars(
+            f"Predicted vs observed {outcome} (out of fold)",
+            names,
+            [_Series(observed, [NEUTRAL] * len(rows), labels)],
+            tick=_pct_tick,
+            headroom=1.1,
+            desc="; ".join(f"{n}: {t}" for n, t in zip(names, labels, strict=True)) + ".",
+        )
+    )

@@ -221,6 +221,68 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
     return "".join(body)
 
 
+def _prediction_block(name: str, doc: Mapping[str, Any]) -> list[str]:
+    """One propensity: its evidence, reliability chart and drivers."""
+    outcome = _label(str(doc.get("outcome") or name.removeprefix("p_")))
+    if doc.get("skipped"):
+        return [
+            f"<p class='note'>{_e(outcome.capitalize())}: no prediction ({_e(doc['skipped'])}).</p>"
+        ]
+    cv = doc.get("cv") or {}
+    model = str(doc.get("model") or "").replace("_", " ")
+    out = [
+        f"<h3>{_e(name)}: probability of {_e(outcome)}</h3>",
+        f"<p class='lead'>A {_e(model)} model, checked on customers it was not trained on "
+        f"(5-fold cross-validation): AUC {_fmt2(cv.get('auc'))} (0.5 = guessing, 1 = perfect), "
+        f"Brier score {_fmt2(cv.get('brier'))}. The 10 % of customers it rates most likely "
+        f"show {_e(outcome)} {_pct(cv.get('top_decile_rate'))} of the time, "
+        f"{_fmt2(cv.get('lift'))}x the average ({_pct(cv.get('base_rate'))}). "
+        f"Average predicted in this run: {_pct(doc.get('mean'))}.</p>",
+        _figure(charts.chart_reliability(name, doc)),
+    ]
+    drivers = [d for d in doc.get("drivers") or [] if float(d.get("importance") or 0) > 0]
+    if drivers:
+        items = "".join(
+            f"<li>{_e(_label(str(d['feature'])))} (AUC drops by {float(d['importance']):.3f} "
+            "when it is shuffled)</li>"
+            for d in drivers
+        )
+        out.append(f"<p>What drives the prediction most:</p><ol>{items}</ol>")
+    return out
+
+
+def _predictions_section(metrics: Mapping[str, Any], profiles: Mapping[str, Any]) -> list[str]:
+    """The report's "Predictions" section (empty when the model predicts nothing)."""
+    predictions = metrics.get("predictions") or {}
+    if not predictions:
+        return []
+    out = [
+        "<h2>Predictions</h2>",
+        "<p class='lead'>Each customer's probability of each outcome is in the assignments "
+        "(columns p_&lt;outcome&gt;).</p>",
+    ]
+    for name, doc in predictions.items():
+        out += _prediction_block(name, doc)
+    at_risk = metrics.get("value_at_risk") or {}
+    priority = profiles.get("priority") or []
+    if at_risk and priority:
+        rows = "".join(
+            f"<tr><td>{int(p['rank'])}</td><td>{_e(p['name'])}</td>"
+            f"<td>{_e(_fmt2(p['value_at_risk']))}</td><td>{_pct(p.get('share'))}</td>"
+            f"<td>{_e(p.get('action') or '')}</td></tr>"
+            for p in priority
+        )
+        out += [
+            "<h3>Where the value at risk is</h3>",
+            f"<p class='lead'>Value at risk = {_e(at_risk.get('measure'))}; total "
+            f"{_e(_fmt2(at_risk.get('total')))}. The {_int(at_risk.get('top_rows'))} customers "
+            f"with the most are listed in {_e(at_risk.get('top_file'))}.</p>",
+            "<table><tr><th>Rank</th><th>Segment</th><th>Value at risk</th><th>Share</th>"
+            f"<th>Action</th></tr>{rows}</table>",
+        ]
+    return out
+
+
 def render_report(
     profiles: dict[str, Any],
     metrics: dict[str, Any],
@@ -339,6 +401,7 @@ def render_report(
                 f"{_pct(doc.get('overall_rate'), 1)} of all customers.{_e(lift)}</p>"
             )
             out.append(_figure(charts.chart_outcome(name, doc)))
+    out += _predictions_section(metrics, profiles)
     cq = metrics.get("cluster_quality", {}) or {}
     out.append(
         "<footer>"

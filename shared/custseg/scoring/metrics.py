@@ -190,6 +190,13 @@ METRIC_DOCS: dict[str, str] = {
     "value": "The value measure: total, per-segment sums and shares, and top10_share = share "
     "of the total held by the top 10 % of customers (exact up to 20,000 customers, else "
     "estimated on a 20,000-customer hash sample).",
+    "predictions.<column>": "For each propensity of the model (e.g. p_churn): the training "
+    "evidence (cv: 5-fold out-of-fold AUC, Brier score, 10-bin reliability curve, top-decile "
+    "rate and lift; drivers: permutation importance), the run's mean probability overall "
+    "and per segment (docs/predictions.md).",
+    "value_at_risk": "When the model predicts churn (or lifetime value): the measure "
+    "(value x p_churn, or expected_value_12m x (1 - p_alive)), its total, and the file "
+    "listing the customers with the most (value_at_risk.csv).",
     "labels": "Counts of RFM segments, value tiers and lifecycle stages; the R x F score grid "
     "(rfm_grid.counts[r-1][f-1]) when RFM is available.",
     "segments": "Per segment: id, name, customers, share, training_share, value_total, "

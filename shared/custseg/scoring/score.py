@@ -7,7 +7,9 @@ under ``out_dir``:
   :mod:`custseg.scoring.outputs` for the columns);
 - ``profiles.json`` (:mod:`custseg.scoring.profiles`), ``metrics.json``
   (:mod:`custseg.scoring.metrics`);
-- ``report.html`` (:mod:`custseg.report.html`), one self-contained file.
+- ``report.html`` (:mod:`custseg.report.html`), one self-contained file;
+- ``value_at_risk.csv`` when the model predicts a churn-like outcome (or the customers'
+  lifetime value) and the data has a value measure (:mod:`custseg.scoring.predictions`).
 
 Memory. Customer tables (one row per customer) are streamed by Parquet batches of
 ``chunk_rows`` rows: each chunk is turned into features (with the model's schema and the
@@ -71,6 +73,12 @@ from custseg.scoring.metrics import (
     quality_sample,
 )
 from custseg.scoring.outputs import AssignmentWriter, assignments_batch
+from custseg.scoring.predictions import (
+    AT_RISK_CSV,
+    PredictionStats,
+    prediction_columns,
+    risk_measure,
+)
 from custseg.scoring.profiles import build_profiles
 
 HASH_KEY = "custseg-sample-1"
@@ -536,7 +544,9 @@ def _score_dataset(
     }
     # The writer stays open while the run is evaluated: the last chunk is written in the
     # background meanwhile (closing waits for it; an error there still fails the run).
-    writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"])
+    predicted = prediction_columns(model.metadata, model.predictors)
+    pstats = PredictionStats(predicted, risk_measure(model.metadata, predicted))
+    writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"], predicted)
     try:
         for features in _feature_chunks(
             clean_path, contract, model, as_of, chunk_rows, limits, orders
@@ -557,6 +567,7 @@ def _score_dataset(
                 if features.value is None
                 else features.value.to_numpy(dtype="float64", na_value=np.nan)
             )
+            extra = model.predict_extra(features)
             table = assignments_batch(
                 features.frame.index,
                 segment,
@@ -568,8 +579,11 @@ def _score_dataset(
                 run_id=run.run_id,
                 as_of=as_of,
                 segment_names=names,
+                predictions={name: extra[name] for name in predicted},
             )
             writer.write(table)
+            if predicted:
+                pstats.update(features.frame.index, segment, value, extra)
             stats.update(
                 features.frame,
                 segment.astype("int64"),
@@ -618,6 +632,8 @@ def _score_dataset(
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
         profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
+        if predicted:
+            _add_predictions(pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
         evaluated = time.perf_counter()
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
@@ -654,6 +670,28 @@ def _score_dataset(
         as_of=as_of,
         timings=timings,
     )
+
+
+def _add_predictions(
+    pstats: PredictionStats,
+    model: SegmentModel,
+    metrics: dict[str, Any],
+    profiles: dict[str, Any],
+    files: dict[str, Path],
+    at_risk_path: Path,
+) -> None:
+    """The run's predictions into metrics.json and profiles.json (a ``priority`` ranking
+    of the segments), and ``value_at_risk.csv`` when a value-at-risk measure applies."""
+    names = model.segment_names()
+    metrics["predictions"] = pstats.metrics_doc(model.metadata, names)
+    at_risk = pstats.value_at_risk_doc()
+    if at_risk is None:
+        return
+    metrics["value_at_risk"] = at_risk
+    actions = {int(s["id"]): str(s.get("action", "")) for s in profiles.get("segments", [])}
+    profiles["priority"] = pstats.priority(names, actions)
+    pstats.write_top(at_risk_path, names)
+    files["value_at_risk"] = at_risk_path
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""Per-customer predictions stored in a model artifact and applied at scoring."""
