@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -260,7 +260,8 @@ def campaign_effect(rows: pd.DataFrame) -> dict[str, Any]:
     overall = group_sums(rows.assign(all=1), ["all"])
     has_control = CONTROL in set(rows["group"])
     segments: list[dict[str, Any]] = []
-    for (seg_id, name), block in sums.groupby(level=[0, 1], sort=True):
+    for key, block in sums.groupby(level=[0, 1], sort=True):
+        seg_id, name = cast(tuple[int, str], key)
         by_group = {g: block.xs(g, level="group").iloc[0] for g in block.index.get_level_values(2)}
         doc: dict[str, Any] = {"segment_id": int(seg_id), "segment_name": str(name)}
         if has_control:
@@ -282,7 +283,7 @@ def campaign_effect(rows: pd.DataFrame) -> dict[str, Any]:
         segments.append(doc)
     total = {g: overall.xs(g, level="group").iloc[0] for g in overall.index.get_level_values(1)}
     if has_control and TREATMENT in total:
-        everyone = {"segment_id": None, "segment_name": "all segments"}
+        everyone: dict[str, Any] = {"segment_id": None, "segment_name": "all segments"}
         everyone.update(controlled_effect(total[TREATMENT], total[CONTROL]))
     else:
         everyone = {"segment_name": "all segments", "treatment": _group_doc(total.get(TREATMENT))}

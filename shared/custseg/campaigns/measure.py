@@ -79,7 +79,7 @@ def campaign_rows(
         flag = _flag(clean, name)
         if flag is not None:
             out[name] = flag
-    out["sent_time"] = clean["event_time"] if "event_time" in clean else pd.NaT
+    out["sent_time"] = clean.get("event_time", pd.NaT)
     counts = {"rows_without_group": int(out["group"].isna().sum())}
     out = out[out["group"].notna()]
     before = len(out)
@@ -140,8 +140,8 @@ def measure_campaign(
     doc: dict[str, Any] = {
         "campaign": campaign,
         "segments_run": run,
-        "customers": int(len(rows)),
-        "customers_matched": int(len(joined)),
+        "customers": len(rows),
+        "customers_matched": len(joined),
         "customers_unmatched": int(len(rows) - len(joined)),
     }
     if joined.empty:
