@@ -37,6 +37,7 @@ Results bucket (read by marketing tools)::
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/metrics.json
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/quality.json
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/report.html
+    segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/offers.csv   (order logs with categories)
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/_manifest.json   (written last)
     segments/<dataset>/latest.json                    pointer to the newest committed run
     segments/<dataset>/current/...                    a copy of the newest committed run
@@ -247,6 +248,8 @@ RESULT_FILES = {
     "quality": "quality.json",
     "report": "report.html",
 }
+
+OFFERS_FILE = "offers.csv"  # a results run's offers per customer, when the data has categories
 
 CONTENT_TYPES = {
     ".parquet": "application/vnd.apache.parquet",

@@ -22,7 +22,7 @@ gives no offers, and :func:`category_column` says so.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,9 +30,11 @@ from string import Template
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from custseg.features.engine import EngineLimits, connect
 from custseg.features.sql import literal, quote
+from custseg.layout import OFFERS_FILE
 
 CATEGORY_COLUMNS = ("product_category", "product_id")
 MIN_BUYERS = 5
@@ -40,8 +42,8 @@ SEGMENT_TOP = 5
 CUSTOMER_TOP = 3
 CANDIDATES = 20
 NO_CATEGORY = (
-    "the order log has no product or category column (product_category, or product_id "
-    "from a stock code): no offers"
+    "no offers: the dataset has no order log with a product or category column "
+    "(product_category, or product_id from a stock code)"
 )
 
 
@@ -73,13 +75,13 @@ class Offers:
         ].sort_values(["lift", "category"], ascending=[False, True])
         return [
             {
-                "category": str(r.category),
-                "buyers": int(r.buyers),
-                "share": round(float(r.share), 4),
-                "base_share": round(float(r.base_share), 4),
-                "lift": round(float(r.lift), 3),
+                "category": str(r["category"]),
+                "buyers": int(r["buyers"]),
+                "share": round(float(r["share"]), 4),
+                "base_share": round(float(r["base_share"]), 4),
+                "lift": round(float(r["lift"]), 3),
             }
-            for r in rows.head(SEGMENT_TOP).itertuples()
+            for r in rows.head(SEGMENT_TOP).to_dict("records")
         ]
 
 
@@ -156,3 +158,30 @@ _METHOD = (
     f"customer's: the first {CUSTOMER_TOP} of their segment's categories they have not "
     "bought (see docs/campaigns.md)"
 )
+
+
+def annotator(
+    flags: Mapping[int, list[str]],
+    order_parts: Sequence[Path],
+    limits: EngineLimits,
+    out_dir: Path,
+) -> Callable[[dict[str, Any], Path], None]:
+    """The ``annotate`` hook of a scoring run (see
+    :func:`custseg.scoring.score.score_dataset`): each segment's campaign ``flags``
+    (segment id -> "stop campaign X for them") in ``campaign_flags``, and the offers
+    from the order log's clean ``order_parts`` (none: no order log) in the profiles,
+    each customer's in ``out_dir/offers.csv``."""
+
+    def annotate(profiles: dict[str, Any], assignments: Path) -> None:
+        for seg in profiles.get("segments", []):
+            if flags.get(int(seg["id"])):
+                seg["campaign_flags"] = list(flags[int(seg["id"])])
+        offers = None
+        if order_parts:
+            columns = pq.read_schema(str(order_parts[0])).names
+            offers = compute_offers(order_parts, assignments, limits, columns=columns)
+        annotate_profiles(profiles, offers)
+        if offers is not None:
+            offers.customers.to_csv(out_dir / OFFERS_FILE, index=False)
+
+    return annotate
