@@ -653,8 +653,8 @@ CAMPAIGN_ORDER_VALUE = 40.0  # mean revenue of a conversion
 
 
 def demo_campaign(
-    customer_ids: Sequence[str],
-    segment_ids: Sequence[int],
+    customer_ids: Sequence[str] | pd.Series,
+    segment_ids: Sequence[int] | pd.Series,
     *,
     sent: dt.datetime,
     seed: int = 7,
