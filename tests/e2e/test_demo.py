@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from custseg.cli import main
+from custseg.local.demo_data import CAMPAIGN_UPLIFT
 
 
 @pytest.mark.slow
@@ -24,6 +26,12 @@ def test_demo_runs_the_whole_flow_and_summarises(
     reports = list(
         tmp_path.glob("custseg-local-results-*/segments/*/run_date=*/run_id=*/report.html")
     )
-    assert len(reports) == 2
+    # the customers' second run: after the sample campaign, with its flags
+    assert len(reports) == 3
+    assert "campaign autumn-mailing (treatment vs control)" in out
+    assert out.count("  positive") >= 1
+    assert list(
+        tmp_path.glob("custseg-local-results-*/segments/demo_customers/campaigns/*/effect.json")
+    )
     assert (tmp_path / "handler-logs.jsonl").stat().st_size > 0
     assert list(tmp_path.glob("custseg-local-data-*/incoming/demo_orders/orders.csv"))

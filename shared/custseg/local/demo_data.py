@@ -667,17 +667,17 @@ def demo_campaign(
     Every customer is drawn into treatment or control (half each; control written as
     ``Holdout``). Control customers, and treated customers outside ``uplift_segments``,
     convert at :data:`CAMPAIGN_BASE_RATE`; treated customers of ``uplift_segments``
-    (default: the two lowest segment ids) at ``CAMPAIGN_BASE_RATE + uplift``. A
+    (default: the two largest segments, the lower id first on a tie) at
+    ``CAMPAIGN_BASE_RATE + uplift``. A
     conversion brings lognormal revenue of mean :data:`CAMPAIGN_ORDER_VALUE`; no
     conversion leaves the revenue blank. Returns the text frame and the uplift segments.
     """
     rng = np.random.default_rng(seed)
     segs = np.asarray(segment_ids, dtype=int)
-    chosen = (
-        sorted(int(s) for s in np.unique(segs))[:2]
-        if uplift_segments is None
-        else sorted(int(s) for s in uplift_segments)
-    )
+    if uplift_segments is None:
+        ids, counts = np.unique(segs, return_counts=True)  # ids ascending
+        uplift_segments = ids[np.argsort(-counts, kind="stable")[:2]].tolist()
+    chosen = sorted(int(s) for s in uplift_segments)
     n = len(segs)
     treated = rng.random(n) < 0.5
     rate = np.where(
@@ -693,7 +693,7 @@ def demo_campaign(
             "Customer ID": np.asarray(customer_ids, dtype=object),
             "Campaign": name,
             "Group": np.where(treated, "Treatment", "Holdout"),
-            "Sent At": sent.strftime("%Y-%m-%d %H:%M"),
+            "Sent At": sent.strftime("%Y-%m-%d %H:%M:%S"),
             "Opened": yes_no[opened.astype(int)],
             "Clicked": yes_no[clicked.astype(int)],
             "Converted": yes_no[converted.astype(int)],
