@@ -221,10 +221,27 @@ def print_summary(summary: Any) -> None:
             print(f"verdict: {verdict}")
         print(f"report:      {summary.report_path}")
         print(f"assignments: {summary.assignments_path}")
+        for doc in summary.campaigns:
+            _print_campaign(doc)
     elif summary.report_path:
         print(f"error report: {summary.report_path}")
     for err in summary.errors:
         print(f"  failed: {err}")
+
+
+def _print_campaign(doc: dict[str, Any]) -> None:
+    """A measured campaign's uplift per segment (see docs/campaigns.md)."""
+    causal = "treatment vs control" if doc.get("causal") else "not causal: no control group"
+    print(f"campaign {doc.get('campaign')} ({causal}), conversion uplift per segment:")
+    for seg in doc.get("segments", []):
+        up = seg.get("conversion_uplift") or seg.get("conversion_vs_baseline") or {}
+        if up.get("estimate") is None:
+            print(f"  {seg.get('segment_name')!s:<34} {seg.get('verdict')}")
+            continue
+        print(
+            f"  {seg.get('segment_name')!s:<34} {up['estimate'] * 100:+5.1f} pp "
+            f"({up['ci_low'] * 100:+5.1f} to {up['ci_high'] * 100:+5.1f})  {seg.get('verdict')}"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -255,7 +272,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     customers, orders = write_demo_data(data_dir, seed=args.seed)
     print(f"sample data: {customers} and {orders}")
     summaries = run_local(
-        customers, dataset="demo_customers", out_dir=out, extra_uploads=[(orders, "demo_orders")]
+        customers,
+        dataset="demo_customers",
+        out_dir=out,
+        extra_uploads=[(orders, "demo_orders")],
+        campaign_dataset="demo_customers",
     )
     for s in summaries:
         print_summary(s)

@@ -38,9 +38,14 @@ Results bucket (read by marketing tools)::
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/quality.json
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/report.html
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/value_at_risk.csv (churn models)
+    segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/offers.csv   (order logs with categories)
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/_manifest.json   (written last)
     segments/<dataset>/latest.json                    pointer to the newest committed run
     segments/<dataset>/current/...                    a copy of the newest committed run
+    segments/<dataset>/campaigns/<campaign>/effect.json        a campaign's effect per segment
+    segments/<dataset>/campaigns/<campaign>/effect/segments.jsonl  the same, a row per segment
+    segments/<dataset>/campaigns/<campaign>/report.html        the campaign's report page
+    segments/<dataset>/campaigns/index.json           every campaign measured (and its flags)
 """
 
 from __future__ import annotations
@@ -202,6 +207,27 @@ def results_current_prefix(dataset: str) -> str:
     return f"{SEGMENTS}{dataset}/current/"
 
 
+def campaigns_prefix(dataset: str) -> str:
+    return f"{SEGMENTS}{dataset}/campaigns/"
+
+
+def campaign_prefix(dataset: str, campaign: str) -> str:
+    """Where a campaign's effect is written (``campaign``: :func:`campaign_key` form)."""
+    return f"{campaigns_prefix(dataset)}{campaign}/"
+
+
+def campaigns_index_key(dataset: str) -> str:
+    return f"{campaigns_prefix(dataset)}index.json"
+
+
+# Names of the files inside a campaign prefix (relative keys).
+CAMPAIGN_FILES = {
+    "effect": "effect.json",
+    "segments": "effect/segments.jsonl",
+    "report": "report.html",
+}
+
+
 def model_prefix(model: str, version: str) -> str:
     return f"{MODELS}{model}/{version}/"
 
@@ -225,10 +251,13 @@ RESULT_FILES = {
     "value_at_risk": "value_at_risk.csv",  # only when the model predicts churn (or CLV)
 }
 
+OFFERS_FILE = "offers.csv"  # a results run's offers per customer, when the data has categories
+
 CONTENT_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
     ".csv": "text/csv; charset=utf-8",
     ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
     ".html": "text/html; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
     ".yaml": "application/yaml",

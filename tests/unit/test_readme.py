@@ -38,6 +38,7 @@ def test_every_published_event_is_documented() -> None:
         bus.MODEL_PROMOTED,
         bus.RETRAIN_RECOMMENDED,
         bus.RUN_COMMITTED,
+        bus.EFFECT_MEASURED,
     ):
         assert f"`{detail_type}`" in README, detail_type
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from custseg.aws.bus import (
     TRAINING_REQUESTED,
     EventBus,
 )
+from custseg.aws.campaign_job import campaign_flags, measure_new_campaigns, scoring_part
 from custseg.aws.registry import champion, load_version
 from custseg.aws.runs import (
     RunFile,
@@ -37,13 +39,16 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsVerifier
 from custseg.aws.state import download_state, load_state
+from custseg.campaigns.offers import annotator
 from custseg.dataset.clean_data import clean_files
 from custseg.dataset.state import DatasetState, Part, decide
+from custseg.failures import describe_error
 from custseg.features.combined import COMBINED, CUSTOMERS, ORDERS
 from custseg.features.engine import LAMBDA_MEMORY_SHARE, Source, lambda_limits
 from custseg.ingest.contracts import Contract
 from custseg.layout import (
     MANIFEST,
+    OFFERS_FILE,
     RESULT_FILES,
     parse_clean_manifest_key,
     parse_state_key,
@@ -56,6 +61,8 @@ from custseg.model.artifact import ArtifactError, SegmentModel
 from custseg.model.signing import Verifier
 from custseg.scoring.metrics import Thresholds
 from custseg.scoring.score import RunInfo, ScoreResult, score_dataset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -243,16 +250,43 @@ def run_score_state(
             break
         sleep(decision.wait_seconds)
     assert state is not None
+    measured = _measure_campaigns(store, settings, bus, state, workdir)
+    start = scoring_part(state)
+    if start is None:
+        return ScoreOutcome(
+            "no_data",
+            dataset,
+            message=f"{dataset} holds campaign results only: upload its customers first",
+        )
+    # new campaign effects: a new run, whose personas carry their flags
+    run_ts = dt.datetime.fromisoformat(state.parts[-1].uploaded_at) if measured else None
     return run_score(
         store,
         settings,
         bus,
-        clean_manifest_key=state.parts[-1].manifest_key,
+        clean_manifest_key=start.manifest_key,
         trigger=trigger,
         workdir=workdir,
         verifier=verifier,
         state=state,
+        run_ts=run_ts,
     )
+
+
+def _measure_campaigns(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    state: DatasetState,
+    workdir: Path | None,
+) -> int:
+    """Measure the state's new campaign parts (:mod:`custseg.aws.campaign_job`); how many
+    campaigns were. A failure is logged and scoring goes on (the parts stay pending)."""
+    try:
+        return len(measure_new_campaigns(store, settings, bus, state, workdir=workdir))
+    except Exception as exc:
+        log.warning("campaign effects of %s not measured: %s", state.dataset, describe_error(exc))
+        return 0
 
 
 def _read_inputs(
@@ -449,6 +483,7 @@ def _result_files(result: ScoreResult, quality: dict[str, Any] | None, tmp: Path
     quality_path = tmp / "quality.json"
     quality_path.write_text(json.dumps(quality or {}, indent=2, default=str), encoding="utf-8")
     files = result.files
+    offers = tmp / OFFERS_FILE  # written by the run's annotate hook when there are offers
     return [
         RunFile(RESULT_FILES["assignments_parquet"], files["assignments_parquet"], result.rows),
         RunFile(RESULT_FILES["assignments_csv"], files["assignments_csv"], result.rows),
@@ -467,7 +502,15 @@ def _result_files(result: ScoreResult, quality: dict[str, Any] | None, tmp: Path
             if "value_at_risk" in files
             else []
         ),
+        *([RunFile(OFFERS_FILE, offers, result.rows)] if offers.exists() else []),
     ]
+
+
+def _order_files(clean_path: Path, contract: Contract, orders: Source | None) -> list[Path]:
+    """The clean Parquet files of the run's order log (none: the dataset has none)."""
+    if orders is not None:
+        return list(orders.parts)
+    return clean_files(clean_path) if contract.is_transactions else []
 
 
 def run_score(
@@ -589,6 +632,12 @@ def run_score(
                 on_file=upload_now,
                 limits=lambda_limits(settings.memory_mb, tmp=tmp),
                 orders=orders,
+                annotate=annotator(
+                    campaign_flags(store, settings.results_bucket, dataset),
+                    _order_files(clean_path, contract, orders),
+                    lambda_limits(settings.memory_mb, tmp=tmp),
+                    tmp,
+                ),
             )
             files = _result_files(result, quality, tmp)
             run_ts_iso = run_ts.isoformat(timespec="seconds")

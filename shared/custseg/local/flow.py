@@ -40,6 +40,7 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # effect.json documents
 
 
 def _print_step(echo: Callable[[str], None]) -> Callable[[str, dict[str, Any]], None]:
@@ -69,8 +70,11 @@ def run_local(
     out_dir: Path = Path("custseg-out"),
     echo: Callable[[str], None] = print,
     extra_uploads: list[tuple[Path, str]] | None = None,
+    campaign_dataset: str | None = None,
 ) -> list[RunSummary]:
-    """Run the flow for ``input_path`` (and any ``extra_uploads`` as (path, dataset))."""
+    """Run the flow for ``input_path`` (and any ``extra_uploads`` as (path, dataset));
+    then, for ``campaign_dataset``, a sample campaign on its scored customers
+    (:func:`run_sample_campaign`)."""
     from moto import mock_aws
 
     from custseg.local.stack import LocalStack
@@ -92,6 +96,8 @@ def run_local(
             metadata = {"as-of": as_of.isoformat()} if as_of else None
             stack.upload(path, key, metadata=metadata)
         invocations = stack.drain(progress=_print_step(echo))
+        if campaign_dataset is not None:
+            invocations += run_sample_campaign(stack, campaign_dataset, out_dir, echo)
         failures = [i for i in invocations if i.error]
         echo(f"writing what landed in S3 under {out_dir}/")
         stack.dump(out_dir)
@@ -100,6 +106,40 @@ def run_local(
             for _, name in uploads
         ]
     return summaries
+
+
+def run_sample_campaign(
+    stack: Any, dataset: str, out_dir: Path, echo: Callable[[str], None]
+) -> list[Any]:
+    """Upload a seeded sample campaign (:func:`custseg.local.demo_data.demo_campaign`:
+    a known uplift in the two largest segments) for the customers of ``dataset``'s newest
+    run, sent now, and let the functions measure it. Returns the invocations."""
+    import pandas as pd
+
+    from custseg.layout import RESULT_FILES
+    from custseg.local.demo_data import CAMPAIGN_FILE, demo_campaign, write_demo_campaign
+
+    s3 = stack.client("s3")
+    try:
+        body = s3.get_object(Bucket=stack.results_bucket, Key=results_latest_key(dataset))
+    except s3.exceptions.NoSuchKey:
+        echo(f"no run of {dataset}: no sample campaign")
+        return []
+    latest = json.loads(body["Body"].read())
+    local = out_dir / "sample-data" / "assignments.parquet"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
+    s3.download_file(stack.results_bucket, key, str(local))
+    seg = pd.read_parquet(local, columns=["customer_id", "segment_id"])
+    local.unlink()
+    frame, chosen = demo_campaign(
+        seg["customer_id"], seg["segment_id"], sent=dt.datetime.now(dt.UTC)
+    )
+    path = write_demo_campaign(out_dir / "sample-data" / CAMPAIGN_FILE, frame)
+    echo(f"sample campaign: {path} (uplift injected in segments {chosen})")
+    stack.upload(path, f"incoming/{dataset}/{CAMPAIGN_FILE}")
+    invocations: list[Any] = stack.drain(progress=_print_step(echo))
+    return invocations
 
 
 def _stem(path: Path) -> str:
@@ -141,6 +181,12 @@ def _summarise(
         summary.quality = json.loads((run_dir / "quality.json").read_text())
         summary.report_path = run_dir / "report.html"
         summary.assignments_path = run_dir / "assignments.csv"
+        summary.campaigns = [
+            json.loads(p.read_text())
+            for p in sorted(
+                (results_dir / "segments" / dataset / "campaigns").glob("*/effect.json")
+            )
+        ]
         return summary
     rejected = sorted((data_dir / "rejected" / dataset).glob("*/error.json"))
     if rejected:

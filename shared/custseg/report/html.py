@@ -208,6 +208,10 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
     action = _action(seg)
     if action:
         body.append(f'<div class="action"><b>What to do:</b> {_e(action)}</div>')
+    for flag in seg.get("campaign_flags") or []:  # a measured campaign's negative uplift
+        body.append(f'<div class="action"><b>Stop:</b> {_e(flag)}</div>')
+    if seg.get("offer"):  # the categories the segment buys more than the base
+        body.append(f'<div class="facts"><b>{_e(str(seg["offer"]).capitalize())}</b></div>')
     if traits:
         body.append(
             "<div><b>What sets them apart</b><ul>"

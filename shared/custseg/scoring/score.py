@@ -439,6 +439,7 @@ def score_dataset(
     on_file: Callable[[str, Path, int, str | None], None] | None = None,
     limits: EngineLimits | None = None,
     orders: Source | None = None,
+    annotate: Callable[[dict[str, Any], Path], None] | None = None,
 ) -> ScoreResult:
     """Score every customer of clean data with ``model``; write the run's files.
 
@@ -464,6 +465,10 @@ def score_dataset(
     is its customer table and ``model`` a combined one: each customer's features are the
     two sources joined (:mod:`custseg.features.combined`), as of the order log's default
     date unless ``run.as_of`` is given.
+
+    ``annotate(profiles, assignments_parquet)``: called with the run's profiles before
+    they are written and the report drawn, to add to a segment what the model does not
+    know (a campaign's flags, offers); it may read the finished assignments.
     """
     with contextlib.ExitStack() as stack:
         if limits is None:  # a spill directory of its own, removed at the end
@@ -482,6 +487,7 @@ def score_dataset(
             on_file=on_file,
             limits=limits,
             orders=orders,
+            annotate=annotate,
         )
 
 
@@ -499,6 +505,7 @@ def _score_dataset(
     on_file: Callable[[str, Path, int, str | None], None] | None,
     limits: EngineLimits,
     orders: Source | None,
+    annotate: Callable[[dict[str, Any], Path], None] | None = None,
 ) -> ScoreResult:
     """:func:`score_dataset` within the engine's ``limits``."""
     started = time.perf_counter()
@@ -634,6 +641,11 @@ def _score_dataset(
         profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
         if predicted:
             _add_predictions(pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
+        if annotate is not None:
+            if on_file is None:
+                writer.finish()
+            writer.close()  # the assignments complete on disk (closing again is a no-op)
+            annotate(profiles, files["assignments_parquet"])
         evaluated = time.perf_counter()
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}

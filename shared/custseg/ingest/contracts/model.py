@@ -236,16 +236,17 @@ BUILTIN_DIR = Path(__file__).parent
 def _builtin(kind: str) -> Contract:
     path = BUILTIN_DIR / f"{kind}.yaml"
     if not path.exists():
-        raise ValueError(f"no built-in contract {kind!r}; choose customers or transactions")
+        raise ValueError(f"no built-in contract {kind!r}; choose one of {', '.join(BUILTIN_KINDS)}")
     return load_contract(path)
 
 
 def builtin_contract(kind: str) -> Contract:
-    """One of the default contracts shipped with custseg: ``customers`` or ``transactions``.
+    """One of the default contracts shipped with custseg: ``customers``, ``transactions``
+    or ``campaign`` (campaign results, see :mod:`custseg.campaigns`).
 
     Parsed once per process; each call returns an independent (deep) copy.
     """
     return _builtin(kind).model_copy(deep=True)
 
 
-BUILTIN_KINDS = ("customers", "transactions")
+BUILTIN_KINDS = ("customers", "transactions", "campaign")
