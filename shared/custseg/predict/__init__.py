@@ -1,0 +1,1 @@
+"""Per-customer predictions fitted beside the segments (see docs/predictions.md)."""
