@@ -332,11 +332,13 @@ def _subset(features: Features, rows: slice | np.ndarray) -> Features:
         frame, extras = features.frame.iloc[rows], features.extras.iloc[rows]
         value = None if features.value is None else features.value.iloc[rows]
         codes = {c: CategoryCodes(v.codes[rows], v.values) for c, v in features.codes.items()}
+        history = None if features.history is None else features.history.iloc[rows]
     else:
         frame, extras = features.frame[rows], features.extras[rows]
         value = None if features.value is None else features.value[rows]
         codes = {c: v.take(rows) for c, v in features.codes.items()}
-    return replace(features, frame=frame, value=value, extras=extras, codes=codes)
+        history = None if features.history is None else features.history[rows]
+    return replace(features, frame=frame, value=value, extras=extras, codes=codes, history=history)
 
 
 def _dictionary_columns(pf: pq.ParquetFile, contract: Contract, columns: list[str]) -> list[str]:
