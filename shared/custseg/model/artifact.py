@@ -74,6 +74,11 @@ if TYPE_CHECKING:
 # this module: the ingest function imports the model registry but never loads a model, and
 # should not pay seconds of cold start for them.
 
+PREDICTIONS = "predictions"
+"""The metadata section of per-customer predictions fitted with the model, keyed by name
+(``clv``: :mod:`custseg.predict.clv`); an entry with ``unavailable`` says why it could not
+be fitted. A model without it scores without predictions."""
+
 SILHOUETTE_FLOOR = 0.15
 MIN_SEGMENT_SHARE = 0.02
 HISTOGRAM_BINS = 10
@@ -428,6 +433,11 @@ class SegmentModel:
     @property
     def label_edges(self) -> LabelEdges:
         return LabelEdges.from_dict(self.metadata["label_edges"])
+
+    def prediction(self, name: str) -> dict[str, Any] | None:
+        """The fitted prediction ``name`` of :data:`PREDICTIONS` (``None``: not fitted)."""
+        doc = (self.metadata.get(PREDICTIONS) or {}).get(name)
+        return dict(doc) if isinstance(doc, Mapping) and "unavailable" not in doc else None
 
     def segment_names(self) -> dict[int, str]:
         """Segment id -> persona name."""

@@ -53,11 +53,13 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from custseg.features.build import Features
 from custseg.ingest.contracts.model import Contract
-from custseg.model.artifact import SegmentModel, build_metadata
+from custseg.jsonsafe import json_safe
+from custseg.model.artifact import PREDICTIONS, SegmentModel, build_metadata
 from custseg.model.labels import fit_label_edges
 from custseg.model.personas import describe_segments
 from custseg.model.quality import silhouette
 from custseg.model.sample import DEFAULT_MAX_CUSTOMERS, sample_customers
+from custseg.predict.clv import fit_history
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +433,11 @@ def train_model(
             "timings": {key: round(val, 3) for key, val in timings.items()},
         },
     )
+    if features.history is not None:  # an order log: repeat purchases and customer value
+        t4 = time.perf_counter()
+        predictions = {**metadata.get(PREDICTIONS, {}), "clv": fit_history(features.history)}
+        metadata[PREDICTIONS] = json_safe(predictions)
+        log.info("fitted the customer-value predictions in %.1fs", time.perf_counter() - t4)
     log.info(
         "trained k=%d silhouette=%.3f on %d customers in %.1fs",
         chosen,

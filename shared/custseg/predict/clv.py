@@ -36,7 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 from scipy import optimize, special
+
+from custseg.features.sql import HISTORY_COLUMNS
 
 DAYS_PER_MONTH = 365.25 / 12
 DEFAULT_HORIZON_DAYS = 90.0
@@ -91,7 +94,8 @@ class RepeatHistory:
     ) -> RepeatHistory:
         """Checked inputs; ``ValueError`` names the input and the first bad row:
         frequency must be a whole number >= 0, 0 <= recency <= T, recency 0 when
-        frequency is 0, monetary > 0 where frequency > 0 (ignored elsewhere)."""
+        frequency is 0, monetary > 0 or missing (NaN: unknown) where frequency > 0
+        (ignored elsewhere)."""
         x, tx, age = _array("frequency", frequency), _array("recency", recency), _array("T", T)
         if not len(x) == len(tx) == len(age):
             raise ValueError(
@@ -106,7 +110,7 @@ class RepeatHistory:
             if len(m) != len(x):
                 raise ValueError(f"monetary has {len(m)} rows, frequency {len(x)}")
             repeat = x > 0
-            _first_bad("monetary", repeat & ~(np.isfinite(m) & (m > 0)), "is not > 0")
+            _first_bad("monetary", repeat & ~(np.isnan(m) | (m > 0)), "is not > 0")
         w = None
         if weights is not None:
             w = _array("weights", weights)
@@ -294,11 +298,12 @@ class GammaGammaFitter:
     frequency_value_correlation_: float | None = None
 
     def fit(self, history: RepeatHistory) -> Self:
-        """Maximum likelihood on the repeat buyers (frequency > 0); ``FitError`` when they
-        are fewer than :data:`MIN_REPEAT_BUYERS` or q <= 1 (no finite mean value)."""
+        """Maximum likelihood on the repeat buyers (frequency > 0, monetary known);
+        ``FitError`` when they are fewer than :data:`MIN_REPEAT_BUYERS` or q <= 1 (no
+        finite mean value)."""
         if history.monetary is None:
             raise ValueError("monetary: the Gamma-Gamma fit needs the mean repeat-order value")
-        repeat = history.frequency > 0
+        repeat = (history.frequency > 0) & ~np.isnan(history.monetary)
         x, m, w = history.frequency[repeat], history.monetary[repeat], history.counts[repeat]
         if w.sum() < MIN_REPEAT_BUYERS:
             raise FitError(
@@ -332,10 +337,13 @@ class GammaGammaFitter:
 
     def predict(self, x: np.ndarray, m: np.ndarray | None) -> np.ndarray:
         """E[value of a purchase | x, m] (equation 5): a weighted mean of the population
-        mean and the customer's own mean; the population mean p*gamma/(q-1) when x = 0."""
+        mean and the customer's own mean; the population mean p*gamma/(q-1) when x = 0 or
+        ``m`` is unknown (NaN)."""
         p, q, g = self.params.p, self.params.q, self.params.gamma
-        own = np.zeros_like(x) if m is None else np.where(x > 0, np.nan_to_num(m), 0.0)
-        return np.asarray(p * (g + x * own) / (p * x + q - 1))
+        known = np.zeros(len(x), dtype=bool) if m is None else (x > 0) & ~np.isnan(m)
+        n = np.where(known, x, 0.0)
+        own = np.zeros(len(x)) if m is None else np.where(known, m, 0.0)
+        return np.asarray(p * (g + n * own) / (p * n + q - 1))
 
 
 # ---------------------------------------------------------------------------------------
@@ -501,3 +509,48 @@ def holdout_comparison(
         "status": "watch" if watch else "ok",
         "by_frequency": buckets,
     }
+
+
+# ---------------------------------------------------------------------------------------
+# From an order log's features (custseg.features: Features.history)
+# ---------------------------------------------------------------------------------------
+
+PREDICTION_NAMES: tuple[str, ...] = ("p_alive", "expected_purchases_90d", "expected_value_12m")
+"""The per-customer outputs, as the assignments name them."""
+
+
+def history_of(frame: pd.DataFrame) -> tuple[np.ndarray, RepeatHistory]:
+    """(mask of the rows with a purchase history, their :class:`RepeatHistory`) of an
+    order log's history frame (:data:`custseg.features.sql.HISTORY_COLUMNS`, days); a
+    mean repeat value that is not positive is unknown."""
+    f, r, age, m = (
+        frame[name].to_numpy(dtype="float64", na_value=np.nan) for name in HISTORY_COLUMNS
+    )
+    known = ~(np.isnan(f) | np.isnan(r) | np.isnan(age))
+    with np.errstate(invalid="ignore"):
+        m = np.where(m > 0, m, np.nan)
+    return known, RepeatHistory.of(f[known], r[known], age[known], m[known])
+
+
+def fit_history(frame: pd.DataFrame) -> dict[str, Any]:
+    """The fitted :class:`CustomerValueModel` of a history frame, as its dict (days), or
+    ``{"unavailable": reason}`` when the data cannot be fitted."""
+    _, history = history_of(frame)
+    try:
+        return CustomerValueModel(days_per_unit=1.0).fit(history).to_dict()
+    except FitError as exc:
+        return {"unavailable": str(exc)}
+
+
+def predict_history(doc: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """:data:`PREDICTION_NAMES` -> per-row values (NaN for a customer without purchases)
+    of the model ``doc`` (:meth:`CustomerValueModel.to_dict`)."""
+    model = CustomerValueModel.from_dict(doc)
+    known, history = history_of(frame)
+    out = {name: np.full(len(frame), np.nan) for name in PREDICTION_NAMES}
+    if known.any():
+        predicted = model.predict(history)
+        out["p_alive"][known] = predicted.p_alive
+        out["expected_purchases_90d"][known] = predicted.expected_purchases
+        out["expected_value_12m"][known] = predicted.expected_value
+    return out

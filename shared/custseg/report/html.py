@@ -221,6 +221,46 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
     return "".join(body)
 
 
+def _predictions_section(profiles: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
+    """The expected value per segment and the holdout check (order logs with a model that
+    has the customer-value predictions; nothing otherwise)."""
+    clv = (metrics.get("predictions") or {}).get("clv") or {}
+    if not clv.get("available"):
+        return []
+    base = (((profiles.get("predictions") or {}).get("clv") or {}).get("base")) or {}
+    out = [
+        "<h2>Expected value in the next 12 months</h2>",
+        "<p class='lead'>From each customer's purchase history: how likely they are still "
+        "buying, how often they will buy and what a purchase is worth (BG/NBD and "
+        "Gamma-Gamma models, discounted 1 % a month). A segment with a larger share of "
+        "expected value than of past value is growing in importance.</p>",
+    ]
+    if base.get("customers"):
+        total = float(base.get("expected_value_12m_total") or 0)
+        out.append(
+            f"<p>{_int(base.get('customers'))} customers with a purchase history are expected "
+            f"to bring {total:,.0f} in the next 12 months; the model reckons "
+            f"{_pct(base.get('p_alive_mean'))} of them are still buying.</p>"
+        )
+    out.append(_figure(charts.chart_expected_value(profiles)))
+    holdout = clv.get("holdout") or {}
+    out.append("<h3>Do the predictions hold?</h3>")
+    if holdout.get("evaluated"):
+        miss = holdout.get("miss")
+        out.append(
+            f"<p>Fitted on the history up to {_e(holdout.get('calibration_end'))}, the model "
+            f"predicted {float(holdout.get('predicted_total') or 0):,.0f} purchases in the "
+            f"following {_int(holdout.get('holdout_days'))} days; the customers made "
+            f"{float(holdout.get('actual_total') or 0):,.0f}"
+            + (f" ({_pct(miss)} off)." if miss is not None else ".")
+            + "</p>"
+        )
+        out.append(_figure(charts.chart_holdout(metrics)))
+    else:
+        out.append(f"<p class='note'>Not checked: {_e(holdout.get('reason', 'no holdout'))}.</p>")
+    return out
+
+
 def render_report(
     profiles: dict[str, Any],
     metrics: dict[str, Any],
@@ -325,6 +365,7 @@ def render_report(
         out.append(_figure(charts.chart_transitions(metrics)))
     else:
         out.append("<p class='note'>First run: there is no previous run to compare with.</p>")
+    out += _predictions_section(profiles, metrics)
     if outcomes:
         out.append("<h2>Outcomes by segment</h2>")
         for name, doc in outcomes.items():

@@ -40,6 +40,17 @@ from custseg.model.labels import SCORE_COLUMNS, LabelCodes
 from custseg.model.labels import TEXT_COLUMNS as LABEL_TEXT_COLUMNS
 from custseg.spreadsheet import is_text, neutralise_table
 
+PREDICTION_COLUMNS: dict[str, str] = {
+    "p_alive": "Probability that the customer is still buying (BG/NBD, 0..1; 1 for a customer "
+    "with one purchase so far); empty without an order log or with a model fitted without "
+    "predictions. See docs/predictions.md.",
+    "expected_purchases_90d": "Purchase days expected in the next 90 days (BG/NBD); empty "
+    "when p_alive is.",
+    "expected_value_12m": "Expected value of the next 12 months' purchases, discounted 1 % a "
+    "month (BG/NBD x Gamma-Gamma), in the order log's currency; empty when p_alive is.",
+}
+"""The per-customer predictions of :mod:`custseg.predict.clv` (float64, null when absent)."""
+
 ASSIGNMENT_COLUMNS: dict[str, str] = {
     "customer_id": "The customer's identifier exactly as in the uploaded file (text; leading "
     "zeros kept). Each customer appears exactly once per run.",
@@ -62,6 +73,7 @@ ASSIGNMENT_COLUMNS: dict[str, str] = {
     "value": "The customer's value measure (net spend for transaction data, else the first "
     "value column of the contract, e.g. total charges); empty when unknown. May be negative "
     "(net returns).",
+    **PREDICTION_COLUMNS,
     "model_version": "Version of the segmentation model that scored this run.",
     "run_id": "Identifier of the scoring run that wrote this row.",
     "as_of": "The date the features were computed as of (recency, tenure).",
@@ -82,6 +94,7 @@ ASSIGNMENTS_SCHEMA: pa.Schema = pa.schema(
         pa.field("value_tier", pa.string()),
         pa.field("lifecycle_stage", pa.string()),
         pa.field("value", pa.float64()),
+        *(pa.field(name, pa.float64()) for name in PREDICTION_COLUMNS),
         pa.field("model_version", pa.string()),
         pa.field("run_id", pa.string()),
         pa.field("as_of", pa.date32()),
@@ -105,7 +118,7 @@ TEXT_COLUMNS: tuple[str, ...] = tuple(
 DICTIONARY_COLUMNS: tuple[str, ...] = tuple(
     name
     for name in ASSIGNMENTS_SCHEMA.names
-    if name not in ("customer_id", "distance", "confidence", "value")
+    if name not in ("customer_id", "distance", "confidence", "value", *PREDICTION_COLUMNS)
 )
 """Columns Parquet-encoded with a dictionary: the few-valued ones. Ids and measures are
 (almost) all distinct: a dictionary would be built and then abandoned for each of them,
@@ -192,6 +205,19 @@ def _text(values: pd.Series | None, n: int, default: str = "n/a") -> pa.Array:
     return pa.array(values.astype("string").fillna(default), type=pa.string())
 
 
+def _prediction_arrays(forecasts: Mapping[str, np.ndarray] | None, n: int) -> list[pa.Array]:
+    """The :data:`PREDICTION_COLUMNS` of a chunk, 6 decimals (null where absent or NaN)."""
+    arrays = []
+    for name in PREDICTION_COLUMNS:
+        values = None if forecasts is None else forecasts.get(name)
+        if values is None:
+            arrays.append(pa.nulls(n, type=pa.float64()))
+        else:
+            rounded = np.round(np.asarray(values, dtype="float64"), 6)
+            arrays.append(pa.array(rounded, type=pa.float64(), from_pandas=True))
+    return arrays
+
+
 def assignments_table(
     predictions: pd.DataFrame,
     labels: pd.DataFrame | None,
@@ -201,6 +227,7 @@ def assignments_table(
     run_id: str,
     as_of: dt.date,
     segment_names: Mapping[int, str] | None = None,
+    forecasts: Mapping[str, np.ndarray] | None = None,
 ) -> pa.Table:
     """One chunk of assignments as an Arrow table with :data:`ASSIGNMENTS_SCHEMA`.
 
@@ -211,6 +238,7 @@ def assignments_table(
     or ``None``. All inputs must already be aligned on the same index order.
     ``segment_names`` (id -> name, e.g. ``model.segment_names()``) builds the name column
     from the ids (vectorised) instead of converting ``predictions["segment_name"]``.
+    ``forecasts``: as :func:`assignments_batch`'s.
     """
     n = len(predictions)
     lab = labels if labels is not None else pd.DataFrame(index=predictions.index)
@@ -243,6 +271,7 @@ def assignments_table(
         _text(col("value_tier"), n),
         _text(col("lifecycle_stage"), n),
         value_arr,
+        *_prediction_arrays(forecasts, n),
         _constant(model_version, n, pa.string()),
         _constant(run_id, n, pa.string()),
         _constant(as_of, n, pa.date32()),
@@ -262,6 +291,7 @@ def assignments_batch(
     run_id: str,
     as_of: dt.date,
     segment_names: Mapping[int, str] | None = None,
+    forecasts: Mapping[str, np.ndarray] | None = None,
 ) -> pa.Table:
     """One chunk of assignments as an Arrow table with :data:`ENCODED_SCHEMA` (the
     values of :data:`ASSIGNMENTS_SCHEMA`, few-valued text dictionary-encoded), from
@@ -270,7 +300,9 @@ def assignments_batch(
     ``customer_id``: the ids (Arrow strings or a string index); ``segment_id``,
     ``distance``, ``confidence``: from ``SegmentModel.assign``; ``labels``: from
     ``labels.label_codes`` or ``None``; ``value``: float64 (NaN unknown) or ``None``;
-    ``segment_names``: id -> name (``Segment <id>`` for ids it lacks).
+    ``segment_names``: id -> name (``Segment <id>`` for ids it lacks);
+    ``forecasts``: :data:`PREDICTION_COLUMNS` -> float64 (NaN unknown; a name it lacks,
+    or ``None``: all null).
     """
     n = len(segment_id)
     seg = np.asarray(segment_id, dtype="int16")
@@ -307,6 +339,7 @@ def assignments_batch(
         pa.nulls(n, type=pa.float64())
         if value is None
         else pa.array(np.asarray(value, dtype="float64"), from_pandas=True),
+        *_prediction_arrays(forecasts, n),
         _encoded([model_version], np.zeros(n, dtype=np.int32)),
         _encoded([run_id], np.zeros(n, dtype=np.int32)),
         _constant(as_of, n, pa.date32()),

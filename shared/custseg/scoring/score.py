@@ -71,6 +71,13 @@ from custseg.scoring.metrics import (
     quality_sample,
 )
 from custseg.scoring.outputs import AssignmentWriter, assignments_batch
+from custseg.scoring.predictions import (
+    CLV,
+    ValueTotals,
+    forecasts_of,
+    holdout_check,
+    predictions_metrics,
+)
 from custseg.scoring.profiles import build_profiles
 
 HASH_KEY = "custseg-sample-1"
@@ -527,6 +534,8 @@ def _score_dataset(
     )
     label_edges = model.label_edges
     names = model.segment_names()
+    clv = model.prediction(CLV)
+    value_totals = ValueTotals() if clv is not None else None
     seen = _SeenIds()
     duplicates = 0
     files = {
@@ -559,6 +568,9 @@ def _score_dataset(
                 if features.value is None
                 else features.value.to_numpy(dtype="float64", na_value=np.nan)
             )
+            forecasts = forecasts_of(clv, features)
+            if forecasts is not None and value_totals is not None:
+                value_totals.update(segment, forecasts, value)
             table = assignments_batch(
                 features.frame.index,
                 segment,
@@ -570,6 +582,7 @@ def _score_dataset(
                 run_id=run.run_id,
                 as_of=as_of,
                 segment_names=names,
+                forecasts=forecasts,
             )
             writer.write(table)
             stats.update(
@@ -616,10 +629,13 @@ def _score_dataset(
             sample_x=x,
             sample_segments=seg_sample,
             pca_variance=variance,
+            predictions=_predictions(clv, clean_path, contract, orders, as_of, limits, thresholds),
         )
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
+        profiles = build_profiles(
+            stats, model, contract=portrait, run=run, as_of=as_of, value_totals=value_totals
+        )
         evaluated = time.perf_counter()
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
@@ -656,6 +672,30 @@ def _score_dataset(
         as_of=as_of,
         timings=timings,
     )
+
+
+def _predictions(
+    clv: dict[str, Any] | None,
+    clean_path: Path,
+    contract: Contract,
+    orders: Source | None,
+    as_of: dt.date,
+    limits: EngineLimits,
+    thresholds: Thresholds,
+) -> dict[str, Any] | None:
+    """metrics.json ``predictions`` of a run on an order log (or a portrait joined with
+    one), the holdout check on its lines included; ``None`` for a customer table alone."""
+    if orders is None and not contract.is_transactions:
+        return None
+    holdout = None
+    if clv is not None:
+        parts, log_contract = clean_files(clean_path), contract
+        if orders is not None:
+            parts, log_contract = list(orders.parts), orders.contract
+        holdout = holdout_check(
+            parts, log_contract, as_of, limits, miss_watch=thresholds.holdout_miss_watch
+        )
+    return predictions_metrics(clv, holdout)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
