@@ -247,12 +247,13 @@ def _predictions_section(profiles: Mapping[str, Any], metrics: Mapping[str, Any]
     out.append("<h3>Do the predictions hold?</h3>")
     if holdout.get("evaluated"):
         miss = holdout.get("miss")
+        side = "" if miss is None else f" ({_pct(abs(miss))} {'more' if miss > 0 else 'fewer'}"
         out.append(
-            f"<p>Fitted on the history up to {_e(holdout.get('calibration_end'))}, the model "
-            f"predicted {float(holdout.get('predicted_total') or 0):,.0f} purchases in the "
-            f"following {_int(holdout.get('holdout_days'))} days; the customers made "
+            f"<p>Fitted on the history before {_e(holdout.get('calibration_end'))}, the model "
+            f"predicted {float(holdout.get('predicted_total') or 0):,.0f} purchase days in "
+            f"the following {_int(holdout.get('holdout_days'))} days; the customers made "
             f"{float(holdout.get('actual_total') or 0):,.0f}"
-            + (f" ({_pct(miss)} off)." if miss is not None else ".")
+            + (f"{side} predicted than made)." if side else ".")
             + "</p>"
         )
         out.append(_figure(charts.chart_holdout(metrics)))
