@@ -135,9 +135,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if result.status == "accepted" else 1
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from custseg.dataset.clean_data import read_clean
+def _train_features(clean_path: Path, contract: Any, tmp: Path) -> Any:
+    """The features ``train`` fits on: an order log's on DuckDB (as the training job
+    computes them, the repeat-purchase history included), a customer table's from its rows."""
+    from custseg.dataset.clean_data import clean_files, read_clean
     from custseg.features.build import build_features
+    from custseg.features.engine import collect_features, default_as_of_parts, lambda_limits
+
+    if contract.is_transactions:
+        files = clean_files(clean_path)
+        as_of, _ = default_as_of_parts(files, contract)
+        return collect_features(files, contract, as_of, lambda_limits(1024, share=1.0, tmp=tmp))
+    return build_features(read_clean(clean_path).to_pandas(), contract)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from custseg.ingest.pipeline import ingest_file
     from custseg.model.artifact import dump_artifact
     from custseg.model.training import train_model
@@ -157,8 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result.status != "accepted" or result.clean_path is None:
             print(result.report.to_text())
             return 1
-        clean = read_clean(result.clean_path).to_pandas()
-    features = build_features(clean, result.contract)
+        features = _train_features(result.clean_path, result.contract, Path(tmp))
     model = train_model(features, contract=result.contract, k=args.k, model_name=dataset)
     model_bytes, metadata_bytes = dump_artifact(model)
     target = out / "models" / dataset / model.version
@@ -176,6 +187,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     for seg in meta.get("segments", []):
         print(f"  segment {seg['id']}: {seg['name']} ({seg['share']:.0%}) - {seg['action']}")
     print(f"gates: {'passed' if meta.get('gates', {}).get('passed') else meta.get('gates')}")
+    clv = (meta.get("predictions") or {}).get("clv")
+    if clv:
+        fitted = clv.get("fitted_on") or {}
+        print(
+            f"predictions: {clv['unavailable']}"
+            if "unavailable" in clv
+            else f"predictions: BG/NBD + Gamma-Gamma fitted on {fitted.get('customers', 0):,} "
+            f"customers, {fitted.get('repeat_buyers', 0):,} repeat buyers (docs/predictions.md)"
+        )
     print(f"written to {target}/")
     return 0
 

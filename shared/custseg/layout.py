@@ -248,7 +248,7 @@ RESULT_FILES = {
     "metrics": "metrics.json",
     "quality": "quality.json",
     "report": "report.html",
-    "value_at_risk": "value_at_risk.csv",  # only when the model predicts churn (or CLV)
+    "value_at_risk": "value_at_risk.csv",  # only with a value-at-risk measure
 }
 
 OFFERS_FILE = "offers.csv"  # a results run's offers per customer, when the data has categories

@@ -55,6 +55,17 @@ def test_train_writes_the_artifact_files(
     assert (version_dir / "model.joblib").stat().st_size > 0
 
 
+def test_train_on_an_order_log_fits_the_predictions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = str(FIXTURES / "online_retail_invoices.csv")
+    assert main(["train", orders, "--k", "3", "--out", str(tmp_path)]) == 0
+    assert "predictions: BG/NBD + Gamma-Gamma fitted on 4,338 customers" in capsys.readouterr().out
+    (version_dir,) = (tmp_path / "models" / "online_retail_invoices").iterdir()
+    meta = json.loads((version_dir / "metadata.json").read_text())
+    assert meta["predictions"]["clv"]["bgnbd"]["r"] > 0
+
+
 # ------------------------------------------------------------------------------ failures
 MALL = str(FIXTURES / "mall_customers.csv")
 

@@ -162,6 +162,10 @@ class Features:
     ``codes``: optionally, per categorical column of ``frame``, the same values as
     :class:`CategoryCodes` (:func:`build_features_arrow` fills it; consumers use it when
     present and fall back to the text column otherwise). It must agree with ``frame``.
+    ``history``: for an order log's features computed on DuckDB
+    (:mod:`custseg.features.engine`), per customer (same index) the inputs of the
+    repeat-purchase predictions, :data:`custseg.features.sql.HISTORY_COLUMNS` (missing for a
+    customer without purchases); ``None`` otherwise.
     """
 
     frame: pd.DataFrame
@@ -172,6 +176,7 @@ class Features:
     extras: pd.DataFrame
     codes: dict[str, CategoryCodes] = field(default_factory=dict)
     source_kind: str | None = None  # "combined": joined from a customer table and an order log
+    history: pd.DataFrame | None = None  # an order log's repeat-purchase history (see above)
 
     @property
     def kind(self) -> str:
@@ -567,8 +572,8 @@ def _finish(
 
 def with_schema(features: Features, schema: FeatureSchema | None) -> Features:
     """``features`` with exactly ``schema``'s columns (as :func:`build_features` with
-    ``schema`` gives them); ``None``: as they are. Codes are dropped."""
-    return _finish(
+    ``schema`` gives them); ``None``: as they are. Codes are dropped; the history is kept."""
+    finished = _finish(
         features.frame,
         list(features.numeric),
         list(features.categorical),
@@ -578,6 +583,8 @@ def with_schema(features: Features, schema: FeatureSchema | None) -> Features:
         schema,
         {},
     )
+    finished.history = features.history
+    return finished
 
 
 def _arrow_column(data: pa.Table | pa.RecordBatch, name: str) -> pa.Array:

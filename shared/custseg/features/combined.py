@@ -69,6 +69,8 @@ def combined_query(customers: FeatureQuery, orders: FeatureQuery) -> FeatureQuer
                 taken.add(name)
                 extras.append(name)
                 select.append(f"{side}.{quote(name)} AS {quote(name)}")
+    for name in orders.history:  # missing for a customer without orders
+        select.append(f"t.{quote(name)} AS {quote(name)}")
     sql = (
         "SELECT\n    "
         + ",\n    ".join(select)
@@ -84,6 +86,7 @@ def combined_query(customers: FeatureQuery, orders: FeatureQuery) -> FeatureQuer
         kind=COMBINED,
         as_of=orders.as_of,
         value_name="monetary",
+        history=list(orders.history),
     )
 
 

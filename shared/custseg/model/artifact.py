@@ -77,6 +77,13 @@ if TYPE_CHECKING:
 # this module: the ingest function imports the model registry but never loads a model, and
 # should not pay seconds of cold start for them.
 
+PREDICTIONS = "predictions"
+"""The metadata section of per-customer predictions fitted with the model, keyed by name:
+``p_<outcome>`` (``kind: "propensity"``, :mod:`custseg.predict.propensity`) and ``clv``
+(``kind: "clv"``, :mod:`custseg.predict.clv`; an entry with ``unavailable`` says why it
+could not be fitted). Each reader takes its own entries only. A model without the section
+scores without predictions."""
+
 SILHOUETTE_FLOOR = 0.15
 MIN_SEGMENT_SHARE = 0.02
 HISTOGRAM_BINS = 10
@@ -434,13 +441,20 @@ class SegmentModel:
         return LabelEdges.from_dict(self.metadata["label_edges"])
 
     def predict_extra(self, features: Features) -> dict[str, np.ndarray]:
-        """The model's per-customer predictions (e.g. ``p_churn``) for ``features``, by
-        column name, in row order; empty for a model without any."""
+        """The model's propensities (``p_<outcome>``, e.g. ``p_churn``) for ``features``, by
+        column name, in row order; empty for a model without any. A run's prediction
+        columns (these and the customer-value ones) come from
+        :func:`custseg.scoring.predictions.predict_chunk`."""
         if not self.predictors:
             return {}
         from custseg.predict.propensity import predict_propensities
 
         return predict_propensities(self.metadata, self.predictors, features)
+
+    def prediction(self, name: str) -> dict[str, Any] | None:
+        """The fitted prediction ``name`` of :data:`PREDICTIONS` (``None``: not fitted)."""
+        doc = (self.metadata.get(PREDICTIONS) or {}).get(name)
+        return dict(doc) if isinstance(doc, Mapping) and "unavailable" not in doc else None
 
     def segment_names(self) -> dict[int, str]:
         """Segment id -> persona name."""
@@ -663,7 +677,7 @@ def build_metadata(
         "quality": quality,
     }
     if predictions:
-        metadata["predictions"] = predictions
+        metadata[PREDICTIONS] = predictions
     metadata = json_safe(metadata)
     passed, reasons = check_gates(metadata)
     metadata["gates"] = {

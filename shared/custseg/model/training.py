@@ -29,7 +29,9 @@ from the same centres (see :func:`fit_clusterer` for the measurements). Cluster 
 by size (0 = largest), so ids are stable for the same data and seed.
 
 Propensity: for each outcome column (e.g. churn) a calibrated classifier is fitted on the
-same customers (:mod:`custseg.predict.propensity`); the personas' actions use it.
+same customers (:mod:`custseg.predict.propensity`); the personas' actions use it. Customer
+value: an order log's repeat-purchase history gets BG/NBD and Gamma-Gamma
+(:mod:`custseg.predict.clv`). Both land in the metadata's ``predictions``.
 
 Choosing k (unless fixed): each k in ``k_range`` is fitted on a seeded sample of at most
 :data:`SELECTION_SAMPLE` customers; silhouette on a seeded sub-sample of at most
@@ -61,6 +63,7 @@ from custseg.model.labels import fit_label_edges
 from custseg.model.personas import describe_segments
 from custseg.model.quality import silhouette
 from custseg.model.sample import DEFAULT_MAX_CUSTOMERS, sample_customers
+from custseg.predict.clv import CLV, fit_history
 from custseg.predict.propensity import fit_propensities
 
 log = logging.getLogger(__name__)
@@ -401,6 +404,12 @@ def train_model(
     t4 = time.perf_counter()
     propensities = fit_propensities(features, contract, seed=seed)
     timings["propensity_s"] = time.perf_counter() - t4
+    predictions: dict[str, Any] = dict(propensities.metadata)
+    if features.history is not None:  # an order log: repeat purchases and customer value
+        t5 = time.perf_counter()
+        predictions[CLV] = fit_history(features.history)
+        timings["clv_s"] = time.perf_counter() - t5
+        log.info("fitted the customer-value predictions in %.1fs", timings["clv_s"])
     logged, _, _, _ = split_numeric(frame, features.numeric)
     segments = describe_segments(
         features,
@@ -446,7 +455,7 @@ def train_model(
             "k_range": list(k_range),
             "timings": {key: round(val, 3) for key, val in timings.items()},
         },
-        predictions=propensities.metadata,
+        predictions=predictions,
     )
     log.info(
         "trained k=%d silhouette=%.3f on %d customers in %.1fs",

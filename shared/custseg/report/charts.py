@@ -1138,3 +1138,78 @@ def chart_reliability(name: str, doc: Mapping[str, Any]) -> str | None:
             desc="; ".join(f"{n}: {t}" for n, t in zip(names, labels, strict=True)) + ".",
         )
     )
+
+
+def chart_expected_value(profiles: Mapping[str, Any]) -> str | None:
+    """Bars per segment: its share of the customers' expected value over the next 12
+    months next to its share of their past value (profiles ``predictions.clv``)."""
+    clv = ((profiles.get("predictions") or {}).get("clv") or {}).get("segments") or []
+    rows = [r for r in clv if r.get("customers")]
+    if not rows or not any(_finite(r.get("expected_value_share")) for r in rows):
+        return None
+    names = [str(r.get("name", f"Segment {r.get('id')}")) for r in rows]
+    colours = [colour(r["id"]) for r in rows]
+    ahead = [_finite(r.get("expected_value_share")) or 0.0 for r in rows]
+    past = [_finite(r.get("past_value_share")) or 0.0 for r in rows]
+    series = [
+        _Series(ahead, colours, [_pct(v) for v in ahead], "share of expected value (12 months)"),
+        _Series(
+            past,
+            colours,
+            [_pct(v) for v in past],
+            "share of past value",
+            light=True,
+            label_fill="#444",
+        ),
+    ]
+    desc = "; ".join(
+        f"{n}: {_pct(a)} of expected value, {_pct(p)} of past value"
+        for n, a, p in zip(names, ahead, past, strict=True)
+    )
+    return _hbars(
+        _Bars(
+            "Where will next year's value come from?",
+            names,
+            series,
+            tick=_pct_tick,
+            min_top=0.05,
+            desc=desc + ".",
+        )
+    )
+
+
+def chart_holdout(metrics: Mapping[str, Any]) -> str | None:
+    """Bars per calibration frequency (0 .. 7+ repeat purchases): mean purchases per
+    customer predicted for the holdout next to the actual ones (metrics
+    ``predictions.clv.holdout``)."""
+    holdout = ((metrics.get("predictions") or {}).get("clv") or {}).get("holdout") or {}
+    rows = [r for r in holdout.get("by_frequency") or [] if r.get("customers")]
+    if not holdout.get("evaluated") or not rows:
+        return None
+    names = [f"{r['frequency']} repeat purchases ({int(r['customers']):,} customers)" for r in rows]
+    predicted = [_finite(r.get("predicted_mean")) or 0.0 for r in rows]
+    actual = [_finite(r.get("actual_mean")) or 0.0 for r in rows]
+    series = [
+        _Series(predicted, [NEUTRAL] * len(rows), [f"{v:.2f}" for v in predicted], "predicted"),
+        _Series(
+            actual,
+            [INK] * len(rows),
+            [f"{v:.2f}" for v in actual],
+            "actual",
+            light=True,
+            label_fill="#444",
+        ),
+    ]
+    desc = "; ".join(
+        f"{n}: predicted {p:.2f}, actual {a:.2f}"
+        for n, p, a in zip(names, predicted, actual, strict=True)
+    )
+    return _hbars(
+        _Bars(
+            f"Purchases per customer in the {holdout.get('holdout_days')}-day holdout",
+            names,
+            series,
+            x_label="purchase days per customer",
+            desc=desc + ".",
+        )
+    )

@@ -255,35 +255,97 @@ def _prediction_block(name: str, doc: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _predictions_section(metrics: Mapping[str, Any], profiles: Mapping[str, Any]) -> list[str]:
-    """The report's "Predictions" section (empty when the model predicts nothing)."""
-    predictions = metrics.get("predictions") or {}
-    if not predictions:
+def _propensity_section(predictions: Mapping[str, Any]) -> list[str]:
+    """The propensities (the ``predictions`` entries of kind ``propensity``): evidence,
+    reliability charts, drivers."""
+    docs = {
+        name: doc
+        for name, doc in predictions.items()
+        if isinstance(doc, Mapping) and doc.get("kind") == "propensity"
+    }
+    if not docs:
         return []
     out = [
         "<h2>Predictions</h2>",
         "<p class='lead'>Each customer's probability of each outcome is in the assignments "
         "(columns p_&lt;outcome&gt;).</p>",
     ]
-    for name, doc in predictions.items():
+    for name, doc in docs.items():
         out += _prediction_block(name, doc)
+    return out
+
+
+def _value_at_risk_block(metrics: Mapping[str, Any], profiles: Mapping[str, Any]) -> list[str]:
+    """The segments ranked by value at risk (when the run has a value-at-risk measure)."""
     at_risk = metrics.get("value_at_risk") or {}
     priority = profiles.get("priority") or []
-    if at_risk and priority:
-        rows = "".join(
-            f"<tr><td>{int(p['rank'])}</td><td>{_e(p['name'])}</td>"
-            f"<td>{_e(_fmt2(p['value_at_risk']))}</td><td>{_pct(p.get('share'))}</td>"
-            f"<td>{_e(p.get('action') or '')}</td></tr>"
-            for p in priority
+    if not (at_risk and priority):
+        return []
+    rows = "".join(
+        f"<tr><td>{int(p['rank'])}</td><td>{_e(p['name'])}</td>"
+        f"<td>{_e(_fmt2(p['value_at_risk']))}</td><td>{_pct(p.get('share'))}</td>"
+        f"<td>{_e(p.get('action') or '')}</td></tr>"
+        for p in priority
+    )
+    return [
+        "<h3>Where the value at risk is</h3>",
+        f"<p class='lead'>Value at risk = {_e(at_risk.get('measure'))}; total "
+        f"{_e(_fmt2(at_risk.get('total')))}. The {_int(at_risk.get('top_rows'))} customers "
+        f"with the most are listed in {_e(at_risk.get('top_file'))}.</p>",
+        "<table><tr><th>Rank</th><th>Segment</th><th>Value at risk</th><th>Share</th>"
+        f"<th>Action</th></tr>{rows}</table>",
+    ]
+
+
+def _predictions_section(metrics: Mapping[str, Any], profiles: Mapping[str, Any]) -> list[str]:
+    """The report's predictions: the propensities ("Predictions"), an order log's expected
+    value and holdout check, and where the value at risk is; empty when the model predicts
+    nothing."""
+    predictions = metrics.get("predictions") or {}
+    out = _propensity_section(predictions) + _value_section(profiles, metrics)
+    if out:
+        out += _value_at_risk_block(metrics, profiles)
+    return out
+
+
+def _value_section(profiles: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
+    """The expected value per segment and the holdout check (order logs with a model that
+    has the customer-value predictions; nothing otherwise)."""
+    clv = (metrics.get("predictions") or {}).get("clv") or {}
+    if not clv.get("available"):
+        return []
+    base = (((profiles.get("predictions") or {}).get("clv") or {}).get("base")) or {}
+    out = [
+        "<h2>Expected value in the next 12 months</h2>",
+        "<p class='lead'>From each customer's purchase history: how likely they are still "
+        "buying, how often they will buy and what a purchase is worth (BG/NBD and "
+        "Gamma-Gamma models, discounted 1 % a month). A segment with a larger share of "
+        "expected value than of past value is growing in importance.</p>",
+    ]
+    if base.get("customers"):
+        total = float(base.get("expected_value_12m_total") or 0)
+        out.append(
+            f"<p>{_int(base.get('customers'))} customers with a purchase history are expected "
+            f"to bring {total:,.0f} in the next 12 months; the model reckons "
+            f"{_pct(base.get('p_alive_mean'))} of them are still buying.</p>"
         )
-        out += [
-            "<h3>Where the value at risk is</h3>",
-            f"<p class='lead'>Value at risk = {_e(at_risk.get('measure'))}; total "
-            f"{_e(_fmt2(at_risk.get('total')))}. The {_int(at_risk.get('top_rows'))} customers "
-            f"with the most are listed in {_e(at_risk.get('top_file'))}.</p>",
-            "<table><tr><th>Rank</th><th>Segment</th><th>Value at risk</th><th>Share</th>"
-            f"<th>Action</th></tr>{rows}</table>",
-        ]
+    out.append(_figure(charts.chart_expected_value(profiles)))
+    holdout = clv.get("holdout") or {}
+    out.append("<h3>Do the predictions hold?</h3>")
+    if holdout.get("evaluated"):
+        miss = holdout.get("miss")
+        side = "" if miss is None else f" ({_pct(abs(miss))} {'more' if miss > 0 else 'fewer'}"
+        out.append(
+            f"<p>Fitted on the history before {_e(holdout.get('calibration_end'))}, the model "
+            f"predicted {float(holdout.get('predicted_total') or 0):,.0f} purchase days in "
+            f"the following {_int(holdout.get('holdout_days'))} days; the customers made "
+            f"{float(holdout.get('actual_total') or 0):,.0f}"
+            + (f"{side} predicted than made)." if side else ".")
+            + "</p>"
+        )
+        out.append(_figure(charts.chart_holdout(metrics)))
+    else:
+        out.append(f"<p class='note'>Not checked: {_e(holdout.get('reason', 'no holdout'))}.</p>")
     return out
 
 

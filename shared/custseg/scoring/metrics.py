@@ -83,6 +83,7 @@ class Thresholds:
     stability_watch: float = 0.20
     missing_watch: float = 0.20
     min_customers: int = 30
+    holdout_miss_watch: float = 0.20
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> Thresholds:
@@ -134,6 +135,11 @@ THRESHOLD_DOCS: dict[str, tuple[str, str]] = {
     "min_customers": (
         "fewest customers for drift and quality rules to apply",
         "below 30 customers the verdict is 'watch' (too few to judge)",
+    ),
+    "holdout_miss_watch": (
+        "order logs: |predicted - actual| / actual repeat purchases in the holdout check "
+        "(docs/predictions.md)",
+        "watch when > 0.20 (the predictions missed by more than 20 %)",
     ),
 }
 """Threshold -> (what it limits, rule). Defaults are the :class:`Thresholds` defaults."""
@@ -201,6 +207,12 @@ METRIC_DOCS: dict[str, str] = {
     "(rfm_grid.counts[r-1][f-1]) when RFM is available.",
     "segments": "Per segment: id, name, customers, share, training_share, value_total, "
     "value_share, mean distance.",
+    "predictions.clv": "Order logs: the model's BG/NBD and Gamma-Gamma parameters "
+    "(available false when the model has none) and the holdout check: evaluated, the "
+    "calibration end and holdout days, predicted_total vs actual_total repeat purchases of "
+    "the calibration customers in the holdout, miss = (predicted - actual) / actual, and "
+    "per calibration frequency 0..6, 7+ the mean predicted and actual purchases "
+    "(docs/predictions.md).",
 }
 """metrics.json key -> meaning and how to read it (for the README)."""
 
@@ -684,12 +696,14 @@ def build_metrics(
     sample_x: np.ndarray | None = None,
     sample_segments: np.ndarray | None = None,
     pca_variance: list[float] | None = None,
+    predictions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metrics.json document (see :data:`METRIC_DOCS`), verdict and reasons included.
 
     ``model`` is a ``SegmentModel`` (``metadata``, ``version``, ``segment_names()``);
     ``run`` a ``scoring.RunInfo``. ``sample_x`` / ``sample_segments``: the preprocessed
-    quality sample and its segments (see :func:`quality_sample`).
+    quality sample and its segments (see :func:`quality_sample`). ``predictions``: the
+    run's ``predictions`` section (:func:`custseg.scoring.predictions.predictions_metrics`).
     """
     thresholds = thresholds or Thresholds()
     meta: Mapping[str, Any] = model.metadata or {}
@@ -726,6 +740,8 @@ def build_metrics(
         "labels": _labels_doc(stats),
         "thresholds": thresholds.to_dict(),
     }
+    if predictions is not None:
+        metrics["predictions"] = dict(predictions)
     verdict, reasons = evaluate(metrics, thresholds)
     metrics["verdict"] = verdict
     metrics["reasons"] = reasons
@@ -1030,7 +1046,8 @@ def evaluate(
     numeric and categorical feature PSI, segment-share PSI and largest share change,
     silhouette drop vs training, mean-distance ratio vs training, rise of a feature's
     missing share, and, when the previous run used the same model version, the share of
-    customers who changed segment (watch only). Fewer than ``min_customers`` customers
+    customers who changed segment (watch only); for order logs, the holdout check's miss
+    (watch only). Fewer than ``min_customers`` customers
     gives "watch" (too few to judge) and skips the drift and quality rules.
     """
     t = thresholds or Thresholds()
@@ -1094,6 +1111,14 @@ def evaluate(
             t.distance_ratio_watch,
             t.distance_ratio_retrain,
             "customers sit further from their segment centres: distance ratio",
+        )
+    holdout = ((metrics.get("predictions") or {}).get("clv") or {}).get("holdout") or {}
+    if holdout.get("evaluated") and holdout.get("miss") is not None:
+        check(
+            abs(float(holdout["miss"])),
+            t.holdout_miss_watch,
+            None,
+            "predicted repeat purchases missed the holdout: relative miss",
         )
     stability = metrics.get("stability") or {}
     if stability.get("available") and stability.get("same_model"):

@@ -154,10 +154,25 @@ Arrow's own schema, so it reads back as plain :data:`ASSIGNMENTS_SCHEMA` columns
 
 
 PREDICTION_DOC = (
-    "Columns after ``as_of``, one per prediction of the model (none for a model without): "
-    "``p_<outcome>`` (e.g. ``p_churn``), the calibrated probability (0..1, 6 decimals) of "
-    "the outcome, from the model's propensity (docs/predictions.md)."
+    "Columns after ``as_of``, one per prediction of the model (none for a model without; "
+    "the model's list is :func:`custseg.scoring.predictions.prediction_columns`), float64 "
+    "with 6 decimals: :data:`PREDICTION_COLUMNS`."
 )
+
+PREDICTION_COLUMNS: dict[str, str] = {
+    "p_<outcome>": "One per outcome column the model's propensity was fitted on (e.g. "
+    "p_churn): the calibrated probability (0..1) of the outcome. See docs/predictions.md.",
+    "p_alive": "Order logs: probability that the customer is still buying (BG/NBD, 0..1; 1 "
+    "for a customer with one purchase so far); empty for a customer without purchases. See "
+    "docs/predictions.md.",
+    "expected_purchases_90d": "Order logs: purchase days expected in the next 90 days "
+    "(BG/NBD); empty when p_alive is.",
+    "expected_value_12m": "Order logs: expected value of the next 12 months' purchases, "
+    "discounted 1 % a month (BG/NBD x Gamma-Gamma), in the order log's currency; empty when "
+    "p_alive is.",
+}
+"""Prediction column -> meaning (after :data:`ASSIGNMENT_COLUMNS`, only in runs of a model
+that has the prediction; used for the docs)."""
 
 
 def with_predictions(schema: pa.Schema, names: Sequence[str]) -> pa.Schema:
@@ -290,8 +305,8 @@ def assignments_batch(
     ``distance``, ``confidence``: from ``SegmentModel.assign``; ``labels``: from
     ``labels.label_codes`` or ``None``; ``value``: float64 (NaN unknown) or ``None``;
     ``segment_names``: id -> name (``Segment <id>`` for ids it lacks); ``predictions``:
-    column name -> float64 per customer (e.g. ``p_churn``), appended in that order
-    (:func:`with_predictions`), 6 decimals.
+    column name -> float64 per customer (e.g. ``p_churn``, ``p_alive``; NaN unknown),
+    appended in that order (:func:`with_predictions`), 6 decimals.
     """
     n = len(segment_id)
     seg = np.asarray(segment_id, dtype="int16")

@@ -37,6 +37,7 @@ from custseg.ingest.contracts.model import ColumnType, Contract
 from custseg.model.personas import display_value, trend
 from custseg.scoring.accumulators import grow
 from custseg.scoring.metrics import ScoreStats, _num
+from custseg.scoring.predictions import ValueTotals
 from custseg.stats import Moments
 
 TOP_CATEGORIES = 5
@@ -135,8 +136,11 @@ def build_profiles(
     contract: Contract | None = None,
     run: Any = None,
     as_of: Any = None,
+    value_totals: ValueTotals | None = None,
 ) -> dict[str, Any]:
-    """The profiles.json document from the run statistics and the model's personas.
+    """The profiles.json document from the run statistics and the model's personas;
+    with ``value_totals`` (an order log's predictions), also ``predictions``
+    (:func:`value_profiles`).
 
     Shape::
 
@@ -291,7 +295,7 @@ def build_profiles(
         )
 
     training: Mapping[str, Any] = meta.get("training", {}) or {}
-    return {
+    doc = {
         "schema_version": 1,
         "dataset": getattr(run, "dataset", None),
         "run_id": getattr(run, "run_id", None),
@@ -318,6 +322,43 @@ def build_profiles(
             "categorical": base_categorical,
         },
         "segments": segments,
+    }
+    if value_totals is not None:
+        doc["predictions"] = {"clv": value_profiles(value_totals, names, k)}
+    return doc
+
+
+def value_profiles(totals: ValueTotals, names: Mapping[int, str], k: int) -> dict[str, Any]:
+    """Per segment and overall, over the customers with predictions: their number, the sum
+    and mean of the expected value of the next 12 months, the segment's share of it next to
+    its share of their past value (the value measure), mean p_alive and mean purchases
+    expected in 90 days."""
+    customers = grow(totals.customers, k)
+    expected, past = grow(totals.expected_value, k), grow(totals.past_value, k)
+    alive, purchases = grow(totals.p_alive, k), grow(totals.purchases, k)
+    all_expected, all_past, n = float(expected.sum()), float(past.sum()), float(customers.sum())
+
+    def entry(c: float, e: float, p: float, a: float, b: float) -> dict[str, Any]:
+        return {
+            "customers": int(c),
+            "expected_value_12m_total": _num(e, 4),
+            "expected_value_12m_mean": _num(e / c, 4) if c else None,
+            "expected_value_share": _num(e / all_expected, 6) if all_expected > 0 else None,
+            "past_value_share": _num(p / all_past, 6) if all_past > 0 else None,
+            "p_alive_mean": _num(a / c, 6) if c else None,
+            "expected_purchases_90d_mean": _num(b / c, 6) if c else None,
+        }
+
+    return {
+        "base": entry(n, all_expected, all_past, float(alive.sum()), float(purchases.sum())),
+        "segments": [
+            {
+                "id": s,
+                "name": names.get(s, f"Segment {s}"),
+                **entry(customers[s], expected[s], past[s], alive[s], purchases[s]),
+            }
+            for s in range(k)
+        ],
     }
 
 

@@ -8,8 +8,9 @@ under ``out_dir``:
 - ``profiles.json`` (:mod:`custseg.scoring.profiles`), ``metrics.json``
   (:mod:`custseg.scoring.metrics`);
 - ``report.html`` (:mod:`custseg.report.html`), one self-contained file;
-- ``value_at_risk.csv`` when the model predicts a churn-like outcome (or the customers'
-  lifetime value) and the data has a value measure (:mod:`custseg.scoring.predictions`).
+- ``value_at_risk.csv`` when the model predicts the customers' lifetime value (an order
+  log), or a churn-like outcome and the data has a value measure
+  (:mod:`custseg.scoring.predictions`).
 
 Memory. Customer tables (one row per customer) are streamed by Parquet batches of
 ``chunk_rows`` rows: each chunk is turned into features (with the model's schema and the
@@ -75,8 +76,14 @@ from custseg.scoring.metrics import (
 from custseg.scoring.outputs import AssignmentWriter, assignments_batch
 from custseg.scoring.predictions import (
     AT_RISK_CSV,
+    CLV,
     PredictionStats,
+    ValueTotals,
+    holdout_check,
+    predict_chunk,
     prediction_columns,
+    predictions_metrics,
+    propensity_columns,
     risk_measure,
 )
 from custseg.scoring.profiles import build_profiles
@@ -340,11 +347,13 @@ def _subset(features: Features, rows: slice | np.ndarray) -> Features:
         frame, extras = features.frame.iloc[rows], features.extras.iloc[rows]
         value = None if features.value is None else features.value.iloc[rows]
         codes = {c: CategoryCodes(v.codes[rows], v.values) for c, v in features.codes.items()}
+        history = None if features.history is None else features.history.iloc[rows]
     else:
         frame, extras = features.frame[rows], features.extras[rows]
         value = None if features.value is None else features.value[rows]
         codes = {c: v.take(rows) for c, v in features.codes.items()}
-    return replace(features, frame=frame, value=value, extras=extras, codes=codes)
+        history = None if features.history is None else features.history[rows]
+    return replace(features, frame=frame, value=value, extras=extras, codes=codes, history=history)
 
 
 def _dictionary_columns(pf: pq.ParquetFile, contract: Contract, columns: list[str]) -> list[str]:
@@ -540,6 +549,8 @@ def _score_dataset(
     )
     label_edges = model.label_edges
     names = model.segment_names()
+    clv = model.prediction(CLV)
+    value_totals = ValueTotals() if clv is not None else None
     seen = _SeenIds()
     duplicates = 0
     files = {
@@ -551,8 +562,8 @@ def _score_dataset(
     }
     # The writer stays open while the run is evaluated: the last chunk is written in the
     # background meanwhile (closing waits for it; an error there still fails the run).
-    predicted = prediction_columns(model.metadata, model.predictors)
-    pstats = PredictionStats(predicted, risk_measure(model.metadata, predicted))
+    predicted = prediction_columns(model)
+    pstats = PredictionStats(propensity_columns(model), risk_measure(model.metadata, predicted))
     writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"], predicted)
     try:
         for features in _feature_chunks(
@@ -574,7 +585,9 @@ def _score_dataset(
                 if features.value is None
                 else features.value.to_numpy(dtype="float64", na_value=np.nan)
             )
-            extra = model.predict_extra(features)
+            extra = predict_chunk(model, features, predicted)
+            if value_totals is not None:
+                value_totals.update(segment, extra, value)
             table = assignments_batch(
                 features.frame.index,
                 segment,
@@ -586,7 +599,7 @@ def _score_dataset(
                 run_id=run.run_id,
                 as_of=as_of,
                 segment_names=names,
-                predictions={name: extra[name] for name in predicted},
+                predictions=extra,
             )
             writer.write(table)
             if predicted:
@@ -635,10 +648,13 @@ def _score_dataset(
             sample_x=x,
             sample_segments=seg_sample,
             pca_variance=variance,
+            predictions=_predictions(clv, clean_path, contract, orders, as_of, limits, thresholds),
         )
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
+        profiles = build_profiles(
+            stats, model, contract=portrait, run=run, as_of=as_of, value_totals=value_totals
+        )
         if predicted:
             _add_predictions(pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
         if annotate is not None:
@@ -692,10 +708,15 @@ def _add_predictions(
     files: dict[str, Path],
     at_risk_path: Path,
 ) -> None:
-    """The run's predictions into metrics.json and profiles.json (a ``priority`` ranking
-    of the segments), and ``value_at_risk.csv`` when a value-at-risk measure applies."""
+    """The run's propensities into metrics.json ``predictions`` (beside ``clv``, see
+    :func:`_predictions`), and when a value-at-risk measure applies, ``value_at_risk`` in
+    metrics.json, a ``priority`` ranking of the segments in profiles.json and
+    ``value_at_risk.csv``."""
     names = model.segment_names()
-    metrics["predictions"] = pstats.metrics_doc(model.metadata, names)
+    metrics["predictions"] = {
+        **pstats.metrics_doc(model.metadata, names),
+        **(metrics.get("predictions") or {}),
+    }
     at_risk = pstats.value_at_risk_doc()
     if at_risk is None:
         return
@@ -704,6 +725,30 @@ def _add_predictions(
     profiles["priority"] = pstats.priority(names, actions)
     pstats.write_top(at_risk_path, names)
     files["value_at_risk"] = at_risk_path
+
+
+def _predictions(
+    clv: dict[str, Any] | None,
+    clean_path: Path,
+    contract: Contract,
+    orders: Source | None,
+    as_of: dt.date,
+    limits: EngineLimits,
+    thresholds: Thresholds,
+) -> dict[str, Any] | None:
+    """metrics.json ``predictions`` of a run on an order log (or a portrait joined with
+    one), the holdout check on its lines included; ``None`` for a customer table alone."""
+    if orders is None and not contract.is_transactions:
+        return None
+    holdout = None
+    if clv is not None:
+        parts, log_contract = clean_files(clean_path), contract
+        if orders is not None:
+            parts, log_contract = list(orders.parts), orders.contract
+        holdout = holdout_check(
+            parts, log_contract, as_of, limits, miss_watch=thresholds.holdout_miss_watch
+        )
+    return predictions_metrics(clv, holdout)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
