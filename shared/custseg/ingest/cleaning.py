@@ -632,6 +632,8 @@ def finalise_stats(stats: dict[str, ColumnStats], sample: RowSample) -> None:
         if st.numeric and values.size and method != OutlierMethod.NONE:
             if method == OutlierMethod.IQR:
                 q1, q3 = np.quantile(values, [0.25, 0.75])
+                if q3 <= q1:  # no spread: every value beyond the middle half would move
+                    continue
                 k = spec.outliers.iqr_factor
                 with np.errstate(over="ignore", invalid="ignore"):  # may overflow to ±inf
                     st.lower, st.upper = float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))

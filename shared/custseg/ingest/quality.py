@@ -108,6 +108,7 @@ class QualityReport:
     date_bounds: dict[str, str] = field(default_factory=dict)
     decimal_separators: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    schema: dict[str, Any] = field(default_factory=dict)  # the schema inference's findings
     errors: list[dict[str, Any]] = field(default_factory=list)
     error_counts: Counter[str] = field(default_factory=Counter)  # every file-level error
     file_errors: list[str] = field(default_factory=list)
@@ -196,6 +197,7 @@ class QualityReport:
             "date_bounds": dict(self.date_bounds),
             "decimal_separators": dict(self.decimal_separators),
             "warnings": list(self.warnings),
+            "schema": dict(self.schema),
             "errors": list(self.errors),
             "errors_omitted": self.errors_omitted,
             "error_counts": dict(sorted(self.error_counts.items())),
