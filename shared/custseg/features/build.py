@@ -73,6 +73,12 @@ TRANSACTION_FEATURES: tuple[str, ...] = (
 MONEY_FEATURES: tuple[str, ...] = ("monetary", "avg_order_value", "return_share")
 """The transaction features an event log without amounts cannot have (M unavailable)."""
 
+
+def has_amounts(contract: Contract) -> bool:
+    """Whether a transaction contract's log has amounts (else: no M features)."""
+    return contract.transactions is None or contract.transactions.amounts
+
+
 _NUMBER_TYPES = {ColumnType.INTEGER, ColumnType.FLOAT}
 _DATE_TYPES = {ColumnType.DATE, ColumnType.DATETIME}
 
@@ -402,7 +408,7 @@ def _transaction_features(
             per = pd.Series(values.to_numpy(), index=kept_ids.to_numpy()).groupby(level=0).max()
             extras[spec.name] = per.reindex(index).astype("float64")
     numeric = list(TRANSACTION_FEATURES)
-    if not bool(amount.notna().any()):  # a log without amounts: recency and frequency only
+    if not has_amounts(contract) or not bool(amount.notna().any()):  # R and F only
         frame = frame.drop(columns=list(MONEY_FEATURES))
         numeric = [c for c in numeric if c not in MONEY_FEATURES]
     return frame, numeric, categorical, extras

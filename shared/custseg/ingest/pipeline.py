@@ -17,12 +17,14 @@ One pass over the CSV, then passes over a local staging file; memory bounded by
 4. stream the staging file into the clean data, ``data/part-00000.parquet`` and
    ``data/part-00001.parquet`` (:data:`CLEAN_PARTS` files of consecutive rows, encoded
    at once on two threads; snappy, one row group per chunk, dictionary-encoded
-   categories): impute, winsorise, flag, drop duplicates (which also go to
+   categories): impute, flag outliers, drop duplicates (which also go to
    ``rejected_rows.csv``). Read them with :func:`custseg.dataset.clean_data.read_clean`.
 
 Outputs in ``out_dir``: ``data/`` (accepted only), ``rejected_rows.csv`` (when
 any row was removed; columns ``row, reasons`` then the original columns as read),
-``quality.json``, ``quality.txt``, ``contract.json``. Bad input never raises: a
+``quality.json``, ``quality.txt``, ``contract.json`` and ``contract.yaml`` (the contract
+used, inferred from the file where no contract pins it; see
+:mod:`custseg.ingest.contracts.inference`). Bad input never raises: a
 file-level failure gives status ``rejected`` and an error report.
 
 Clean Parquet columns: canonical names of the present, non-personal contract columns
@@ -499,7 +501,9 @@ def _infer(input_path: Path, fmt: FileFormat, given: Contract | None) -> Inferen
     try:
         sample = read_sample(input_path, fmt)
     except ReadError:  # the full read reports it, with its row
-        sample = pd.DataFrame({str(i): pd.Series([], dtype=object) for i in range(len(fmt.headers))})
+        sample = pd.DataFrame(
+            {str(i): pd.Series([], dtype=object) for i in range(len(fmt.headers))}
+        )
     return infer_contract(fmt.headers, sample, given)
 
 

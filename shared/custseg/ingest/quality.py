@@ -247,8 +247,8 @@ class QualityReport:
         for col, out in self.outliers.items():
             if out.get("count"):
                 lines.append(
-                    f"outliers {col}: {out['count']:,} clipped to "
-                    f"[{out['lower']:.6g}, {out['upper']:.6g}]"
+                    f"outliers {col}: {out['count']:,} outside "
+                    f"[{out['lower']:.6g}, {out['upper']:.6g}] (flagged, values kept)"
                 )
         if self.transactions:
             tx = self.transactions

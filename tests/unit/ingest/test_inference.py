@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseg.dataset.clean_data import read_clean
+from custseg.dataset.clean_data import clean_files, read_clean
 from custseg.features.build import build_features
+from custseg.features.engine import EngineLimits, collect_features
 from custseg.ingest.contracts import load_contract
 from custseg.ingest.contracts.inference import contract_yaml, infer_file
 from custseg.model.labels import fit_label_edges
@@ -224,9 +225,13 @@ def test_log_without_amounts_gets_recency_and_frequency(ingest, tmp_path) -> Non
     result = _run(ingest, _write(tmp_path, "groceries.csv", log))
     assert result.contract.grain == "transaction"
     assert any("monetary value (M) unavailable" in w for w in result.report.warnings)
-    features = build_features(_clean(result), result.contract, dt.date(2024, 1, 1))
+    as_of = dt.date(2024, 1, 1)
+    features = build_features(_clean(result), result.contract, as_of)
     assert {"recency_days", "frequency"} <= set(features.numeric)
     assert "monetary" not in features.numeric and features.value is None
+    limits = EngineLimits(memory_limit_mb=128, temp_dir=tmp_path / "spill", threads=1)
+    duck = collect_features(clean_files(result.clean_path), result.contract, as_of, limits)
+    assert duck.numeric == features.numeric and duck.value is None
 
 
 @pytest.mark.parametrize(

@@ -152,12 +152,25 @@ class Inference:
     generated_id: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The grain and why, and per header the contract column it became (name, type,
+        role) with the evidence (``kind``, ``why``; names only, never values)."""
+        hmap = self.contract.header_map()
+        columns = []
+        for guess in self.columns:
+            name = hmap.get(normalise_header(guess.header))
+            spec = self.contract.column(name) if name else None
+            entry = guess.to_dict()
+            if spec is None:
+                entry.update(name=None, role="ignored")
+            else:
+                entry.update(name=spec.name, type=spec.type.value, role=spec.role.value)
+            columns.append(entry)
         return {
             "grain": self.contract.grain,
             "reason": self.reason,
             "warnings": list(self.warnings),
             "generated_id": self.generated_id,
-            "columns": [c.to_dict() for c in self.columns],
+            "columns": columns,
         }
 
 
@@ -180,7 +193,7 @@ def read_sample(path: Path, fmt: FileFormat, rows: int = SAMPLE_ROWS) -> pd.Data
 def snake(header: str) -> str:
     """A header as a snake_case column name (``AcceptedCmp1`` -> ``accepted_cmp1``)."""
     text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", header.strip())
-    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
+    text = re.sub(r"([A-Z]{2,})([A-Z][a-z])", r"\1_\2", text)
     text = re.sub(r"[^\w]+", "_", text.lower(), flags=re.UNICODE).strip("_")
     return re.sub(r"_+", "_", text) or "column"
 
@@ -381,7 +394,7 @@ def guess_column(header: str, raw: pd.Series, n_rows: int) -> ColumnGuess:
     if _ID_SUFFIX.search(name):
         return guess(ColumnType.ID, Role.ATTRIBUTE, "id", "an id or code (by name)")
     mean_len = float(values.text.str.len().mean())
-    if distinct <= max(_CATEGORY_MAX, 0) and distinct < 0.5 * max(values.n, 1) or distinct <= 2:
+    if (distinct <= _CATEGORY_MAX and distinct < 0.5 * max(values.n, 1)) or distinct <= 2:
         return guess(ColumnType.CATEGORY, Role.CATEGORY, "category", f"{distinct} categories")
     if mean_len >= _FREE_TEXT_LEN or values.text.str.count(" ").mean() >= 3:
         return guess(ColumnType.STRING, Role.ATTRIBUTE, "text", "free text (never a feature)")
@@ -468,7 +481,7 @@ def _own_spec(g: ColumnGuess) -> ColumnSpec:
         outliers=outliers,
         positive=g.positive,
         date_format=g.date_format,
-        derive=g.derive,
+        derive="age_from_birth_year" if g.derive == "age_from_birth_year" else None,
     )
     if g.kind == "count":
         spec.min = 0
@@ -685,13 +698,15 @@ def infer_contract(
     else:
         grain, time_i, reason = _grain(guesses, sample, id_i, id_share)
     roles: dict[int, Role] = {}
+    no_amounts = False
     if id_i is not None:
         roles[id_i] = Role.CUSTOMER_ID
     if grain == "transaction" and time_i is not None and id_i is not None:
         roles = _transaction_roles(guesses, time_i, id_i)
-        if Role.AMOUNT not in roles.values() and not (
+        no_amounts = Role.AMOUNT not in roles.values() and not (
             Role.QUANTITY in roles.values() and Role.UNIT_PRICE in roles.values()
-        ):
+        )
+        if no_amounts:
             warnings.append(
                 "no amount column (nor quantity and unit price): recency and frequency "
                 "only, monetary value (M) unavailable"
@@ -722,6 +737,8 @@ def infer_contract(
     if grain == "transaction" and not any(s.name == "amount" for s in specs):
         specs.append(_base_contract("transaction").column("amount").model_copy(deep=True))
     contract = _assemble(base, grain, specs, given)
+    if contract.transactions is not None and given is None and no_amounts:
+        contract.transactions.amounts = False
     return Inference(contract, guesses, reason, warnings, generated)
 
 
@@ -741,7 +758,9 @@ def _row_id_spec() -> ColumnSpec:
     )
 
 
-def _assemble(base: Contract, grain: str, specs: list[ColumnSpec], given: Contract | None) -> Contract:
+def _assemble(
+    base: Contract, grain: str, specs: list[ColumnSpec], given: Contract | None
+) -> Contract:
     value_columns = list(base.value_columns)
     names = {s.name for s in specs}
     own_money = [

@@ -136,6 +136,9 @@ class TransactionRules(BaseModel):
     non_positive_price: str = "exclude"
     # a non-cancellation row with quantity <= 0 (stock adjustment): "exclude" or "keep"
     non_positive_quantity: str = "exclude"
+    # False: the log has no amounts (nor quantity and price): recency and frequency
+    # features only, monetary value (M) unavailable
+    amounts: bool = True
 
 
 class Contract(BaseModel):
