@@ -129,6 +129,8 @@ class ColumnGuess:
     decimal: str | None = None
     date_format: str | None = None
     derive: str | None = None
+    number_share: float = 0.0  # of the present values, the share that read as numbers
+    whole: bool = False  # every number read is a whole number
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -329,20 +331,35 @@ def guess_column(header: str, raw: pd.Series, n_rows: int) -> ColumnGuess:
     key = name.replace("_", "")
     values = _Values(text=_present(raw), n_rows=n_rows)
 
-    def guess(ctype: ColumnType, role: Role, kind: str, why: str, **kw: Any) -> ColumnGuess:
-        return ColumnGuess(header, name, ctype, role, kind, why, **kw)
+    def text(role: Role, kind: str, why: str) -> ColumnGuess:
+        return ColumnGuess(header, name, ColumnType.STRING, role, kind, why)
 
-    many = values.distinct > 20 and values.distinct > 0.2 * values.n
-    if _PERSONAL_NAME.search(name) and not _OUTCOME_NAME.search(name) and many:
-        return guess(ColumnType.STRING, Role.PERSONAL, "personal", "personal data (by name)")
+    varied = values.distinct > 20 or values.distinct > 0.5 * values.n
+    flag_like = values.distinct <= 3 and _flag_values(values) is not None
+    if (
+        _PERSONAL_NAME.search(name)
+        and not _OUTCOME_NAME.search(name)
+        and not flag_like
+        and (varied or values.n == 0)
+    ):
+        return text(Role.PERSONAL, "personal", "personal data (by name)")
     if values.n == 0:
-        return guess(ColumnType.STRING, Role.ATTRIBUTE, "empty", "no values in the sample")
+        return text(Role.ATTRIBUTE, "empty", "no values in the sample")
     pii = _personal_by_value(values)
     if pii:
-        return guess(ColumnType.STRING, Role.PERSONAL, "personal", f"personal data: {pii}")
+        return text(Role.PERSONAL, "personal", f"personal data: {pii}")
     numbers, decimal, currency = _parse_numbers(values.text)
     values.currency = currency
-    is_number = values.share(numbers.notna()) >= _PARSE_SHARE
+    number_share = values.share(numbers.notna())
+    is_number = number_share >= _PARSE_SHARE
+    finite = numbers.dropna()
+    whole = bool(len(finite)) and bool((finite == np.floor(finite)).all())
+
+    def guess(ctype: ColumnType, role: Role, kind: str, why: str, **kw: Any) -> ColumnGuess:
+        return ColumnGuess(
+            header, name, ctype, role, kind, why, number_share=number_share, whole=whole, **kw
+        )
+
     distinct = values.distinct
     flag = _flag_values(values)
     outcome_name = bool(_OUTCOME_NAME.search(name)) and not re.search(r"\d$", name)
@@ -419,7 +436,7 @@ def _pick_id(guesses: list[ColumnGuess], sample: pd.DataFrame) -> tuple[int | No
     ranked: list[tuple[int, int]] = []
     for i, g in enumerate(guesses):
         key = normalise_header(g.header)
-        if g.type != ColumnType.ID and g.kind not in ("count", "category", "code"):
+        if g.type != ColumnType.ID and g.kind not in ("count", "category", "code", "empty"):
             continue
         if key in builtin_ids and key != "id":
             ranked.append((0, i))
@@ -448,10 +465,11 @@ def _builtin_fit(spec: ColumnSpec, g: ColumnGuess) -> bool:
         return True
     if g.role == Role.PERSONAL or g.kind in ("text", "empty"):
         return False
+    # mostly numbers: a built-in number column (its own rules reject the rest)
     if spec.type == ColumnType.INTEGER:
-        return g.kind in ("count", "birth_year") or (g.kind == "number" and spec.min is None)
+        return g.number_share >= 0.5 and g.whole and g.kind not in ("date", "flag", "outcome")
     if spec.type == ColumnType.FLOAT:
-        return g.kind in ("count", "money", "share", "number")
+        return g.number_share >= 0.5 and g.kind not in ("date", "flag", "outcome")
     if spec.type == ColumnType.BOOLEAN:
         return g.type == ColumnType.BOOLEAN
     if spec.type in (ColumnType.DATE, ColumnType.DATETIME):
@@ -559,15 +577,21 @@ def _grain(
     guesses: list[ColumnGuess], sample: pd.DataFrame, id_i: int | None, id_share: float
 ) -> tuple[str, int | None, str]:
     """("customer" or "transaction", position of the event time, why)."""
-    dates = [i for i, g in enumerate(guesses) if g.kind == "date" and i != id_i]
-    if id_i is None or not dates or id_share >= 0.9:
+    cust_keys = builtin_contract("customers").header_map()
+    tx_keys = builtin_contract("transactions").header_map()
+
+    def event_like(g: ColumnGuess) -> bool:  # not a customer-level date (signup, last purchase)
+        key = normalise_header(g.header)
+        return key not in cust_keys or tx_keys.get(key) == "event_time"
+
+    dates = [i for i, g in enumerate(guesses) if g.kind == "date" and i != id_i and event_like(g)]
+    if id_i is None or not dates or id_share >= 0.8:
         why = (
             "no customer id column"
             if id_i is None
             else f"one row per customer ({id_share:.0%} of the sampled ids distinct)"
         )
         return "customer", None, why
-    tx_keys = builtin_contract("transactions").header_map()
     named = [i for i in dates if tx_keys.get(normalise_header(guesses[i].header)) == "event_time"]
     time_i = (named or dates)[0]
     why = (
@@ -602,8 +626,12 @@ def _specs_for(
     specs: list[ColumnSpec] = []
     used: set[str] = set()
     keys: set[str] = set()
+    seen: set[str] = set()
     for i, g in enumerate(guesses):
         key = normalise_header(g.header)
+        if key in seen:  # the same header again: rejected as duplicate_header
+            continue
+        seen.add(key)
         if key in pinned:
             spec = pinned[key]
             if spec.name in used:
