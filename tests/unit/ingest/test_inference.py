@@ -292,3 +292,13 @@ def test_given_contract_pins_columns_and_strict_ignores_the_rest(ingest, tmp_pat
     assert "extra" in clean.columns  # not listed: inferred
     strict = load_contract(yaml_text.format(strict="strict: true\n").encode())
     assert "extra" not in _clean(_run(ingest, path, contract=strict)).columns
+
+
+def test_demo_response_rate_is_read_from_every_spelling(ingest, tmp_path) -> None:
+    from custseg.local.demo_data import write_demo_data
+
+    customers, _ = write_demo_data(tmp_path / "demo", seed=1)
+    result = _run(ingest, customers, upload_time=dt.datetime.now(dt.UTC))
+    features = build_features(_clean(result), result.contract, dt.date.today())
+    rate = features.extras["campaign_response"].mean()
+    assert 0.08 < rate < 0.18  # about 12 % answered yes (Yes / TRUE / Y / yes)
