@@ -3,6 +3,7 @@
     custseg demo [--out DIR]                       sample data through the whole flow
     custseg run INPUT [--dataset NAME] [--contract FILE] [--as-of DATE] [--out DIR]
     custseg validate INPUT [--contract FILE] [--dataset NAME] [--json]
+    custseg infer INPUT [--contract FILE] [--json]   the contract inferred for a file
     custseg train INPUT [--dataset NAME] [--contract FILE] [--k K] [--out DIR]
     custseg serve [--port P]                       a local S3 endpoint wired like AWS
     custseg models list|promote|rollback --model M --bucket B [--version V] [--signing-key K]
@@ -133,6 +134,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else:
             print(result.report.to_text())
     return 0 if result.status == "accepted" else 1
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from custseg.ingest.contracts.inference import contract_yaml, infer_file
+    from custseg.ingest.reading import ReadError
+
+    path = _input_file(args.input)
+    try:
+        inference = infer_file(path, _contract(args.contract))
+    except ReadError as exc:
+        raise UsageError(f"{path}: {exc.message}") from None
+    if args.json:
+        print(json.dumps(inference.to_dict(), indent=2))
+    else:
+        print(contract_yaml(inference.contract, inference), end="")
+    return 0
 
 
 def _train_features(clean_path: Path, contract: Any, tmp: Path) -> Any:
@@ -392,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset")
     p.add_argument("--json", action="store_true", help="the full report as JSON")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("infer", help="print the contract inferred for a file (editable YAML)")
+    p.add_argument("input")
+    p.add_argument("--contract", help="a contract pinning some columns; the rest inferred")
+    p.add_argument("--json", action="store_true", help="each column's role and why, as JSON")
+    p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("train", help="validate, clean and train a model; write the artifact")
     p.add_argument("input")

@@ -27,7 +27,7 @@ def test_validate_json_is_the_full_report(capsys: pytest.CaptureFixture[str]) ->
     assert report["columns_mapped"]["Genre"] == "gender"
 
 
-@pytest.mark.parametrize("name", ["empty.csv", "header_only.csv", "no_id.csv"])
+@pytest.mark.parametrize("name", ["empty.csv", "header_only.csv"])
 def test_validate_exits_non_zero_only_for_a_rejected_file(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -187,3 +187,32 @@ def test_serve_stopped_by_ctrl_c_exits_130(
     _fails(["serve"], capsys, 130, "custseg: interrupted")
     monkeypatch.setattr(custseg.local.server, "serve", lambda **kwargs: False)
     assert main(["serve"]) == 0
+
+
+def test_infer_prints_an_editable_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "orders.csv"
+    src.write_text(
+        "Cust,Date,CDs,Dollars\n00001,19970101,1,11.77\n00002,19970112,1,12.00\n"
+        "00002,19970112,5,77.00\n00003,19970102,2,20.76\n00003,19970330,2,20.76\n",
+        encoding="utf-8",
+    )
+    assert main(["infer", str(src)]) == 0
+    printed = capsys.readouterr().out
+    (tmp_path / "c.yaml").write_text(printed, encoding="utf-8")
+    from custseg.ingest.contracts import load_contract
+
+    contract = load_contract(tmp_path / "c.yaml")
+    assert contract.grain == "transaction"
+    assert contract.column("amount").aliases == ["Dollars"]
+    assert main(["infer", str(src), "--json"]) == 0
+    columns = json.loads(capsys.readouterr().out)["columns"]
+    assert [c["role"] for c in columns] == ["customer_id", "event_time", "numeric", "amount"]
+
+
+def test_infer_names_an_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "empty.csv"
+    src.write_bytes(b"")
+    assert main(["infer", str(src)]) == 2
+    assert capsys.readouterr().err.startswith(f"custseg: {src}: ")

@@ -70,6 +70,15 @@ TRANSACTION_FEATURES: tuple[str, ...] = (
 )
 """Numeric features computed from transactions, in this order."""
 
+MONEY_FEATURES: tuple[str, ...] = ("monetary", "avg_order_value", "return_share")
+"""The transaction features an event log without amounts cannot have (M unavailable)."""
+
+
+def has_amounts(contract: Contract) -> bool:
+    """Whether a transaction contract's log has amounts (else: no M features)."""
+    return contract.transactions is None or contract.transactions.amounts
+
+
 _NUMBER_TYPES = {ColumnType.INTEGER, ColumnType.FLOAT}
 _DATE_TYPES = {ColumnType.DATE, ColumnType.DATETIME}
 
@@ -286,6 +295,9 @@ def _outcome_values(spec: ColumnSpec, values: pd.Series) -> pd.Series:
     """An outcome column as 0/1 floats (NaN when missing)."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype("float64")
+    if spec.type == ColumnType.BOOLEAN:  # cleaned booleans (None where missing)
+        mapped = values.map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0})
+        return pd.to_numeric(mapped, errors="coerce").astype("float64")
     if pd.api.types.is_numeric_dtype(values):
         return values.astype("float64")
     text = values.astype("string").str.strip().str.lower()
@@ -317,8 +329,9 @@ def _transaction_features(
         qty_col = _role_column(clean, contract, Role.QUANTITY, "quantity")
         price_col = _role_column(clean, contract, Role.UNIT_PRICE, "unit_price")
         if qty_col is None or price_col is None:
-            raise ValueError("a transactions table needs amount, or quantity and unit_price")
-        amount = clean[qty_col].astype("float64") * clean[price_col].astype("float64")
+            amount = pd.Series(np.nan, index=clean.index, dtype="float64")
+        else:
+            amount = clean[qty_col].astype("float64") * clean[price_col].astype("float64")
     if "is_return" in clean.columns:
         is_return = clean["is_return"].astype("boolean").fillna(False).to_numpy(dtype=bool)
         is_return = is_return | (amount.fillna(0.0).to_numpy() < 0)
@@ -399,7 +412,11 @@ def _transaction_features(
             values = _outcome_values(spec, kept[spec.name])
             per = pd.Series(values.to_numpy(), index=kept_ids.to_numpy()).groupby(level=0).max()
             extras[spec.name] = per.reindex(index).astype("float64")
-    return frame, list(TRANSACTION_FEATURES), categorical, extras
+    numeric = list(TRANSACTION_FEATURES)
+    if not has_amounts(contract) or not bool(amount.notna().any()):  # R and F only
+        frame = frame.drop(columns=list(MONEY_FEATURES))
+        numeric = [c for c in numeric if c not in MONEY_FEATURES]
+    return frame, numeric, categorical, extras
 
 
 def _customer_features(
@@ -523,7 +540,9 @@ def build_features(
         frame, numeric, categorical, extras = _transaction_features(clean, contract, as_of_date)
         frame = frame.sort_index()
         extras = extras.reindex(frame.index)
-        value: pd.Series | None = frame["monetary"].rename("monetary")
+        value: pd.Series | None = (
+            frame["monetary"].rename("monetary") if "monetary" in frame.columns else None
+        )
     else:
         # already in customer_id order, one row per customer, all aligned
         frame, numeric, categorical, extras, value = _customer_features(clean, contract, as_of_date)

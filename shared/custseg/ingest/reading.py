@@ -800,6 +800,11 @@ DATE_FAMILIES: dict[str, list[str]] = {
         "%d-%m-%Y %H:%M:%S",
         "%d-%m-%Y %H:%M",
         "%d-%m-%Y",
+        "%d-%b-%y",
+        "%d-%b-%Y",
+        "%d-%b-%Y %H:%M",
+        "%d %b %Y",
+        "%d/%b/%Y",
     ],
 }
 FAMILY_LABELS = {

@@ -40,7 +40,12 @@ from enum import StrEnum
 from importlib import resources
 from string import Template
 
-from custseg.features.build import MISSING_CATEGORY, TRANSACTION_FEATURES
+from custseg.features.build import (
+    MISSING_CATEGORY,
+    MONEY_FEATURES,
+    TRANSACTION_FEATURES,
+    has_amounts,
+)
 from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, Role
 
 VALUE_COLUMN = "_value"
@@ -263,13 +268,13 @@ def _line_exprs(contract: Contract, columns: Mapping[str, ColumnKind]) -> _LineE
         raise ValueError("a transactions table needs an event_time column")
     event_time = _timestamp(quote(time_col), columns[time_col])
     amount_col = _role_column(columns, contract, Role.AMOUNT, "amount")
+    qty = _role_column(columns, contract, Role.QUANTITY, "quantity")
+    price = _role_column(columns, contract, Role.UNIT_PRICE, "unit_price")
     if amount_col is not None:
         amount = _number(quote(amount_col), columns[amount_col], amount_col)
+    elif qty is None or price is None:
+        amount = "CAST(NULL AS DOUBLE)"  # a log without amounts
     else:
-        qty = _role_column(columns, contract, Role.QUANTITY, "quantity")
-        price = _role_column(columns, contract, Role.UNIT_PRICE, "unit_price")
-        if qty is None or price is None:
-            raise ValueError("a transactions table needs amount, or quantity and unit_price")
         amount = (
             f"({_number(quote(qty), columns[qty], qty)}"
             f" * {_number(quote(price), columns[price], price)})"
@@ -329,15 +334,16 @@ def _transactions(
         per_customer_columns="".join(f",\n    {c}" for c in lines.per_customer_columns),
         per_customer_joins="".join(f"\n{j}" for j in lines.joins),
     )
+    money = has_amounts(contract) and amount != "CAST(NULL AS DOUBLE)"
     return FeatureQuery(
         sql=sql,
-        numeric=list(TRANSACTION_FEATURES),
+        numeric=[f for f in TRANSACTION_FEATURES if money or f not in MONEY_FEATURES],
         categorical=lines.categorical,
         extras=lines.extras,
-        value="monetary",
+        value="monetary" if money else None,
         kind="transactions",
         as_of=as_of,
-        value_name="monetary",
+        value_name="monetary" if money else None,
         history=list(HISTORY_COLUMNS),
     )
 

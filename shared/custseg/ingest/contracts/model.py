@@ -104,6 +104,8 @@ class ColumnSpec(BaseModel):
     true_values: list[str] = Field(default_factory=lambda: ["yes", "y", "true", "t", "1"])
     false_values: list[str] = Field(default_factory=lambda: ["no", "n", "false", "f", "0"])
     positive: str | None = None  # for outcome columns: which value counts as the event
+    # a value computed from the column: "age_from_birth_year" (upload year - value)
+    derive: Literal["age_from_birth_year"] | None = None
 
     @property
     def missing_policy(self) -> MissingPolicy:
@@ -134,6 +136,9 @@ class TransactionRules(BaseModel):
     non_positive_price: str = "exclude"
     # a non-cancellation row with quantity <= 0 (stock adjustment): "exclude" or "keep"
     non_positive_quantity: str = "exclude"
+    # False: the log has no amounts (nor quantity and price): recency and frequency
+    # features only, monetary value (M) unavailable
+    amounts: bool = True
 
 
 class Contract(BaseModel):
@@ -151,6 +156,8 @@ class Contract(BaseModel):
     # canonical names of columns that measure customer value, first present wins
     value_columns: list[str] = Field(default_factory=list)
     transactions: TransactionRules | None = None
+    # True: only the columns listed here are read; False: headers not listed are inferred
+    strict: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Contract:
