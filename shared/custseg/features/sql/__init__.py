@@ -334,7 +334,7 @@ def _transactions(
         per_customer_columns="".join(f",\n    {c}" for c in lines.per_customer_columns),
         per_customer_joins="".join(f"\n{j}" for j in lines.joins),
     )
-    money = has_amounts(contract) and amount != "CAST(NULL AS DOUBLE)"
+    money = has_amounts(contract) and exprs.amount != "CAST(NULL AS DOUBLE)"
     return FeatureQuery(
         sql=sql,
         numeric=[f for f in TRANSACTION_FEATURES if money or f not in MONEY_FEATURES],
