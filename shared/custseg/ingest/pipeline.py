@@ -504,7 +504,15 @@ def _infer(input_path: Path, fmt: FileFormat, given: Contract | None) -> Inferen
         sample = pd.DataFrame(
             {str(i): pd.Series([], dtype=object) for i in range(len(fmt.headers))}
         )
-    return infer_contract(fmt.headers, sample, given)
+    reason = None
+    if given is None:  # campaign results are recognised by their headers, then inferred
+        detected, why = detect_contract(fmt.headers)
+        if detected.kind == "campaign":
+            given, reason = detected, why
+    inference = infer_contract(fmt.headers, sample, given)
+    if reason is not None:
+        inference.reason = f"{reason}; other columns inferred"
+    return inference
 
 
 def _with_row_ids(input_path: Path, fmt: FileFormat, out_path: Path) -> Path:

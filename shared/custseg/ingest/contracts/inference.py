@@ -287,11 +287,17 @@ def _personal_by_value(values: _Values) -> str | None:
     return None
 
 
-def _flag_values(values: _Values) -> tuple[list[str], list[str]] | None:
-    """(true spellings, false spellings) when the column holds yes/no in any spelling."""
-    lower = set(values.text.str.lower().unique())
-    if lower and lower <= (_TRUE | _FALSE) and lower & _TRUE and lower & _FALSE:
-        return sorted(lower & _TRUE), sorted(lower & _FALSE)
+def _flag_values(values: _Values, tolerance: float = 0.0) -> tuple[list[str], list[str]] | None:
+    """(true spellings, false spellings) when the column holds yes/no in any spelling;
+    ``tolerance``: the share of values that may be something else (an outcome's stray
+    ``maybe``, read as missing and counted)."""
+    lower = values.text.str.lower()
+    known = lower.isin(_TRUE | _FALSE)
+    spelled = set(lower[known].unique())
+    if not (spelled & _TRUE and spelled & _FALSE):
+        return None
+    if known.all() or (tolerance and (~known).mean() <= tolerance):
+        return sorted(spelled & _TRUE), sorted(spelled & _FALSE)
     return None
 
 
@@ -361,8 +367,8 @@ def guess_column(header: str, raw: pd.Series, n_rows: int) -> ColumnGuess:
         )
 
     distinct = values.distinct
-    flag = _flag_values(values)
     outcome_name = bool(_OUTCOME_NAME.search(name)) and not re.search(r"\d$", name)
+    flag = _flag_values(values, tolerance=0.2 if outcome_name else 0.0)
     counts = values.text.value_counts()
     two_values = distinct >= 2 and distinct <= 5 and counts.iloc[:2].sum() >= 0.95 * values.n
     if outcome_name and (flag or two_values):
