@@ -30,7 +30,8 @@ VERDICT_TEXT = {
     "ok": ("OK", "The segments fit this customer base. Use them as they are."),
     "watch": (
         "Watch",
-        "The segments are usable, but something has changed. Read the points below before "
+        "The segments are usable with care: something changed or was lost (data, quality). "
+        "Read the points below before "
         "planning a campaign.",
     ),
     "retrain": (
