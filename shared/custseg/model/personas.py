@@ -11,15 +11,10 @@ by ``|d|``; the name is up to two adjectives plus a noun taken from the vocabula
 Names are made unique deterministically: colliding segments (in id order) take their next
 trait, then a "(segment N)" suffix.
 
-Actions (first rule that applies; ``value index = value share / customer share``):
-
-1. lapsed (recency ``d >= 0.5``): value index >= 0.8 -> "win back", else
-   "reduce cost to serve";
-2. value index >= 1.5 -> "retain and reward";
-3. new (tenure ``d <= -0.5``) -> "nurture";
-4. value index <= 0.6 -> "upsell" if income is high (``d >= 0.5``, room to spend more) else
-   "reduce cost to serve";
-5. otherwise "upsell".
+Actions come from :mod:`custseg.model.actions`: each segment's position (value tier,
+lifecycle, engagement, income, outcome rates) scores every action, and the segments get
+different actions, the clearest case first. Numbers in descriptions are written for people:
+durations in days, months or years (:func:`human_value`), large numbers with separators.
 """
 
 from __future__ import annotations
@@ -32,6 +27,9 @@ import numpy as np
 import pandas as pd
 
 from custseg.features.build import MISSING_CATEGORY, Features
+from custseg.model.actions import ACTIONS, assign_actions, best_action, signals_from
+
+__all__ = ["ACTIONS", "choose_action", "describe_segments", "human_value", "unique_names"]
 
 TRAIT_MIN_EFFECT = 0.4
 """Minimum |standardised difference| for a trait to count."""
@@ -79,30 +77,13 @@ PATTERN_VOCAB: list[tuple[str, Vocab]] = [
 """Words for customer-table features, by regular expression on the column name."""
 
 FEATURE_LABELS = {
-    "recency_days": "days since last purchase",
+    "recency_days": "time since last purchase",
     "frequency": "orders",
     "monetary": "net spend",
     "avg_order_value": "average order value",
-    "tenure_days": "days since first purchase",
-    "mean_interval_days": "days between orders",
+    "tenure_days": "time since first purchase",
+    "mean_interval_days": "time between orders",
     "return_share": "share of spend returned",
-}
-
-ACTIONS = {
-    "retain and reward": (
-        "keep them close with loyalty rewards, early access and personal service; "
-        "avoid blanket discounts"
-    ),
-    "upsell": "they have room to buy more: cross-sell, bundles and premium tiers",
-    "win back": (
-        "they were worth a lot and have gone quiet: a personal win-back offer before they lapse"
-        " for good"
-    ),
-    "nurture": "a young relationship: onboarding, a second-purchase incentive, show the range",
-    "reduce cost to serve": (
-        "low return on effort: serve through automated, low-cost channels and skip costly "
-        "incentives"
-    ),
 }
 
 # How a marketer says "higher" / "lower" for the transaction features.
@@ -135,8 +116,38 @@ _NO = {"no", "false", "n", "0"}
 
 
 def label(feature: str) -> str:
-    """A readable name of a feature column."""
-    return FEATURE_LABELS.get(feature, feature.replace("_", " ").strip())
+    """A readable name of a feature column: ``days_since_signup_date`` -> ``time since
+    signup date``, ``spend_total`` -> ``spend total``."""
+    if feature in FEATURE_LABELS:
+        return FEATURE_LABELS[feature]
+    text = feature.replace("_", " ").strip()
+    return "time since " + text[len("days since ") :] if text.startswith("days since ") else text
+
+
+DURATION = re.compile(r"(^|_)days($|_)|^recency$|(^|_)recency_days$")
+"""Features measured in days (shown as days, months or years)."""
+
+
+def is_duration(feature: str) -> bool:
+    return bool(DURATION.search(feature.lower()))
+
+
+def human_value(feature: str, x: float) -> str:
+    """A feature value as a person reads it: durations as ``12 days``, ``5 months`` or
+    ``4.0 years``; other numbers with at most a few significant digits."""
+    if not np.isfinite(x):
+        return "n/a"
+    if "year" in feature.lower() and 1000 <= abs(x) < 10000:
+        return f"{x:.0f}"  # a year, not an amount
+    if not is_duration(feature):
+        return _fmt(x)
+    days = abs(x)
+    sign = "-" if x < 0 else ""
+    if days < 60:
+        return f"{sign}{days:.0f} day{'' if round(days) == 1 else 's'}"
+    if days < 730:
+        return f"{sign}{days / 30.44:.0f} months"
+    return f"{sign}{days / 365.25:.1f} years"
 
 
 def _vocab(feature: str, binary: bool) -> Vocab:
@@ -295,28 +306,13 @@ def _pick_words(traits: list[dict[str, Any]], n: int) -> list[Word]:
     return [*adjectives, noun] if noun is not None else adjectives
 
 
-def _effect_of(traits: list[dict[str, Any]], pattern: str) -> float:
-    for trait in traits:
-        if trait["kind"] != "categorical" and re.search(pattern, trait["feature"]):
-            return float(trait["effect"])
-    return 0.0
-
-
-def choose_action(traits: list[dict[str, Any]], value_index: float | None) -> str:
-    """The suggested marketing action (rules in the module docs)."""
-    recency = _effect_of(traits, r"recency|days_since_last")
-    tenure = _effect_of(traits, r"tenure|days_since_first|signup")
-    income = _effect_of(traits, r"income|salary")
-    vi = 1.0 if value_index is None or not np.isfinite(value_index) else value_index
-    if recency >= 0.5:
-        return "win back" if vi >= 0.8 else "reduce cost to serve"
-    if vi >= 1.5:
-        return "retain and reward"
-    if tenure <= -0.5:
-        return "nurture"
-    if vi <= 0.6:
-        return "upsell" if income >= 0.5 else "reduce cost to serve"
-    return "upsell"
+def choose_action(
+    traits: list[dict[str, Any]],
+    value_index: float | None,
+    outcomes: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """The best-fitting action for one segment on its own (:mod:`custseg.model.actions`)."""
+    return best_action(signals_from(traits, value_index, outcomes)).action
 
 
 def _phrase(trait: dict[str, Any]) -> str:
@@ -335,9 +331,10 @@ def _phrase(trait: dict[str, Any]) -> str:
     if trait["feature"] == "return_share":
         seg, base = f"{trait['segment_mean']:.0%}", f"{trait['base_mean']:.0%}"
         return f"{size}{way} (average {seg} vs {base})"
+    feature = trait["feature"]
     return (
-        f"{size}{way} ({label(trait['feature'])}: median {_fmt(trait['segment_median'])} vs "
-        f"{_fmt(trait['base_median'])})"
+        f"{size}{way} ({label(feature)}: median {human_value(feature, trait['segment_median'])} "
+        f"vs {human_value(feature, trait['base_median'])})"
     )
 
 
@@ -414,12 +411,7 @@ def describe_segments(
                     "segment_rate": float(np.nanmean(seg_vals)),
                     "base_rate": float(np.nanmean(col)),
                 }
-        attributes = {}
-        for c in attribute_cols:
-            counts = features.extras[c].astype("string")[mask].value_counts(normalize=True)
-            if len(counts):
-                attributes[c] = [str(counts.index[0]), float(counts.iloc[0])]
-        action = choose_action(traits, value_index)
+        attributes, attribute_medians = _attributes(features.extras, attribute_cols, mask)
         segments.append(
             {
                 "id": sid,
@@ -427,16 +419,16 @@ def describe_segments(
                 "share": share,
                 "value_share": value_share,
                 "value_index": value_index,
-                "action": action,
-                "action_detail": ACTIONS[action],
                 "typical": typical,
                 "top_categories": top_categories,
                 "outcomes": outcomes,
                 "attributes": attributes,
+                "attribute_medians": attribute_medians,
             }
         )
         all_traits.append(traits)
 
+    _add_actions(segments, all_traits)
     names = unique_names(all_traits, default_noun)
     for seg, traits, name in zip(segments, all_traits, names, strict=True):
         seg["name"] = name
@@ -444,6 +436,46 @@ def describe_segments(
         seg["description"] = _describe(seg, traits, features)
     keys = ["id", "name", "description", "action", "action_detail", "size", "share"]
     return [{**{key: s[key] for key in keys}, **s} for s in segments]
+
+
+def _attributes(
+    extras: pd.DataFrame, columns: list[str], mask: np.ndarray
+) -> tuple[dict[str, list[Any]], dict[str, dict[str, float]]]:
+    """Per attribute column: its most common value and share in the segment, or for a
+    number with many values (a birth year, an income) the segment and base medians."""
+    common: dict[str, list[Any]] = {}
+    medians: dict[str, dict[str, float]] = {}
+    for c in columns:
+        col = extras[c]
+        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 12:
+            values = col.to_numpy(dtype="float64", na_value=np.nan)
+            if np.isfinite(values[mask]).any():
+                medians[c] = {
+                    "segment_median": float(np.nanmedian(values[mask])),
+                    "base_median": float(np.nanmedian(values)),
+                }
+            continue
+        counts = col.astype("string")[mask].value_counts(normalize=True)
+        if len(counts):
+            common[c] = [str(counts.index[0]), float(counts.iloc[0])]
+    return common, medians
+
+
+def _add_actions(segments: list[dict[str, Any]], all_traits: list[list[dict[str, Any]]]) -> None:
+    """Each segment's action (all different), why, and the position it was read from."""
+    signals = [
+        signals_from(traits, seg["value_index"], seg["outcomes"])
+        for seg, traits in zip(segments, all_traits, strict=True)
+    ]
+    for seg, signal, chosen in zip(segments, signals, assign_actions(signals), strict=True):
+        seg["action"] = chosen.action
+        seg["action_detail"] = chosen.detail
+        seg["action_reason"] = chosen.reason
+        seg["position"] = {key: _round(val) for key, val in signal.__dict__.items()}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 3)
 
 
 def unique_names(all_traits: list[list[dict[str, Any]]], default_noun: str) -> list[str]:
@@ -496,10 +528,17 @@ def _describe(seg: dict[str, Any], traits: list[dict[str, Any]], features: Featu
         parts.append("Most common: " + ", ".join(cats) + ".")
     for c, (v, p) in seg["attributes"].items():
         parts.append(f"Mostly {label(c)} {display_value(v)} ({p:.0%}).")
+    for c, med in seg["attribute_medians"].items():
+        parts.append(
+            f"{label(c).capitalize()}: median {human_value(c, med['segment_median'])} "
+            f"(vs {human_value(c, med['base_median'])} overall)."
+        )
     for c, rates in seg["outcomes"].items():
         parts.append(
             f"{label(c).capitalize()} rate {rates['segment_rate']:.0%} "
             f"(vs {rates['base_rate']:.0%} overall)."
         )
-    parts.append(f"Suggested action: {seg['action']} - {seg['action_detail']}.")
+    parts.append(
+        f"Suggested action: {seg['action']} - {seg['action_detail']} (why: {seg['action_reason']})."
+    )
     return " ".join(parts)

@@ -133,6 +133,9 @@ class ColumnSpec(BaseModel):
     true_values: list[str] = Field(default_factory=lambda: ["yes", "y", "true", "t", "1"])
     false_values: list[str] = Field(default_factory=lambda: ["no", "n", "false", "f", "0"])
     positive: str | None = None  # for outcome columns: which value counts as the event
+    # numeric columns sharing a group (e.g. spend per category) become one feature
+    # ``<group>_total`` plus each column's share of it (``<name>_share``)
+    group: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
 
     @property
     def missing_policy(self) -> MissingPolicy:
