@@ -923,6 +923,7 @@ def _stability_doc(
         "gone_customers": int(previous.customers - common),
         "previous_model_version": previous.model_version,
         "same_model": bool(same_model),
+        "previous_segment_sizes": _previous_segment_sizes(previous),
         "transitions": {
             "from": [
                 {"id": p, "name": previous.names.get(p, f"Segment {p}")}
@@ -932,6 +933,13 @@ def _stability_doc(
             "counts": full.tolist(),
         },
     }
+
+
+def _previous_segment_sizes(previous: PreviousAssignments) -> list[int]:
+    """Customers per segment id in the previous run (index = segment id)."""
+    segments = np.asarray(previous.segments, dtype="int64")
+    segments = segments[segments >= 0]
+    return [int(n) for n in np.bincount(segments)] if segments.size else []
 
 
 def _outcomes_doc(stats: ScoreStats, names: Mapping[int, str], k: int) -> dict[str, Any]:

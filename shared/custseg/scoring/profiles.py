@@ -269,6 +269,7 @@ def build_profiles(
                 "description": str(persona.get("description", "")),
                 "action": str(persona.get("action", "")),
                 "action_detail": str(persona.get("action_detail", "")),
+                "action_reason": str(persona.get("action_reason", "")),
                 "size": size,
                 "share": _num(size / n, 10) if n else 0.0,
                 "value_total": _num(value_sum[s], 4) if has_value else None,

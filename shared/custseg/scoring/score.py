@@ -72,6 +72,7 @@ from custseg.scoring.metrics import (
 )
 from custseg.scoring.outputs import AssignmentWriter, assignments_batch
 from custseg.scoring.profiles import build_profiles
+from custseg.scoring.ranking import rank_segments
 
 HASH_KEY = "custseg-sample-1"
 """Must match :func:`custseg.stats.stable_hash` (tested)."""
@@ -617,7 +618,9 @@ def _score_dataset(
         )
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
+        profiles = rank_segments(
+            build_profiles(stats, model, contract=portrait, run=run, as_of=as_of), metrics
+        )
         evaluated = time.perf_counter()
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
