@@ -157,7 +157,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     (target / "model.joblib").write_bytes(model_bytes)
     (target / "metadata.json").write_bytes(metadata_bytes)
     meta = model.metadata
-    print(f"model {dataset} {model.version}: k={model.k} ({meta.get('k_rule', '')})")
+    why = meta.get("k_choice") or meta.get("k_rule", "")
+    print(f"model {dataset} {model.version}: k={model.k} ({why})")
     for row in meta.get("k_evidence", []):
         mark = "*" if row.get("chosen") else " "
         print(

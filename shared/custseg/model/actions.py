@@ -36,20 +36,27 @@ class Signals:
     twice its share of value; clipped to +-2); the others are standardised differences of
     the segment mean from the base (0 = average; see :mod:`custseg.model.personas`),
     ``response`` and ``churn`` the segment's outcome rate / the base rate (1 = average;
-    None: no such outcome)."""
+    None: no such outcome). ``measured``: the signals the data has (a rule needing another
+    one is not available)."""
 
     value: float = 0.0
     recency: float = 0.0  # + : last bought longer ago
     tenure: float = 0.0  # - : newer customers
     frequency: float = 0.0  # + : buy / visit more often
     income: float = 0.0
+    age: float = 0.0
     response: float | None = None
     churn: float | None = None
+    measured: frozenset[str] = frozenset({"value"})
 
     def lift(self, name: str) -> float:
-        """An outcome's lift - 1 (-1, "never", when the data has no such outcome)."""
+        """An outcome's lift - 1 (0 when the data has no such outcome)."""
         value = getattr(self, name)
-        return -1.0 if value is None else float(value) - 1.0
+        return 0.0 if value is None else float(value) - 1.0
+
+
+UNAVAILABLE = -5.0
+"""The fit of a rule whose signals the data does not have."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,13 @@ class ActionRule:
     detail: str
     fit: Callable[[Signals], float]
     because: Callable[[Signals], str]
+    needs: tuple[str, ...] = ()
+
+    def score(self, signals: Signals) -> float:
+        """The rule's fit, or :data:`UNAVAILABLE` when a signal it needs is not measured."""
+        if not set(self.needs) <= signals.measured:
+            return UNAVAILABLE
+        return float(self.fit(signals))
 
 
 def _value_text(s: Signals) -> str:
@@ -87,6 +101,7 @@ ACTION_RULES: tuple[ActionRule, ...] = (
         "plan before renewal",
         lambda s: 2.5 * s.lift("churn") + 0.3 * s.value - 0.2,
         lambda s: _rate("churn", s.churn),
+        needs=("churn",),
     ),
     ActionRule(
         "invite to campaigns",
@@ -94,6 +109,7 @@ ACTION_RULES: tuple[ActionRule, ...] = (
         "test new offers on them",
         lambda s: 2.5 * s.lift("response") - 0.2,
         lambda s: _rate("response", s.response),
+        needs=("response",),
     ),
     ActionRule(
         "win back",
@@ -101,18 +117,21 @@ ACTION_RULES: tuple[ActionRule, ...] = (
         "lapse for good",
         lambda s: s.recency + 0.6 * s.value - 0.3,
         lambda s: f"{_d('lapsed', s.recency)} while worth {_value_text(s)}",
+        needs=("recency",),
     ),
     ActionRule(
         "nurture",
         "a young relationship: onboarding, a second-purchase incentive, show the range",
         lambda s: -s.tenure - 0.5 * max(s.recency, 0.0) - 0.3,
         lambda s: _d("new customers", s.tenure),
+        needs=("tenure",),
     ),
     ActionRule(
         "upsell",
         "they can afford more than they spend here: premium tiers, bundles, trade-up offers",
         lambda s: s.income - max(s.value, 0.0) - 0.2,
         lambda s: f"{_d('high income', s.income)} but {_value_text(s)}",
+        needs=("income",),
     ),
     ActionRule(
         "reward with value offers",
@@ -120,12 +139,14 @@ ACTION_RULES: tuple[ActionRule, ...] = (
         "than premium offers",
         lambda s: s.value - s.income - 0.4,
         lambda s: f"{_value_text(s)} on {_d('a lower income', s.income)}",
+        needs=("income",),
     ),
     ActionRule(
         "cross-sell",
         "they come often but keep to a few things: recommend neighbouring categories and bundles",
         lambda s: s.frequency - 0.5 * abs(s.value) - 0.2,
         lambda s: _d("frequent", s.frequency),
+        needs=("frequency",),
     ),
     ActionRule(
         "grow frequency",
@@ -133,12 +154,29 @@ ACTION_RULES: tuple[ActionRule, ...] = (
         "sooner",
         lambda s: -s.frequency - max(s.recency, 0.0) - 0.3,
         lambda s: _d("infrequent", s.frequency),
+        needs=("frequency",),
     ),
     ActionRule(
         "reactivate cheaply",
         "low value and drifting away: automated reminders only, no costly incentives",
-        lambda s: 1.5 * s.recency - 0.5 * s.value - max(-s.tenure, 0.0) - 0.6,
+        lambda s: s.recency - 0.8 * s.value - max(-s.tenure, 0.0) - 0.8,
         lambda s: f"{_d('lapsed', s.recency)}, {_value_text(s)}",
+        needs=("recency",),
+    ),
+    ActionRule(
+        "engage young customers",
+        "a younger crowd: mobile and social channels, a loyalty programme that builds the "
+        "habit early",
+        lambda s: -s.age - 0.5,
+        lambda s: _d("younger", s.age),
+        needs=("age",),
+    ),
+    ActionRule(
+        "serve personally",
+        "an older crowd: personal service, clear offers and trusted channels (phone, mail, store)",
+        lambda s: s.age - 0.5,
+        lambda s: _d("older", s.age),
+        needs=("age",),
     ),
     ActionRule(
         "reduce cost to serve",
@@ -179,8 +217,16 @@ VALUE_CLIP = 2.0
 
 RECENCY = r"recency|days_since_last"
 TENURE = r"tenure|days_since_(first|signup|join|enrol|dt_customer|customer)|since_first"
-FREQUENCY = r"^frequency$|orders|purchases_total|visits|num_.*purchases"
+FREQUENCY = r"^frequency$|orders$|purchases_total$|visits|(^|_)purchases$"
 INCOME = r"income|salary|earning"
+AGE = r"(^|_)age($|_)|years_old"
+SIGNAL_PATTERNS = {
+    "recency": RECENCY,
+    "tenure": TENURE,
+    "frequency": FREQUENCY,
+    "income": INCOME,
+    "age": AGE,
+}
 
 
 def signals_from(
@@ -202,14 +248,20 @@ def signals_from(
             churn = lift if churn is None else max(churn, lift)
         else:
             response = lift if response is None else max(response, lift)
+    numeric = [str(t["feature"]) for t in traits if t.get("kind") != "categorical"]
+    measured = {"value"} | {
+        name
+        for name, pattern in SIGNAL_PATTERNS.items()
+        if any(re.search(pattern, f) for f in numeric)
+    }
+    measured |= {name for name, lift in (("response", response), ("churn", churn)) if lift}
+    effects = {name: _effect(traits, pattern) for name, pattern in SIGNAL_PATTERNS.items()}
     return Signals(
         value=min(max(math.log2(max(vi, 1e-9)), -VALUE_CLIP), VALUE_CLIP),
-        recency=_effect(traits, RECENCY),
-        tenure=_effect(traits, TENURE),
-        frequency=_effect(traits, FREQUENCY),
-        income=_effect(traits, INCOME),
         response=response,
         churn=churn,
+        measured=frozenset(measured),
+        **effects,
     )
 
 
@@ -228,7 +280,7 @@ def best_action(signals: Signals) -> Assignment:
 
 def assign_actions(segments: list[Signals]) -> list[Assignment]:
     """One action per segment, all different (see the module docs)."""
-    fits = [[rule.fit(s) for rule in ACTION_RULES] for s in segments]
+    fits = [[rule.score(s) for rule in ACTION_RULES] for s in segments]
     free_segments = set(range(len(segments)))
     free_rules = set(range(len(ACTION_RULES)))
     chosen: dict[int, Assignment] = {}

@@ -54,6 +54,12 @@ TRANSACTION_VOCAB: dict[str, Vocab] = {
 }
 """Words for the transaction features: (high, low)."""
 
+TENURE_PATTERN = (
+    r"tenure|days_since_(first|signup|join|enrol|dt_customer|customer|registration|created)"
+)
+RECENCY_PATTERN = r"recency|days_since_last"
+SHARE_NOISE = re.compile(r"(^|_)(num|mnt|purchases|products|prods|month|share|amount|spend)(?=_|$)")
+
 PATTERN_VOCAB: list[tuple[str, Vocab]] = [
     (r"income|salary|earning", (Word("high-income"), Word("low-income"))),
     (
@@ -62,7 +68,7 @@ PATTERN_VOCAB: list[tuple[str, Vocab]] = [
     ),
     (r"senior", (Word("senior"), None)),
     (r"(^|_)age($|_)|years_old", (Word("older"), Word("young"))),
-    (r"tenure|days_since_(first|signup|join)", (Word("long-tenure"), Word("new"))),
+    (TENURE_PATTERN, (Word("long-tenure"), Word("new"))),
     (
         r"total_(charge|spend|revenue|amount)|lifetime|clv|ltv",
         (Word("high-lifetime-value"), Word("low-lifetime-value")),
@@ -72,7 +78,7 @@ PATTERN_VOCAB: list[tuple[str, Vocab]] = [
     (r"dependent|children|kids|household", (Word("family"), None)),
     (r"paperless", (Word("paperless"), Word("paper-billed"))),
     (r"recency|days_since_last", (Word("lapsed"), Word("recent"))),
-    (r"frequency|orders|visits", (Word("frequent"), Word("infrequent"))),
+    (r"frequency|orders|visits|purchases_total|purchases$", (Word("frequent"), Word("infrequent"))),
 ]
 """Words for customer-table features, by regular expression on the column name."""
 
@@ -102,6 +108,10 @@ def trend(feature: str, higher: bool) -> str:
     """``"bought more recently"`` for lower recency; ``"higher age"`` by default."""
     if feature in TREND_WORDS:
         return TREND_WORDS[feature][0 if higher else 1]
+    if re.search(RECENCY_PATTERN, feature.lower()):
+        return TREND_WORDS["recency_days"][0 if higher else 1]
+    if re.search(TENURE_PATTERN, feature.lower()):
+        return TREND_WORDS["tenure_days"][0 if higher else 1]
     return f"{'higher' if higher else 'lower'} {label(feature)}"
 
 
@@ -139,6 +149,8 @@ def human_value(feature: str, x: float) -> str:
         return "n/a"
     if "year" in feature.lower() and 1000 <= abs(x) < 10000:
         return f"{x:.0f}"  # a year, not an amount
+    if feature.lower().endswith("_share") and 0 <= x <= 1:
+        return f"{x:.0%}"
     if not is_duration(feature):
         return _fmt(x)
     days = abs(x)
@@ -154,6 +166,9 @@ def _vocab(feature: str, binary: bool) -> Vocab:
     if feature in TRANSACTION_VOCAB:
         return TRANSACTION_VOCAB[feature]
     lowered = feature.lower()
+    if lowered.endswith("_share"):  # a part of a group total: wines share -> wines-focused
+        core = SHARE_NOISE.sub("", lowered).strip("_").replace("_", "-")
+        return (Word(f"{core}-focused") if core else None), None
     for pattern, words in PATTERN_VOCAB:
         if re.search(pattern, lowered):
             return words
@@ -182,6 +197,8 @@ def _fmt(x: float) -> str:
         return f"{x:.0f}"
     if a >= 1:
         return f"{x:.1f}".rstrip("0").rstrip(".")
+    if a == 0:
+        return "0"
     return f"{x:.2f}"
 
 
@@ -326,8 +343,9 @@ def _phrase(trait: dict[str, Any]) -> str:
         return (
             f"{trait['segment_mean']:.0%} {label(trait['feature'])} (vs {trait['base_mean']:.0%})"
         )
-    size = "much " if abs(d) >= 1.0 else ""
     way = trend(trait["feature"], d > 0)
+    comparative = way.split()[0] in {"higher", "lower", "more", "fewer", "bigger", "smaller"}
+    size = "much " if abs(d) >= 1.0 and comparative else ""
     if trait["feature"] == "return_share":
         seg, base = f"{trait['segment_mean']:.0%}", f"{trait['base_mean']:.0%}"
         return f"{size}{way} (average {seg} vs {base})"
@@ -344,8 +362,12 @@ def describe_segments(
     k: int,
     *,
     log_features: list[str] | None = None,
+    outcomes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One persona per segment id 0..k-1.
+
+    ``outcomes``: the extras columns that are outcomes (the contract's outcome roles);
+    None: every 0/1 extras column counts as one.
 
     ``labels``: segment id per row of ``features.frame``. Returns dicts with ``id``,
     ``name`` (unique), ``description``, ``action``, ``action_detail``, ``size``, ``share``,
@@ -369,7 +391,8 @@ def describe_segments(
     outcome_cols = [
         c
         for c in features.extras.columns
-        if pd.api.types.is_float_dtype(features.extras[c])
+        if (outcomes is None or c in outcomes)
+        and pd.api.types.is_float_dtype(features.extras[c])
         and set(pd.unique(features.extras[c].dropna())) <= {0.0, 1.0}
     ]
     attribute_cols = [c for c in features.extras.columns if c not in outcome_cols]
@@ -447,7 +470,10 @@ def _attributes(
     medians: dict[str, dict[str, float]] = {}
     for c in columns:
         col = extras[c]
-        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 12:
+        if col.nunique() <= 1:  # the same for everyone: says nothing about a segment
+            continue
+        number = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        if number and col.nunique() > 12:
             values = col.to_numpy(dtype="float64", na_value=np.nan)
             if np.isfinite(values[mask]).any():
                 medians[c] = {
@@ -455,6 +481,8 @@ def _attributes(
                     "base_median": float(np.nanmedian(values)),
                 }
             continue
+        if number:  # a few whole numbers (children at home): 1, not 1.0
+            col = col.map(lambda v: _fmt(float(v)) if pd.notna(v) else v)
         counts = col.astype("string")[mask].value_counts(normalize=True)
         if len(counts):
             common[c] = [str(counts.index[0]), float(counts.iloc[0])]
@@ -471,7 +499,7 @@ def _add_actions(segments: list[dict[str, Any]], all_traits: list[list[dict[str,
         seg["action"] = chosen.action
         seg["action_detail"] = chosen.detail
         seg["action_reason"] = chosen.reason
-        seg["position"] = {key: _round(val) for key, val in signal.__dict__.items()}
+        seg["position"] = {key: _round(getattr(signal, key)) for key in sorted(signal.measured)}
 
 
 def _round(x: float | None) -> float | None:
@@ -506,10 +534,13 @@ def unique_names(all_traits: list[list[dict[str, Any]]], default_noun: str) -> l
 
 
 def _describe(seg: dict[str, Any], traits: list[dict[str, Any]], features: Features) -> str:
+    value_label = label(str(features.value.name)) if features.value is not None else ""
+    if not value_label.endswith("total"):
+        value_label = f"total {value_label}"
     parts = [
         f"{seg['name']}: {seg['size']:,} customers ({seg['share']:.0%} of the base)"
         + (
-            f" bringing {seg['value_share']:.0%} of total {label(str(features.value.name))}."
+            f" bringing {seg['value_share']:.0%} of {value_label}."
             if seg["value_share"] is not None and features.value is not None
             else "."
         )

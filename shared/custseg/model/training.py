@@ -52,7 +52,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from custseg.features.build import Features
-from custseg.ingest.contracts.model import Contract
+from custseg.ingest.contracts.model import Contract, Role
 from custseg.model.artifact import SegmentModel, build_metadata
 from custseg.model.labels import fit_label_edges
 from custseg.model.personas import describe_segments
@@ -439,7 +439,13 @@ def train_model(
     pipeline = Pipeline([("preprocess", pre), ("cluster", clusterer)])
     edges = fit_label_edges(features)
     logged, _, _, _ = split_numeric(frame, features.numeric)
-    segments = describe_segments(features, labels, chosen, log_features=logged)
+    segments = describe_segments(
+        features,
+        labels,
+        chosen,
+        log_features=logged,
+        outcomes=[c.name for c in contract.by_role(Role.OUTCOME)],
+    )
 
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     fingerprint = b"|".join(
