@@ -362,11 +362,11 @@ def describe_segments(
     k: int,
     *,
     log_features: list[str] | None = None,
-    outcomes: list[str] | None = None,
+    outcome_columns: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One persona per segment id 0..k-1.
 
-    ``outcomes``: the extras columns that are outcomes (the contract's outcome roles);
+    ``outcome_columns``: the extras columns that are outcomes (the contract's outcome roles);
     None: every 0/1 extras column counts as one.
 
     ``labels``: segment id per row of ``features.frame``. Returns dicts with ``id``,
@@ -391,7 +391,7 @@ def describe_segments(
     outcome_cols = [
         c
         for c in features.extras.columns
-        if (outcomes is None or c in outcomes)
+        if (outcome_columns is None or c in outcome_columns)
         and pd.api.types.is_float_dtype(features.extras[c])
         and set(pd.unique(features.extras[c].dropna())) <= {0.0, 1.0}
     ]

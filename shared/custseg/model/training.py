@@ -444,7 +444,7 @@ def train_model(
         labels,
         chosen,
         log_features=logged,
-        outcomes=[c.name for c in contract.by_role(Role.OUTCOME)],
+        outcome_columns=[c.name for c in contract.by_role(Role.OUTCOME)],
     )
 
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
