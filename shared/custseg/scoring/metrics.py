@@ -1038,7 +1038,7 @@ def _labels_doc(stats: ScoreStats) -> dict[str, Any]:
 
 def _trust_reasons(metrics: Mapping[str, Any], t: Thresholds) -> list[tuple[int, float, str]]:
     """Watch reasons about the run's inputs rather than drift: rows lost at ingest above
-    ``rejected_watch``, and a model that failed its quality gates."""
+    ``rejected_watch``, and a model that did not pass its quality gates."""
     found: list[tuple[int, float, str]] = []
     dq = metrics.get("data_quality") or {}
     share = dq.get("reject_share")
@@ -1059,7 +1059,7 @@ def _trust_reasons(metrics: Mapping[str, Any], t: Thresholds) -> list[tuple[int,
             (
                 1,
                 1.0,
-                "the model failed its quality gates ("
+                "the model did not pass its quality gates ("
                 + ("; ".join(gates.get("reasons") or []) or "see the model metadata")
                 + "): treat the segments as provisional",
             )
@@ -1077,7 +1077,7 @@ def evaluate(
     silhouette drop vs training, mean-distance ratio vs training, rise of a feature's
     missing share, and, when the previous run used the same model version, the share of
     customers who changed segment (watch only). Whatever the customer count, a share of
-    rejected rows above ``rejected_watch`` and a model that failed its quality gates give
+    rejected rows above ``rejected_watch`` and a model that did not pass its quality gates give
     "watch" (see :func:`_trust_reasons`). Fewer than ``min_customers`` customers
     gives "watch" (too few to judge) and skips the drift and quality rules.
     """

@@ -288,5 +288,5 @@ def test_a_model_that_failed_its_gates_makes_the_verdict_watch() -> None:
     failed = {"gates": {"passed": False, "reasons": ["silhouette 0.080 below the floor 0.15"]}}
     verdict, reasons = evaluate(_metrics(model=failed))
     assert verdict == "watch"
-    assert "failed its quality gates (silhouette 0.080 below the floor 0.15)" in reasons[0]
+    assert "did not pass its quality gates (silhouette 0.080 below the floor 0.15)" in reasons[0]
     assert evaluate(_metrics(model={"gates": {"passed": True, "reasons": []}})) == ("ok", [])
