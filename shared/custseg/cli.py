@@ -204,6 +204,9 @@ def print_summary(summary: Any) -> None:
                 f"  {seg.get('name', seg.get('id'))!s:<34} {seg.get('size', 0):>9,} customers  "
                 f"{_pct(seg.get('share'))} of base  {_pct(seg.get('value_share'))} of value"
             )
+            if seg.get("action"):
+                rank = f" (target rank {seg['rank']})" if seg.get("rank") else ""
+                print(f"    action: {seg['action']}{rank}")
         verdict = m.get("verdict", {})
         if isinstance(verdict, dict):
             print(f"verdict: {verdict.get('verdict')}")
