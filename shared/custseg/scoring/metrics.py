@@ -188,7 +188,10 @@ METRIC_DOCS: dict[str, str] = {
     "stability": "Against the previous run of the dataset (when given): customers in both "
     "runs, changed (segment differs) and changed_share, new and gone customers, and the "
     "transition matrix (rows = previous segment, columns = this run's segment, customer "
-    "counts). Judged only when both runs used the same model version.",
+    "counts), and previous_segment_sizes (customers per segment id in the previous run, for "
+    "the segments' growth). Judged only when both runs used the same model version.",
+    "model.gates": "The model's quality gates as training recorded them: passed, and the "
+    "reasons when not (a failed gate makes the verdict 'watch').",
     "outcomes.<column>": "For each outcome column (e.g. churn): overall rate, and per "
     "segment customers, positives, rate and lift = rate / overall rate (1 = average, 2 = "
     "twice as likely). lift_spread = highest / lowest segment rate.",
