@@ -207,13 +207,9 @@ def print_summary(summary: Any) -> None:
             if seg.get("action"):
                 rank = f" (target rank {seg['rank']})" if seg.get("rank") else ""
                 print(f"    action: {seg['action']}{rank}")
-        verdict = m.get("verdict", {})
-        if isinstance(verdict, dict):
-            print(f"verdict: {verdict.get('verdict')}")
-            for reason in verdict.get("reasons", [])[:5]:
-                print(f"  - {reason}")
-        else:
-            print(f"verdict: {verdict}")
+        print(f"verdict: {m.get('verdict')}")
+        for reason in (m.get("reasons") or [])[:5]:
+            print(f"  - {reason}")
         print(f"report:      {summary.report_path}")
         print(f"assignments: {summary.assignments_path}")
         for err in summary.errors:

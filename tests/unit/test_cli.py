@@ -193,3 +193,23 @@ def test_a_run_that_cannot_train_prints_why_and_writes_it_in_its_report(
     report = out / "ids_only-failure.txt"
     assert f"error report: {report}" in printed
     assert f"- {reason}" in report.read_text(encoding="utf-8")
+
+
+def test_the_summary_prints_the_verdicts_reasons_and_each_segments_action(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from custseg.cli import print_summary
+    from custseg.local.flow import RunSummary
+
+    reason = "14% of the uploaded rows were rejected at ingest (mostly 3,722 x customer_id: ..."
+    summary = RunSummary(
+        dataset="shop",
+        out_dir=tmp_path,
+        status="committed",
+        metrics={"verdict": "watch", "reasons": [reason]},
+        profiles={"segments": [{"name": "Lapsed", "size": 5, "action": "win back", "rank": 2}]},
+    )
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert f"verdict: watch\n  - {reason}\n" in out
+    assert "    action: win back (target rank 2)" in out
