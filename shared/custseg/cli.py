@@ -64,22 +64,14 @@ def _contract(path: str | None) -> Any:
 
 
 def contract_problem(exc: ValueError) -> str:
-    """What :func:`custseg.ingest.contracts.load_contract`'s error says, on one line."""
-    import pydantic
-    import yaml
+    """What :func:`custseg.ingest.contracts.load_contract`'s error says, on one line:
+    ``not YAML: line N, column M: ...`` or ``invalid: line N: field: problem; ...``."""
+    from custseg.ingest.contracts import ContractError
 
-    cause = exc.__cause__
-    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
-        mark = cause.problem_mark
-        return f"not YAML: line {mark.line + 1}, column {mark.column + 1}: {cause.problem}"
-    if isinstance(cause, yaml.YAMLError):
-        return f"not YAML: {_one_line(str(cause))}"
-    if isinstance(cause, pydantic.ValidationError):
-        problems = []
-        for error in cause.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()))
-            message = str(error.get("msg", "")).removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
+    if isinstance(exc, ContractError):
+        problems = exc.problems
+        if len(problems) == 1 and problems[0].startswith("not YAML"):
+            return problems[0]
         return "invalid: " + "; ".join(problems)
     return _one_line(str(exc))
 
@@ -194,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     (target / "model.joblib").write_bytes(model_bytes)
     (target / "metadata.json").write_bytes(metadata_bytes)
     meta = model.metadata
-    print(f"model {dataset} {model.version}: k={model.k} ({meta.get('k_rule', '')})")
+    why = meta.get("k_choice") or meta.get("k_rule", "")
+    print(f"model {dataset} {model.version}: k={model.k} ({why})")
     for row in meta.get("k_evidence", []):
         mark = "*" if row.get("chosen") else " "
         print(
@@ -249,21 +242,31 @@ def print_summary(summary: Any) -> None:
                 f"  {seg.get('name', seg.get('id'))!s:<34} {seg.get('size', 0):>9,} customers  "
                 f"{_pct(seg.get('share'))} of base  {_pct(seg.get('value_share'))} of value"
             )
-        verdict = m.get("verdict", {})
-        if isinstance(verdict, dict):
-            print(f"verdict: {verdict.get('verdict')}")
-            for reason in verdict.get("reasons", [])[:5]:
-                print(f"  - {reason}")
-        else:
-            print(f"verdict: {verdict}")
+            if seg.get("action"):
+                rank = f" (target rank {seg['rank']})" if seg.get("rank") else ""
+                print(f"    action: {seg['action']}{rank}")
+        print(f"verdict: {m.get('verdict')}")
+        for reason in (m.get("reasons") or [])[:5]:
+            print(f"  - {reason}")
         print(f"report:      {summary.report_path}")
         print(f"assignments: {summary.assignments_path}")
         for doc in summary.campaigns:
             _print_campaign(doc)
-    elif summary.report_path:
+        for err in summary.errors:
+            print(f"  failed: {err}")
+    else:
+        print_failure(summary)
+
+
+def print_failure(summary: Any) -> None:
+    """A run without results: every reason the functions gave, and the report's path."""
+    from custseg.local.flow import failure_reasons
+
+    reasons = summary.errors if summary.status == "rejected" else failure_reasons(summary)
+    for reason in reasons:
+        print(f"  failed: {reason}")
+    if summary.report_path:
         print(f"error report: {summary.report_path}")
-    for err in summary.errors:
-        print(f"  failed: {err}")
 
 
 def _print_campaign(doc: dict[str, Any]) -> None:

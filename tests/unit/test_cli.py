@@ -102,13 +102,13 @@ def test_an_unknown_as_of_format_is_one_line(
         ("\xff\xfe", "not a text file (UTF-8 YAML expected)"),
         (
             "kind: shop\ngrain: customer\ncolumns: []\n",
-            "invalid: a contract needs one column with role customer_id",
+            "invalid: line 3: columns: a contract needs one column with role customer_id",
         ),
-        ("just a word\n", "invalid: Input should be a valid dictionary or instance of Contract"),
+        ("just a word\n", "invalid: line 1: a contract is a mapping (kind:, grain:, columns:)"),
         (
             "kind: shop\ngrain: customer\ncolumns:\n"
             "  - {name: id, role: customer_id, type: nope}\n",
-            "invalid: columns.0.type: Input should be",
+            "invalid: line 4: columns[0] (id).type: Input should be",
         ),
     ],
 )
@@ -216,3 +216,40 @@ def test_infer_names_an_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFi
     src.write_bytes(b"")
     assert main(["infer", str(src)]) == 2
     assert capsys.readouterr().err.startswith(f"custseg: {src}: ")
+
+
+def test_a_run_that_cannot_train_prints_why_and_writes_it_in_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "ids_only.csv"
+    rows = [f"{i:04d},{'uk' if i % 2 else 'fr'}" for i in range(40)]
+    data.write_text("customer_id,country\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(data), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    reason = "training a segmentation model: cannot train ids_only: no features to train on"
+    assert f"  failed: {reason}" in printed
+    assert "rows read 40 / kept 40 / rejected 0" in printed
+    report = out / "ids_only-failure.txt"
+    assert f"error report: {report}" in printed
+    assert f"- {reason}" in report.read_text(encoding="utf-8")
+
+
+def test_the_summary_prints_the_verdicts_reasons_and_each_segments_action(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from custseg.cli import print_summary
+    from custseg.local.flow import RunSummary
+
+    reason = "14% of the uploaded rows were rejected at ingest (mostly 3,722 x customer_id: ..."
+    summary = RunSummary(
+        dataset="shop",
+        out_dir=tmp_path,
+        status="committed",
+        metrics={"verdict": "watch", "reasons": [reason]},
+        profiles={"segments": [{"name": "Lapsed", "size": 5, "action": "win back", "rank": 2}]},
+    )
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert f"verdict: watch\n  - {reason}\n" in out
+    assert "    action: win back (target rank 2)" in out

@@ -439,6 +439,7 @@ def _customer_features(
             continue
         name, values, is_number = _feature_column(spec, rows[spec.name], as_of_ts)
         (numeric if is_number else categorical)[name] = values
+    numeric = _grouped(numeric, contract)
     frame = pd.DataFrame({**numeric, **categorical}, index=index)
     extras = pd.DataFrame(index=index)
     for spec in contract.by_role(Role.ATTRIBUTE):
@@ -516,10 +517,52 @@ def _sorted_unique(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 
 def _customer_value(clean_frame: pd.DataFrame, contract: Contract) -> pd.Series | None:
-    for name in contract.value_columns:
-        if name in clean_frame.columns and pd.api.types.is_numeric_dtype(clean_frame[name]):
-            return clean_frame[name].astype("float64").rename(name)
+    """The first of ``contract.value_columns`` present (a group name means its total)."""
+    for listed in contract.value_columns:
+        for name in (listed, f"{listed}_total"):
+            if name in clean_frame.columns and pd.api.types.is_numeric_dtype(clean_frame[name]):
+                return clean_frame[name].astype("float64").rename(name)
     return None
+
+
+def _grouped(numeric: dict[str, Any], contract: Contract) -> dict[str, Any]:
+    """Numeric features with each contract ``group`` of two or more present columns
+    replaced by ``<group>_total`` (their sum; NaN when all are missing) and
+    ``<name>_share`` per column (its part of the total; NaN when the total is not > 0).
+
+    Twenty correlated spend columns then weigh as one total plus shares on a 0..1 scale
+    in the clustering, instead of twenty standardised numbers."""
+    groups: dict[str, list[str]] = {}
+    for spec in contract.columns:
+        if spec.group and spec.name in numeric:
+            groups.setdefault(spec.group, []).append(spec.name)
+    out: dict[str, Any] = {}
+    done: set[str] = set()
+    for name, values in numeric.items():
+        group = next((g for g, cols in groups.items() if name in cols and len(cols) > 1), None)
+        if group is None:
+            out[name] = values
+            continue
+        if group in done:
+            continue
+        done.add(group)
+        members = groups[group]
+        matrix = np.column_stack([np.asarray(numeric[c], dtype="float64") for c in members])
+        known = np.isfinite(matrix).any(axis=1)
+        total = np.where(known, np.nansum(matrix, axis=1), np.nan)
+        out[f"{group}_total"] = _like(values, total)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for j, col in enumerate(members):
+                share = np.where(total > 0, matrix[:, j] / total, np.nan)
+                out[f"{col}_share"] = _like(values, share)
+    return out
+
+
+def _like(template: Any, values: np.ndarray) -> Any:
+    """``values`` as a Series with ``template``'s index when it is one, else as numpy."""
+    if isinstance(template, pd.Series):
+        return pd.Series(values, index=template.index, dtype="float64")
+    return values
 
 
 def build_features(
@@ -750,6 +793,7 @@ def build_features_arrow(
             continue
         name, values, is_number = _feature_column(spec, series(spec.name), as_of_ts)
         (numeric if is_number else categorical)[name] = values
+    numeric = _grouped(numeric, contract)
     frame = pd.DataFrame({**numeric, **categorical}, index=index)
     extras = pd.DataFrame(index=index)
     for spec in contract.by_role(Role.ATTRIBUTE):

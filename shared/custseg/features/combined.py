@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from custseg.features.build import MISSING_CATEGORY, TRANSACTION_FEATURES
 from custseg.features.sql import FeatureQuery, literal, quote
-from custseg.ingest.contracts.model import Contract, Role, normalise_header
+from custseg.ingest.contracts.model import Contract, Grain, Role, normalise_header
 
 COMBINED = "combined"
 """The kind of features (and of a model's :class:`~custseg.features.build.FeatureSchema`)
@@ -102,7 +102,7 @@ def combined_contract(customers: Contract, orders: Contract) -> Contract:
     ]
     return Contract(
         kind=COMBINED,
-        grain="customer",
+        grain=Grain.CUSTOMER,
         version=f"{customers.kind}:{customers.version}+{orders.kind}:{orders.version}",
         description=f"{customers.kind} joined with {orders.kind} per customer",
         columns=[*customers.columns, *extra],

@@ -25,6 +25,9 @@ STEP_NAMES = {
     "RescoreFunction": "rescoring",
 }
 
+FAILED_STATUSES = frozenset({"rejected", "untrainable", "no_data", "refused", "failed", "error"})
+"""Statuses of a function's outcome that explain why a run wrote no results."""
+
 
 @dataclass
 class RunSummary:
@@ -38,6 +41,7 @@ class RunSummary:
     report_path: Path | None = None
     assignments_path: Path | None = None
     errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # messages of the steps that failed
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
     campaigns: list[dict[str, Any]] = field(default_factory=list)  # effect.json documents
@@ -167,7 +171,10 @@ def _summarise(
                 and result.get("dataset") == dataset
                 and result.get("message")
             ):
-                summary.messages.append(f"{inv.function}: {result['message']}")
+                step = STEP_NAMES.get(inv.function, inv.function)
+                summary.messages.append(f"{step}: {result['message']}")
+                if result.get("status") in FAILED_STATUSES:
+                    summary.problems.append(f"{step}: {result['message']}")
     results_dir = out_dir / stack.results_bucket
     data_dir = out_dir / stack.data_bucket
     latest_path = results_dir / results_latest_key(dataset)
@@ -193,4 +200,38 @@ def _summarise(
         summary.status = "rejected"
         summary.quality = json.loads(rejected[-1].read_text())
         summary.report_path = rejected[-1].with_name("error.txt")
+        return summary
+    cleaned = sorted((data_dir / "clean" / dataset).glob("*/quality.json"))
+    if cleaned:
+        summary.quality = json.loads(cleaned[-1].read_text())
+    summary.report_path = write_failure_report(summary)
     return summary
+
+
+def failure_reasons(summary: RunSummary) -> list[str]:
+    """Why a run wrote no results: the functions' errors and their messages, or, when
+    they left none, where to look. Never empty."""
+    reasons = [*summary.errors, *summary.problems] or summary.messages[-1:]
+    if not reasons:
+        reasons = [
+            "no function reported a reason; see "
+            f"{summary.out_dir / 'handler-logs.jsonl'} for each step's log"
+        ]
+    return reasons
+
+
+def write_failure_report(summary: RunSummary) -> Path:
+    """``<out>/<dataset>-failure.txt``: the run's status, reasons and what ingest kept."""
+    q = summary.quality
+    lines = [f"{summary.dataset}: {summary.status}, no results were written", "", "Reasons:"]
+    lines += [f"- {reason}" for reason in failure_reasons(summary)]
+    if q:
+        lines += [
+            "",
+            f"Ingest: {q.get('rows_read', 0):,} rows read, {q.get('rows_kept', 0):,} kept, "
+            f"{q.get('rows_rejected', 0):,} rejected "
+            f"(contract {(q.get('contract') or {}).get('kind', 'n/a')}).",
+        ]
+    path = summary.out_dir / f"{summary.dataset}-failure.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -30,7 +30,8 @@ VERDICT_TEXT = {
     "ok": ("OK", "The segments fit this customer base. Use them as they are."),
     "watch": (
         "Watch",
-        "The segments are usable, but something has changed. Read the points below before "
+        "The segments are usable with care: something changed or was lost (data, quality). "
+        "Read the points below before "
         "planning a campaign.",
     ),
     "retrain": (
@@ -199,6 +200,11 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
                     f"{_e(_label(name))} <b>{_pct(row['rate'])}</b>"
                     + (f" ({lift:.1f}x average)" if lift is not None else "")
                 )
+    if seg.get("rank") is not None:
+        facts.append(
+            f"target rank <b>{_int(seg['rank'])}</b> "
+            f"(attractiveness {_e(seg.get('attractiveness'))} / 100)"
+        )
     traits = seg.get("traits") or []
     body = [
         f'<div class="card" style="border-top-color:{c}">',
@@ -207,7 +213,12 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
     ]
     action = _action(seg)
     if action:
-        body.append(f'<div class="action"><b>What to do:</b> {_e(action)}</div>')
+        why = str(seg.get("action_reason") or "")
+        body.append(
+            f'<div class="action"><b>What to do:</b> {_e(action)}'
+            + (f" <i>(why: {_e(why)})</i>" if why else "")
+            + "</div>"
+        )
     for flag in seg.get("campaign_flags") or []:  # a measured campaign's negative uplift
         body.append(f'<div class="action"><b>Stop:</b> {_e(flag)}</div>')
     if seg.get("offer"):  # the categories the segment buys more than the base
@@ -349,6 +360,44 @@ def _value_section(profiles: Mapping[str, Any], metrics: Mapping[str, Any]) -> l
     return out
 
 
+def _ranking(profiles: Mapping[str, Any]) -> str:
+    """The segments as targets, most attractive first (see custseg.scoring.ranking)."""
+    ranking = profiles.get("ranking") or {}
+    by_id = {int(s["id"]): s for s in profiles.get("segments", [])}
+    order = [by_id[i] for i in ranking.get("order", []) if i in by_id]
+    if not order:
+        return ""
+    parts = ranking.get("weights") or {}
+    rows = "".join(
+        f'<tr><td class="n">{_int(s.get("rank"))}</td><td>{_e(s["name"])}</td>'
+        f'<td class="n">{_e(s.get("attractiveness"))}</td>'
+        f'<td class="n">{_pct(s.get("share"))}</td>'
+        f'<td class="n">{_pct(s.get("value_share"))}</td>'
+        + "".join(f'<td class="n">{_fmt_part(name, s)}</td>' for name in ("growth", "outcome"))
+        + f"<td>{_e(s.get('action'))}</td></tr>"
+        for s in order
+    )
+    weights = ", ".join(f"{name} {w:.0%}" for name, w in parts.items())
+    missing = ranking.get("components_missing") or []
+    note = f" Not available in this run: {', '.join(missing)}." if missing else ""
+    return (
+        "<h2>Which segments to target first</h2>"
+        "<p class='lead'>Attractiveness (0-100) weighs each segment's value share, size, "
+        f"growth since the previous run and outcome rates ({_e(weights)}).{_e(note)}</p>"
+        "<table><tr><th>rank</th><th>segment</th><th>attractiveness</th><th>customers</th>"
+        "<th>value</th><th>growth</th><th>outcome score</th><th>action</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _fmt_part(name: str, seg: Mapping[str, Any]) -> str:
+    part = (seg.get("attractiveness_parts") or {}).get(name)
+    if not part:
+        return "n/a"
+    raw = float(part["raw"])
+    return f"{raw:+.0%}" if name == "growth" else f"{raw:.2f}"
+
+
 def render_report(
     profiles: dict[str, Any],
     metrics: dict[str, Any],
@@ -385,6 +434,7 @@ def render_report(
         "are, what makes them different from the average customer, and a suggested action."
         "</p>",
         '<div class="grid">' + "".join(_card(s, outcomes, has_value) for s in segs) + "</div>",
+        _ranking(profiles),
         "<h2>Size and value</h2>",
         _figure(charts.chart_sizes(segs)) or "<p class='note'>No segments.</p>",
     ]

@@ -82,6 +82,7 @@ class Thresholds:
     distance_ratio_retrain: float = 1.50
     stability_watch: float = 0.20
     missing_watch: float = 0.20
+    rejected_watch: float = 0.10
     min_customers: int = 30
     holdout_miss_watch: float = 0.20
 
@@ -131,6 +132,10 @@ THRESHOLD_DOCS: dict[str, tuple[str, str]] = {
     "missing_watch": (
         "increase of a numeric feature's missing share vs training (filled by the model)",
         "watch when > 0.20 (20 points)",
+    ),
+    "rejected_watch": (
+        "share of the uploaded rows ingest rejected (invalid, duplicate or excluded)",
+        "watch when > 0.10: the segments describe only the rows kept",
     ),
     "min_customers": (
         "fewest customers for drift and quality rules to apply",
@@ -189,7 +194,10 @@ METRIC_DOCS: dict[str, str] = {
     "stability": "Against the previous run of the dataset (when given): customers in both "
     "runs, changed (segment differs) and changed_share, new and gone customers, and the "
     "transition matrix (rows = previous segment, columns = this run's segment, customer "
-    "counts). Judged only when both runs used the same model version.",
+    "counts), and previous_segment_sizes (customers per segment id in the previous run, for "
+    "the segments' growth). Judged only when both runs used the same model version.",
+    "model.gates": "The model's quality gates as training recorded them: passed, and the "
+    "reasons when not (a failed gate makes the verdict 'watch').",
     "outcomes.<column>": "For each outcome column (e.g. churn): overall rate, and per "
     "segment customers, positives, rate and lift = rate / overall rate (1 = average, 2 = "
     "twice as likely). lift_spread = highest / lowest segment rate.",
@@ -725,6 +733,7 @@ def build_metrics(
             "trained_rows": training.get("rows"),
             "trained_as_of": training.get("as_of"),
             "status": meta.get("status"),
+            "gates": _gates_doc(meta),
         },
         "customers": int(stats.customers),
         "duplicates_dropped": int(duplicates_dropped),
@@ -746,6 +755,14 @@ def build_metrics(
     metrics["verdict"] = verdict
     metrics["reasons"] = reasons
     return metrics
+
+
+def _gates_doc(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model's quality gates as training recorded them (None when not recorded)."""
+    gates = meta.get("gates")
+    if not isinstance(gates, Mapping) or "passed" not in gates:
+        return None
+    return {"passed": bool(gates["passed"]), "reasons": [str(r) for r in gates.get("reasons", [])]}
 
 
 def _training_shares(training: Mapping[str, Any]) -> dict[int, float]:
@@ -932,6 +949,7 @@ def _stability_doc(
         "gone_customers": int(previous.customers - common),
         "previous_model_version": previous.model_version,
         "same_model": bool(same_model),
+        "previous_segment_sizes": _previous_segment_sizes(previous),
         "transitions": {
             "from": [
                 {"id": p, "name": previous.names.get(p, f"Segment {p}")}
@@ -941,6 +959,13 @@ def _stability_doc(
             "counts": full.tolist(),
         },
     }
+
+
+def _previous_segment_sizes(previous: PreviousAssignments) -> list[int]:
+    """Customers per segment id in the previous run (index = segment id)."""
+    segments = np.asarray(previous.segments, dtype="int64")
+    segments = segments[segments >= 0]
+    return [int(n) for n in np.bincount(segments)] if segments.size else []
 
 
 def _outcomes_doc(stats: ScoreStats, names: Mapping[int, str], k: int) -> dict[str, Any]:
@@ -1037,6 +1062,37 @@ def _labels_doc(stats: ScoreStats) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
+def _trust_reasons(metrics: Mapping[str, Any], t: Thresholds) -> list[tuple[int, float, str]]:
+    """Watch reasons about the run's inputs rather than drift: rows lost at ingest above
+    ``rejected_watch``, and a model that did not pass its quality gates."""
+    found: list[tuple[int, float, str]] = []
+    dq = metrics.get("data_quality") or {}
+    share = dq.get("reject_share")
+    if isinstance(share, int | float) and share > t.rejected_watch:
+        top = (dq.get("top_reasons") or [{}])[0]
+        why = f" (mostly {top['rows']:,} x {top['reason']})" if top.get("reason") else ""
+        found.append(
+            (
+                1,
+                float(share) / t.rejected_watch if t.rejected_watch else 1.0,
+                f"{share:.0%} of the uploaded rows were rejected at ingest{why} > "
+                f"{t.rejected_watch:.0%}: the segments describe only the rows kept",
+            )
+        )
+    gates = (metrics.get("model") or {}).get("gates") or {}
+    if gates and not gates.get("passed", True):
+        found.append(
+            (
+                1,
+                1.0,
+                "the model did not pass its quality gates ("
+                + ("; ".join(gates.get("reasons") or []) or "see the model metadata")
+                + "): treat the segments as provisional",
+            )
+        )
+    return found
+
+
 def evaluate(
     metrics: Mapping[str, Any], thresholds: Thresholds | None = None
 ) -> tuple[str, list[str]]:
@@ -1047,11 +1103,14 @@ def evaluate(
     silhouette drop vs training, mean-distance ratio vs training, rise of a feature's
     missing share, and, when the previous run used the same model version, the share of
     customers who changed segment (watch only); for order logs, the holdout check's miss
-    (watch only). Fewer than ``min_customers`` customers
+    (watch only). Whatever the customer count, a share of rejected rows above
+    ``rejected_watch`` and a model that did not pass its quality gates give "watch" (see
+    :func:`_trust_reasons`). Fewer than ``min_customers`` customers
     gives "watch" (too few to judge) and skips the drift and quality rules.
     """
     t = thresholds or Thresholds()
     found: list[tuple[int, float, str]] = []  # (level, severity for ordering, text)
+    found += _trust_reasons(metrics, t)
 
     def check(value: Any, watch: float, retrain: float | None, text: str) -> None:
         if value is None:

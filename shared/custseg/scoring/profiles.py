@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from custseg.ingest.contracts.model import ColumnType, Contract
-from custseg.model.personas import display_value, trend
+from custseg.model.personas import display_value, human_value, is_duration, label, trend
 from custseg.scoring.accumulators import grow
 from custseg.scoring.metrics import ScoreStats, _num
 from custseg.scoring.predictions import ValueTotals
@@ -69,13 +69,9 @@ def _numeric_summary(m: Moments, sample: np.ndarray) -> dict[str, Any]:
 
 
 def feature_label(name: str) -> str:
-    """A plain label for a feature: ``mean_interval_days`` -> ``days between orders``,
-    ``days_since_signup_date`` -> ``days since signup date``."""
-    try:
-        from custseg.model.personas import FEATURE_LABELS
-    except ImportError:  # pragma: no cover - personas is part of the package
-        FEATURE_LABELS = {}
-    return FEATURE_LABELS.get(name, name.replace("__", " ").replace("_", " ").strip())
+    """A plain label for a feature: ``mean_interval_days`` -> ``time between orders``,
+    ``days_since_signup_date`` -> ``time since signup date``."""
+    return label(name.replace("__", "_"))
 
 
 def _fmt(x: float | None) -> str:
@@ -115,17 +111,18 @@ def _numeric_trait(
     name: str, entry: Mapping[str, Any], base: Mapping[str, Any], binary: bool
 ) -> str:
     z = entry["std_diff"]
-    label = feature_label(name)
+    text = feature_label(name)
     if binary:
         more = "more often" if z > 0 else "less often"
         return (
-            f"{more} {label}: {100 * (entry['mean'] or 0):.0f}% vs "
+            f"{more} {text}: {100 * (entry['mean'] or 0):.0f}% vs "
             f"{100 * (base['mean'] or 0):.0f}% overall"
         )
     strength = "much " if abs(z) >= TRAIT_STRONG_STD_DIFF else ""
+    shown = human_value if is_duration(name) or "year" in name else (lambda _, x: _fmt(x))
     return (
-        f"{strength}{trend(name, z > 0)} ({label}: average {_fmt(entry['mean'])} vs "
-        f"{_fmt(base['mean'])} overall)"
+        f"{strength}{trend(name, z > 0)} ({text}: average {shown(name, entry['mean'])} vs "
+        f"{shown(name, base['mean'])} overall)"
     )
 
 
@@ -276,6 +273,7 @@ def build_profiles(
                 "description": str(persona.get("description", "")),
                 "action": str(persona.get("action", "")),
                 "action_detail": str(persona.get("action_detail", "")),
+                "action_reason": str(persona.get("action_reason", "")),
                 "size": size,
                 "share": _num(size / n, 10) if n else 0.0,
                 "value_total": _num(value_sum[s], 4) if has_value else None,

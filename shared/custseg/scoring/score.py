@@ -87,6 +87,7 @@ from custseg.scoring.predictions import (
     risk_measure,
 )
 from custseg.scoring.profiles import build_profiles
+from custseg.scoring.ranking import rank_segments
 
 HASH_KEY = "custseg-sample-1"
 """Must match :func:`custseg.stats.stable_hash` (tested)."""
@@ -652,8 +653,11 @@ def _score_dataset(
         )
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = build_profiles(
-            stats, model, contract=portrait, run=run, as_of=as_of, value_totals=value_totals
+        profiles = rank_segments(
+            build_profiles(
+                stats, model, contract=portrait, run=run, as_of=as_of, value_totals=value_totals
+            ),
+            metrics,
         )
         if predicted:
             _add_predictions(pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)

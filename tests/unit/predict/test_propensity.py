@@ -15,6 +15,7 @@ from custseg.dataset.clean_data import read_clean
 from custseg.features.build import Features, build_features
 from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, Role
 from custseg.ingest.pipeline import ingest_file
+from custseg.model.actions import assign_actions, signals_from
 from custseg.model.artifact import SegmentModel, dump_artifact, load_artifact
 from custseg.model.personas import choose_action
 from custseg.model.training import train_model
@@ -195,12 +196,28 @@ def test_personas_carry_the_predicted_rate(
 
 
 def test_actions_use_propensity() -> None:
+    without = choose_action([], 1.0)  # no propensity: the other rules
+    assert without not in ("retain now", "target in campaigns")
     assert choose_action([], 1.0, risk_index=1.5) == "retain now"
     assert choose_action([], 0.5, risk_index=1.5) != "retain now"  # little value to keep
-    assert choose_action([], 1.0, risk_index=1.1) == "upsell"
+    assert choose_action([], 1.0, risk_index=1.1) == without
     assert choose_action([], 1.0, response_index=1.4) == "target in campaigns"
-    assert choose_action([], 2.0, response_index=1.4) == "retain and reward"
-    assert choose_action([], 1.0) == "upsell"  # no propensity: the rules as before
+    assert choose_action([], 2.0, response_index=1.4) == "retain and reward"  # high value
+    lapsed = [{"feature": "recency_days", "kind": "numeric", "effect": 1.0}]
+    assert choose_action(lapsed, 1.0, response_index=1.4) != "target in campaigns"
+    # retain now beats the observed-churn rule for a valuable segment
+    churn = {"churn": {"segment_rate": 0.5, "base_rate": 0.25}}
+    assert choose_action([], 1.0, churn, risk_index=2.0) == "retain now"
+
+
+def test_propensity_actions_go_to_one_segment_each() -> None:
+    risky = signals_from([], 1.2, risk_index=1.8)
+    riskier_but_cheap = signals_from([], 0.5, risk_index=2.5)
+    responsive = signals_from([], 0.9, response_index=1.6)
+    chosen = [a.action for a in assign_actions([risky, riskier_but_cheap, responsive])]
+    assert chosen[0] == "retain now" and chosen[2] == "target in campaigns"
+    assert len(set(chosen)) == 3
+    assert "predicted churn 1.8x the base" in assign_actions([risky])[0].reason
 
 
 def test_outcome_use() -> None:

@@ -249,7 +249,7 @@ def test_titles_axis_labels_and_legends_are_kept() -> None:
     assert "How big is each segment, and how much value does it bring?" in got["sizes"]
     assert "share of customers" in got["sizes"] and "share of value" in got["sizes"]
     assert "What sets each segment apart (red = above average, blue = below)" in got["profile"]
-    assert "vs average (std. dev.)" in got["profile"] and "days between orders" in got["profile"]
+    assert "vs average (std. dev.)" in got["profile"] and "time between orders" in got["profile"]
     assert "F score: how often they buy" in got["rfm"]
     assert "R score: how recently they bought" in got["rfm"]
     assert "share of customers" in got["rfm"] and "5 bought recently" in got["rfm"]

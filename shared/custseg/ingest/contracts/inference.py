@@ -37,6 +37,7 @@ from custseg.ingest.contracts.model import (
     ColumnSpec,
     ColumnType,
     Contract,
+    Grain,
     MissingPolicy,
     OutlierMethod,
     OutlierPolicy,
@@ -726,7 +727,7 @@ def infer_contract(
     else:
         id_i, id_share = _pick_id(guesses, sample)
     if given is not None:
-        grain = given.grain
+        grain = str(given.grain)
         time_i = _given_time(given, headers)
         reason = "given by the caller" + ("" if given.strict else "; other columns inferred")
     else:
@@ -806,7 +807,7 @@ def _assemble(
         value_columns = [*value_columns, *own_money]
     return Contract(
         kind=given.kind if given else ("transactions" if grain == "transaction" else "customers"),
-        grain=grain,
+        grain=Grain(grain),
         version=given.version if given else base.version,
         description=given.description if given else f"inferred from the file ({base.kind})",
         columns=specs,
