@@ -834,7 +834,7 @@ def infer_file(path: Path, given: Contract | None = None) -> Inference:
 def contract_yaml(contract: Contract, inference: Inference | None = None) -> str:
     """The contract as YAML a user can edit and pass back with ``--contract``."""
     data = contract.model_dump(mode="json", exclude_defaults=True)
-    data["kind"], data["grain"] = contract.kind, contract.grain
+    data["kind"], data["grain"] = contract.kind, str(contract.grain)
     head = [
         "# custseg data contract (inferred). Edit and pass back with --contract FILE:",
         "# the columns listed here are pinned; headers not listed are still inferred",
