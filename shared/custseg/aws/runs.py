@@ -111,16 +111,16 @@ def commit_run(
     return body, True
 
 
-def order_key(pointer: dict[str, Any]) -> tuple[str, str, str]:
-    """Pointers move forward by (run timestamp, model promotion time, run id).
+def order_key(pointer: dict[str, Any]) -> tuple[str, int, str]:
+    """Pointers move forward by (run timestamp, model generation, run id).
 
     A run's timestamp is its data's upload time, so newer data always wins; of two runs
     of data uploaded in the same second (the same data scored again by a newly promoted
-    model, say), the run made with the later-promoted model wins. The run id breaks the
-    remaining ties so that every writer agrees on one order."""
+    model, say), the run made by the later champion (its promotion count, ``generation``)
+    wins. The run id breaks the remaining ties so that every writer agrees on one order."""
     return (
         str(pointer.get("run_ts", "")),
-        str(pointer.get("model_promoted_at", "")),
+        int(pointer.get("model_generation", 0)),
         str(pointer.get("run_id", "")),
     )
 

@@ -113,7 +113,7 @@ def publish_latest(
         "prefix": prefix,
         "manifest_key": prefix + MANIFEST,
         "model_version": manifest["model"]["version"],
-        "model_promoted_at": manifest["model"].get("promoted_at", ""),
+        "model_generation": manifest["model"].get("generation", 0),
         "verdict": manifest["verdict"],
     }
     moved = advance_pointer(store, bucket, results_latest_key(dataset), pointer)
@@ -381,9 +381,9 @@ def _load_champion(
     dataset: str,
     clean_manifest_key: str,
     verifier: Verifier | None,
-) -> tuple[SegmentModel, str] | ScoreOutcome:
-    """The dataset's champion, verified, with the time it was promoted; or the outcome
-    when there is none (training is requested) or it is refused."""
+) -> tuple[SegmentModel, int] | ScoreOutcome:
+    """The dataset's champion, verified, with its promotion count (``generation``); or
+    the outcome when there is none (training is requested) or it is refused."""
     model_name = model_name_for(dataset)
     pointer = champion(store, settings.artifact_bucket, model_name)
     if pointer is None:
@@ -418,7 +418,7 @@ def _load_champion(
             model_version=str(pointer["version"]),
             message=f"champion {model_name} {pointer['version']} refused: {exc}",
         )
-    return model, str(pointer.get("promoted_at", ""))
+    return model, int(pointer.get("generation", 0))
 
 
 def _request_combined_model(
@@ -502,7 +502,7 @@ def run_score(
     loaded = _load_champion(store, settings, bus, dataset, clean_manifest_key, verifier)
     if isinstance(loaded, ScoreOutcome):
         return loaded
-    model, promoted_at = loaded
+    model, generation = loaded
 
     if as_of is None and clean_manifest.get("as_of"):
         as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))
@@ -604,7 +604,7 @@ def run_score(
                     "model": {
                         "name": model_name,
                         "version": model.version,
-                        "promoted_at": promoted_at,
+                        "generation": generation,
                     },
                     "input": {
                         "clean_manifest_key": clean_manifest_key,
