@@ -13,7 +13,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +120,7 @@ def publish_latest(
         "prefix": prefix,
         "manifest_key": prefix + MANIFEST,
         "model_version": manifest["model"]["version"],
+        "model_generation": manifest["model"].get("generation", 0),
         "verdict": manifest["verdict"],
     }
     moved = advance_pointer(store, bucket, results_latest_key(dataset), pointer)
@@ -170,6 +171,13 @@ def _state_parts(state: DatasetState | None, run_id: str, model_kind: str) -> li
     return [p for p in state.parts if p.kind in kinds] or [
         p for p in state.parts if p.run_id == run_id
     ]
+
+
+def _data_time(clean_manifest: Mapping[str, Any], parts: list[Part]) -> dt.datetime:
+    """A run's timestamp: the upload time of the newest data it reads (the clean run's,
+    or the newest of the dataset parts it joins), so a run's order is its data's."""
+    times = [str(clean_manifest["run_ts"])] + [p.uploaded_at for p in parts]
+    return max(dt.datetime.fromisoformat(t).astimezone(dt.UTC) for t in times)
 
 
 def _split_sources(parts: list[Part]) -> tuple[list[Part], list[Part]]:
@@ -407,9 +415,9 @@ def _load_champion(
     dataset: str,
     clean_manifest_key: str,
     verifier: Verifier | None,
-) -> SegmentModel | ScoreOutcome:
-    """The dataset's champion, verified; or the outcome when there is none (training is
-    requested) or it is refused."""
+) -> tuple[SegmentModel, int] | ScoreOutcome:
+    """The dataset's champion, verified, with its promotion count (``generation``); or
+    the outcome when there is none (training is requested) or it is refused."""
     model_name = model_name_for(dataset)
     pointer = champion(store, settings.artifact_bucket, model_name)
     if pointer is None:
@@ -444,7 +452,7 @@ def _load_champion(
             model_version=str(pointer["version"]),
             message=f"champion {model_name} {pointer['version']} refused: {exc}",
         )
-    return model
+    return model, int(pointer.get("generation", 0))
 
 
 def _request_combined_model(
@@ -545,19 +553,18 @@ def run_score(
     if clean_manifest is None:
         return ScoreOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
     model_name = model_name_for(dataset)
-    model = _load_champion(store, settings, bus, dataset, clean_manifest_key, verifier)
-    if isinstance(model, ScoreOutcome):
-        return model
+    loaded = _load_champion(store, settings, bus, dataset, clean_manifest_key, verifier)
+    if isinstance(loaded, ScoreOutcome):
+        return loaded
+    model, generation = loaded
 
     if as_of is None and clean_manifest.get("as_of"):
         as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))
         as_of_reason = "given at upload (the object's as-of metadata)"
-    if run_ts is None:
-        run_ts = dt.datetime.fromisoformat(clean_manifest["run_ts"])
-    run_ts = run_ts.astimezone(dt.UTC)
     if state is None:
         state, _ = load_state(store, settings.data_bucket, dataset)
     parts = _state_parts(state, clean_run_id, model.schema.kind)
+    run_ts = (run_ts or _data_time(clean_manifest, parts)).astimezone(dt.UTC)
     _request_combined_model(bus, dataset, clean_manifest_key, state, model)
     scored, order_parts = _split_sources(parts)
     if parts:  # the newest part of the kind names the contract and quality report
@@ -654,7 +661,11 @@ def run_score(
                     "run_ts": run_ts_iso,
                     "as_of": result.as_of.isoformat(),
                     "rows": result.rows,
-                    "model": {"name": model_name, "version": model.version},
+                    "model": {
+                        "name": model_name,
+                        "version": model.version,
+                        "generation": generation,
+                    },
                     "input": {
                         "clean_manifest_key": clean_manifest_key,
                         "source": clean_manifest.get("source", {}),
