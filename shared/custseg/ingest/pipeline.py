@@ -436,8 +436,12 @@ def _run(
     if fmt is None:
         return contract, 0
     if report.schema.get("generated_id"):
-        input_path = _with_row_ids(input_path, fmt, out_dir / _ROWID_NAME)
-        fmt = sniff(input_path, limits)
+        try:
+            input_path = _with_row_ids(input_path, fmt, out_dir / _ROWID_NAME)
+            fmt = sniff(input_path, limits)
+        except ReadError as exc:
+            report.file_error(exc.code, exc.message, row=exc.row)
+            return contract, 0
     lap("sniff")
     header = _check_header(fmt, contract, report)
     if header is None:

@@ -114,6 +114,13 @@ _CATEGORY_MAX = 50  # distinct values of a category (more: an attribute)
 _FREE_TEXT_LEN = 30  # mean length of free text
 
 
+# inference reads the values of the first columns only: a guess costs milliseconds, and a
+# file of thousands of columns is a feature dump, not a customer table
+MAX_INFERRED_COLUMNS = 250
+MAX_HEADER_CHARS = 128  # a longer header is not a name (Glue and Athena allow 255)
+NOT_INFERRED = "not_inferred"
+
+
 @dataclass
 class ColumnGuess:
     """What inference decided about one header, and why (names only, never values)."""
@@ -160,6 +167,8 @@ class Inference:
         hmap = self.contract.header_map()
         columns = []
         for guess in self.columns:
+            if guess.kind == NOT_INFERRED:
+                continue  # counted in the warnings, not listed (a file may have 100,000)
             name = hmap.get(normalise_header(guess.header))
             spec = self.contract.column(name) if name else None
             entry = guess.to_dict()
@@ -247,13 +256,28 @@ def _parse_numbers(text: pd.Series) -> tuple[pd.Series, str | None, bool]:
     return numbers, decimal, currency
 
 
+# no date format reads a number of at most three integer digits (ISO needs a 4-digit year,
+# the others two separators): such a column is not tried against every format
+_SMALL_NUMBER = r"^[-+]?\d{1,3}(?:[.,]\d+)?$"
 _EXTRA_DATE_FORMATS: list[str] = []  # formats beyond the families of DATE_FAMILIES
+
+
+_DATE_SHAPE = (
+    r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?:[ T].*)?$|^\d{8}$"
+)
+
+
+def _named_and_shaped_as_dates(name: str, values: _Values) -> bool:
+    """A column named as a date whose values are shaped as dates, some not real ones
+    (``2024-02-30``, ``0001-01-01``): a date column whose bad values are rejected by row,
+    not a text column."""
+    return bool(_DATE_NAME.search(name)) and values.share(values.text.str.match(_DATE_SHAPE)) >= 0.9
 
 
 def _date_family(text: pd.Series) -> tuple[str | None, float]:
     """The date family (or strftime format) parsing most of ``text``, and its share."""
     uniq = pd.Series(text.unique()[:500], dtype="str")
-    if uniq.empty or not uniq.str.contains(r"\d").all():
+    if uniq.empty or not uniq.str.contains(r"\d").all() or uniq.str.match(_SMALL_NUMBER).all():
         return None, 0.0
     best, best_share = None, 0.0
     for fam in [*DATE_FAMILIES, *_EXTRA_DATE_FORMATS]:
@@ -277,8 +301,8 @@ def _personal_by_value(values: _Values) -> str | None:
         return "street addresses"
     if values.share(text.str.match(_POSTCODE)) > 0.8 and values.distinct > 5:
         return "postcodes"
-    if _date_family(text)[1] >= 0.5:
-        return None  # dates, not phone numbers
+    if _date_family(text)[1] >= 0.5 or values.share(text.str.match(_DATE_SHAPE)) >= 0.5:
+        return None  # dates (some maybe invalid), not phone numbers
     phone_like = text.str.match(_PHONE) & text.str.contains(r"^\+|^00|[\s().-]")
     digits = text.str.count(r"\d")
     if values.share(phone_like & (digits >= 7)) > 0.8 and values.distinct > 0.5 * values.n:
@@ -396,7 +420,7 @@ def guess_column(header: str, raw: pd.Series, n_rows: int) -> ColumnGuess:
     digits_only = bool(values.text.str.fullmatch(r"\d{8}").all())
     if not is_number or digits_only or _DATE_NAME.search(name):
         fam, share = _date_family(values.text)
-        if fam is not None and share >= 0.9:
+        if fam is not None and (share >= 0.9 or _named_and_shaped_as_dates(name, values)):
             if digits_only and not _DATE_NAME.search(name):
                 years = pd.to_numeric(values.text.str[:4], errors="coerce")
                 if not years.between(1950, 2100).all():
@@ -540,8 +564,11 @@ def _adopt(builtin: ColumnSpec, g: ColumnGuess) -> ColumnSpec:
 
 def _tx_role(g: ColumnGuess, canonical: str | None) -> Role | None:
     """The event-log role of one column: by built-in alias first, then by name."""
-    numeric = g.kind in ("money", "count", "number", "share")
     by_alias = {v: k for k, v in _TX_ROLE_FOR.items()}.get(canonical or "")
+    # named as a built-in: mostly numbers suffice (the built-in's rules reject the rest)
+    numeric = g.kind in ("money", "count", "number", "share") or (
+        by_alias is not None and g.number_share >= 0.5 and g.kind not in ("date", "flag")
+    )
     if by_alias == Role.INVOICE_ID or (
         by_alias is None and _INVOICE_NAME.search(g.name) and g.kind in ("id", "count", "code")
     ):
@@ -630,6 +657,10 @@ def _specs_for(
     """One contract column per header (pinned ones as given); names unique."""
     hmap = base.header_map()
     header_keys = {normalise_header(g.header) for g in guesses}
+    # the names the pipeline reads by role: only the column holding that role has one
+    reserved = {"customer_id", "event_time"}
+    if base.transactions is not None:
+        reserved |= set(_TX_ROLE_FOR.values())
     specs: list[ColumnSpec] = []
     used: set[str] = set()
     keys: set[str] = set()
@@ -643,8 +674,12 @@ def _specs_for(
             spec = pinned[key]
             if spec.name in used:
                 continue
+        elif g.kind == NOT_INFERRED:
+            continue
         else:
             spec = _spec_for(i, g, base, hmap, roles, used, header_keys)
+            if spec.name in reserved and i not in roles:  # a role's name, not its role
+                spec = spec.model_copy(update={"name": _unique_name(spec.name, used | reserved)})
         if spec.name in used or normalise_header(spec.name) in keys - {key}:
             spec = spec.model_copy(update={"name": _unique_name(g.name, used)})
             spec.aliases = [g.header]
@@ -713,8 +748,7 @@ def infer_contract(
     """The contract of a file with ``headers`` from a ``sample`` of its rows (text, one
     column per header position); ``given`` pins the columns it lists (see module docs).
     """
-    guesses = [guess_column(h, sample.iloc[:, i], len(sample)) for i, h in enumerate(headers)]
-    warnings: list[str] = []
+    guesses, warnings = _guess_columns(headers, sample)
     pinned = {k: c for c in (given.columns if given else []) for k in c.header_keys()}
     given_id = given.id_column if given else None
     id_i: int | None = None
@@ -775,6 +809,37 @@ def infer_contract(
     if contract.transactions is not None and given is None and no_amounts:
         contract.transactions.amounts = False
     return Inference(contract, guesses, reason, warnings, generated)
+
+
+def _guess_columns(headers: list[str], sample: pd.DataFrame) -> tuple[list[ColumnGuess], list[str]]:
+    """A guess per header: the first :data:`MAX_INFERRED_COLUMNS` read from their values,
+    the others not inferred (ignored unless a given contract pins them), with a warning."""
+    guesses = [
+        guess_column(h, sample.iloc[:, i], len(sample))
+        if i < MAX_INFERRED_COLUMNS and _is_a_name(h)
+        else ColumnGuess(h, "", ColumnType.STRING, Role.ATTRIBUTE, NOT_INFERRED, "")
+        for i, h in enumerate(headers)
+    ]
+    warnings = []
+    odd = sum(not _is_a_name(h) for h in headers[:MAX_INFERRED_COLUMNS])
+    if odd:
+        warnings.append(
+            f"{odd} header(s) longer than {MAX_HEADER_CHARS} characters or holding an e-mail "
+            "address: not a column name, the column is ignored"
+        )
+    if len(headers) > MAX_INFERRED_COLUMNS:
+        warnings.append(
+            f"the file has {len(headers):,} columns: the first {MAX_INFERRED_COLUMNS} are "
+            f"inferred, the other {len(headers) - MAX_INFERRED_COLUMNS:,} ignored (a contract "
+            "that lists them keeps them: custseg infer, then pin them)"
+        )
+    return guesses, warnings
+
+
+def _is_a_name(header: str) -> bool:
+    """A header that can name a column: short, and no personal data (a shifted row can put
+    an e-mail address in the header; a column named after it would publish it)."""
+    return len(header) <= MAX_HEADER_CHARS and "@" not in header
 
 
 def _given_time(given: Contract, headers: list[str]) -> int | None:
