@@ -501,6 +501,37 @@ def score_dataset(
         )
 
 
+def _load_previous(path: Path | None) -> PreviousAssignments | None:
+    """The previous run's assignments (for stability), or None when not given or gone."""
+    if path is None:
+        return None
+    if not Path(path).exists():
+        log.warning("previous assignments %s not found: stability skipped", path)
+        return None
+    return PreviousAssignments.load(Path(path))
+
+
+def _score_stats(
+    model: SegmentModel, portrait: Contract, previous: PreviousAssignments | None
+) -> ScoreStats:
+    """The run's mergeable statistics, binned on the model's training histograms."""
+    schema = model.schema
+    training = model.metadata.get("training", {}) or {}
+    edges = {
+        name: list(h["edges"])
+        for name, h in (training.get("baseline_histograms") or {}).items()
+        if name in schema.numeric
+    }
+    return ScoreStats(
+        k=model.k,
+        numeric=list(schema.numeric),
+        categorical=list(schema.categorical),
+        outcomes=[c.name for c in portrait.by_role(Role.OUTCOME)],
+        baseline_edges=edges,
+        track_previous=previous is not None,
+    )
+
+
 def _score_dataset(
     clean_path: Path,
     contract: Contract,
@@ -523,31 +554,9 @@ def _score_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     thresholds = thresholds or Thresholds()
     as_of, as_of_reason = _resolve_as_of(clean_path, contract, run, orders)
-    schema = model.schema
-    training = model.metadata.get("training", {}) or {}
-    edges = {
-        name: list(h["edges"])
-        for name, h in (training.get("baseline_histograms") or {}).items()
-        if name in schema.numeric
-    }
     portrait = contract if orders is None else combined_contract(contract, orders.contract)
-    outcomes = [c.name for c in portrait.by_role(Role.OUTCOME)]
-    previous = None
-    if previous_assignments is not None:
-        if Path(previous_assignments).exists():
-            previous = PreviousAssignments.load(Path(previous_assignments))
-        else:
-            log.warning(
-                "previous assignments %s not found: stability skipped", previous_assignments
-            )
-    stats = ScoreStats(
-        k=model.k,
-        numeric=list(schema.numeric),
-        categorical=list(schema.categorical),
-        outcomes=outcomes,
-        baseline_edges=edges,
-        track_previous=previous is not None,
-    )
+    previous = _load_previous(previous_assignments)
+    stats = _score_stats(model, portrait, previous)
     label_edges = model.label_edges
     names = model.segment_names()
     clv = model.prediction(CLV)
