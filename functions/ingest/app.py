@@ -6,11 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
+from custseg.aws.events import s3_records
 from custseg.aws.ingest_job import run_ingest
 
 logger = Logger()
@@ -46,11 +46,10 @@ def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
-@event_source(data_class=S3Event)
-def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config.register_lambda_context(context)
     results = runtime.run_each(
-        runtime.s3_records(event),
+        s3_records(event),
         lambda r: ingest_record(record=r),
         dataset_of=lambda r: runtime.dataset_of_key(r["key"]),
         logger=logger,

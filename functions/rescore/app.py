@@ -4,14 +4,13 @@ as ``failed`` (and counted as ``DatasetFailures``); the others are rescored all 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
+from custseg.aws.events import bridge_event
 from custseg.aws.rescore_job import run_rescore
 from custseg.failures import FAILED
 
@@ -24,10 +23,10 @@ runtime.warm_clients()  # the S3 client, made at init
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    when = dt.datetime.fromisoformat(event.time.replace("Z", "+00:00"))
-    datasets = event.detail.get("datasets") if isinstance(event.detail, dict) else None
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    schedule = bridge_event(event)
+    when = schedule.time
+    datasets = schedule.detail.get("datasets")
     outcomes = run_rescore(
         runtime.store(),
         runtime.settings(),

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
+from custseg.aws.events import bridge_event, s3_records
 from custseg.aws.score_job import run_score, run_score_state
 from custseg.layout import STATE
 from custseg.model.artifact import limit_blas_threads
@@ -86,10 +86,10 @@ def requests_from(event: dict[str, Any]) -> list[dict[str, Any]]:
             {"state_key": r["key"], "version_id": r["version_id"], "trigger": "clean-data"}
             if r["key"].endswith(STATE)
             else {"clean_manifest_key": r["key"], "trigger": "clean-data"}
-            for r in runtime.s3_records(S3Event(event))
+            for r in s3_records(event)
         ]
     if "detail-type" in event:
-        detail = EventBridgeEvent(event).detail
+        detail = bridge_event(event).detail
         key = detail.get("clean_manifest_key")
         if key:
             return [

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import runtime
+from custseg.aws.events import bridge_event, s3_records
 from custseg.aws.train_job import Keys, run_train_on_clean, run_train_on_upload
 
 logger = Logger()
@@ -68,14 +68,14 @@ def requests_from(event: dict[str, Any], context: LambdaContext) -> list[dict[st
                 "bucket": r["bucket"],
                 "key": r["key"],
             }
-            for r in runtime.s3_records(S3Event(event))
+            for r in s3_records(event)
         ]
     if "detail-type" in event:
-        bridge = EventBridgeEvent(event)
+        bridge = bridge_event(event)
         detail = bridge.detail
         return [
             {
-                "request_id": f"event:{bridge.get_id}",
+                "request_id": f"event:{bridge.id}",
                 "kind": "clean",
                 "clean_manifest_key": detail["clean_manifest_key"],
                 "k": detail.get("k"),

@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -102,28 +101,6 @@ def reset() -> None:
     for layer in _LAYERS:
         layer.client = boto3.client("dynamodb")
         layer.table_name = settings().idempotency_table
-
-
-def decode_s3_key(raw: str) -> str:
-    """S3 event keys are URL-encoded with ``+`` for space: ``My+File.csv`` -> ``My File.csv``."""
-    return unquote_plus(raw)
-
-
-def s3_records(event: Any) -> list[dict[str, Any]]:
-    """Plain dicts ``{bucket, key, version_id, etag, size}`` for an S3Event's records."""
-    out = []
-    for record in event.records:
-        obj = record.s3.get_object
-        out.append(
-            {
-                "bucket": record.s3.bucket.name,
-                "key": decode_s3_key(obj.key),
-                "version_id": obj.version_id,
-                "etag": obj.etag,
-                "size": obj.get("size"),
-            }
-        )
-    return out
 
 
 def report_score(logger: Logger, metrics: Metrics, outcome: ScoreOutcome) -> None:

@@ -419,6 +419,8 @@ class LocalStack:
                 "sequencer", f"{dt.datetime.now().timestamp():.6f}".replace(".", "")[:18]
             )
             bucket = rec["s3"]["bucket"]["name"]
+            rec["s3"]["bucket"].setdefault("ownerIdentity", {"principalId": "A3LOCALOWNER"})
+            rec["s3"]["bucket"].setdefault("arn", f"arn:aws:s3:::{bucket}")
             if "versionId" not in obj and bucket in self.spec.versioned:
                 version = self._announced_version(bucket, unquote_plus(obj["key"]), obj.get("eTag"))
                 if version is not None:
@@ -474,6 +476,8 @@ class LocalStack:
                     continue
                 if "Records" in body:
                     body = self._complete_s3_event(body)
+                elif "detail-type" in body:  # moto's EventBridge leaves the account out
+                    body.setdefault("account", ACCOUNT_ID)
                 out.append(body)
 
     def drain(
