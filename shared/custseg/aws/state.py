@@ -20,8 +20,9 @@ from typing import Any
 
 from custseg.aws.runs import download_clean_data
 from custseg.aws.s3 import ObjectStore, PreconditionFailed
-from custseg.dataset.merge import EngineLimits, merge_parts
+from custseg.dataset.merge import merge_parts
 from custseg.dataset.state import APPEND, DatasetState, Part, PartFile, register
+from custseg.features.engine import EngineLimits
 from custseg.layout import dataset_state_key
 
 

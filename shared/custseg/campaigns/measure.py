@@ -39,7 +39,8 @@ def _flag(clean: pd.DataFrame, name: str) -> np.ndarray | None:
     found = [clean_flags(clean[c]) for c in (name, f"{name}_at") if c in clean]
     if not found:
         return None
-    return np.logical_or.reduce(found)
+    anywhere: np.ndarray = np.logical_or.reduce(found)
+    return anywhere
 
 
 def _groups(clean: pd.DataFrame) -> pd.Series:

@@ -668,12 +668,14 @@ def _arrow_numbers(
     if spec.type == ColumnType.BOOLEAN or pa.types.is_boolean(t):
         if pa.types.is_boolean(t) and (spec.type == ColumnType.BOOLEAN or col.null_count == 0):
             values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            return np.asarray(values, dtype="float64")[order]
+            out: np.ndarray = np.asarray(values, dtype="float64")[order]
+            return out
         return None
     if spec.type in _DATE_TYPES or not (spec.role == Role.NUMERIC or spec.type in _NUMBER_TYPES):
         return None
     if t in (pa.float64(), pa.float32()):
-        return np.asarray(col.to_numpy(zero_copy_only=False), dtype="float64")[order]
+        floats: np.ndarray = np.asarray(col.to_numpy(zero_copy_only=False), dtype="float64")[order]
+        return floats
     if pa.types.is_integer(t) and col.null_count == 0:
         return np.asarray(col.to_numpy()[order], dtype="float64")
     return None
@@ -772,7 +774,7 @@ def build_features_arrow(
                 [field.with_type(field.type.value_type)], metadata=part.schema.metadata
             )
             part = part.cast(plain)
-        out = part.to_pandas()[name]
+        out: pd.Series = part.to_pandas()[name]
         out.index = index
         return out
 

@@ -284,7 +284,8 @@ class DedupePlan:
     @property
     def reason(self) -> np.ndarray:
         """object: "" kept, "duplicate row", "duplicate customer id"."""
-        return np.asarray(REASON_CODES, dtype=object)[self.code]
+        reasons: np.ndarray = np.asarray(REASON_CODES, dtype=object)[self.code]
+        return reasons
 
 
 _HASH_HEAD_BYTES = 64  # vectorised over this many leading bytes; longer tails one by one

@@ -1009,7 +1009,8 @@ def _dedupe_key(arrays: dict[str, pa.Array], contract: Contract) -> np.ndarray:
 def _id_hash(ids: pa.Array) -> np.ndarray:
     """64-bit hash per id; a missing id hashes apart from the empty text."""
     nulls = to_np_bool(ids.is_null()).astype(np.uint64) * _NULL_MARK
-    return text_hash64(ids) ^ nulls
+    hashes: np.ndarray = text_hash64(ids) ^ nulls
+    return hashes
 
 
 def _dedupe(
@@ -1046,7 +1047,8 @@ def _dedupe(
     cand_stage = staged_pos[cand]
 
     def at_cand(name: str) -> np.ndarray:
-        return stage.gather(name, cand_stage).to_numpy(zero_copy_only=False)
+        gathered: np.ndarray = stage.gather(name, cand_stage).to_numpy(zero_copy_only=False)
+        return gathered
 
     cand_hash, cand_table = _candidate_hashes(stage, cand_stage, total)
     order_by = contract.dedupe_order_by

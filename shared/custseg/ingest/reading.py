@@ -151,7 +151,7 @@ class RawChunk:
         return self._frame
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
 
 def _open_binary(path: Path, compression: str | None) -> BinaryIO:

@@ -91,7 +91,7 @@ def run_local(
     log_path = out_dir / "handler-logs.jsonl"
     started = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log, mock_aws():
-        stack = LocalStack(log_stream=log).create()  # type: ignore[arg-type]
+        stack = LocalStack(log_stream=log).create()
         for path, name in uploads:
             if contract_path is not None:
                 stack.put_contract(name, contract_path)

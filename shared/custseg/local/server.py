@@ -199,7 +199,7 @@ def serve(
     saved_env = {name: os.environ.get(name) for name in stack.environment()}
     try:
         with log_path.open("a", encoding="utf-8") as log:
-            stack.log_stream = log  # type: ignore[assignment]
+            stack.log_stream = log
             stack.create()
             _fresh_handlers(stack)
             now = dt.datetime.now(dt.UTC)

@@ -448,7 +448,7 @@ class LocalStack:
             fresh = [v for v in reversed(matching) if (bucket, key, v) not in self._announced]
             chosen = fresh[0] if fresh else matching[0]  # newest first: a redelivery
             self._announced.add((bucket, key, chosen))
-        return chosen
+        return str(chosen)
 
     def pending(self) -> int:
         sqs = self.client("sqs")

@@ -65,7 +65,8 @@ def default_template_path() -> Path:
 
 def load_template(path: Path | None = None) -> dict[str, Any]:
     text = (path or default_template_path()).read_text(encoding="utf-8")
-    return yaml.load(text, Loader=_CfnLoader)
+    template: dict[str, Any] = yaml.load(text, Loader=_CfnLoader)
+    return template
 
 
 @dataclass

@@ -566,7 +566,7 @@ class SegmentModel:
 
 
 def check_gates(
-    metadata: dict,
+    metadata: dict[str, Any],
     *,
     silhouette_floor: float = SILHOUETTE_FLOOR,
     min_share: float = MIN_SEGMENT_SHARE,

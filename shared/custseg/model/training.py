@@ -395,7 +395,7 @@ def train_model(
     seed: int = 42,
     version: str | None = None,
     model_name: str = "default",
-    training_source: dict | None = None,
+    training_source: dict[str, Any] | None = None,
     categorical_weight: float = CATEGORICAL_WEIGHT,
     max_customers: int | None = DEFAULT_MAX_CUSTOMERS,
 ) -> SegmentModel:

@@ -229,7 +229,8 @@ def candidates(numeric: list[str], categorical: list[str], seed: int) -> dict[st
 
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(p, dtype="float64"), _EPS, 1 - _EPS)
-    return np.log(q / (1 - q))
+    logit: np.ndarray = np.log(q / (1 - q))
+    return logit
 
 
 def platt_fit(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:

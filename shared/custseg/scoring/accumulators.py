@@ -116,7 +116,8 @@ def candidates(hashes: np.ndarray, sample: BottomKSample) -> np.ndarray:
     if threshold is None:
         return _smallest(hashes, sample.k)
     below = np.flatnonzero(hashes < np.uint64(threshold))
-    return below[_smallest(hashes[below], sample.k)]
+    chosen: np.ndarray = below[_smallest(hashes[below], sample.k)]
+    return chosen
 
 
 def _smallest(hashes: np.ndarray, k: int) -> np.ndarray:

@@ -423,7 +423,9 @@ def holdout_check(
     return doc
 
 
-def predictions_metrics(doc: dict[str, Any] | None, holdout: dict[str, Any] | None) -> dict:
+def predictions_metrics(
+    doc: dict[str, Any] | None, holdout: dict[str, Any] | None
+) -> dict[str, Any]:
     """metrics.json ``predictions``: the model's fitted ``clv`` parameters and the holdout
     check (``available`` False when the model has no fitted prediction)."""
     if doc is None:

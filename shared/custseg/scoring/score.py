@@ -65,6 +65,7 @@ from custseg.ingest.contracts.model import ColumnType, Contract, Role
 from custseg.jsonsafe import json_safe
 from custseg.model.artifact import SegmentModel
 from custseg.model.labels import label_codes
+from custseg.predict.clv import CLV
 from custseg.scoring.metrics import (
     PreviousAssignments,
     ScoreStats,
@@ -76,7 +77,6 @@ from custseg.scoring.metrics import (
 from custseg.scoring.outputs import AssignmentWriter, assignments_batch
 from custseg.scoring.predictions import (
     AT_RISK_CSV,
-    CLV,
     PredictionStats,
     ValueTotals,
     holdout_check,

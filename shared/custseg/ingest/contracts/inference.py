@@ -194,7 +194,8 @@ def read_sample(path: Path, fmt: FileFormat, rows: int = SAMPLE_ROWS) -> pd.Data
     """The first ``rows`` data rows of the file as text, one column per header position
     (named by position: "0", "1", ...)."""
     for chunk in iter_chunks(path, fmt, chunk_rows=rows):
-        return chunk.table.slice(0, rows).to_pandas().astype("object")
+        sample: pd.DataFrame = chunk.table.slice(0, rows).to_pandas().astype("object")
+        return sample
     return pd.DataFrame({str(i): pd.Series([], dtype=object) for i in range(len(fmt.headers))})
 
 
