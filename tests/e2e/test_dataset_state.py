@@ -169,3 +169,29 @@ def test_an_order_log_added_to_a_customer_table_brings_a_combined_model(
     # with a combined champion, the next rescore asks for nothing
     stack.tick(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
     assert not [i for i in stack.drain() if i.function == "TrainFunction"]
+
+
+def test_a_small_daily_order_file_is_read_with_the_logs_contract(
+    stack: Any, tmp_path: Path
+) -> None:
+    dataset = "shop"
+    history = _order_log_csv(tmp_path / "history.csv", range(101, 161))
+    stack.upload(history, f"incoming/{dataset}/history.csv")
+    assert [i.error for i in stack.drain() if i.error] == []
+
+    # two lines of two customers: alone, one row per customer reads as a customer table
+    day = tmp_path / "day.csv"
+    header = history.read_text(encoding="utf-8").splitlines()[0]
+    day.write_text(
+        f"{header}\n990001,12/30/2024 09:00,101,France,3,4.0\n"
+        "990002,12/30/2024 09:30,102,Spain,1,7.5\n",
+        encoding="utf-8",
+    )
+    upload_in_a_new_second(stack, day, f"incoming/{dataset}/day.csv")
+    done = stack.drain()
+    assert [i.error for i in done if i.error] == []
+    state = get_json(stack, stack.data_bucket, f"clean/{dataset}/_state.json") or {}
+    assert [p["kind"] for p in state["parts"]] == ["transactions", "transactions"]
+    prefix = state["parts"][-1]["manifest_key"].rsplit("/", 1)[0]
+    quality = get_json(stack, stack.data_bucket, f"{prefix}/quality.json") or {}
+    assert "an earlier upload with these headers" in json.dumps(quality["contract"])

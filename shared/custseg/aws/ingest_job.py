@@ -17,7 +17,7 @@ from typing import Any
 from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
 from custseg.aws.s3 import ObjectStore, PreconditionFailed
 from custseg.aws.settings import Settings
-from custseg.aws.state import part_from_manifest, register_part
+from custseg.aws.state import load_state, part_from_manifest, register_part
 from custseg.dataset.clean_data import clean_parts
 from custseg.dataset.state import APPEND, MODES
 from custseg.ingest.contracts import Contract, load_contract
@@ -58,6 +58,25 @@ class IngestOutcome:
         out = dict(self.__dict__)
         out.pop("report")
         return out
+
+
+def _earlier_contracts(store: ObjectStore, settings: Settings, dataset: str) -> list[Contract]:
+    """The contracts the dataset's newest part of each kind was read with (its clean run's
+    ``contract.json``), newest kind first: a file whose headers one of them names is read
+    with it, not inferred again from a few rows."""
+    state, _ = load_state(store, settings.data_bucket, dataset)
+    if state is None:
+        return []
+    out: list[Contract] = []
+    for kind in reversed(state.kinds()):
+        newest = state.parts_of(kind)[-1]
+        key = newest.manifest_key.rsplit("/", 1)[0] + "/contract.json"
+        body = store.get_bytes(settings.data_bucket, key)
+        try:
+            out += [load_contract(body)] if body is not None else []
+        except ValueError:  # written by an older version: the file is inferred
+            continue
+    return out
 
 
 def _load_dataset_contract(store: ObjectStore, settings: Settings, dataset: str) -> Contract | None:
@@ -420,6 +439,7 @@ def run_ingest(
             future_tolerance=settings.future_tolerance,
             date_floor=settings.date_floor,
             limits=settings.read_limits,
+            known=() if contract else _earlier_contracts(store, settings, dataset),
         )
         report = result.report.to_dict()
         outcome = IngestOutcome(

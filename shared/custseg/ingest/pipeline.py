@@ -44,7 +44,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +85,7 @@ from custseg.ingest.contracts.inference import (
     Inference,
     contract_yaml,
     infer_contract,
+    known_contract,
     read_sample,
 )
 from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
@@ -326,11 +327,14 @@ def ingest_file(
     future_tolerance: dt.timedelta = DEFAULT_FUTURE_TOLERANCE,
     date_floor: dt.date = DEFAULT_DATE_FLOOR,
     limits: ReadLimits | None = None,
+    known: Sequence[Contract] = (),
 ) -> IngestResult:
     """Validate and clean ``input_path`` into ``out_dir``; never raises for bad input.
 
     ``source_name`` is how messages name the file (e.g. the S3 key). ``contract`` None
-    picks a built-in contract from the headers (:func:`detect_contract`).
+    infers one from the file (:mod:`custseg.ingest.contracts.inference`), unless one of
+    ``known`` (the contracts of the dataset's earlier uploads) names every header of the
+    file: then that one reads it, so a small daily file reads like its history.
     ``upload_time`` (default: now, UTC), ``future_tolerance`` and ``date_floor``: dates
     after the upload time plus the tolerance, or before the floor, reject their row
     (:class:`custseg.ingest.validation.DateBounds`).
@@ -366,6 +370,7 @@ def ingest_file(
             stage_path,
             bounds,
             limits or ReadLimits(),
+            known,
         )
     finally:
         stage_path.unlink(missing_ok=True)
@@ -429,10 +434,11 @@ def _run(
     stage_path: Path,
     bounds: DateBounds,
     limits: ReadLimits,
+    known: Sequence[Contract],
 ) -> tuple[Contract, int]:
     """The pipeline; returns (contract used, rows written to rejected_rows.csv)."""
     lap = _Laps(report)
-    contract, fmt = _sniff_contract(input_path, report, given, limits)
+    contract, fmt = _sniff_contract(input_path, report, given, limits, known)
     if fmt is None:
         return contract, 0
     if report.schema.get("generated_id"):
@@ -471,7 +477,11 @@ def _run(
 
 
 def _sniff_contract(
-    input_path: Path, report: QualityReport, given: Contract | None, limits: ReadLimits
+    input_path: Path,
+    report: QualityReport,
+    given: Contract | None,
+    limits: ReadLimits,
+    known: Sequence[Contract] = (),
 ) -> tuple[Contract, FileFormat | None]:
     """Sniff the file's format and infer its contract from a sample of its rows (a given
     contract pins the columns it lists, see :mod:`custseg.ingest.contracts.inference`);
@@ -486,7 +496,7 @@ def _sniff_contract(
     if fmt is None:
         contract, reason = (given, "given by the caller") if given else detect_contract([])
     else:
-        inference = _infer(input_path, fmt, given)
+        inference = _infer(input_path, fmt, given, known)
         contract, reason = inference.contract, inference.reason
         report.schema = inference.to_dict()
         for w in inference.warnings:
@@ -500,8 +510,11 @@ def _sniff_contract(
     return contract, fmt
 
 
-def _infer(input_path: Path, fmt: FileFormat, given: Contract | None) -> Inference:
-    """The inferred contract of the file (a sample of its first rows)."""
+def _infer(
+    input_path: Path, fmt: FileFormat, given: Contract | None, known: Sequence[Contract] = ()
+) -> Inference:
+    """The inferred contract of the file (a sample of its first rows); a known contract
+    that names every header reads the file as the dataset's earlier uploads were read."""
     try:
         sample = read_sample(input_path, fmt)
     except ReadError:  # the full read reports it, with its row
@@ -509,13 +522,17 @@ def _infer(input_path: Path, fmt: FileFormat, given: Contract | None) -> Inferen
             {str(i): pd.Series([], dtype=object) for i in range(len(fmt.headers))}
         )
     reason = None
-    if given is None:  # campaign results are recognised by their headers, then inferred
+    earlier = known_contract(fmt.headers, known) if given is None else None
+    if earlier is not None:
+        given = earlier
+        reason = f"the dataset's {earlier.kind} contract (an earlier upload with these headers)"
+    elif given is None:  # campaign results are recognised by their headers, then inferred
         detected, why = detect_contract(fmt.headers)
         if detected.kind == "campaign":
-            given, reason = detected, why
+            given, reason = detected, f"{why}; other columns inferred"
     inference = infer_contract(fmt.headers, sample, given)
     if reason is not None:
-        inference.reason = f"{reason}; other columns inferred"
+        inference.reason = reason
     return inference
 
 

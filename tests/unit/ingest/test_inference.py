@@ -13,8 +13,8 @@ import pytest
 from custseg.dataset.clean_data import clean_files, read_clean
 from custseg.features.build import build_features
 from custseg.features.engine import EngineLimits, collect_features
-from custseg.ingest.contracts import load_contract
-from custseg.ingest.contracts.inference import contract_yaml, infer_file
+from custseg.ingest.contracts import builtin_contract, load_contract
+from custseg.ingest.contracts.inference import contract_yaml, infer_file, known_contract
 from custseg.model.labels import fit_label_edges
 
 UPLOAD = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -302,3 +302,13 @@ def test_demo_response_rate_is_read_from_every_spelling(ingest, tmp_path) -> Non
     features = build_features(_clean(result), result.contract, dt.date.today())
     rate = features.extras["campaign_response"].mean()
     assert 0.08 < rate < 0.18  # about 12 % answered yes (Yes / TRUE / Y / yes)
+
+
+def test_a_known_contract_reads_a_file_whose_headers_it_names() -> None:
+    log = builtin_contract("transactions")
+    headers = ["InvoiceNo", "InvoiceDate", "CustomerID", "Quantity", "UnitPrice"]
+    assert known_contract(headers, [log]) is log
+    # a header the contract does not name, or a required column missing: inferred anew
+    assert known_contract([*headers, "Loyalty tier"], [log]) is None
+    assert known_contract(["InvoiceNo", "Quantity", "UnitPrice"], [log]) is None
+    assert known_contract(headers, []) is None

@@ -24,6 +24,7 @@ headers it does not list are still inferred, unless it says ``strict: true``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -841,6 +842,19 @@ def _is_a_name(header: str) -> bool:
     """A header that can name a column: short, and no personal data (a shifted row can put
     an e-mail address in the header; a column named after it would publish it)."""
     return len(header) <= MAX_HEADER_CHARS and "@" not in header
+
+
+def known_contract(headers: list[str], known: Sequence[Contract]) -> Contract | None:
+    """The first of ``known`` (the contracts of a dataset's earlier uploads) that reads a
+    file with ``headers``: it names every header (by name or alias) and the file has each
+    of its required columns. None when none does (the file's contract is inferred)."""
+    keys = {normalise_header(h) for h in headers}
+    for contract in known:
+        names = contract.header_map()
+        required = [c for c in contract.columns if c.required]
+        if keys <= set(names) and all(keys & c.header_keys() for c in required):
+            return contract
+    return None
 
 
 def _given_time(given: Contract, headers: list[str]) -> int | None:
