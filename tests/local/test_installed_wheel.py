@@ -1,6 +1,6 @@
 """The package works outside a source checkout: a wheel built from the repository, put on
-a path of its own, runs `custseg run` from another directory (the template and the
-handlers come from the wheel)."""
+a path of its own, runs `custseg run` and `custseg demo` from another directory (the
+template, the handlers and the demo's data generator come from the wheel)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,9 @@ def test_an_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Pat
     assert run.returncode == 0, run.stderr[-2000:]
     assert "verdict:" in run.stdout
     assert list((work / "out").rglob("report.html"))
+    demo = subprocess.run(
+        [sys.executable, "-m", "custseg.cli", "demo", "--out", str(work / "demo")],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert demo.stdout.count("committed") >= 2 and list((work / "demo").rglob("report.html"))
