@@ -110,7 +110,7 @@ def _decode(value: Any, where: str) -> Any:
         cls = CLASSES.get(str(value["class"]))
         if cls is None:
             raise StatsFormatError(f"{where}: unknown class {value['class']!r}")
-        obj = object.__new__(cls)  # the fields are set below, as written
+        obj: Any = object.__new__(cls)  # the fields are set below, as written
         for name, field_value in value["fields"].items():
             object.__setattr__(obj, name, _decode(field_value, f"{where}.{name}"))
         return obj
