@@ -1,0 +1,69 @@
+"""The fanned-out path (forced threshold) on the local ASL interpreter gives the same
+assignments, metrics and personas as the single-function path on the same order log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from moto import mock_aws
+
+from custseg.layout import results_latest_key
+
+REPO = Path(__file__).resolve().parents[2]
+ORDERS = REPO / "tests" / "fixtures" / "online_retail_invoices.csv"
+
+
+def _run(stack, dataset: str) -> None:
+    stack.upload(ORDERS, f"incoming/{dataset}/orders.csv")
+    stack.drain()
+
+
+def _results(stack, dataset: str) -> tuple[pa.Table, dict, dict]:
+    s3 = stack.client("s3")
+    bucket = stack.results_bucket
+    latest = json.loads(
+        s3.get_object(Bucket=bucket, Key=results_latest_key(dataset))["Body"].read()
+    )
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=latest["manifest_key"])["Body"].read())
+    tables = []
+    for entry in manifest["files"]:
+        if entry["name"].startswith("assignments/"):
+            body = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+            tables.append(pq.read_table(pa.BufferReader(body)))
+
+    def doc(name: str) -> dict:
+        key = next(e["key"] for e in manifest["files"] if e["name"] == name)
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    table = pa.concat_tables(tables).sort_by("customer_id")
+    return table, doc("metrics.json"), doc("profiles.json")
+
+
+@pytest.mark.slow
+def test_fanned_out_run_equals_the_single_function_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from custseg.local.fanout import run_fanout_executions
+    from custseg.local.stack import LocalStack
+
+    with mock_aws():
+        stack = LocalStack().create()
+        _run(stack, "single")
+        monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
+        monkeypatch.setenv("FANOUT_RANGE_MIB", str(ORDERS.stat().st_size / 5 / 1024**2))
+        monkeypatch.setenv("FANOUT_BUCKETS", "4")
+        sm = run_fanout_executions(stack, create=True)
+        _run(stack, "fanned")
+        runs = run_fanout_executions(stack, state_machine=sm)
+        assert [r["status"] for r in runs] == ["SUCCEEDED"]
+        one, m1, p1 = _results(stack, "single")
+        fan, m2, p2 = _results(stack, "fanned")
+    drop = ["run_id", "model_version"]
+    keep = [c for c in one.column_names if c not in drop]
+    assert fan.num_rows == one.num_rows > 0
+    assert fan.select(keep).to_pylist() == one.select(keep).to_pylist()
+    assert m2["segments"] == m1["segments"]
+    assert m2["verdict"] == m1["verdict"]
+    assert [s.get("persona") for s in p2["segments"]] == [s.get("persona") for s in p1["segments"]]
