@@ -38,6 +38,10 @@ def run_step(event: dict[str, Any]) -> dict[str, Any]:
     step = event["step"]
     if step == "split":
         return fanout_job.split(store, event["job"], int(RANGE_MIB * 1024**2))
+    if step == "profile_range":
+        return fanout_job.profile_range(store, settings, event["item"])
+    if step == "merge_profiles":
+        return fanout_job.merge_profiles(store, event["job"], int(event["ranges"]))
     if step == "ingest_range":
         return fanout_job.ingest_range(store, settings, event["item"])
     if step == "commit_ingest":

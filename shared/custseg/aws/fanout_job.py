@@ -47,6 +47,7 @@ from custseg.aws.settings import Settings
 from custseg.aws.state import load_state
 from custseg.aws.train_job import Keys, _train_and_register
 from custseg.dataset.state import APPEND
+from custseg.fanout import profile
 from custseg.fanout.ranges import ByteRange, plan_ranges
 from custseg.features.build import CategoryCodes, Features, default_as_of_reason, with_schema
 from custseg.features.dialect import to_athena
@@ -54,7 +55,7 @@ from custseg.features.engine import features_from_table
 from custseg.features.sql import ColumnKind, FeatureQuery, feature_query, quote
 from custseg.ingest.contracts import Contract
 from custseg.ingest.contracts.model import Role
-from custseg.ingest.pipeline import ingest_file
+from custseg.ingest.pipeline import IngestResult, RangeIngest, ingest_file
 from custseg.layout import (
     CLEAN_DATA_DIR,
     MANIFEST,
@@ -120,44 +121,111 @@ def split(store: ObjectStore, job: dict[str, Any], target_bytes: int) -> dict[st
     return {"items_key": prefix + "ranges.json", "ranges": len(items), "records": plan.records}
 
 
+def _ingest_range_file(
+    store: ObjectStore,
+    settings: Settings,
+    item: dict[str, Any],
+    tmp: Path,
+    ranged: RangeIngest,
+) -> IngestResult:
+    """Ingest one range (the header then its bytes) in ``tmp``; a rejected range is an
+    error naming its records."""
+    job, rng = item, ByteRange.from_dict(item["range"])
+    bucket, prefix = job["bucket"], staging(job)
+    contract = _load_dataset_contract(store, settings, job["dataset"])
+    header = store.get_bytes(bucket, prefix + "header.csv") or b""
+    extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
+    body = store.client.get_object(
+        Bucket=bucket, Key=job["key"], Range=f"bytes={rng.start}-{rng.end - 1}", **extra
+    )["Body"].read()
+    local = tmp / job["key"].rsplit("/", 1)[-1]
+    local.write_bytes(header + body)
+    records = f"records {rng.first_record + 1}-{rng.first_record + rng.records}"
+    result = ingest_file(
+        local,
+        tmp / "out",
+        source_name=f"{job['key']} ({records})",
+        dataset=job["dataset"],
+        run_id=job["run_id"],
+        contract=contract,
+        chunk_rows=settings.chunk_rows,
+        upload_time=dt.datetime.fromisoformat(job["run_ts"]),
+        future_tolerance=settings.future_tolerance,
+        date_floor=settings.date_floor,
+        limits=settings.read_limits,
+        ranged=ranged,
+    )
+    if result.status != "accepted" or result.clean_path is None:
+        raise FanoutError(f"{job['key']}: range {rng.index} ({records}) was rejected")
+    return result
+
+
+def profile_range(
+    store: ObjectStore, settings: Settings, item: dict[str, Any], workdir: Path | None = None
+) -> dict[str, Any]:
+    """Read one range for its cleaning statistics (before they are finalised); its clean
+    output is dropped (:mod:`custseg.fanout.profile`)."""
+    rng = ByteRange.from_dict(item["range"])
+    bucket, prefix = item["bucket"], staging(item)
+    ranged = RangeIngest(row_offset=rng.first_record)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
+        result = _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
+        if rng.index == 0:
+            store.upload(bucket, prefix + "contract.json", result.contract_path)
+            store.upload(bucket, prefix + "quality.txt", result.report_text_path)
+    if ranged.profile is None:
+        raise FanoutError(f"{item['key']}: range {rng.index} left no statistics")
+    stats, sample = ranged.profile
+    store.put_json(bucket, f"{prefix}profiles/{rng.index:05d}.json", profile.profile_doc(stats))
+    store.put_bytes(
+        bucket, f"{prefix}profiles/{rng.index:05d}.parquet", profile.sample_bytes(sample)
+    )
+    return {"index": rng.index}
+
+
+def merge_profiles(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[str, Any]:
+    """Merge the ranges' statistics into the whole upload's cleaning statistics."""
+    bucket, prefix = job["bucket"], staging(job)
+    contract = _staged_contract(store, job)
+
+    def profiles() -> Any:
+        for i in range(ranges):
+            doc, _ = store.get_json(bucket, f"{prefix}profiles/{i:05d}.json")
+            data = store.get_bytes(bucket, f"{prefix}profiles/{i:05d}.parquet")
+            if doc is None or data is None:
+                raise FanoutError(f"{job['key']}: range {i} wrote no statistics; nothing published")
+            yield doc, profile.sample_from_bytes(data)
+
+    store.put_json(bucket, prefix + "cleaning.json", profile.merge(profiles(), contract))
+    return {"ranges": ranges}
+
+
+def _staged_contract(store: ObjectStore, job: dict[str, Any]) -> Contract:
+    data = store.get_bytes(job["bucket"], staging(job) + "contract.json")
+    if data is None:
+        raise FanoutError(f"{job['key']}: the first range wrote no contract")
+    return Contract.model_validate_json(data)
+
+
 def ingest_range(
     store: ObjectStore, settings: Settings, item: dict[str, Any], workdir: Path | None = None
 ) -> dict[str, Any]:
-    """Clean one range (the header then its bytes) into clean parts of the job's run."""
+    """Clean one range with the whole upload's cleaning statistics into clean parts of the
+    job's run (row numbers are the upload's)."""
     job, rng = item, ByteRange.from_dict(item["range"])
     bucket, prefix = job["bucket"], staging(job)
     dataset, run_id = job["dataset"], job["run_id"]
-    contract = _load_dataset_contract(store, settings, dataset)
+    doc, _ = store.get_json(bucket, prefix + "cleaning.json")
+    if doc is None:
+        raise FanoutError(f"{job['key']}: no cleaning statistics (the profile step did not run)")
+    ranged = RangeIngest(
+        row_offset=rng.first_record, cleaning=profile.cleaning(doc, _staged_contract(store, job))
+    )
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
-        tmp = Path(tmp_name)
-        header = store.get_bytes(bucket, prefix + "header.csv") or b""
-        extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
-        body = store.client.get_object(
-            Bucket=bucket, Key=job["key"], Range=f"bytes={rng.start}-{rng.end - 1}", **extra
-        )["Body"].read()
-        local = tmp / job["key"].rsplit("/", 1)[-1]
-        local.write_bytes(header + body)
-        result = ingest_file(
-            local,
-            tmp / "out",
-            source_name=f"{job['key']} (records {rng.first_record + 1}-"
-            f"{rng.first_record + rng.records})",
-            dataset=dataset,
-            run_id=run_id,
-            contract=contract,
-            chunk_rows=settings.chunk_rows,
-            upload_time=dt.datetime.fromisoformat(job["run_ts"]),
-            future_tolerance=settings.future_tolerance,
-            date_floor=settings.date_floor,
-            limits=settings.read_limits,
-        )
+        result = _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
         report = result.report.to_dict()
-        if result.status != "accepted" or result.clean_path is None:
-            raise FanoutError(
-                f"{job['key']}: range {rng.index} (records {rng.first_record + 1}-"
-                f"{rng.first_record + rng.records}) was rejected: {result.status}"
-            )
         files = []
+        assert result.clean_path is not None
         parts = sorted(result.clean_path.glob("*.parquet")) or [result.clean_path]
         for j, part in enumerate(parts):
             name = f"{CLEAN_DATA_DIR}/{clean_part_name(rng.index * PARTS_PER_RANGE + j)}"
@@ -173,9 +241,6 @@ def ingest_range(
                 f"{rejected_prefix(dataset, run_id)}ranges/{rng.index:05d}/rejected_rows.csv",
                 result.rejected_rows_path,
             )
-        if rng.index == 0:
-            store.upload(bucket, prefix + "contract.json", result.contract_path)
-            store.upload(bucket, prefix + "quality.txt", result.report_text_path)
     out = {
         "index": rng.index,
         "records": rng.records,
