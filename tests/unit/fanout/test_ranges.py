@@ -32,7 +32,7 @@ def _records(data: bytes) -> list[list[str]]:
 
 
 def test_each_range_is_whole_records_and_the_union_is_the_file() -> None:
-    rows = [["id", "note"]] + [[str(i), f"line {i}\nsecond, \"quoted\" part"] for i in range(200)]
+    rows = [["id", "note"]] + [[str(i), f'line {i}\nsecond, "quoted" part'] for i in range(200)]
     data = _csv(rows)
     plan = plan_ranges(_reader(data), len(data), 300, block_bytes=64)
     assert len(plan.ranges) > 5
@@ -89,7 +89,7 @@ def test_unsplittable_files_are_refused_by_name(data: bytes, message: str) -> No
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.lists(st.text("ab\n\",", max_size=6), min_size=2, max_size=2), max_size=30),
+    st.lists(st.lists(st.text('ab\n",', max_size=6), min_size=2, max_size=2), max_size=30),
     st.integers(1, 40),
     st.integers(1, 17),
 )
