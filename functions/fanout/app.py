@@ -16,7 +16,6 @@ from custseg.aws.athena import AthenaEngine, QueryEngine
 logger = Logger()
 runtime.warm_clients()
 ENGINE: QueryEngine | None = None  # the local stack puts its DuckDB Athena here
-RANGE_MIB = float(os.environ.get("FANOUT_RANGE_MIB", "64"))
 
 
 def engine() -> QueryEngine:
@@ -37,7 +36,8 @@ def run_step(event: dict[str, Any]) -> dict[str, Any]:
     store, settings = runtime.store(), runtime.settings()
     step = event["step"]
     if step == "split":
-        return fanout_job.split(store, event["job"], int(RANGE_MIB * 1024**2))
+        range_mib = float(os.environ.get("FANOUT_RANGE_MIB", "64"))
+        return fanout_job.split(store, event["job"], max(int(range_mib * 1024**2), 1))
     if step == "profile_range":
         return fanout_job.profile_range(store, settings, event["item"])
     if step == "merge_profiles":

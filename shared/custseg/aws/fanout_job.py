@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -74,9 +75,9 @@ from custseg.scoring.metrics import (
     pca_projection,
     quality_sample,
 )
-from custseg.scoring.outputs import assignments_batch
+from custseg.scoring.outputs import AssignmentWriter, assignments_batch
 from custseg.scoring.profiles import build_profiles
-from custseg.scoring.score import RunInfo, customer_hashes
+from custseg.scoring.score import ASSIGNMENTS_CSV, RunInfo, customer_hashes
 from custseg.scoring.stats_json import dumps, loads
 
 PARTS_PER_RANGE = 100
@@ -543,11 +544,15 @@ def score_bucket(
             as_of=as_of,
             segment_names=model.segment_names(),
         )
-        part = tmp / "part.parquet"
-        pq.write_table(table, str(part))
+        part, csv_part = tmp / "part.parquet", tmp / "part.csv"
+        with AssignmentWriter(part, csv_part) as writer:
+            writer.write(table)
         name = f"assignments/part-{int(item['bucket']):05d}.parquet"
         entry = upload_run_file(
             store, settings.results_bucket, prefix, RunFile(name, part, table.num_rows)
+        )
+        store.upload(
+            settings.data_bucket, f"{staging(item)}csv/{int(item['bucket']):05d}.csv", csv_part
         )
         stats = _new_stats(model, meta, contract).update(
             features.frame,
@@ -686,13 +691,16 @@ def _commit_results(
             files.append(RunFile(name, tmp / name))
         (tmp / "report.html").write_text(html, encoding="utf-8")
         files.append(RunFile("report.html", tmp / "report.html"))
+        rows = sum(int(e.get("rows") or 0) for e in entries)
+        csv_path = _assignments_csv(store, settings, job, entries, tmp / ASSIGNMENTS_CSV)
+        if csv_path is not None:
+            files.append(RunFile(ASSIGNMENTS_CSV, csv_path, rows))
         started: dict[str, Future[dict[str, Any]]] = {}
         for entry in entries:
             done: Future[dict[str, Any]] = Future()
             done.set_result(entry)
             started[entry["name"]] = done
         parts = [RunFile(e["name"], tmp / "report.html", e.get("rows")) for e in entries]
-        rows = sum(int(e.get("rows") or 0) for e in entries)
         manifest, created = commit_run(
             store,
             settings.results_bucket,
@@ -715,6 +723,41 @@ def _commit_results(
         )
     moved = publish_latest(store, settings.results_bucket, manifest, repair=not created)
     return {"status": "committed", "run_id": run_id, "rows": rows, "pointer_moved": moved}
+
+
+CSV_LIMIT_BYTES = 8 * 1024**3
+"""Largest ``assignments.csv`` the reduce step assembles in its 10 GiB of ``/tmp``
+(about 90M customers); above it the run has the Parquet parts only (docs/fanout.md)."""
+
+
+def _assignments_csv(
+    store: ObjectStore,
+    settings: Settings,
+    job: dict[str, Any],
+    entries: list[dict[str, Any]],
+    path: Path,
+) -> Path | None:
+    """``assignments.csv``: the buckets' CSV parts one after another (one header), or
+    None when it would exceed :data:`CSV_LIMIT_BYTES`."""
+    # entries are assignments/part-<bucket>.parquet; the CSV parts csv/<bucket>.csv
+    keys = [f"{staging(job)}csv/{Path(e['name']).stem.removeprefix('part-')}.csv" for e in entries]
+    sizes = [store.head(settings.data_bucket, k) for k in keys]
+    if any(h is None for h in sizes):
+        raise FanoutError(
+            f"dataset {job['dataset']}: a bucket wrote no CSV part; run not committed"
+        )
+    if sum(h.size for h in sizes if h is not None) > CSV_LIMIT_BYTES:
+        return None
+    with path.open("wb") as out:
+        for i, key in enumerate(keys):
+            part = store.download(settings.data_bucket, key, path.with_suffix(".part"))
+            with part.open("rb") as src:
+                header = src.readline()
+                if i == 0:
+                    out.write(header)
+                shutil.copyfileobj(src, out)
+            part.unlink()
+    return path
 
 
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {}

@@ -75,7 +75,7 @@ class LocalAthena:
         if match is None:
             self.con.execute(from_athena(sql))
             return f"local-{len(self.statements)}"
-        table: Any = self.con.execute(from_athena(match["select"])).to_arrow_table()
+        table: Any = self.con.sql(from_athena(match["select"])).to_arrow_table()
         prefix = match["prefix"].rstrip("/") + "/"
         for number in sorted(set(table.column(BUCKET_COLUMN).to_pylist())):
             part = table.filter(pc.equal(table.column(BUCKET_COLUMN), number))

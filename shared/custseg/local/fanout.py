@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,11 @@ def definition() -> dict[str, Any]:
 
 
 def run_fanout_executions(
-    stack: Any, *, create: bool = False, state_machine: str | None = None
+    stack: Any,
+    *,
+    create: bool = False,
+    state_machine: str | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> Any:
     """With ``create``: make the state machine in the emulated Step Functions and return
     its ARN (set as ``FANOUT_STATE_MACHINE_ARN``). Else run every execution started on
@@ -48,6 +53,8 @@ def run_fanout_executions(
     outcomes = []
     for execution in sfn.list_executions(stateMachineArn=state_machine)["executions"]:
         data = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+        if echo is not None:
+            echo(f"  fan-out state machine: {data['job']['key']}")
         try:
             result = interpreter.run(definition(), data)
             outcomes.append({"status": "SUCCEEDED", "output": result})
