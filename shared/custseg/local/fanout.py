@@ -40,6 +40,7 @@ def run_fanout_executions(
         )["stateMachineArn"]
         os.environ["FANOUT_STATE_MACHINE_ARN"] = arn
         return arn
+    stack.handler("FanoutFunction")  # imports the handler module as the stack does
     from functions.fanout import app
 
     s3 = stack.client("s3")
