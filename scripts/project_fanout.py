@@ -190,7 +190,8 @@ def main() -> None:
     for lines in (100e6, 1e9):
         p = project(m, lines, args)
         print(
-            f"{p['lines']:.0e}  {p['gib']:.0f}  {p['ranges']}  {p['buckets']}  {p['customers']:.2e}  "
+            f"{p['lines']:.0e}  {p['gib']:.0f}  {p['ranges']}  {p['buckets']}  "
+            f"{p['customers']:.2e}  "
             f"{p['wall_min']:.1f}  {p['gb_seconds']:.0f}  {p['transitions']}  "
             f"{p['scanned_gib']:.1f}  {p['cost_usd']:.2f}"
         )
