@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
@@ -49,6 +50,12 @@ def _results(stack, dataset: str) -> tuple[pa.Table, dict, dict]:
         return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
     table = pa.concat_tables(tables).sort_by("customer_id")
+    key = next(e["key"] for e in manifest["files"] if e["name"] == "assignments.csv")
+    text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    csv_rows = pacsv.read_csv(pa.BufferReader(text.encode())).sort_by("customer_id")
+    assert csv_rows.column("customer_id").cast(pa.string()).to_pylist() == (
+        table.column("customer_id").to_pylist()
+    )
     return table, doc("metrics.json"), doc("profiles.json")
 
 
