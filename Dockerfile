@@ -1,7 +1,7 @@
 # One image for every custseg function; each chooses its handler with ImageConfig.Command.
 # The runtime libraries are the pinned set of requirements.lock (the tests run against the
 # same versions), so rebuilding the image never changes what a champion was trained with.
-FROM public.ecr.aws/lambda/python:3.12
+FROM public.ecr.aws/lambda/python:3.11
 
 COPY requirements.lock pyproject.toml README.md /tmp/build/
 COPY shared /tmp/build/shared

@@ -42,7 +42,7 @@ def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
     )
     logger.append_keys(run_id=outcome.run_id, dataset=outcome.dataset)
     logger.info(outcome.message or outcome.status, extra={"outcome": outcome.to_dict()})
-    metrics.add_metric(name=f"Files{outcome.status.title()}", unit=MetricUnit.Count, value=1)
+    runtime.count("Files", status=outcome.status)
     metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=outcome.rows_read)
     metrics.add_metric(name="RowsKept", unit=MetricUnit.Count, value=outcome.rows_kept)
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=outcome.rows_rejected)

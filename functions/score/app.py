@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -82,16 +81,10 @@ def score_request(request: dict[str, Any]) -> dict[str, Any]:
             bus,
             clean_manifest_key=request["clean_manifest_key"],
             trigger=request["trigger"],
-            run_ts=_time(request.get("run_ts")),
             verifier=runtime.verifier(),
         )
     runtime.report_score(logger, metrics, outcome)
     return outcome.to_dict()
-
-
-def _time(text: str | None) -> dt.datetime | None:
-    """An EventBridge event's ``time`` (``2026-12-04T16:23:14Z``), or None."""
-    return dt.datetime.fromisoformat(text) if text else None
 
 
 def requests_from(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,14 +101,8 @@ def requests_from(event: dict[str, Any]) -> list[dict[str, Any]]:
         detail = EventBridgeEvent(event).detail
         key = detail.get("clean_manifest_key")
         if key:
-            # a promoted model's run is as new as its promotion: it moves the pointers
-            # past the runs the previous champion made of the same data
             return [
-                {
-                    "clean_manifest_key": key,
-                    "trigger": f"model-promoted:{detail.get('version')}",
-                    "run_ts": event.get("time"),
-                }
+                {"clean_manifest_key": key, "trigger": f"model-promoted:{detail.get('version')}"}
             ]
         return []
     if "clean_manifest_key" in event:  # direct invoke

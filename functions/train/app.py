@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -55,7 +54,7 @@ def train_request(request: dict[str, Any]) -> dict[str, Any]:
     logger.append_keys(dataset=outcome.dataset, model_version=outcome.version)
     log = logger.error if outcome.status == "refused" else logger.info
     log(outcome.message, extra={"outcome": outcome.to_dict()})
-    metrics.add_metric(name=f"Models_{outcome.status}", unit=MetricUnit.Count, value=1)
+    runtime.count("Models", status=outcome.status)
     return outcome.to_dict()
 
 

@@ -3,6 +3,7 @@
     custseg demo [--out DIR]                       sample data through the whole flow
     custseg run INPUT [--dataset NAME] [--contract FILE] [--as-of DATE] [--out DIR]
     custseg validate INPUT [--contract FILE] [--dataset NAME] [--json]
+    custseg infer INPUT [--contract FILE] [--json]   the contract inferred for a file
     custseg train INPUT [--dataset NAME] [--contract FILE] [--k K] [--out DIR]
     custseg serve [--port P]                       a local S3 endpoint wired like AWS
     custseg models list|promote|rollback --model M --bucket B [--version V] [--signing-key K]
@@ -24,6 +25,7 @@ import os
 import sys
 import tempfile
 import traceback
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -62,22 +64,14 @@ def _contract(path: str | None) -> Any:
 
 
 def contract_problem(exc: ValueError) -> str:
-    """What :func:`custseg.ingest.contracts.load_contract`'s error says, on one line."""
-    import pydantic
-    import yaml
+    """What :func:`custseg.ingest.contracts.load_contract`'s error says, on one line:
+    ``not YAML: line N, column M: ...`` or ``invalid: line N: field: problem; ...``."""
+    from custseg.ingest.contracts import ContractError
 
-    cause = exc.__cause__
-    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
-        mark = cause.problem_mark
-        return f"not YAML: line {mark.line + 1}, column {mark.column + 1}: {cause.problem}"
-    if isinstance(cause, yaml.YAMLError):
-        return f"not YAML: {_one_line(str(cause))}"
-    if isinstance(cause, pydantic.ValidationError):
-        problems = []
-        for error in cause.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()))
-            message = str(error.get("msg", "")).removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
+    if isinstance(exc, ContractError):
+        problems = exc.problems
+        if len(problems) == 1 and problems[0].startswith("not YAML"):
+            return problems[0]
         return "invalid: " + "; ".join(problems)
     return _one_line(str(exc))
 
@@ -134,9 +128,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if result.status == "accepted" else 1
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from custseg.dataset.clean_data import read_clean
+def cmd_infer(args: argparse.Namespace) -> int:
+    from custseg.ingest.contracts.inference import contract_yaml, infer_file
+    from custseg.ingest.reading import ReadError
+
+    path = _input_file(args.input)
+    try:
+        inference = infer_file(path, _contract(args.contract))
+    except ReadError as exc:
+        raise UsageError(f"{path}: {exc.message}") from None
+    if args.json:
+        print(json.dumps(inference.to_dict(), indent=2))
+    else:
+        print(contract_yaml(inference.contract, inference), end="")
+    return 0
+
+
+def _train_features(clean_path: Path, contract: Any, tmp: Path) -> Any:
+    """The features ``train`` fits on: an order log's on DuckDB (as the training job
+    computes them, the repeat-purchase history included), a customer table's from its rows."""
+    from custseg.dataset.clean_data import clean_files, read_clean
     from custseg.features.build import build_features
+    from custseg.features.engine import collect_features, default_as_of_parts, lambda_limits
+
+    if contract.is_transactions:
+        files = clean_files(clean_path)
+        as_of, _ = default_as_of_parts(files, contract)
+        return collect_features(files, contract, as_of, lambda_limits(1024, share=1.0, tmp=tmp))
+    return build_features(read_clean(clean_path).to_pandas(), contract)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from custseg.ingest.pipeline import ingest_file
     from custseg.model.artifact import dump_artifact
     from custseg.model.training import train_model
@@ -156,8 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result.status != "accepted" or result.clean_path is None:
             print(result.report.to_text())
             return 1
-        clean = read_clean(result.clean_path).to_pandas()
-    features = build_features(clean, result.contract)
+        features = _train_features(result.clean_path, result.contract, Path(tmp))
     model = train_model(features, contract=result.contract, k=args.k, model_name=dataset)
     model_bytes, metadata_bytes = dump_artifact(model)
     target = out / "models" / dataset / model.version
@@ -165,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     (target / "model.joblib").write_bytes(model_bytes)
     (target / "metadata.json").write_bytes(metadata_bytes)
     meta = model.metadata
-    print(f"model {dataset} {model.version}: k={model.k} ({meta.get('k_rule', '')})")
+    why = meta.get("k_choice") or meta.get("k_rule", "")
+    print(f"model {dataset} {model.version}: k={model.k} ({why})")
     for row in meta.get("k_evidence", []):
         mark = "*" if row.get("chosen") else " "
         print(
@@ -175,6 +197,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     for seg in meta.get("segments", []):
         print(f"  segment {seg['id']}: {seg['name']} ({seg['share']:.0%}) - {seg['action']}")
     print(f"gates: {'passed' if meta.get('gates', {}).get('passed') else meta.get('gates')}")
+    clv = (meta.get("predictions") or {}).get("clv")
+    if clv:
+        fitted = clv.get("fitted_on") or {}
+        print(
+            f"predictions: {clv['unavailable']}"
+            if "unavailable" in clv
+            else f"predictions: BG/NBD + Gamma-Gamma fitted on {fitted.get('customers', 0):,} "
+            f"customers, {fitted.get('repeat_buyers', 0):,} repeat buyers (docs/predictions.md)"
+        )
     print(f"written to {target}/")
     return 0
 
@@ -211,19 +242,46 @@ def print_summary(summary: Any) -> None:
                 f"  {seg.get('name', seg.get('id'))!s:<34} {seg.get('size', 0):>9,} customers  "
                 f"{_pct(seg.get('share'))} of base  {_pct(seg.get('value_share'))} of value"
             )
-        verdict = m.get("verdict", {})
-        if isinstance(verdict, dict):
-            print(f"verdict: {verdict.get('verdict')}")
-            for reason in verdict.get("reasons", [])[:5]:
-                print(f"  - {reason}")
-        else:
-            print(f"verdict: {verdict}")
+            if seg.get("action"):
+                rank = f" (target rank {seg['rank']})" if seg.get("rank") else ""
+                print(f"    action: {seg['action']}{rank}")
+        print(f"verdict: {m.get('verdict')}")
+        for reason in (m.get("reasons") or [])[:5]:
+            print(f"  - {reason}")
         print(f"report:      {summary.report_path}")
         print(f"assignments: {summary.assignments_path}")
-    elif summary.report_path:
+        for doc in summary.campaigns:
+            _print_campaign(doc)
+        for err in summary.errors:
+            print(f"  failed: {err}")
+    else:
+        print_failure(summary)
+
+
+def print_failure(summary: Any) -> None:
+    """A run without results: every reason the functions gave, and the report's path."""
+    from custseg.local.flow import failure_reasons
+
+    reasons = summary.errors if summary.status == "rejected" else failure_reasons(summary)
+    for reason in reasons:
+        print(f"  failed: {reason}")
+    if summary.report_path:
         print(f"error report: {summary.report_path}")
-    for err in summary.errors:
-        print(f"  failed: {err}")
+
+
+def _print_campaign(doc: dict[str, Any]) -> None:
+    """A measured campaign's uplift per segment (see docs/campaigns.md)."""
+    causal = "treatment vs control" if doc.get("causal") else "not causal: no control group"
+    print(f"campaign {doc.get('campaign')} ({causal}), conversion uplift per segment:")
+    for seg in doc.get("segments", []):
+        up = seg.get("conversion_uplift") or seg.get("conversion_vs_baseline") or {}
+        if up.get("estimate") is None:
+            print(f"  {seg.get('segment_name')!s:<34} {seg.get('verdict')}")
+            continue
+        print(
+            f"  {seg.get('segment_name')!s:<34} {up['estimate'] * 100:+5.1f} pp "
+            f"({up['ci_low'] * 100:+5.1f} to {up['ci_high'] * 100:+5.1f})  {seg.get('verdict')}"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -255,7 +313,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     customers, orders = write_demo_data(data_dir, seed=args.seed)
     print(f"sample data: {customers} and {orders}")
     summaries = run_local(
-        customers, dataset="demo_customers", out_dir=out, extra_uploads=[(orders, "demo_orders")]
+        customers,
+        dataset="demo_customers",
+        out_dir=out,
+        extra_uploads=[(orders, "demo_orders")],
+        campaign_dataset="demo_customers",
     )
     for s in summaries:
         print_summary(s)
@@ -333,8 +395,16 @@ def _list_models(store: Any, bucket: str, model: str) -> None:
         )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("custseg")
+    except metadata.PackageNotFoundError:  # imported from a checkout, not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="custseg", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"custseg {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="print the data-quality report for a local file")
@@ -343,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset")
     p.add_argument("--json", action="store_true", help="the full report as JSON")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("infer", help="print the contract inferred for a file (editable YAML)")
+    p.add_argument("input")
+    p.add_argument("--contract", help="a contract pinning some columns; the rest inferred")
+    p.add_argument("--json", action="store_true", help="each column's role and why, as JSON")
+    p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("train", help="validate, clean and train a model; write the artifact")
     p.add_argument("input")

@@ -37,9 +37,15 @@ Results bucket (read by marketing tools)::
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/metrics.json
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/quality.json
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/report.html
+    segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/value_at_risk.csv (churn models)
+    segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/offers.csv   (order logs with categories)
     segments/<dataset>/run_date=YYYY-MM-DD/run_id=<run_id>/_manifest.json   (written last)
     segments/<dataset>/latest.json                    pointer to the newest committed run
     segments/<dataset>/current/...                    a copy of the newest committed run
+    segments/<dataset>/campaigns/<campaign>/effect.json        a campaign's effect per segment
+    segments/<dataset>/campaigns/<campaign>/effect/segments.jsonl  the same, a row per segment
+    segments/<dataset>/campaigns/<campaign>/report.html        the campaign's report page
+    segments/<dataset>/campaigns/index.json           every campaign measured (and its flags)
 """
 
 from __future__ import annotations
@@ -201,6 +207,27 @@ def results_current_prefix(dataset: str) -> str:
     return f"{SEGMENTS}{dataset}/current/"
 
 
+def campaigns_prefix(dataset: str) -> str:
+    return f"{SEGMENTS}{dataset}/campaigns/"
+
+
+def campaign_prefix(dataset: str, campaign: str) -> str:
+    """Where a campaign's effect is written (``campaign``: :func:`campaign_key` form)."""
+    return f"{campaigns_prefix(dataset)}{campaign}/"
+
+
+def campaigns_index_key(dataset: str) -> str:
+    return f"{campaigns_prefix(dataset)}index.json"
+
+
+# Names of the files inside a campaign prefix (relative keys).
+CAMPAIGN_FILES = {
+    "effect": "effect.json",
+    "segments": "effect/segments.jsonl",
+    "report": "report.html",
+}
+
+
 def model_prefix(model: str, version: str) -> str:
     return f"{MODELS}{model}/{version}/"
 
@@ -221,12 +248,16 @@ RESULT_FILES = {
     "metrics": "metrics.json",
     "quality": "quality.json",
     "report": "report.html",
+    "value_at_risk": "value_at_risk.csv",  # only with a value-at-risk measure
 }
+
+OFFERS_FILE = "offers.csv"  # a results run's offers per customer, when the data has categories
 
 CONTENT_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
     ".csv": "text/csv; charset=utf-8",
     ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
     ".html": "text/html; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
     ".yaml": "application/yaml",

@@ -110,7 +110,7 @@ def bench(champions: dict[str, bytes]) -> Iterator[Bench]:
 def test_write_counts(bench: Bench) -> None:
     """What the cases below go through (and a reminder of the commit order)."""
     ingest = [key.rsplit("/", 1)[-1] for _, key in bench.writes["ingest"]]
-    assert len(ingest) == 8 and len(bench.writes["score"]) == 15  # as the README says
+    assert len(ingest) == 9 and len(bench.writes["score"]) == 15  # as docs/reliability.md says
     # files, manifest, pointer, then the dataset state (the write that triggers scoring)
     assert ingest[-3:] == [MANIFEST, "latest.json", STATE]
     assert sorted(k for k in ingest if k.startswith("part-")) == [

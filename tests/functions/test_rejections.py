@@ -42,7 +42,7 @@ def _named_keys(stack: Any, prefix: str, source: str) -> set[str]:
 @pytest.mark.parametrize(
     ("name", "body"),
     [
-        ("all_bad.csv", "customer_id,age\n1,abc\n2,xyz\n"),  # every row rejected
+        ("all_bad.csv", "customer_id,age\n1,150\n2,-4\n"),  # every row rejected (ages out of range)
         ("header_only.csv", "customer_id,age\n"),
         ("empty.csv", ""),
     ],

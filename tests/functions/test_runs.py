@@ -77,3 +77,26 @@ def test_a_large_run_file_with_its_writers_sha256_is_not_read_again_to_hash_it(
     # without it, the file is hashed (the fallback is still there)
     entry = upload_run_file(store, BUCKET, "segments/r2/", RunFile("assignments.csv", path, 7))
     assert entry["sha256"] == "read" and hashed == [path]
+
+
+def _pointer(run_ts: str, generation: int, run_id: str) -> dict[str, object]:
+    return {"run_ts": run_ts, "model_generation": generation, "run_id": run_id}
+
+
+def test_a_newly_promoted_model_moves_the_pointer_past_its_data_scored_by_the_old_one() -> None:
+    old = _pointer("2026-12-04T10:00:00+00:00", 1, "zz-old-model")
+    new = _pointer("2026-12-04T10:00:00+00:00", 2, "aa-new-model")
+    assert runs_module.order_key(new) > runs_module.order_key(old)
+
+
+def test_newer_data_wins_over_older_data_scored_by_a_later_promoted_model() -> None:
+    promoted = _pointer("2026-12-04T10:00:00+00:00", 5, "zz")
+    upload = _pointer("2026-12-04T10:00:01+00:00", 1, "aa")
+    assert runs_module.order_key(upload) > runs_module.order_key(promoted)
+
+
+def test_a_pointer_written_without_a_generation_orders_first_among_its_second() -> None:
+    legacy = {"run_ts": "2026-12-04T10:00:00+00:00", "run_id": "zz"}
+    assert runs_module.order_key(legacy) < runs_module.order_key(
+        _pointer("2026-12-04T10:00:00+00:00", 1, "aa")
+    )

@@ -27,7 +27,7 @@ def test_validate_json_is_the_full_report(capsys: pytest.CaptureFixture[str]) ->
     assert report["columns_mapped"]["Genre"] == "gender"
 
 
-@pytest.mark.parametrize("name", ["empty.csv", "header_only.csv", "no_id.csv"])
+@pytest.mark.parametrize("name", ["empty.csv", "header_only.csv"])
 def test_validate_exits_non_zero_only_for_a_rejected_file(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -53,6 +53,17 @@ def test_train_writes_the_artifact_files(
     meta = json.loads((version_dir / "metadata.json").read_text())
     assert meta["k"] == 5
     assert (version_dir / "model.joblib").stat().st_size > 0
+
+
+def test_train_on_an_order_log_fits_the_predictions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = str(FIXTURES / "online_retail_invoices.csv")
+    assert main(["train", orders, "--k", "3", "--out", str(tmp_path)]) == 0
+    assert "predictions: BG/NBD + Gamma-Gamma fitted on 4,338 customers" in capsys.readouterr().out
+    (version_dir,) = (tmp_path / "models" / "online_retail_invoices").iterdir()
+    meta = json.loads((version_dir / "metadata.json").read_text())
+    assert meta["predictions"]["clv"]["bgnbd"]["r"] > 0
 
 
 # ------------------------------------------------------------------------------ failures
@@ -91,13 +102,13 @@ def test_an_unknown_as_of_format_is_one_line(
         ("\xff\xfe", "not a text file (UTF-8 YAML expected)"),
         (
             "kind: shop\ngrain: customer\ncolumns: []\n",
-            "invalid: a contract needs one column with role customer_id",
+            "invalid: line 3: columns: a contract needs one column with role customer_id",
         ),
-        ("just a word\n", "invalid: Input should be a valid dictionary or instance of Contract"),
+        ("just a word\n", "invalid: line 1: a contract is a mapping (kind:, grain:, columns:)"),
         (
             "kind: shop\ngrain: customer\ncolumns:\n"
             "  - {name: id, role: customer_id, type: nope}\n",
-            "invalid: columns.0.type: Input should be",
+            "invalid: line 4: columns[0] (id).type: Input should be",
         ),
     ],
 )
@@ -176,3 +187,69 @@ def test_serve_stopped_by_ctrl_c_exits_130(
     _fails(["serve"], capsys, 130, "custseg: interrupted")
     monkeypatch.setattr(custseg.local.server, "serve", lambda **kwargs: False)
     assert main(["serve"]) == 0
+
+
+def test_infer_prints_an_editable_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "orders.csv"
+    src.write_text(
+        "Cust,Date,CDs,Dollars\n00001,19970101,1,11.77\n00002,19970112,1,12.00\n"
+        "00002,19970112,5,77.00\n00003,19970102,2,20.76\n00003,19970330,2,20.76\n",
+        encoding="utf-8",
+    )
+    assert main(["infer", str(src)]) == 0
+    printed = capsys.readouterr().out
+    (tmp_path / "c.yaml").write_text(printed, encoding="utf-8")
+    from custseg.ingest.contracts import load_contract
+
+    contract = load_contract(tmp_path / "c.yaml")
+    assert contract.grain == "transaction"
+    assert contract.column("amount").aliases == ["Dollars"]
+    assert main(["infer", str(src), "--json"]) == 0
+    columns = json.loads(capsys.readouterr().out)["columns"]
+    assert [c["role"] for c in columns] == ["customer_id", "event_time", "numeric", "amount"]
+
+
+def test_infer_names_an_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "empty.csv"
+    src.write_bytes(b"")
+    assert main(["infer", str(src)]) == 2
+    assert capsys.readouterr().err.startswith(f"custseg: {src}: ")
+
+
+def test_a_run_that_cannot_train_prints_why_and_writes_it_in_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "ids_only.csv"
+    rows = [f"{i:04d},{'uk' if i % 2 else 'fr'}" for i in range(40)]
+    data.write_text("customer_id,country\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(data), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    reason = "training a segmentation model: cannot train ids_only: no features to train on"
+    assert f"  failed: {reason}" in printed
+    assert "rows read 40 / kept 40 / rejected 0" in printed
+    report = out / "ids_only-failure.txt"
+    assert f"error report: {report}" in printed
+    assert f"- {reason}" in report.read_text(encoding="utf-8")
+
+
+def test_the_summary_prints_the_verdicts_reasons_and_each_segments_action(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from custseg.cli import print_summary
+    from custseg.local.flow import RunSummary
+
+    reason = "14% of the uploaded rows were rejected at ingest (mostly 3,722 x customer_id: ..."
+    summary = RunSummary(
+        dataset="shop",
+        out_dir=tmp_path,
+        status="committed",
+        metrics={"verdict": "watch", "reasons": [reason]},
+        profiles={"segments": [{"name": "Lapsed", "size": 5, "action": "win back", "rank": 2}]},
+    )
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert f"verdict: watch\n  - {reason}\n" in out
+    assert "    action: win back (target rank 2)" in out

@@ -39,3 +39,17 @@ def test_the_installed_versions_are_the_pinned_ones() -> None:
         if installed != version:
             wrong[name] = (installed, version)
     assert not wrong, f"installed != requirements.lock (run make venv): {wrong}"
+
+
+def test_the_declared_lower_bounds_are_the_tested_versions() -> None:
+    """`name>=X` in pyproject.toml: the pinned version is X or a patch release of it, so
+    the oldest version a user may install is one the tests ran against."""
+    pins = _pins()
+    for requirement in metadata.requires("custseg") or []:
+        if "extra ==" in requirement:
+            continue
+        match = re.match(r"([A-Za-z0-9_.\-]+)>=([0-9.]+)", requirement.replace(" ", ""))
+        assert match, f"{requirement}: no lower bound"
+        name, bound = _norm(match.group(1)), match.group(2)
+        pinned = pins[name].split(".")
+        assert pinned[: len(bound.split("."))] == bound.split("."), (name, bound, pins[name])

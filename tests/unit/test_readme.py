@@ -1,4 +1,5 @@
-"""The README stays true: it documents every output column, metric, event and command."""
+"""The docs stay true: README.md and docs/ document every output column, metric, event and
+command."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from custseg.ingest.quality import QualityReport
 from custseg.scoring.outputs import ASSIGNMENT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text(encoding="utf-8")
+README = "\n".join(
+    p.read_text(encoding="utf-8")
+    for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+)
 
 
 def test_quick_start_commands() -> None:
@@ -34,6 +38,7 @@ def test_every_published_event_is_documented() -> None:
         bus.MODEL_PROMOTED,
         bus.RETRAIN_RECOMMENDED,
         bus.RUN_COMMITTED,
+        bus.EFFECT_MEASURED,
     ):
         assert f"`{detail_type}`" in README, detail_type
 

@@ -1,4 +1,5 @@
-"""Every message the README's Troubleshooting table quotes is one the code prints.
+"""Every message the Troubleshooting table (docs/troubleshooting.md) quotes is one the code
+prints.
 
 The convention, for each `quoted` message in the table's first column:
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text(encoding="utf-8")
+TROUBLESHOOTING = (REPO / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
 FIELD = "\x00"  # an f-string's replacement field in the code's strings
 PLACEHOLDER = re.compile(r"'?<[^<>`]+>'?|\.\.\.")
 MIN_PIECE = 10
@@ -30,9 +31,8 @@ MIN_PIECE = 10
 
 def troubleshooting_messages() -> list[str]:
     """The `quoted` texts of the first column of the Troubleshooting table."""
-    section = README.split("\n## Troubleshooting\n", 1)[1].split("\n## ", 1)[0]
     messages = []
-    for line in section.splitlines():
+    for line in TROUBLESHOOTING.splitlines():
         cells = line.split(" | ")
         if not line.startswith("| ") or set(cells[0]) <= set("|- "):
             continue

@@ -6,6 +6,8 @@
 - ``Retrain Recommended`` (score / rescore, verdict ``retrain``):
   dataset, model, model_version, run_id, clean_manifest_key, features, reasons, promote
 - ``Run Committed`` (score / rescore): dataset, run_id, manifest_key, verdict, rows
+- ``Effect Measured`` (score, a campaign results upload): dataset, campaign, effect_key,
+  segments_run_id, causal, customers, negative_segments
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ TRAINING_REQUESTED = "Training Requested"
 MODEL_PROMOTED = "Model Promoted"
 RETRAIN_RECOMMENDED = "Retrain Recommended"
 RUN_COMMITTED = "Run Committed"
+EFFECT_MEASURED = "Effect Measured"
 
 
 class EventBus:

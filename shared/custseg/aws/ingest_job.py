@@ -285,6 +285,7 @@ def _commit_accepted(
             RunFile("quality.json", result.report_json_path),
             RunFile("quality.txt", result.report_text_path),
             RunFile("contract.json", result.contract_path),
+            RunFile("contract.yaml", result.contract_path.with_suffix(".yaml")),
         ],
         {
             "kind": "clean",

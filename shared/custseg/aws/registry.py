@@ -161,6 +161,9 @@ def _move_champion(
         pointer = {
             "model": model,
             "version": version,
+            # counts promotions (under the conditional write): orders results runs of the
+            # same data by the champion that made them, even within one second
+            "generation": int((current or {}).get("generation", len(history))) + 1,
             "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "reason": reason,
             "history": history,

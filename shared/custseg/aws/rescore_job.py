@@ -11,6 +11,7 @@ import datetime as dt
 from pathlib import Path
 
 from custseg.aws.bus import EventBus
+from custseg.aws.campaign_job import scoring_part
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.score_job import ScoreOutcome, run_score
 from custseg.aws.settings import Settings
@@ -62,8 +63,9 @@ def rescore_one(
     """Rescore one dataset: every part of its state (a dataset whose clean runs predate
     the state: its newest clean run). None when it has no clean data."""
     state, _ = load_state(store, settings.data_bucket, dataset)
-    if state is not None and state.parts:
-        manifest_key = state.parts[-1].manifest_key
+    start = scoring_part(state) if state is not None else None  # never campaign results
+    if start is not None:
+        manifest_key = start.manifest_key
     else:
         latest, _ = store.get_json(settings.data_bucket, clean_latest_key(dataset))
         if latest is None:

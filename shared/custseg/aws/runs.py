@@ -111,9 +111,18 @@ def commit_run(
     return body, True
 
 
-def order_key(pointer: dict[str, Any]) -> tuple[str, str]:
-    """Pointers move forward by (run timestamp, run id)."""
-    return str(pointer.get("run_ts", "")), str(pointer.get("run_id", ""))
+def order_key(pointer: dict[str, Any]) -> tuple[str, int, str]:
+    """Pointers move forward by (run timestamp, model generation, run id).
+
+    A run's timestamp is its data's upload time, so newer data always wins; of two runs
+    of data uploaded in the same second (the same data scored again by a newly promoted
+    model, say), the run made by the later champion (its promotion count, ``generation``)
+    wins. The run id breaks the remaining ties so that every writer agrees on one order."""
+    return (
+        str(pointer.get("run_ts", "")),
+        int(pointer.get("model_generation", 0)),
+        str(pointer.get("run_id", "")),
+    )
 
 
 def advance_pointer(

@@ -143,8 +143,21 @@ def report_score(logger: Logger, metrics: Metrics, outcome: ScoreOutcome) -> Non
     metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=outcome.rows)
     metrics.add_metric(name="Segments", unit=MetricUnit.Count, value=outcome.segments)
     metrics.add_metric(name="DriftMaxPSI", unit=MetricUnit.NoUnit, value=outcome.drift_max)
-    metrics.add_metric(name=f"Verdict_{outcome.verdict}", unit=MetricUnit.Count, value=1)
+    count("ScoreRuns", verdict=outcome.verdict)
     metrics.add_metric(name="ScoreDuration", unit=MetricUnit.Seconds, value=outcome.seconds)
+
+
+def count(name: str, **dimensions: str) -> None:
+    """One data point of the fixed metric ``name`` under ``dimensions`` plus ``service``
+    (e.g. ``count("ScoreRuns", verdict="ok")``): what varies is a dimension's value, never
+    the metric's name. A metric set of its own, flushed now, so the invocation's other
+    metrics keep their dimensions."""
+    point = EphemeralMetrics()
+    point.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    for key, value in dimensions.items():
+        point.add_dimension(name=key, value=value)
+    point.add_dimensions(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "custseg"))
+    point.flush_metrics()
 
 
 def count_dataset_failure(dataset: str) -> None:
@@ -153,11 +166,7 @@ def count_dataset_failure(dataset: str) -> None:
     that the alarm watches). It is a metric set of its own, flushed now: the invocation's
     other metrics keep their dimensions, and a failure is counted even if the handler
     raises later."""
-    failures = EphemeralMetrics()
-    failures.add_metric(name=DATASET_FAILURES, unit=MetricUnit.Count, value=1)
-    failures.add_dimension(name="dataset", value=dataset)
-    failures.add_dimensions(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "custseg"))
-    failures.flush_metrics()
+    count(DATASET_FAILURES, dataset=dataset)
 
 
 def dataset_of_key(key: str) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from custseg.aws.bus import (
     TRAINING_REQUESTED,
     EventBus,
 )
+from custseg.aws.campaign_job import campaign_flags, measure_new_campaigns, scoring_part
 from custseg.aws.registry import champion, load_version
 from custseg.aws.runs import (
     RunFile,
@@ -37,13 +39,16 @@ from custseg.aws.s3 import ObjectStore
 from custseg.aws.settings import Settings
 from custseg.aws.signing import KmsVerifier
 from custseg.aws.state import download_state, load_state
+from custseg.campaigns.offers import annotator
 from custseg.dataset.clean_data import clean_files
 from custseg.dataset.state import DatasetState, Part, decide
+from custseg.failures import describe_error
 from custseg.features.combined import COMBINED, CUSTOMERS, ORDERS
 from custseg.features.engine import LAMBDA_MEMORY_SHARE, Source, lambda_limits
 from custseg.ingest.contracts import Contract
 from custseg.layout import (
     MANIFEST,
+    OFFERS_FILE,
     RESULT_FILES,
     parse_clean_manifest_key,
     parse_state_key,
@@ -56,6 +61,8 @@ from custseg.model.artifact import ArtifactError, SegmentModel
 from custseg.model.signing import Verifier
 from custseg.scoring.metrics import Thresholds
 from custseg.scoring.score import RunInfo, ScoreResult, score_dataset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,6 +120,7 @@ def publish_latest(
         "prefix": prefix,
         "manifest_key": prefix + MANIFEST,
         "model_version": manifest["model"]["version"],
+        "model_generation": manifest["model"].get("generation", 0),
         "verdict": manifest["verdict"],
     }
     moved = advance_pointer(store, bucket, results_latest_key(dataset), pointer)
@@ -163,6 +171,13 @@ def _state_parts(state: DatasetState | None, run_id: str, model_kind: str) -> li
     return [p for p in state.parts if p.kind in kinds] or [
         p for p in state.parts if p.run_id == run_id
     ]
+
+
+def _data_time(clean_manifest: Mapping[str, Any], parts: list[Part]) -> dt.datetime:
+    """A run's timestamp: the upload time of the newest data it reads (the clean run's,
+    or the newest of the dataset parts it joins), so a run's order is its data's."""
+    times = [str(clean_manifest["run_ts"])] + [p.uploaded_at for p in parts]
+    return max(dt.datetime.fromisoformat(t).astimezone(dt.UTC) for t in times)
 
 
 def _split_sources(parts: list[Part]) -> tuple[list[Part], list[Part]]:
@@ -243,16 +258,43 @@ def run_score_state(
             break
         sleep(decision.wait_seconds)
     assert state is not None
+    measured = _measure_campaigns(store, settings, bus, state, workdir)
+    start = scoring_part(state)
+    if start is None:
+        return ScoreOutcome(
+            "no_data",
+            dataset,
+            message=f"{dataset} holds campaign results only: upload its customers first",
+        )
+    # new campaign effects: a new run, whose personas carry their flags
+    run_ts = dt.datetime.fromisoformat(state.parts[-1].uploaded_at) if measured else None
     return run_score(
         store,
         settings,
         bus,
-        clean_manifest_key=state.parts[-1].manifest_key,
+        clean_manifest_key=start.manifest_key,
         trigger=trigger,
         workdir=workdir,
         verifier=verifier,
         state=state,
+        run_ts=run_ts,
     )
+
+
+def _measure_campaigns(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    state: DatasetState,
+    workdir: Path | None,
+) -> int:
+    """Measure the state's new campaign parts (:mod:`custseg.aws.campaign_job`); how many
+    campaigns were. A failure is logged and scoring goes on (the parts stay pending)."""
+    try:
+        return len(measure_new_campaigns(store, settings, bus, state, workdir=workdir))
+    except Exception as exc:
+        log.warning("campaign effects of %s not measured: %s", state.dataset, describe_error(exc))
+        return 0
 
 
 def _read_inputs(
@@ -373,9 +415,9 @@ def _load_champion(
     dataset: str,
     clean_manifest_key: str,
     verifier: Verifier | None,
-) -> SegmentModel | ScoreOutcome:
-    """The dataset's champion, verified; or the outcome when there is none (training is
-    requested) or it is refused."""
+) -> tuple[SegmentModel, int] | ScoreOutcome:
+    """The dataset's champion, verified, with its promotion count (``generation``); or
+    the outcome when there is none (training is requested) or it is refused."""
     model_name = model_name_for(dataset)
     pointer = champion(store, settings.artifact_bucket, model_name)
     if pointer is None:
@@ -410,7 +452,7 @@ def _load_champion(
             model_version=str(pointer["version"]),
             message=f"champion {model_name} {pointer['version']} refused: {exc}",
         )
-    return model
+    return model, int(pointer.get("generation", 0))
 
 
 def _request_combined_model(
@@ -449,6 +491,7 @@ def _result_files(result: ScoreResult, quality: dict[str, Any] | None, tmp: Path
     quality_path = tmp / "quality.json"
     quality_path.write_text(json.dumps(quality or {}, indent=2, default=str), encoding="utf-8")
     files = result.files
+    offers = tmp / OFFERS_FILE  # written by the run's annotate hook when there are offers
     return [
         RunFile(RESULT_FILES["assignments_parquet"], files["assignments_parquet"], result.rows),
         RunFile(RESULT_FILES["assignments_csv"], files["assignments_csv"], result.rows),
@@ -456,7 +499,26 @@ def _result_files(result: ScoreResult, quality: dict[str, Any] | None, tmp: Path
         RunFile(RESULT_FILES["metrics"], files["metrics"]),
         RunFile(RESULT_FILES["quality"], quality_path),
         RunFile(RESULT_FILES["report"], files["report"]),
+        *(
+            [
+                RunFile(
+                    RESULT_FILES["value_at_risk"],
+                    files["value_at_risk"],
+                    result.metrics["value_at_risk"]["top_rows"],
+                )
+            ]
+            if "value_at_risk" in files
+            else []
+        ),
+        *([RunFile(OFFERS_FILE, offers, result.rows)] if offers.exists() else []),
     ]
+
+
+def _order_files(clean_path: Path, contract: Contract, orders: Source | None) -> list[Path]:
+    """The clean Parquet files of the run's order log (none: the dataset has none)."""
+    if orders is not None:
+        return list(orders.parts)
+    return clean_files(clean_path) if contract.is_transactions else []
 
 
 def run_score(
@@ -491,19 +553,18 @@ def run_score(
     if clean_manifest is None:
         return ScoreOutcome("no_data", dataset, message=f"{clean_manifest_key} not found")
     model_name = model_name_for(dataset)
-    model = _load_champion(store, settings, bus, dataset, clean_manifest_key, verifier)
-    if isinstance(model, ScoreOutcome):
-        return model
+    loaded = _load_champion(store, settings, bus, dataset, clean_manifest_key, verifier)
+    if isinstance(loaded, ScoreOutcome):
+        return loaded
+    model, generation = loaded
 
     if as_of is None and clean_manifest.get("as_of"):
         as_of = dt.date.fromisoformat(str(clean_manifest["as_of"]))
         as_of_reason = "given at upload (the object's as-of metadata)"
-    if run_ts is None:
-        run_ts = dt.datetime.fromisoformat(clean_manifest["run_ts"])
-    run_ts = run_ts.astimezone(dt.UTC)
     if state is None:
         state, _ = load_state(store, settings.data_bucket, dataset)
     parts = _state_parts(state, clean_run_id, model.schema.kind)
+    run_ts = (run_ts or _data_time(clean_manifest, parts)).astimezone(dt.UTC)
     _request_combined_model(bus, dataset, clean_manifest_key, state, model)
     scored, order_parts = _split_sources(parts)
     if parts:  # the newest part of the kind names the contract and quality report
@@ -578,6 +639,12 @@ def run_score(
                 on_file=upload_now,
                 limits=lambda_limits(settings.memory_mb, tmp=tmp),
                 orders=orders,
+                annotate=annotator(
+                    campaign_flags(store, settings.results_bucket, dataset),
+                    _order_files(clean_path, contract, orders),
+                    lambda_limits(settings.memory_mb, tmp=tmp),
+                    tmp,
+                ),
             )
             files = _result_files(result, quality, tmp)
             run_ts_iso = run_ts.isoformat(timespec="seconds")
@@ -594,7 +661,11 @@ def run_score(
                     "run_ts": run_ts_iso,
                     "as_of": result.as_of.isoformat(),
                     "rows": result.rows,
-                    "model": {"name": model_name, "version": model.version},
+                    "model": {
+                        "name": model_name,
+                        "version": model.version,
+                        "generation": generation,
+                    },
                     "input": {
                         "clean_manifest_key": clean_manifest_key,
                         "source": clean_manifest.get("source", {}),

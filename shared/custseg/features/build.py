@@ -70,6 +70,15 @@ TRANSACTION_FEATURES: tuple[str, ...] = (
 )
 """Numeric features computed from transactions, in this order."""
 
+MONEY_FEATURES: tuple[str, ...] = ("monetary", "avg_order_value", "return_share")
+"""The transaction features an event log without amounts cannot have (M unavailable)."""
+
+
+def has_amounts(contract: Contract) -> bool:
+    """Whether a transaction contract's log has amounts (else: no M features)."""
+    return contract.transactions is None or contract.transactions.amounts
+
+
 _NUMBER_TYPES = {ColumnType.INTEGER, ColumnType.FLOAT}
 _DATE_TYPES = {ColumnType.DATE, ColumnType.DATETIME}
 
@@ -162,6 +171,10 @@ class Features:
     ``codes``: optionally, per categorical column of ``frame``, the same values as
     :class:`CategoryCodes` (:func:`build_features_arrow` fills it; consumers use it when
     present and fall back to the text column otherwise). It must agree with ``frame``.
+    ``history``: for an order log's features computed on DuckDB
+    (:mod:`custseg.features.engine`), per customer (same index) the inputs of the
+    repeat-purchase predictions, :data:`custseg.features.sql.HISTORY_COLUMNS` (missing for a
+    customer without purchases); ``None`` otherwise.
     """
 
     frame: pd.DataFrame
@@ -172,6 +185,7 @@ class Features:
     extras: pd.DataFrame
     codes: dict[str, CategoryCodes] = field(default_factory=dict)
     source_kind: str | None = None  # "combined": joined from a customer table and an order log
+    history: pd.DataFrame | None = None  # an order log's repeat-purchase history (see above)
 
     @property
     def kind(self) -> str:
@@ -281,6 +295,9 @@ def _outcome_values(spec: ColumnSpec, values: pd.Series) -> pd.Series:
     """An outcome column as 0/1 floats (NaN when missing)."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype("float64")
+    if spec.type == ColumnType.BOOLEAN:  # cleaned booleans (None where missing)
+        mapped = values.map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0})
+        return pd.to_numeric(mapped, errors="coerce").astype("float64")
     if pd.api.types.is_numeric_dtype(values):
         return values.astype("float64")
     text = values.astype("string").str.strip().str.lower()
@@ -312,8 +329,9 @@ def _transaction_features(
         qty_col = _role_column(clean, contract, Role.QUANTITY, "quantity")
         price_col = _role_column(clean, contract, Role.UNIT_PRICE, "unit_price")
         if qty_col is None or price_col is None:
-            raise ValueError("a transactions table needs amount, or quantity and unit_price")
-        amount = clean[qty_col].astype("float64") * clean[price_col].astype("float64")
+            amount = pd.Series(np.nan, index=clean.index, dtype="float64")
+        else:
+            amount = clean[qty_col].astype("float64") * clean[price_col].astype("float64")
     if "is_return" in clean.columns:
         is_return = clean["is_return"].astype("boolean").fillna(False).to_numpy(dtype=bool)
         is_return = is_return | (amount.fillna(0.0).to_numpy() < 0)
@@ -394,7 +412,11 @@ def _transaction_features(
             values = _outcome_values(spec, kept[spec.name])
             per = pd.Series(values.to_numpy(), index=kept_ids.to_numpy()).groupby(level=0).max()
             extras[spec.name] = per.reindex(index).astype("float64")
-    return frame, list(TRANSACTION_FEATURES), categorical, extras
+    numeric = list(TRANSACTION_FEATURES)
+    if not has_amounts(contract) or not bool(amount.notna().any()):  # R and F only
+        frame = frame.drop(columns=list(MONEY_FEATURES))
+        numeric = [c for c in numeric if c not in MONEY_FEATURES]
+    return frame, numeric, categorical, extras
 
 
 def _customer_features(
@@ -417,6 +439,7 @@ def _customer_features(
             continue
         name, values, is_number = _feature_column(spec, rows[spec.name], as_of_ts)
         (numeric if is_number else categorical)[name] = values
+    numeric = _grouped(numeric, contract)
     frame = pd.DataFrame({**numeric, **categorical}, index=index)
     extras = pd.DataFrame(index=index)
     for spec in contract.by_role(Role.ATTRIBUTE):
@@ -494,10 +517,52 @@ def _sorted_unique(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 
 def _customer_value(clean_frame: pd.DataFrame, contract: Contract) -> pd.Series | None:
-    for name in contract.value_columns:
-        if name in clean_frame.columns and pd.api.types.is_numeric_dtype(clean_frame[name]):
-            return clean_frame[name].astype("float64").rename(name)
+    """The first of ``contract.value_columns`` present (a group name means its total)."""
+    for listed in contract.value_columns:
+        for name in (listed, f"{listed}_total"):
+            if name in clean_frame.columns and pd.api.types.is_numeric_dtype(clean_frame[name]):
+                return clean_frame[name].astype("float64").rename(name)
     return None
+
+
+def _grouped(numeric: dict[str, Any], contract: Contract) -> dict[str, Any]:
+    """Numeric features with each contract ``group`` of two or more present columns
+    replaced by ``<group>_total`` (their sum; NaN when all are missing) and
+    ``<name>_share`` per column (its part of the total; NaN when the total is not > 0).
+
+    Twenty correlated spend columns then weigh as one total plus shares on a 0..1 scale
+    in the clustering, instead of twenty standardised numbers."""
+    groups: dict[str, list[str]] = {}
+    for spec in contract.columns:
+        if spec.group and spec.name in numeric:
+            groups.setdefault(spec.group, []).append(spec.name)
+    out: dict[str, Any] = {}
+    done: set[str] = set()
+    for name, values in numeric.items():
+        group = next((g for g, cols in groups.items() if name in cols and len(cols) > 1), None)
+        if group is None:
+            out[name] = values
+            continue
+        if group in done:
+            continue
+        done.add(group)
+        members = groups[group]
+        matrix = np.column_stack([np.asarray(numeric[c], dtype="float64") for c in members])
+        known = np.isfinite(matrix).any(axis=1)
+        total = np.where(known, np.nansum(matrix, axis=1), np.nan)
+        out[f"{group}_total"] = _like(values, total)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for j, col in enumerate(members):
+                share = np.where(total > 0, matrix[:, j] / total, np.nan)
+                out[f"{col}_share"] = _like(values, share)
+    return out
+
+
+def _like(template: Any, values: np.ndarray) -> Any:
+    """``values`` as a Series with ``template``'s index when it is one, else as numpy."""
+    if isinstance(template, pd.Series):
+        return pd.Series(values, index=template.index, dtype="float64")
+    return values
 
 
 def build_features(
@@ -518,7 +583,9 @@ def build_features(
         frame, numeric, categorical, extras = _transaction_features(clean, contract, as_of_date)
         frame = frame.sort_index()
         extras = extras.reindex(frame.index)
-        value: pd.Series | None = frame["monetary"].rename("monetary")
+        value: pd.Series | None = (
+            frame["monetary"].rename("monetary") if "monetary" in frame.columns else None
+        )
     else:
         # already in customer_id order, one row per customer, all aligned
         frame, numeric, categorical, extras, value = _customer_features(clean, contract, as_of_date)
@@ -567,8 +634,8 @@ def _finish(
 
 def with_schema(features: Features, schema: FeatureSchema | None) -> Features:
     """``features`` with exactly ``schema``'s columns (as :func:`build_features` with
-    ``schema`` gives them); ``None``: as they are. Codes are dropped."""
-    return _finish(
+    ``schema`` gives them); ``None``: as they are. Codes are dropped; the history is kept."""
+    finished = _finish(
         features.frame,
         list(features.numeric),
         list(features.categorical),
@@ -578,6 +645,8 @@ def with_schema(features: Features, schema: FeatureSchema | None) -> Features:
         schema,
         {},
     )
+    finished.history = features.history
+    return finished
 
 
 def _arrow_column(data: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
@@ -724,6 +793,7 @@ def build_features_arrow(
             continue
         name, values, is_number = _feature_column(spec, series(spec.name), as_of_ts)
         (numeric if is_number else categorical)[name] = values
+    numeric = _grouped(numeric, contract)
     frame = pd.DataFrame({**numeric, **categorical}, index=index)
     extras = pd.DataFrame(index=index)
     for spec in contract.by_role(Role.ATTRIBUTE):

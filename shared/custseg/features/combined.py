@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from custseg.features.build import MISSING_CATEGORY, TRANSACTION_FEATURES
 from custseg.features.sql import FeatureQuery, literal, quote
-from custseg.ingest.contracts.model import Contract, Role, normalise_header
+from custseg.ingest.contracts.model import Contract, Grain, Role, normalise_header
 
 COMBINED = "combined"
 """The kind of features (and of a model's :class:`~custseg.features.build.FeatureSchema`)
@@ -69,6 +69,8 @@ def combined_query(customers: FeatureQuery, orders: FeatureQuery) -> FeatureQuer
                 taken.add(name)
                 extras.append(name)
                 select.append(f"{side}.{quote(name)} AS {quote(name)}")
+    for name in orders.history:  # missing for a customer without orders
+        select.append(f"t.{quote(name)} AS {quote(name)}")
     sql = (
         "SELECT\n    "
         + ",\n    ".join(select)
@@ -84,6 +86,7 @@ def combined_query(customers: FeatureQuery, orders: FeatureQuery) -> FeatureQuer
         kind=COMBINED,
         as_of=orders.as_of,
         value_name="monetary",
+        history=list(orders.history),
     )
 
 
@@ -99,7 +102,7 @@ def combined_contract(customers: Contract, orders: Contract) -> Contract:
     ]
     return Contract(
         kind=COMBINED,
-        grain="customer",
+        grain=Grain.CUSTOMER,
         version=f"{customers.kind}:{customers.version}+{orders.kind}:{orders.version}",
         description=f"{customers.kind} joined with {orders.kind} per customer",
         columns=[*customers.columns, *extra],

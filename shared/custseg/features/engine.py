@@ -15,6 +15,7 @@ of it (the rest is Python, pyarrow and the model), the spill directory is under 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -41,10 +42,13 @@ from custseg.features.build import (
 )
 from custseg.features.combined import COMBINED, combined_query
 from custseg.features.sql import (
+    HOLDOUT_COLUMNS,
     VALUE_COLUMN,
     ColumnKind,
     FeatureQuery,
     feature_query,
+    first_purchase_query,
+    holdout_query,
     literal,
     quote,
 )
@@ -313,7 +317,7 @@ def collect_features(
 def _table(query: FeatureQuery, batches: list[pa.RecordBatch]) -> pa.Table:
     if batches:
         return pa.Table.from_batches(batches)
-    names = ["customer_id", *query.numeric, *query.categorical, *query.extras]
+    names = ["customer_id", *query.numeric, *query.categorical, *query.extras, *query.history]
     if query.value == VALUE_COLUMN:
         names.append(VALUE_COLUMN)
     return pa.table({n: pa.array([], type=pa.string()) for n in names})
@@ -341,6 +345,9 @@ def features_from_table(table: pa.Table, query: FeatureQuery) -> Features:
     if query.value is not None:
         values = _floats(table.column(query.value))
         value = pd.Series(values, index=index, name=query.value_name)
+    history = None
+    if query.history:
+        history = pd.DataFrame({n: _floats(table.column(n)) for n in query.history}, index=index)
     return Features(
         frame=frame,
         numeric=list(query.numeric),
@@ -349,6 +356,7 @@ def features_from_table(table: pa.Table, query: FeatureQuery) -> Features:
         value=value,
         extras=extras,
         source_kind=COMBINED if query.kind == COMBINED else None,
+        history=history,
     )
 
 
@@ -401,3 +409,35 @@ def default_as_of_parts(parts: Sequence[Path], contract: Contract) -> tuple[dt.d
     times = [t for t in latest if t is not None]
     frame = pd.DataFrame({column: pd.to_datetime(pd.Series([max(times)] if times else []))})
     return default_as_of_reason(frame, contract)
+
+
+def first_purchase_day(
+    parts: Sequence[Path], contract: Contract, end: dt.date, limits: EngineLimits
+) -> dt.date | None:
+    """The order log's first purchase day before ``end`` (``None`` without purchases)."""
+    with contextlib.closing(connect(limits)) as con:
+        try:
+            _create_source(con, parts)
+            sql = first_purchase_query(contract, source_columns(con), end, source=SOURCE)
+            row = con.execute(sql).fetchone()
+        except duckdb.Error as exc:
+            raise FeatureEngineError(f"the first-purchase query failed: {exc}") from exc
+    return None if row is None or row[0] is None else row[0]
+
+
+def holdout_data(
+    parts: Sequence[Path], contract: Contract, cutoff: dt.date, end: dt.date, limits: EngineLimits
+) -> pd.DataFrame:
+    """The holdout check's data of the order log's ``parts``
+    (:func:`custseg.features.sql.holdout_query`): one row per distinct calibration history,
+    columns :data:`~custseg.features.sql.HOLDOUT_COLUMNS` (float64)."""
+    with contextlib.closing(connect(limits)) as con:
+        try:
+            _create_source(con, parts)
+            sql = holdout_query(contract, source_columns(con), cutoff, end, source=SOURCE)
+            table = con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise FeatureEngineError(
+                f"the holdout query failed (memory limit {limits.memory_limit_mb} MB): {exc}"
+            ) from exc
+    return pd.DataFrame({n: _floats(table.column(n)) for n in HOLDOUT_COLUMNS})

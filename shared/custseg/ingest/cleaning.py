@@ -1,4 +1,4 @@
-"""Cleaning per contract: normalise text, transaction rules, dedupe, impute, winsorise.
+"""Cleaning per contract: normalise text, transaction rules, dedupe, impute, flag outliers.
 
 All functions are vectorised over pandas / numpy; none loops over rows.
 
@@ -10,8 +10,8 @@ All functions are vectorised over pandas / numpy; none loops over rows.
   which repeated customer ids are dropped (rule ``latest`` or ``most_complete``).
 - :class:`ColumnStats` / :func:`collect_stats` gather imputation values and outlier
   bounds from a bounded deterministic sample (exact below ``SAMPLE_K`` rows).
-- :func:`apply_cleaning` imputes, winsorises and adds ``<name>__missing`` /
-  ``<name>__clipped`` flag columns.
+- :func:`apply_cleaning` imputes and adds ``<name>__missing`` / ``<name>__clipped`` flag
+  columns (``__clipped``: outside the outlier bounds; the value itself is kept).
 """
 
 from __future__ import annotations
@@ -647,6 +647,8 @@ def finalise_stats(stats: dict[str, ColumnStats], sample: RowSample) -> None:
         if st.numeric and values.size and method != OutlierMethod.NONE:
             if method == OutlierMethod.IQR:
                 q1, q3 = np.quantile(values, [0.25, 0.75])
+                if q3 <= q1:  # no spread: every value beyond the middle half would move
+                    continue
                 k = spec.outliers.iqr_factor
                 with np.errstate(over="ignore", invalid="ignore"):  # may overflow to ±inf
                     st.lower, st.upper = float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
@@ -685,7 +687,9 @@ def clean_table(
             hi = np.inf if st.upper is None else st.upper
             with np.errstate(invalid="ignore"):
                 flag = (arr < lo) | (arr > hi)
-            out = out.set_column(idx, name, pa.array(np.clip(arr, lo, hi), from_pandas=True))
+            # flagged, never changed: the clean data (and every exported value built from
+            # it) keeps the true value; the model caps its own inputs (standardised values
+            # clipped, see custseg.model.training.clip_z)
             out = out.append_column(f"{name}__clipped", pa.array(flag))
             clipped[name] = int(flag.sum())
     return out, imputed, clipped
@@ -694,7 +698,7 @@ def clean_table(
 def apply_cleaning(
     frame: pd.DataFrame, stats: dict[str, ColumnStats]
 ) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
-    """Impute and winsorise one chunk; add ``__missing`` / ``__clipped`` flags.
+    """Impute one chunk; flag missing values and outliers (``__missing`` / ``__clipped``).
 
     Flag columns are added for every column whose statistics say it has any missing
     value (``flags_missing``) or any value outside its bounds (``will_clip``), so every

@@ -17,12 +17,14 @@ One pass over the CSV, then passes over a local staging file; memory bounded by
 4. stream the staging file into the clean data, ``data/part-00000.parquet`` and
    ``data/part-00001.parquet`` (:data:`CLEAN_PARTS` files of consecutive rows, encoded
    at once on two threads; snappy, one row group per chunk, dictionary-encoded
-   categories): impute, winsorise, flag, drop duplicates (which also go to
+   categories): impute, flag outliers, drop duplicates (which also go to
    ``rejected_rows.csv``). Read them with :func:`custseg.dataset.clean_data.read_clean`.
 
 Outputs in ``out_dir``: ``data/`` (accepted only), ``rejected_rows.csv`` (when
 any row was removed; columns ``row, reasons`` then the original columns as read),
-``quality.json``, ``quality.txt``, ``contract.json``. Bad input never raises: a
+``quality.json``, ``quality.txt``, ``contract.json`` and ``contract.yaml`` (the contract
+used, inferred from the file where no contract pins it; see
+:mod:`custseg.ingest.contracts.inference`). Bad input never raises: a
 file-level failure gives status ``rejected`` and an error report.
 
 Clean Parquet columns: canonical names of the present, non-personal contract columns
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import csv
 import dataclasses
 import datetime as dt
 import json
@@ -80,6 +83,13 @@ from custseg.ingest.cleaning import (
     update_stats,
 )
 from custseg.ingest.contracts.detect import detect_contract
+from custseg.ingest.contracts.inference import (
+    ROW_ID,
+    Inference,
+    contract_yaml,
+    infer_contract,
+    read_sample,
+)
 from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, MissingPolicy
 from custseg.ingest.quality import QualityReport, example_value
 from custseg.ingest.reading import (
@@ -115,6 +125,8 @@ REPORT_JSON = "quality.json"
 REPORT_TEXT = "quality.txt"
 CONTRACT_JSON = "contract.json"
 _STAGE_NAME = "_stage.arrow"
+_ROWID_NAME = "_with_row_ids.csv"  # the upload with a generated row_id column
+CONTRACT_YAML = "contract.yaml"
 _NULL_MARK = np.uint64(0x9E3779B97F4A7C15)  # mixed into the hash of a missing id
 _RAW_COLUMNS_MAX = 256  # wider files stage their raw text joined in one column
 
@@ -319,6 +331,7 @@ def _write_outputs(
     contract_path.write_text(
         json.dumps(contract.model_dump(mode="json"), indent=2), encoding="utf-8"
     )
+    (out_dir / CONTRACT_YAML).write_text(contract_yaml(contract), encoding="utf-8")
     return json_path, text_path, contract_path
 
 
@@ -381,6 +394,7 @@ def ingest_file(
         )
     finally:
         stage_path.unlink(missing_ok=True)
+        (out_dir / _ROWID_NAME).unlink(missing_ok=True)
     if report.status == "rejected":
         shutil.rmtree(clean_dir, ignore_errors=True)
         report.rows_kept = 0
@@ -447,6 +461,13 @@ def _run(
     contract, fmt = _sniff_contract(input_path, report, given, limits)
     if fmt is None:
         return contract, 0
+    if report.schema.get("generated_id"):
+        try:
+            input_path = _with_row_ids(input_path, fmt, out_dir / _ROWID_NAME)
+            fmt = sniff(input_path, limits)
+        except ReadError as exc:
+            report.file_error(exc.code, exc.message, row=exc.row)
+            return contract, 0
     lap("sniff")
     header = _check_header(fmt, contract, report)
     if header is None:
@@ -479,8 +500,9 @@ def _run(
 def _sniff_contract(
     input_path: Path, report: QualityReport, given: Contract | None, limits: ReadLimits
 ) -> tuple[Contract, FileFormat | None]:
-    """Sniff the file's format and pick its contract (given, or detected from the
-    headers); the format is None when the file cannot be read (a file error reported)."""
+    """Sniff the file's format and infer its contract from a sample of its rows (a given
+    contract pins the columns it lists, see :mod:`custseg.ingest.contracts.inference`);
+    the format is None when the file cannot be read (a file error reported)."""
     fmt: FileFormat | None = None
     try:
         fmt = sniff(input_path, limits)
@@ -488,11 +510,14 @@ def _sniff_contract(
         report.file_error(exc.code, exc.message, row=exc.row)
     except OSError as exc:
         report.file_error("undecodable", f"the file cannot be read: {exc.strerror}")
-    headers = fmt.headers if fmt is not None else []
-    if given is not None:
-        contract, reason = given, "given by the caller"
+    if fmt is None:
+        contract, reason = (given, "given by the caller") if given else detect_contract([])
     else:
-        contract, reason = detect_contract(headers)
+        inference = _infer(input_path, fmt, given)
+        contract, reason = inference.contract, inference.reason
+        report.schema = inference.to_dict()
+        for w in inference.warnings:
+            report.warn(w)
     report.contract_kind, report.contract_version = contract.kind, contract.version
     report.contract_reason = reason
     if fmt is not None:
@@ -500,6 +525,45 @@ def _sniff_contract(
         for w in fmt.warnings:
             report.warn(w)
     return contract, fmt
+
+
+def _infer(input_path: Path, fmt: FileFormat, given: Contract | None) -> Inference:
+    """The inferred contract of the file (a sample of its first rows)."""
+    try:
+        sample = read_sample(input_path, fmt)
+    except ReadError:  # the full read reports it, with its row
+        sample = pd.DataFrame(
+            {str(i): pd.Series([], dtype=object) for i in range(len(fmt.headers))}
+        )
+    reason = None
+    if given is None:  # campaign results are recognised by their headers, then inferred
+        detected, why = detect_contract(fmt.headers)
+        if detected.kind == "campaign":
+            given, reason = detected, why
+    inference = infer_contract(fmt.headers, sample, given)
+    if reason is not None:
+        inference.reason = f"{reason}; other columns inferred"
+    return inference
+
+
+def _with_row_ids(input_path: Path, fmt: FileFormat, out_path: Path) -> Path:
+    """A copy of the file with a first column ``row_id``: each row's number in the file
+    (header = row 1), the stable id of a table without a customer id column. Rows with
+    the wrong number of fields are copied as they are (the ingest rejects them)."""
+    with out_path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow([ROW_ID, *fmt.headers])
+        for chunk in iter_chunks(input_path, fmt, chunk_rows=100_000):
+            rows: list[tuple[int, list[Any]]] = []
+            if len(chunk):
+                cols = [chunk.table.column(i).to_pylist() for i in range(chunk.table.num_columns)]
+                rows += [
+                    (int(r), [str(r), *(v for v in vals)])
+                    for r, *vals in zip(chunk.rows, *cols, strict=True)
+                ]
+            rows += [(b.row, [str(b.row), *b.fields]) for b in chunk.bad]
+            writer.writerows(values for _, values in sorted(rows, key=lambda t: t[0]))
+    return out_path
 
 
 def _check_header(fmt: FileFormat, contract: Contract, report: QualityReport) -> HeaderCheck | None:

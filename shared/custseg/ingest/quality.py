@@ -108,6 +108,7 @@ class QualityReport:
     date_bounds: dict[str, str] = field(default_factory=dict)
     decimal_separators: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    schema: dict[str, Any] = field(default_factory=dict)  # the schema inference's findings
     errors: list[dict[str, Any]] = field(default_factory=list)
     error_counts: Counter[str] = field(default_factory=Counter)  # every file-level error
     file_errors: list[str] = field(default_factory=list)
@@ -196,6 +197,7 @@ class QualityReport:
             "date_bounds": dict(self.date_bounds),
             "decimal_separators": dict(self.decimal_separators),
             "warnings": list(self.warnings),
+            "schema": dict(self.schema),
             "errors": list(self.errors),
             "errors_omitted": self.errors_omitted,
             "error_counts": dict(sorted(self.error_counts.items())),
@@ -245,8 +247,8 @@ class QualityReport:
         for col, out in self.outliers.items():
             if out.get("count"):
                 lines.append(
-                    f"outliers {col}: {out['count']:,} clipped to "
-                    f"[{out['lower']:.6g}, {out['upper']:.6g}]"
+                    f"outliers {col}: {out['count']:,} outside "
+                    f"[{out['lower']:.6g}, {out['upper']:.6g}] (flagged, values kept)"
                 )
         if self.transactions:
             tx = self.transactions

@@ -726,8 +726,8 @@ def iter_chunks(path: Path, fmt: FileFormat, chunk_rows: int = 250_000) -> Itera
             source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts
         )
     except (pa.ArrowInvalid, OSError) as exc:  # OSError: corrupt or truncated gzip
-        if "Empty CSV file" in str(exc):
-            return
+        if "Empty CSV file" in str(exc) or "Could not skip initial" in str(exc):
+            return  # no line, or the header alone (the block always holds a whole line)
         raise ReadError("parse_error", f"the CSV cannot be parsed: {_parse_message(exc)}") from None
     valid_seen = 0
     bad_numbers: list[int] = []
@@ -800,6 +800,11 @@ DATE_FAMILIES: dict[str, list[str]] = {
         "%d-%m-%Y %H:%M:%S",
         "%d-%m-%Y %H:%M",
         "%d-%m-%Y",
+        "%d-%b-%y",
+        "%d-%b-%Y",
+        "%d-%b-%Y %H:%M",
+        "%d %b %Y",
+        "%d/%b/%Y",
     ],
 }
 FAMILY_LABELS = {

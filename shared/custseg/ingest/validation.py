@@ -125,7 +125,7 @@ def check_headers(headers: list[str], contract: Contract) -> HeaderCheck:
             )
     if contract.is_transactions and "amount" not in positions:
         need = [c for c in ("quantity", "unit_price") if c not in positions]
-        if need:
+        if len(need) == 1:
             issues.append(
                 FileIssue(
                     "missing_required_column",
@@ -568,7 +568,41 @@ def _convert_alone(
     failures: list[tuple[np.ndarray, str, str]] = []
     repairs: Counter[str] = Counter()
     array, missing = _convert_column(spec, raw, local, failures, repairs)
+    if spec.derive == "age_from_birth_year" and ctx.bounds is not None:
+        array = _age_from_birth_year(array, ctx.bounds.upload_time.year)
+    if failures and never_rejects(spec):
+        array, missing = _failures_to_missing(array, missing, failures, repairs)
+        failures = []
     return _Converted(array, missing, failures, repairs, local.date_formats, local.warnings)
+
+
+def never_rejects(spec: ColumnSpec) -> bool:
+    """Whether a bad value of ``spec`` becomes missing (counted) instead of rejecting its
+    row: outcomes, attributes and inferred columns (typed from a sample of the file)."""
+    return spec.role in (Role.OUTCOME, Role.ATTRIBUTE) or (
+        not spec.required and spec.description.startswith("inferred:")
+    )
+
+
+def _failures_to_missing(
+    array: pa.Array,
+    missing: np.ndarray,
+    failures: list[tuple[np.ndarray, str, str]],
+    repairs: Counter[str],
+) -> tuple[pa.Array, np.ndarray]:
+    """The values that failed a check set missing; each reason counted as a repair."""
+    bad = np.zeros(len(missing), dtype=bool)
+    for mask, _, why in failures:
+        repairs[f"{why}, set missing"] += int((mask & ~bad).sum())
+        bad |= mask
+    array = pc.if_else(pa.array(bad), pa.scalar(None, array.type), array)
+    return array, missing | bad
+
+
+def _age_from_birth_year(array: pa.Array, year: int) -> pa.Array:
+    """Ages from birth years: ``year - value`` (missing stays missing)."""
+    years = np.asarray(array.to_numpy(zero_copy_only=False), dtype="float64")
+    return pa.array(year - years, type=pa.float64(), from_pandas=True)
 
 
 _EVIDENCE_PROBE = 16_384  # values looked at first to decide a column's decimal separator

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -639,3 +640,72 @@ def write_demo_data(out_dir: Path, seed: int = 7) -> tuple[Path, Path]:
         writer.writerow(orders.columns)
         writer.writerows(orders.itertuples(index=False, name=None))
     return customers_path, orders_path
+
+
+# ---------------------------------------------------------------------- campaign
+CAMPAIGN_FILE = "campaign.csv"
+CAMPAIGN_HEADERS = [
+    "Customer ID", "Campaign", "Group", "Sent At", "Opened", "Clicked", "Converted", "Revenue",
+]  # fmt: skip
+CAMPAIGN_BASE_RATE = 0.08  # conversion without the campaign, in every segment
+CAMPAIGN_UPLIFT = 0.10  # conversion added among the treated of the uplift segments
+CAMPAIGN_ORDER_VALUE = 40.0  # mean revenue of a conversion
+
+
+def demo_campaign(
+    customer_ids: Sequence[str] | pd.Series,
+    segment_ids: Sequence[int] | pd.Series,
+    *,
+    sent: dt.datetime,
+    seed: int = 7,
+    uplift_segments: Sequence[int] | None = None,
+    uplift: float = CAMPAIGN_UPLIFT,
+    name: str = "autumn-mailing",
+) -> tuple[pd.DataFrame, list[int]]:
+    """Campaign results for customers of known segments, with a known effect.
+
+    Every customer is drawn into treatment or control (half each; control written as
+    ``Holdout``). Control customers, and treated customers outside ``uplift_segments``,
+    convert at :data:`CAMPAIGN_BASE_RATE`; treated customers of ``uplift_segments``
+    (default: the two largest segments, the lower id first on a tie) at
+    ``CAMPAIGN_BASE_RATE + uplift``. A
+    conversion brings lognormal revenue of mean :data:`CAMPAIGN_ORDER_VALUE`; no
+    conversion leaves the revenue blank. Returns the text frame and the uplift segments.
+    """
+    rng = np.random.default_rng(seed)
+    segs = np.asarray(segment_ids, dtype=int)
+    if uplift_segments is None:
+        ids, counts = np.unique(segs, return_counts=True)  # ids ascending
+        uplift_segments = ids[np.argsort(-counts, kind="stable")[:2]].tolist()
+    chosen = sorted(int(s) for s in uplift_segments)
+    n = len(segs)
+    treated = rng.random(n) < 0.5
+    rate = np.where(
+        treated & np.isin(segs, chosen), CAMPAIGN_BASE_RATE + uplift, CAMPAIGN_BASE_RATE
+    )
+    converted = rng.random(n) < rate
+    opened = treated & ((rng.random(n) < 0.4) | converted)
+    clicked = opened & ((rng.random(n) < 0.3) | converted)
+    revenue = CAMPAIGN_ORDER_VALUE * rng.lognormal(-0.125, 0.5, n)
+    yes_no = np.array(["no", "yes"], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "Customer ID": np.asarray(customer_ids, dtype=object),
+            "Campaign": name,
+            "Group": np.where(treated, "Treatment", "Holdout"),
+            "Sent At": sent.strftime("%Y-%m-%d %H:%M:%S"),
+            "Opened": yes_no[opened.astype(int)],
+            "Clicked": yes_no[clicked.astype(int)],
+            "Converted": yes_no[converted.astype(int)],
+            "Revenue": np.where(converted, np.char.mod("%.2f", revenue), ""),
+        },
+        columns=CAMPAIGN_HEADERS,
+    )
+    return frame, chosen
+
+
+def write_demo_campaign(path: Path, frame: pd.DataFrame) -> Path:
+    """Write a :func:`demo_campaign` frame as a comma-separated UTF-8 file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path

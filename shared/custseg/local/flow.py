@@ -26,6 +26,9 @@ STEP_NAMES = {
     "RescoreFunction": "rescoring",
 }
 
+FAILED_STATUSES = frozenset({"rejected", "untrainable", "no_data", "refused", "failed", "error"})
+"""Statuses of a function's outcome that explain why a run wrote no results."""
+
 
 @dataclass
 class RunSummary:
@@ -39,8 +42,10 @@ class RunSummary:
     report_path: Path | None = None
     assignments_path: Path | None = None
     errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # messages of the steps that failed
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # effect.json documents
 
 
 def _print_step(echo: Callable[[str], None]) -> Callable[[str, dict[str, Any]], None]:
@@ -71,8 +76,11 @@ def run_local(
     echo: Callable[[str], None] = print,
     extra_uploads: list[tuple[Path, str]] | None = None,
     fanout_ranges: int | None = None,
+    campaign_dataset: str | None = None,
 ) -> list[RunSummary]:
-    """Run the flow for ``input_path`` (and any ``extra_uploads`` as (path, dataset)).
+    """Run the flow for ``input_path`` (and any ``extra_uploads`` as (path, dataset));
+    then, for ``campaign_dataset``, a sample campaign on its scored customers
+    (:func:`run_sample_campaign`).
 
     ``fanout_ranges``: every upload takes the fan-out path (the template's state machine
     on :mod:`custseg.local.asl`), cut into about that many ranges (docs/fanout.md)."""
@@ -100,6 +108,8 @@ def run_local(
         invocations = stack.drain(progress=_print_step(echo))
         if machine is not None:
             invocations += _run_fanout(stack, machine, echo)
+        if campaign_dataset is not None:
+            invocations += run_sample_campaign(stack, campaign_dataset, out_dir, echo)
         failures = [i for i in invocations if i.error]
         echo(f"writing what landed in S3 under {out_dir}/")
         stack.dump(out_dir)
@@ -141,6 +151,40 @@ class _FailedExecution:
     result: dict[str, Any] | None = None
 
 
+def run_sample_campaign(
+    stack: Any, dataset: str, out_dir: Path, echo: Callable[[str], None]
+) -> list[Any]:
+    """Upload a seeded sample campaign (:func:`custseg.local.demo_data.demo_campaign`:
+    a known uplift in the two largest segments) for the customers of ``dataset``'s newest
+    run, sent now, and let the functions measure it. Returns the invocations."""
+    import pandas as pd
+
+    from custseg.layout import RESULT_FILES
+    from custseg.local.demo_data import CAMPAIGN_FILE, demo_campaign, write_demo_campaign
+
+    s3 = stack.client("s3")
+    try:
+        body = s3.get_object(Bucket=stack.results_bucket, Key=results_latest_key(dataset))
+    except s3.exceptions.NoSuchKey:
+        echo(f"no run of {dataset}: no sample campaign")
+        return []
+    latest = json.loads(body["Body"].read())
+    local = out_dir / "sample-data" / "assignments.parquet"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
+    s3.download_file(stack.results_bucket, key, str(local))
+    seg = pd.read_parquet(local, columns=["customer_id", "segment_id"])
+    local.unlink()
+    frame, chosen = demo_campaign(
+        seg["customer_id"], seg["segment_id"], sent=dt.datetime.now(dt.UTC)
+    )
+    path = write_demo_campaign(out_dir / "sample-data" / CAMPAIGN_FILE, frame)
+    echo(f"sample campaign: {path} (uplift injected in segments {chosen})")
+    stack.upload(path, f"incoming/{dataset}/{CAMPAIGN_FILE}")
+    invocations: list[Any] = stack.drain(progress=_print_step(echo))
+    return invocations
+
+
 def _stem(path: Path) -> str:
     name = path.name
     for suffix in (".gz", ".csv", ".tsv", ".txt"):
@@ -166,7 +210,10 @@ def _summarise(
                 and result.get("dataset") == dataset
                 and result.get("message")
             ):
-                summary.messages.append(f"{inv.function}: {result['message']}")
+                step = STEP_NAMES.get(inv.function, inv.function)
+                summary.messages.append(f"{step}: {result['message']}")
+                if result.get("status") in FAILED_STATUSES:
+                    summary.problems.append(f"{step}: {result['message']}")
     results_dir = out_dir / stack.results_bucket
     data_dir = out_dir / stack.data_bucket
     latest_path = results_dir / results_latest_key(dataset)
@@ -180,10 +227,50 @@ def _summarise(
         summary.quality = json.loads((run_dir / "quality.json").read_text())
         summary.report_path = run_dir / "report.html"
         summary.assignments_path = run_dir / "assignments.csv"
+        summary.campaigns = [
+            json.loads(p.read_text())
+            for p in sorted(
+                (results_dir / "segments" / dataset / "campaigns").glob("*/effect.json")
+            )
+        ]
         return summary
     rejected = sorted((data_dir / "rejected" / dataset).glob("*/error.json"))
     if rejected:
         summary.status = "rejected"
         summary.quality = json.loads(rejected[-1].read_text())
         summary.report_path = rejected[-1].with_name("error.txt")
+        return summary
+    cleaned = sorted((data_dir / "clean" / dataset).glob("*/quality.json"))
+    if cleaned:
+        summary.quality = json.loads(cleaned[-1].read_text())
+    summary.report_path = write_failure_report(summary)
     return summary
+
+
+def failure_reasons(summary: RunSummary) -> list[str]:
+    """Why a run wrote no results: the functions' errors and their messages, or, when
+    they left none, where to look. Never empty."""
+    reasons = [*summary.errors, *summary.problems] or summary.messages[-1:]
+    if not reasons:
+        reasons = [
+            "no function reported a reason; see "
+            f"{summary.out_dir / 'handler-logs.jsonl'} for each step's log"
+        ]
+    return reasons
+
+
+def write_failure_report(summary: RunSummary) -> Path:
+    """``<out>/<dataset>-failure.txt``: the run's status, reasons and what ingest kept."""
+    q = summary.quality
+    lines = [f"{summary.dataset}: {summary.status}, no results were written", "", "Reasons:"]
+    lines += [f"- {reason}" for reason in failure_reasons(summary)]
+    if q:
+        lines += [
+            "",
+            f"Ingest: {q.get('rows_read', 0):,} rows read, {q.get('rows_kept', 0):,} kept, "
+            f"{q.get('rows_rejected', 0):,} rejected "
+            f"(contract {(q.get('contract') or {}).get('kind', 'n/a')}).",
+        ]
+    path = summary.out_dir / f"{summary.dataset}-failure.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

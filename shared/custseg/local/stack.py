@@ -334,7 +334,8 @@ class LocalStack:
     # ---------------------------------------------------------------- handlers
     def handler(self, logical: str) -> Callable[..., Any]:
         if logical not in self._handlers:
-            if str(REPO_ROOT) not in sys.path:
+            # the handlers: the checkout's functions/ folder, or the installed package
+            if (REPO_ROOT / "functions").is_dir() and str(REPO_ROOT) not in sys.path:
                 sys.path.insert(0, str(REPO_ROOT))
             module_name, func = self.spec.functions[logical].handler.rsplit(".", 1)
             module = importlib.import_module(module_name)

@@ -53,11 +53,14 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def default_template_path() -> Path:
-    """``$CUSTSEG_TEMPLATE`` or ``infra/template.yaml`` of the source checkout."""
+    """``$CUSTSEG_TEMPLATE``; else ``infra/template.yaml`` of the source checkout; else the
+    copy an installed wheel carries (``custseg/local/template.yaml``, a link to the
+    checkout's file in the source tree)."""
     env = os.environ.get("CUSTSEG_TEMPLATE")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "infra" / "template.yaml"
+    checkout = Path(__file__).resolve().parents[3] / "infra" / "template.yaml"
+    return checkout if checkout.exists() else Path(__file__).with_name("template.yaml")
 
 
 def load_template(path: Path | None = None) -> dict[str, Any]:

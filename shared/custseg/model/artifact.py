@@ -3,7 +3,11 @@
 Files (under ``models/<model>/<version>/`` in the artifact bucket, names are the adapters'):
 
 - model file: the fitted :class:`sklearn.pipeline.Pipeline` (``preprocess`` + ``cluster``)
-  saved with :func:`joblib.dump` (compress=3);
+  saved with :func:`joblib.dump` (compress=3); a model with predictions (e.g. a churn
+  propensity, :mod:`custseg.predict.propensity`) saves ``{"pipeline": ..., "predictors":
+  {name: fitted estimator}}`` instead, their settings and evidence under the metadata's
+  ``predictions`` (by the same names). A model file holding the pipeline alone loads with
+  no predictions;
 - metadata JSON: see :func:`build_metadata` for the keys; ``sha256`` is the SHA-256 of the
   model file bytes, filled by :func:`dump_artifact`.
 
@@ -18,8 +22,7 @@ make a model file load. Compatibility rule
 (:func:`check_libraries`): scikit-learn must have the same major.minor as at training
 (pickled estimators are only supported within one minor release), numpy the same major
 (numpy 2 changed its pickled internals); python, pandas and joblib are recorded but not
-enforced (the pipeline pickles no pandas objects, joblib reads older files, and the model
-moves between the 3.11 development machines and the 3.12 Lambda runtime).
+enforced (the pipeline pickles no pandas objects, and joblib reads older files).
 
 Quality gates (:func:`check_gates`): silhouette >= floor (default 0.15), no segment below
 the minimum share (default 2 %), every feature of the schema present in training (some
@@ -73,6 +76,13 @@ if TYPE_CHECKING:
 # scikit-learn (with scipy) and joblib are imported where a model is (un)pickled, not with
 # this module: the ingest function imports the model registry but never loads a model, and
 # should not pay seconds of cold start for them.
+
+PREDICTIONS = "predictions"
+"""The metadata section of per-customer predictions fitted with the model, keyed by name:
+``p_<outcome>`` (``kind: "propensity"``, :mod:`custseg.predict.propensity`) and ``clv``
+(``kind: "clv"``, :mod:`custseg.predict.clv`; an entry with ``unavailable`` says why it
+could not be fitted). Each reader takes its own entries only. A model without the section
+scores without predictions."""
 
 SILHOUETTE_FLOOR = 0.15
 MIN_SEGMENT_SHARE = 0.02
@@ -371,6 +381,7 @@ class SegmentModel:
 
     pipeline: Pipeline
     metadata: dict[str, Any]
+    predictors: dict[str, Any] = field(default_factory=dict)  # fitted, by metadata name
     _fast: Any = field(default=_UNPLANNED, init=False, repr=False, compare=False)
 
     def _fast_plan(self) -> list[_Block] | None:
@@ -428,6 +439,22 @@ class SegmentModel:
     @property
     def label_edges(self) -> LabelEdges:
         return LabelEdges.from_dict(self.metadata["label_edges"])
+
+    def predict_extra(self, features: Features) -> dict[str, np.ndarray]:
+        """The model's propensities (``p_<outcome>``, e.g. ``p_churn``) for ``features``, by
+        column name, in row order; empty for a model without any. A run's prediction
+        columns (these and the customer-value ones) come from
+        :func:`custseg.scoring.predictions.predict_chunk`."""
+        if not self.predictors:
+            return {}
+        from custseg.predict.propensity import predict_propensities
+
+        return predict_propensities(self.metadata, self.predictors, features)
+
+    def prediction(self, name: str) -> dict[str, Any] | None:
+        """The fitted prediction ``name`` of :data:`PREDICTIONS` (``None``: not fitted)."""
+        doc = (self.metadata.get(PREDICTIONS) or {}).get(name)
+        return dict(doc) if isinstance(doc, Mapping) and "unavailable" not in doc else None
 
     def segment_names(self) -> dict[int, str]:
         """Segment id -> persona name."""
@@ -584,6 +611,7 @@ def build_metadata(
     k: int,
     k_evidence: list[dict[str, Any]],
     k_rule: str,
+    k_choice: str = "",
     labels: np.ndarray,
     quality: dict[str, float],
     mean_distance: float,
@@ -591,8 +619,12 @@ def build_metadata(
     segments: list[dict[str, Any]],
     source: dict[str, Any],
     preprocessing: dict[str, Any],
+    predictions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The metadata dict of a freshly trained model (``sha256`` is None until dumped)."""
+    """The metadata dict of a freshly trained model (``sha256`` is None until dumped).
+
+    ``predictions``: per prediction name (e.g. ``p_churn``) what was fitted and its
+    evidence (:mod:`custseg.predict`); the key is left out when there is none."""
     frame = features.frame
     schema = features.schema()
     moments = {
@@ -640,11 +672,14 @@ def build_metadata(
         "k": k,
         "k_evidence": k_evidence,
         "k_rule": k_rule,
+        "k_choice": k_choice,
         "label_edges": label_edges.to_dict(),
         "labels_unavailable": dict(label_edges.unavailable),
         "segments": segments,
         "quality": quality,
     }
+    if predictions:
+        metadata[PREDICTIONS] = predictions
     metadata = json_safe(metadata)
     passed, reasons = check_gates(metadata)
     metadata["gates"] = {
@@ -664,7 +699,10 @@ def dump_artifact(model: SegmentModel, signer: Signer | None = None) -> tuple[by
     import joblib
 
     buf = io.BytesIO()
-    joblib.dump(model.pipeline, buf, compress=3)
+    payload: Any = model.pipeline
+    if model.predictors:
+        payload = {"pipeline": model.pipeline, "predictors": model.predictors}
+    joblib.dump(payload, buf, compress=3)
     model_bytes = buf.getvalue()
     model.metadata["sha256"] = hashlib.sha256(model_bytes).hexdigest()
     model.metadata.pop(SIGNATURE_FIELD, None)
@@ -779,14 +817,26 @@ def load_artifact(
     from sklearn.pipeline import Pipeline
 
     try:
-        pipeline = joblib.load(io.BytesIO(model_bytes))
+        payload = joblib.load(io.BytesIO(model_bytes))
     except Exception as exc:  # corrupt file that still matched its hash
         raise ArtifactError(f"model file cannot be read: {exc}") from exc
+    pipeline, predictors = _unpack(payload)
     if not isinstance(pipeline, Pipeline) or not hasattr(pipeline[-1], "cluster_centers_"):
         raise ArtifactError("model file does not hold a fitted clustering pipeline")
     if int(pipeline[-1].cluster_centers_.shape[0]) != int(metadata["k"]):
         raise ArtifactError("model file and metadata disagree on k")
-    return SegmentModel(pipeline=pipeline, metadata=metadata)
+    return SegmentModel(pipeline=pipeline, metadata=metadata, predictors=predictors)
+
+
+def _unpack(payload: Any) -> tuple[Any, dict[str, Any]]:
+    """(pipeline, predictors) of a model file: the pipeline alone (a model without
+    predictions), or a dict holding both."""
+    if isinstance(payload, dict):
+        predictors = payload.get("predictors") or {}
+        if not isinstance(predictors, dict):
+            raise ArtifactError("model file holds predictions that are not a mapping")
+        return payload.get("pipeline"), predictors
+    return payload, {}
 
 
 class ModelCache:

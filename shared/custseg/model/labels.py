@@ -95,12 +95,11 @@ RFM_SEGMENTS: list[str] = [r.segment for r in RFM_RULES]
 VALUE_TIERS = ("high", "mid", "low")
 LIFECYCLE_STAGES = ("new", "active", "at risk", "lapsed")
 
-_RECENCY_NAMES = re.compile(r"recency|days_since_last|since_last|last_(purchase|order|visit)")
-_FREQUENCY_NAMES = re.compile(r"^frequency$|^n?_?orders$|num_?orders|order_count|purchases$")
-_TENURE_NAMES = re.compile(
-    r"tenure|days_since_first|first_(purchase|order)|signup|sign_up|joined|join_date|"
-    r"customer_since|member_since|membership|created"
-)
+# the canonical columns of the built-in contracts (schema inference gives a file's own
+# recency, order count and signup columns these names), never substrings of other names
+_RECENCY_NAMES = re.compile(r"^(recency_days|days_since_last_purchase_date)$")
+_FREQUENCY_NAMES = re.compile(r"^(frequency|orders)$")
+_TENURE_NAMES = re.compile(r"^(tenure|tenure_days|days_since_signup_date)$")
 
 
 def segment_for(r: int, fm: int) -> str:

@@ -11,20 +11,17 @@ by ``|d|``; the name is up to two adjectives plus a noun taken from the vocabula
 Names are made unique deterministically: colliding segments (in id order) take their next
 trait, then a "(segment N)" suffix.
 
-Actions (first rule that applies; ``value index = value share / customer share``):
-
-1. lapsed (recency ``d >= 0.5``): value index >= 0.8 -> "win back", else
-   "reduce cost to serve";
-2. value index >= 1.5 -> "retain and reward";
-3. new (tenure ``d <= -0.5``) -> "nurture";
-4. value index <= 0.6 -> "upsell" if income is high (``d >= 0.5``, room to spend more) else
-   "reduce cost to serve";
-5. otherwise "upsell".
+Actions come from :mod:`custseg.model.actions`: each segment's position (value tier,
+lifecycle, engagement, income, outcome rates and, when the model has propensities, the
+risk and response indexes) scores every action, and the segments get
+different actions, the clearest case first. Numbers in descriptions are written for people:
+durations in days, months or years (:func:`human_value`), large numbers with separators.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +29,15 @@ import numpy as np
 import pandas as pd
 
 from custseg.features.build import MISSING_CATEGORY, Features
+from custseg.model.actions import (
+    ACTIONS,
+    assign_actions,
+    best_action,
+    propensity_index,
+    signals_from,
+)
+
+__all__ = ["ACTIONS", "choose_action", "describe_segments", "human_value", "unique_names"]
 
 TRAIT_MIN_EFFECT = 0.4
 """Minimum |standardised difference| for a trait to count."""
@@ -56,6 +62,12 @@ TRANSACTION_VOCAB: dict[str, Vocab] = {
 }
 """Words for the transaction features: (high, low)."""
 
+TENURE_PATTERN = (
+    r"tenure|days_since_(first|signup|join|enrol|dt_customer|customer|registration|created)"
+)
+RECENCY_PATTERN = r"recency|days_since_last"
+SHARE_NOISE = re.compile(r"(^|_)(num|mnt|purchases|products|prods|month|share|amount|spend)(?=_|$)")
+
 PATTERN_VOCAB: list[tuple[str, Vocab]] = [
     (r"income|salary|earning", (Word("high-income"), Word("low-income"))),
     (
@@ -64,7 +76,7 @@ PATTERN_VOCAB: list[tuple[str, Vocab]] = [
     ),
     (r"senior", (Word("senior"), None)),
     (r"(^|_)age($|_)|years_old", (Word("older"), Word("young"))),
-    (r"tenure|days_since_(first|signup|join)", (Word("long-tenure"), Word("new"))),
+    (TENURE_PATTERN, (Word("long-tenure"), Word("new"))),
     (
         r"total_(charge|spend|revenue|amount)|lifetime|clv|ltv",
         (Word("high-lifetime-value"), Word("low-lifetime-value")),
@@ -74,35 +86,18 @@ PATTERN_VOCAB: list[tuple[str, Vocab]] = [
     (r"dependent|children|kids|household", (Word("family"), None)),
     (r"paperless", (Word("paperless"), Word("paper-billed"))),
     (r"recency|days_since_last", (Word("lapsed"), Word("recent"))),
-    (r"frequency|orders|visits", (Word("frequent"), Word("infrequent"))),
+    (r"frequency|orders|visits|purchases_total|purchases$", (Word("frequent"), Word("infrequent"))),
 ]
 """Words for customer-table features, by regular expression on the column name."""
 
 FEATURE_LABELS = {
-    "recency_days": "days since last purchase",
+    "recency_days": "time since last purchase",
     "frequency": "orders",
     "monetary": "net spend",
     "avg_order_value": "average order value",
-    "tenure_days": "days since first purchase",
-    "mean_interval_days": "days between orders",
+    "tenure_days": "time since first purchase",
+    "mean_interval_days": "time between orders",
     "return_share": "share of spend returned",
-}
-
-ACTIONS = {
-    "retain and reward": (
-        "keep them close with loyalty rewards, early access and personal service; "
-        "avoid blanket discounts"
-    ),
-    "upsell": "they have room to buy more: cross-sell, bundles and premium tiers",
-    "win back": (
-        "they were worth a lot and have gone quiet: a personal win-back offer before they lapse"
-        " for good"
-    ),
-    "nurture": "a young relationship: onboarding, a second-purchase incentive, show the range",
-    "reduce cost to serve": (
-        "low return on effort: serve through automated, low-cost channels and skip costly "
-        "incentives"
-    ),
 }
 
 # How a marketer says "higher" / "lower" for the transaction features.
@@ -121,6 +116,10 @@ def trend(feature: str, higher: bool) -> str:
     """``"bought more recently"`` for lower recency; ``"higher age"`` by default."""
     if feature in TREND_WORDS:
         return TREND_WORDS[feature][0 if higher else 1]
+    if re.search(RECENCY_PATTERN, feature.lower()):
+        return TREND_WORDS["recency_days"][0 if higher else 1]
+    if re.search(TENURE_PATTERN, feature.lower()):
+        return TREND_WORDS["tenure_days"][0 if higher else 1]
     return f"{'higher' if higher else 'lower'} {label(feature)}"
 
 
@@ -135,14 +134,49 @@ _NO = {"no", "false", "n", "0"}
 
 
 def label(feature: str) -> str:
-    """A readable name of a feature column."""
-    return FEATURE_LABELS.get(feature, feature.replace("_", " ").strip())
+    """A readable name of a feature column: ``days_since_signup_date`` -> ``time since
+    signup date``, ``spend_total`` -> ``spend total``."""
+    if feature in FEATURE_LABELS:
+        return FEATURE_LABELS[feature]
+    text = feature.replace("_", " ").strip()
+    return "time since " + text[len("days since ") :] if text.startswith("days since ") else text
+
+
+DURATION = re.compile(r"(^|_)days($|_)|^recency$|(^|_)recency_days$")
+"""Features measured in days (shown as days, months or years)."""
+
+
+def is_duration(feature: str) -> bool:
+    return bool(DURATION.search(feature.lower()))
+
+
+def human_value(feature: str, x: float) -> str:
+    """A feature value as a person reads it: durations as ``12 days``, ``5 months`` or
+    ``4.0 years``; other numbers with at most a few significant digits."""
+    if not np.isfinite(x):
+        return "n/a"
+    if "year" in feature.lower() and 1000 <= abs(x) < 10000:
+        return f"{x:.0f}"  # a year, not an amount
+    if feature.lower().endswith("_share") and 0 <= x <= 1:
+        return f"{x:.0%}"
+    if not is_duration(feature):
+        return _fmt(x)
+    days = abs(x)
+    sign = "-" if x < 0 else ""
+    if days < 60:
+        return f"{sign}{days:.0f} day{'' if round(days) == 1 else 's'}"
+    if days < 730:
+        return f"{sign}{days / 30.44:.0f} months"
+    return f"{sign}{days / 365.25:.1f} years"
 
 
 def _vocab(feature: str, binary: bool) -> Vocab:
     if feature in TRANSACTION_VOCAB:
         return TRANSACTION_VOCAB[feature]
     lowered = feature.lower()
+    if lowered.endswith("_share"):  # a part of a group total: wines share -> wines-focused
+        core = SHARE_NOISE.sub("", lowered).strip("_").replace("_", "-")
+        return (Word(f"{core}-focused") if core else None), None
     for pattern, words in PATTERN_VOCAB:
         if re.search(pattern, lowered):
             return words
@@ -171,6 +205,8 @@ def _fmt(x: float) -> str:
         return f"{x:.0f}"
     if a >= 1:
         return f"{x:.1f}".rstrip("0").rstrip(".")
+    if a == 0:
+        return "0"
     return f"{x:.2f}"
 
 
@@ -295,28 +331,19 @@ def _pick_words(traits: list[dict[str, Any]], n: int) -> list[Word]:
     return [*adjectives, noun] if noun is not None else adjectives
 
 
-def _effect_of(traits: list[dict[str, Any]], pattern: str) -> float:
-    for trait in traits:
-        if trait["kind"] != "categorical" and re.search(pattern, trait["feature"]):
-            return float(trait["effect"])
-    return 0.0
-
-
-def choose_action(traits: list[dict[str, Any]], value_index: float | None) -> str:
-    """The suggested marketing action (rules in the module docs)."""
-    recency = _effect_of(traits, r"recency|days_since_last")
-    tenure = _effect_of(traits, r"tenure|days_since_first|signup")
-    income = _effect_of(traits, r"income|salary")
-    vi = 1.0 if value_index is None or not np.isfinite(value_index) else value_index
-    if recency >= 0.5:
-        return "win back" if vi >= 0.8 else "reduce cost to serve"
-    if vi >= 1.5:
-        return "retain and reward"
-    if tenure <= -0.5:
-        return "nurture"
-    if vi <= 0.6:
-        return "upsell" if income >= 0.5 else "reduce cost to serve"
-    return "upsell"
+def choose_action(
+    traits: list[dict[str, Any]],
+    value_index: float | None,
+    outcomes: dict[str, dict[str, float]] | None = None,
+    *,
+    risk_index: float | None = None,
+    response_index: float | None = None,
+) -> str:
+    """The best-fitting action for one segment on its own (:mod:`custseg.model.actions`)."""
+    signals = signals_from(
+        traits, value_index, outcomes, risk_index=risk_index, response_index=response_index
+    )
+    return best_action(signals).action
 
 
 def _phrase(trait: dict[str, Any]) -> str:
@@ -330,14 +357,16 @@ def _phrase(trait: dict[str, Any]) -> str:
         return (
             f"{trait['segment_mean']:.0%} {label(trait['feature'])} (vs {trait['base_mean']:.0%})"
         )
-    size = "much " if abs(d) >= 1.0 else ""
     way = trend(trait["feature"], d > 0)
+    comparative = way.split()[0] in {"higher", "lower", "more", "fewer", "bigger", "smaller"}
+    size = "much " if abs(d) >= 1.0 and comparative else ""
     if trait["feature"] == "return_share":
         seg, base = f"{trait['segment_mean']:.0%}", f"{trait['base_mean']:.0%}"
         return f"{size}{way} (average {seg} vs {base})"
+    feature = trait["feature"]
     return (
-        f"{size}{way} ({label(trait['feature'])}: median {_fmt(trait['segment_median'])} vs "
-        f"{_fmt(trait['base_median'])})"
+        f"{size}{way} ({label(feature)}: median {human_value(feature, trait['segment_median'])} "
+        f"vs {human_value(feature, trait['base_median'])})"
     )
 
 
@@ -347,8 +376,17 @@ def describe_segments(
     k: int,
     *,
     log_features: list[str] | None = None,
+    outcome_columns: list[str] | None = None,
+    predictions: Mapping[str, tuple[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     """One persona per segment id 0..k-1.
+
+    ``outcome_columns``: the extras columns that are outcomes (the contract's outcome roles);
+    None: every 0/1 extras column counts as one.
+
+    ``predictions``: per propensity column (e.g. ``p_churn``) its use (``risk``,
+    ``response`` or ``other``) and the probability per row; each segment then carries
+    ``predicted`` (column -> segment and base mean, index) and the actions use them.
 
     ``labels``: segment id per row of ``features.frame``. Returns dicts with ``id``,
     ``name`` (unique), ``description``, ``action``, ``action_detail``, ``size``, ``share``,
@@ -372,7 +410,8 @@ def describe_segments(
     outcome_cols = [
         c
         for c in features.extras.columns
-        if pd.api.types.is_float_dtype(features.extras[c])
+        if (outcome_columns is None or c in outcome_columns)
+        and pd.api.types.is_float_dtype(features.extras[c])
         and set(pd.unique(features.extras[c].dropna())) <= {0.0, 1.0}
     ]
     attribute_cols = [c for c in features.extras.columns if c not in outcome_cols]
@@ -414,12 +453,8 @@ def describe_segments(
                     "segment_rate": float(np.nanmean(seg_vals)),
                     "base_rate": float(np.nanmean(col)),
                 }
-        attributes = {}
-        for c in attribute_cols:
-            counts = features.extras[c].astype("string")[mask].value_counts(normalize=True)
-            if len(counts):
-                attributes[c] = [str(counts.index[0]), float(counts.iloc[0])]
-        action = choose_action(traits, value_index)
+        attributes, attribute_medians = _attributes(features.extras, attribute_cols, mask)
+        predicted = _predicted(predictions or {}, mask)
         segments.append(
             {
                 "id": sid,
@@ -427,16 +462,17 @@ def describe_segments(
                 "share": share,
                 "value_share": value_share,
                 "value_index": value_index,
-                "action": action,
-                "action_detail": ACTIONS[action],
                 "typical": typical,
                 "top_categories": top_categories,
                 "outcomes": outcomes,
+                "predicted": predicted,
                 "attributes": attributes,
+                "attribute_medians": attribute_medians,
             }
         )
         all_traits.append(traits)
 
+    _add_actions(segments, all_traits)
     names = unique_names(all_traits, default_noun)
     for seg, traits, name in zip(segments, all_traits, names, strict=True):
         seg["name"] = name
@@ -444,6 +480,77 @@ def describe_segments(
         seg["description"] = _describe(seg, traits, features)
     keys = ["id", "name", "description", "action", "action_detail", "size", "share"]
     return [{**{key: s[key] for key in keys}, **s} for s in segments]
+
+
+def _predicted(
+    predictions: Mapping[str, tuple[str, np.ndarray]], mask: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Per propensity column: its use, the segment's and the base's mean probability and
+    their ratio (the index; None when the base mean is 0)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (use, p) in predictions.items():
+        values = np.asarray(p, dtype="float64")
+        if not mask.any() or not np.isfinite(values).any():
+            continue
+        seg, base = float(np.nanmean(values[mask])), float(np.nanmean(values))
+        out[name] = {
+            "use": use,
+            "segment_mean": seg,
+            "base_mean": base,
+            "index": seg / base if base > 0 else None,
+        }
+    return out
+
+
+def _attributes(
+    extras: pd.DataFrame, columns: list[str], mask: np.ndarray
+) -> tuple[dict[str, list[Any]], dict[str, dict[str, float]]]:
+    """Per attribute column: its most common value and share in the segment, or for a
+    number with many values (a birth year, an income) the segment and base medians."""
+    common: dict[str, list[Any]] = {}
+    medians: dict[str, dict[str, float]] = {}
+    for c in columns:
+        col = extras[c]
+        if col.nunique() <= 1:  # the same for everyone: says nothing about a segment
+            continue
+        number = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        if number and col.nunique() > 12:
+            values = col.to_numpy(dtype="float64", na_value=np.nan)
+            if np.isfinite(values[mask]).any():
+                medians[c] = {
+                    "segment_median": float(np.nanmedian(values[mask])),
+                    "base_median": float(np.nanmedian(values)),
+                }
+            continue
+        if number:  # a few whole numbers (children at home): 1, not 1.0
+            col = col.map(lambda v: _fmt(float(v)) if pd.notna(v) else v)
+        counts = col.astype("string")[mask].value_counts(normalize=True)
+        if len(counts):
+            common[c] = [str(counts.index[0]), float(counts.iloc[0])]
+    return common, medians
+
+
+def _add_actions(segments: list[dict[str, Any]], all_traits: list[list[dict[str, Any]]]) -> None:
+    """Each segment's action (all different), why, and the position it was read from."""
+    signals = [
+        signals_from(
+            traits,
+            seg["value_index"],
+            seg["outcomes"],
+            risk_index=propensity_index(seg["predicted"], "risk"),
+            response_index=propensity_index(seg["predicted"], "response"),
+        )
+        for seg, traits in zip(segments, all_traits, strict=True)
+    ]
+    for seg, signal, chosen in zip(segments, signals, assign_actions(signals), strict=True):
+        seg["action"] = chosen.action
+        seg["action_detail"] = chosen.detail
+        seg["action_reason"] = chosen.reason
+        seg["position"] = {key: _round(getattr(signal, key)) for key in sorted(signal.measured)}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 3)
 
 
 def unique_names(all_traits: list[list[dict[str, Any]]], default_noun: str) -> list[str]:
@@ -474,10 +581,13 @@ def unique_names(all_traits: list[list[dict[str, Any]]], default_noun: str) -> l
 
 
 def _describe(seg: dict[str, Any], traits: list[dict[str, Any]], features: Features) -> str:
+    value_label = label(str(features.value.name)) if features.value is not None else ""
+    if not value_label.endswith("total"):
+        value_label = f"total {value_label}"
     parts = [
         f"{seg['name']}: {seg['size']:,} customers ({seg['share']:.0%} of the base)"
         + (
-            f" bringing {seg['value_share']:.0%} of total {label(str(features.value.name))}."
+            f" bringing {seg['value_share']:.0%} of {value_label}."
             if seg["value_share"] is not None and features.value is not None
             else "."
         )
@@ -496,10 +606,22 @@ def _describe(seg: dict[str, Any], traits: list[dict[str, Any]], features: Featu
         parts.append("Most common: " + ", ".join(cats) + ".")
     for c, (v, p) in seg["attributes"].items():
         parts.append(f"Mostly {label(c)} {display_value(v)} ({p:.0%}).")
+    for c, med in seg["attribute_medians"].items():
+        parts.append(
+            f"{label(c).capitalize()}: median {human_value(c, med['segment_median'])} "
+            f"(vs {human_value(c, med['base_median'])} overall)."
+        )
     for c, rates in seg["outcomes"].items():
         parts.append(
             f"{label(c).capitalize()} rate {rates['segment_rate']:.0%} "
             f"(vs {rates['base_rate']:.0%} overall)."
         )
-    parts.append(f"Suggested action: {seg['action']} - {seg['action_detail']}.")
+    for c, means in seg.get("predicted", {}).items():
+        parts.append(
+            f"Predicted {label(c.removeprefix('p_'))} {means['segment_mean']:.0%} "
+            f"(vs {means['base_mean']:.0%} overall)."
+        )
+    parts.append(
+        f"Suggested action: {seg['action']} - {seg['action_detail']} (why: {seg['action_reason']})."
+    )
     return " ".join(parts)

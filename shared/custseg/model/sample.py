@@ -51,6 +51,7 @@ def sample_customers(
         value=features.value.loc[ids] if features.value is not None else None,
         extras=features.extras.reindex(ids),
         codes={name: codes.take(keep) for name, codes in features.codes.items()},
+        history=features.history.iloc[keep] if features.history is not None else None,
     )
     method = f"the {max_customers:,} customers with the smallest hashes of their id"
     return sampled, SampleInfo(n, max_customers, method)

@@ -28,6 +28,11 @@ to :data:`MINIBATCH_THRESHOLD` customers; above, :class:`~sklearn.cluster.MiniBa
 from the same centres (see :func:`fit_clusterer` for the measurements). Cluster ids are renumbered
 by size (0 = largest), so ids are stable for the same data and seed.
 
+Propensity: for each outcome column (e.g. churn) a calibrated classifier is fitted on the
+same customers (:mod:`custseg.predict.propensity`); the personas' actions use it. Customer
+value: an order log's repeat-purchase history gets BG/NBD and Gamma-Gamma
+(:mod:`custseg.predict.clv`). Both land in the metadata's ``predictions``.
+
 Choosing k (unless fixed): each k in ``k_range`` is fitted on a seeded sample of at most
 :data:`SELECTION_SAMPLE` customers; silhouette on a seeded sub-sample of at most
 :data:`SILHOUETTE_SAMPLE`, Davies-Bouldin and Calinski-Harabasz on the selection sample,
@@ -52,12 +57,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from custseg.features.build import Features
-from custseg.ingest.contracts.model import Contract
+from custseg.ingest.contracts.model import Contract, Role
 from custseg.model.artifact import SegmentModel, build_metadata
 from custseg.model.labels import fit_label_edges
 from custseg.model.personas import describe_segments
 from custseg.model.quality import silhouette
 from custseg.model.sample import DEFAULT_MAX_CUSTOMERS, sample_customers
+from custseg.predict.clv import CLV, fit_history
+from custseg.predict.propensity import fit_propensities
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +81,17 @@ MINIBATCH_THRESHOLD = 2_000_000
 features: at 1M rows full-batch KMeans seeded from the sample centres is ~10x faster than
 MiniBatchKMeans, so mini-batches only pay off beyond memory-bound sizes."""
 
+K_ACTIONABLE_TOLERANCE = 0.05
+"""Two segments must beat every eligible k of 3 or more by more than this silhouette."""
+
 K_RULE = (
     f"Among k whose smallest segment holds at least {MIN_SEGMENT_SHARE_FOR_K:.0%} of customers "
     "(all k if none does), take the highest silhouette (sampled, Euclidean, in the "
     f"preprocessed space); silhouettes within {K_TIE} of the best are tied and the tie goes "
-    "to the lowest Davies-Bouldin index, then to the smaller k."
+    "to the lowest Davies-Bouldin index, then to the smaller k. Two segments rarely give a "
+    "marketer two different plans, so k = 2 must justify itself: when an eligible k of 3 or "
+    f"more scores within {K_ACTIONABLE_TOLERANCE} of the best silhouette, the best of those "
+    "is taken instead."
 )
 
 
@@ -267,12 +280,50 @@ def choose_k(evidence: list[dict[str, Any]]) -> int:
     if not rows:
         return int(min(r["k"] for r in evidence))
     eligible = [r for r in rows if r["min_share"] >= MIN_SEGMENT_SHARE_FOR_K] or rows
-    best = max(r["silhouette"] for r in eligible)
-    tied = [r for r in eligible if r["silhouette"] >= best - K_TIE]
+    chosen = _best_k(eligible)
+    if chosen == 2:
+        best = max(r["silhouette"] for r in eligible)
+        actionable = [
+            r for r in eligible if r["k"] >= 3 and r["silhouette"] >= best - K_ACTIONABLE_TOLERANCE
+        ]
+        if actionable:
+            chosen = _best_k(actionable)
+    return chosen
+
+
+def _best_k(rows: list[dict[str, Any]]) -> int:
+    """The highest silhouette; within :data:`K_TIE` the lowest Davies-Bouldin, then k."""
+    best = max(r["silhouette"] for r in rows)
+    tied = [r for r in rows if r["silhouette"] >= best - K_TIE]
     tied.sort(
         key=lambda r: (r["davies_bouldin"] if np.isfinite(r["davies_bouldin"]) else 1e9, r["k"])
     )
     return int(tied[0]["k"])
+
+
+def k_choice(evidence: list[dict[str, Any]], chosen: int) -> str:
+    """Why ``chosen`` won, in one sentence, from the evidence rows (for the report)."""
+    rows = {int(r["k"]): r for r in evidence if np.isfinite(r["silhouette"])}
+    if chosen not in rows or len(rows) < 2:
+        return f"k = {chosen}"
+    best_k = max(rows, key=lambda k: rows[k]["silhouette"])
+    ours = rows[chosen]["silhouette"]
+    if best_k == chosen:
+        runner = max((k for k in rows if k != chosen), key=lambda k: rows[k]["silhouette"])
+        return (
+            f"k = {chosen}: the best silhouette ({ours:.3f}; next best k = {runner} at "
+            f"{rows[runner]['silhouette']:.3f})"
+        )
+    why = (
+        f"within {K_ACTIONABLE_TOLERANCE} of the best and more actionable than 2 segments"
+        if best_k == 2
+        else "the best among k whose smallest segment is large enough, or tied on silhouette "
+        "with a lower Davies-Bouldin"
+    )
+    return (
+        f"k = {chosen} (silhouette {ours:.3f}) over k = {best_k} "
+        f"({rows[best_k]['silhouette']:.3f}): {why}"
+    )
 
 
 def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -394,8 +445,27 @@ def train_model(
 
     pipeline = Pipeline([("preprocess", pre), ("cluster", clusterer)])
     edges = fit_label_edges(features)
+    t4 = time.perf_counter()
+    propensities = fit_propensities(features, contract, seed=seed)
+    timings["propensity_s"] = time.perf_counter() - t4
+    predictions: dict[str, Any] = dict(propensities.metadata)
+    if features.history is not None:  # an order log: repeat purchases and customer value
+        t5 = time.perf_counter()
+        predictions[CLV] = fit_history(features.history)
+        timings["clv_s"] = time.perf_counter() - t5
+        log.info("fitted the customer-value predictions in %.1fs", timings["clv_s"])
     logged, _, _, _ = split_numeric(frame, features.numeric)
-    segments = describe_segments(features, labels, chosen, log_features=logged)
+    segments = describe_segments(
+        features,
+        labels,
+        chosen,
+        log_features=logged,
+        outcome_columns=[c.name for c in contract.by_role(Role.OUTCOME)],
+        predictions={
+            name: (str(propensities.metadata[name]["use"]), p)
+            for name, p in propensities.training.items()
+        },
+    )
 
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     fingerprint = b"|".join(
@@ -416,6 +486,7 @@ def train_model(
         k=chosen,
         k_evidence=evidence,
         k_rule=K_RULE if k is None else f"k fixed by the user at {k}",
+        k_choice=k_choice(evidence, chosen) if k is None else f"k fixed by the user at {k}",
         labels=labels,
         quality=quality,
         mean_distance=float(dist.mean()),
@@ -430,6 +501,7 @@ def train_model(
             "k_range": list(k_range),
             "timings": {key: round(val, 3) for key, val in timings.items()},
         },
+        predictions=predictions,
     )
     log.info(
         "trained k=%d silhouette=%.3f on %d customers in %.1fs",
@@ -438,4 +510,6 @@ def train_model(
         len(frame),
         timings["total_s"],
     )
-    return SegmentModel(pipeline=pipeline, metadata=metadata)
+    return SegmentModel(
+        pipeline=pipeline, metadata=metadata, predictors=dict(propensities.estimators)
+    )

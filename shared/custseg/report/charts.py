@@ -1107,3 +1107,109 @@ def chart_outcome(name: str, doc: Mapping[str, Any]) -> str | None:
             + f"; all customers: {overall:.0%}.",
         )
     )
+
+
+def chart_reliability(name: str, doc: Mapping[str, Any]) -> str | None:
+    """Bars of the observed outcome rate per band of predicted probability (the
+    cross-validated reliability curve): a calibrated model's bars end near each band's
+    predicted mean (shown in the label)."""
+    rows = [
+        r
+        for r in (doc.get("cv") or {}).get("reliability", []) or []
+        if r.get("customers") and _finite(r.get("observed")) is not None
+    ]
+    if not rows:
+        return None
+    names = [f"predicted {r['low']:.0%}-{r['high']:.0%}" for r in rows]
+    observed = [float(r["observed"]) for r in rows]
+    labels = [
+        f"{float(r['observed']):.0%} observed vs {float(r['predicted']):.0%} predicted "
+        f"({int(r['customers']):,})"
+        for r in rows
+    ]
+    outcome = _feature_label(str(doc.get("outcome") or name.removeprefix("p_")))
+    return _hbars(
+        _Bars(
+            f"Predicted vs observed {outcome} (out of fold)",
+            names,
+            [_Series(observed, [NEUTRAL] * len(rows), labels)],
+            tick=_pct_tick,
+            headroom=1.1,
+            desc="; ".join(f"{n}: {t}" for n, t in zip(names, labels, strict=True)) + ".",
+        )
+    )
+
+
+def chart_expected_value(profiles: Mapping[str, Any]) -> str | None:
+    """Bars per segment: its share of the customers' expected value over the next 12
+    months next to its share of their past value (profiles ``predictions.clv``)."""
+    clv = ((profiles.get("predictions") or {}).get("clv") or {}).get("segments") or []
+    rows = [r for r in clv if r.get("customers")]
+    if not rows or not any(_finite(r.get("expected_value_share")) for r in rows):
+        return None
+    names = [str(r.get("name", f"Segment {r.get('id')}")) for r in rows]
+    colours = [colour(r["id"]) for r in rows]
+    ahead = [_finite(r.get("expected_value_share")) or 0.0 for r in rows]
+    past = [_finite(r.get("past_value_share")) or 0.0 for r in rows]
+    series = [
+        _Series(ahead, colours, [_pct(v) for v in ahead], "share of expected value (12 months)"),
+        _Series(
+            past,
+            colours,
+            [_pct(v) for v in past],
+            "share of past value",
+            light=True,
+            label_fill="#444",
+        ),
+    ]
+    desc = "; ".join(
+        f"{n}: {_pct(a)} of expected value, {_pct(p)} of past value"
+        for n, a, p in zip(names, ahead, past, strict=True)
+    )
+    return _hbars(
+        _Bars(
+            "Where will next year's value come from?",
+            names,
+            series,
+            tick=_pct_tick,
+            min_top=0.05,
+            desc=desc + ".",
+        )
+    )
+
+
+def chart_holdout(metrics: Mapping[str, Any]) -> str | None:
+    """Bars per calibration frequency (0 .. 7+ repeat purchases): mean purchases per
+    customer predicted for the holdout next to the actual ones (metrics
+    ``predictions.clv.holdout``)."""
+    holdout = ((metrics.get("predictions") or {}).get("clv") or {}).get("holdout") or {}
+    rows = [r for r in holdout.get("by_frequency") or [] if r.get("customers")]
+    if not holdout.get("evaluated") or not rows:
+        return None
+    names = [f"{r['frequency']} repeat purchases ({int(r['customers']):,} customers)" for r in rows]
+    predicted = [_finite(r.get("predicted_mean")) or 0.0 for r in rows]
+    actual = [_finite(r.get("actual_mean")) or 0.0 for r in rows]
+    series = [
+        _Series(predicted, [NEUTRAL] * len(rows), [f"{v:.2f}" for v in predicted], "predicted"),
+        _Series(
+            actual,
+            [INK] * len(rows),
+            [f"{v:.2f}" for v in actual],
+            "actual",
+            light=True,
+            label_fill="#444",
+        ),
+    ]
+    desc = "; ".join(
+        f"{n}: predicted {p:.2f}, actual {a:.2f}"
+        for n, p, a in zip(names, predicted, actual, strict=True)
+    )
+    return _hbars(
+        _Bars(
+            f"Purchases per customer in the {holdout.get('holdout_days')}-day holdout",
+            names,
+            series,
+            x_label="purchase days per customer",
+            desc=desc + ".",
+        )
+    )

@@ -30,7 +30,8 @@ VERDICT_TEXT = {
     "ok": ("OK", "The segments fit this customer base. Use them as they are."),
     "watch": (
         "Watch",
-        "The segments are usable, but something has changed. Read the points below before "
+        "The segments are usable with care: something changed or was lost (data, quality). "
+        "Read the points below before "
         "planning a campaign.",
     ),
     "retrain": (
@@ -199,6 +200,11 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
                     f"{_e(_label(name))} <b>{_pct(row['rate'])}</b>"
                     + (f" ({lift:.1f}x average)" if lift is not None else "")
                 )
+    if seg.get("rank") is not None:
+        facts.append(
+            f"target rank <b>{_int(seg['rank'])}</b> "
+            f"(attractiveness {_e(seg.get('attractiveness'))} / 100)"
+        )
     traits = seg.get("traits") or []
     body = [
         f'<div class="card" style="border-top-color:{c}">',
@@ -207,7 +213,16 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
     ]
     action = _action(seg)
     if action:
-        body.append(f'<div class="action"><b>What to do:</b> {_e(action)}</div>')
+        why = str(seg.get("action_reason") or "")
+        body.append(
+            f'<div class="action"><b>What to do:</b> {_e(action)}'
+            + (f" <i>(why: {_e(why)})</i>" if why else "")
+            + "</div>"
+        )
+    for flag in seg.get("campaign_flags") or []:  # a measured campaign's negative uplift
+        body.append(f'<div class="action"><b>Stop:</b> {_e(flag)}</div>')
+    if seg.get("offer"):  # the categories the segment buys more than the base
+        body.append(f'<div class="facts"><b>{_e(str(seg["offer"]).capitalize())}</b></div>')
     if traits:
         body.append(
             "<div><b>What sets them apart</b><ul>"
@@ -219,6 +234,168 @@ def _card(seg: Mapping[str, Any], outcomes: Mapping[str, Any], has_value: bool) 
         body.append(f'<div class="desc">When the model was trained: {_e(description)}</div>')
     body.append("</div>")
     return "".join(body)
+
+
+def _prediction_block(name: str, doc: Mapping[str, Any]) -> list[str]:
+    """One propensity: its evidence, reliability chart and drivers."""
+    outcome = _label(str(doc.get("outcome") or name.removeprefix("p_")))
+    if doc.get("skipped"):
+        return [
+            f"<p class='note'>{_e(outcome.capitalize())}: no prediction ({_e(doc['skipped'])}).</p>"
+        ]
+    cv = doc.get("cv") or {}
+    model = str(doc.get("model") or "").replace("_", " ")
+    out = [
+        f"<h3>{_e(name)}: probability of {_e(outcome)}</h3>",
+        f"<p class='lead'>A {_e(model)} model, checked on customers it was not trained on "
+        f"(5-fold cross-validation): AUC {_fmt2(cv.get('auc'))} (0.5 = guessing, 1 = perfect), "
+        f"Brier score {_fmt2(cv.get('brier'))}. The 10 % of customers it rates most likely "
+        f"show {_e(outcome)} {_pct(cv.get('top_decile_rate'))} of the time, "
+        f"{_fmt2(cv.get('lift'))}x the average ({_pct(cv.get('base_rate'))}). "
+        f"Average predicted in this run: {_pct(doc.get('mean'))}.</p>",
+        _figure(charts.chart_reliability(name, doc)),
+    ]
+    drivers = [d for d in doc.get("drivers") or [] if float(d.get("importance") or 0) > 0]
+    if drivers:
+        items = "".join(
+            f"<li>{_e(_label(str(d['feature'])))} (AUC drops by {float(d['importance']):.3f} "
+            "when it is shuffled)</li>"
+            for d in drivers
+        )
+        out.append(f"<p>What drives the prediction most:</p><ol>{items}</ol>")
+    return out
+
+
+def _propensity_section(predictions: Mapping[str, Any]) -> list[str]:
+    """The propensities (the ``predictions`` entries of kind ``propensity``): evidence,
+    reliability charts, drivers."""
+    docs = {
+        name: doc
+        for name, doc in predictions.items()
+        if isinstance(doc, Mapping) and doc.get("kind") == "propensity"
+    }
+    if not docs:
+        return []
+    out = [
+        "<h2>Predictions</h2>",
+        "<p class='lead'>Each customer's probability of each outcome is in the assignments "
+        "(columns p_&lt;outcome&gt;).</p>",
+    ]
+    for name, doc in docs.items():
+        out += _prediction_block(name, doc)
+    return out
+
+
+def _value_at_risk_block(metrics: Mapping[str, Any], profiles: Mapping[str, Any]) -> list[str]:
+    """The segments ranked by value at risk (when the run has a value-at-risk measure)."""
+    at_risk = metrics.get("value_at_risk") or {}
+    priority = profiles.get("priority") or []
+    if not (at_risk and priority):
+        return []
+    rows = "".join(
+        f"<tr><td>{int(p['rank'])}</td><td>{_e(p['name'])}</td>"
+        f"<td>{_e(_fmt2(p['value_at_risk']))}</td><td>{_pct(p.get('share'))}</td>"
+        f"<td>{_e(p.get('action') or '')}</td></tr>"
+        for p in priority
+    )
+    return [
+        "<h3>Where the value at risk is</h3>",
+        f"<p class='lead'>Value at risk = {_e(at_risk.get('measure'))}; total "
+        f"{_e(_fmt2(at_risk.get('total')))}. The {_int(at_risk.get('top_rows'))} customers "
+        f"with the most are listed in {_e(at_risk.get('top_file'))}.</p>",
+        "<table><tr><th>Rank</th><th>Segment</th><th>Value at risk</th><th>Share</th>"
+        f"<th>Action</th></tr>{rows}</table>",
+    ]
+
+
+def _predictions_section(metrics: Mapping[str, Any], profiles: Mapping[str, Any]) -> list[str]:
+    """The report's predictions: the propensities ("Predictions"), an order log's expected
+    value and holdout check, and where the value at risk is; empty when the model predicts
+    nothing."""
+    predictions = metrics.get("predictions") or {}
+    out = _propensity_section(predictions) + _value_section(profiles, metrics)
+    if out:
+        out += _value_at_risk_block(metrics, profiles)
+    return out
+
+
+def _value_section(profiles: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
+    """The expected value per segment and the holdout check (order logs with a model that
+    has the customer-value predictions; nothing otherwise)."""
+    clv = (metrics.get("predictions") or {}).get("clv") or {}
+    if not clv.get("available"):
+        return []
+    base = (((profiles.get("predictions") or {}).get("clv") or {}).get("base")) or {}
+    out = [
+        "<h2>Expected value in the next 12 months</h2>",
+        "<p class='lead'>From each customer's purchase history: how likely they are still "
+        "buying, how often they will buy and what a purchase is worth (BG/NBD and "
+        "Gamma-Gamma models, discounted 1 % a month). A segment with a larger share of "
+        "expected value than of past value is growing in importance.</p>",
+    ]
+    if base.get("customers"):
+        total = float(base.get("expected_value_12m_total") or 0)
+        out.append(
+            f"<p>{_int(base.get('customers'))} customers with a purchase history are expected "
+            f"to bring {total:,.0f} in the next 12 months; the model reckons "
+            f"{_pct(base.get('p_alive_mean'))} of them are still buying.</p>"
+        )
+    out.append(_figure(charts.chart_expected_value(profiles)))
+    holdout = clv.get("holdout") or {}
+    out.append("<h3>Do the predictions hold?</h3>")
+    if holdout.get("evaluated"):
+        miss = holdout.get("miss")
+        side = "" if miss is None else f" ({_pct(abs(miss))} {'more' if miss > 0 else 'fewer'}"
+        out.append(
+            f"<p>Fitted on the history before {_e(holdout.get('calibration_end'))}, the model "
+            f"predicted {float(holdout.get('predicted_total') or 0):,.0f} purchase days in "
+            f"the following {_int(holdout.get('holdout_days'))} days; the customers made "
+            f"{float(holdout.get('actual_total') or 0):,.0f}"
+            + (f"{side} predicted than made)." if side else ".")
+            + "</p>"
+        )
+        out.append(_figure(charts.chart_holdout(metrics)))
+    else:
+        out.append(f"<p class='note'>Not checked: {_e(holdout.get('reason', 'no holdout'))}.</p>")
+    return out
+
+
+def _ranking(profiles: Mapping[str, Any]) -> str:
+    """The segments as targets, most attractive first (see custseg.scoring.ranking)."""
+    ranking = profiles.get("ranking") or {}
+    by_id = {int(s["id"]): s for s in profiles.get("segments", [])}
+    order = [by_id[i] for i in ranking.get("order", []) if i in by_id]
+    if not order:
+        return ""
+    parts = ranking.get("weights") or {}
+    rows = "".join(
+        f'<tr><td class="n">{_int(s.get("rank"))}</td><td>{_e(s["name"])}</td>'
+        f'<td class="n">{_e(s.get("attractiveness"))}</td>'
+        f'<td class="n">{_pct(s.get("share"))}</td>'
+        f'<td class="n">{_pct(s.get("value_share"))}</td>'
+        + "".join(f'<td class="n">{_fmt_part(name, s)}</td>' for name in ("growth", "outcome"))
+        + f"<td>{_e(s.get('action'))}</td></tr>"
+        for s in order
+    )
+    weights = ", ".join(f"{name} {w:.0%}" for name, w in parts.items())
+    missing = ranking.get("components_missing") or []
+    note = f" Not available in this run: {', '.join(missing)}." if missing else ""
+    return (
+        "<h2>Which segments to target first</h2>"
+        "<p class='lead'>Attractiveness (0-100) weighs each segment's value share, size, "
+        f"growth since the previous run and outcome rates ({_e(weights)}).{_e(note)}</p>"
+        "<table><tr><th>rank</th><th>segment</th><th>attractiveness</th><th>customers</th>"
+        "<th>value</th><th>growth</th><th>outcome score</th><th>action</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _fmt_part(name: str, seg: Mapping[str, Any]) -> str:
+    part = (seg.get("attractiveness_parts") or {}).get(name)
+    if not part:
+        return "n/a"
+    raw = float(part["raw"])
+    return f"{raw:+.0%}" if name == "growth" else f"{raw:.2f}"
 
 
 def render_report(
@@ -257,6 +434,7 @@ def render_report(
         "are, what makes them different from the average customer, and a suggested action."
         "</p>",
         '<div class="grid">' + "".join(_card(s, outcomes, has_value) for s in segs) + "</div>",
+        _ranking(profiles),
         "<h2>Size and value</h2>",
         _figure(charts.chart_sizes(segs)) or "<p class='note'>No segments.</p>",
     ]
@@ -339,6 +517,7 @@ def render_report(
                 f"{_pct(doc.get('overall_rate'), 1)} of all customers.{_e(lift)}</p>"
             )
             out.append(_figure(charts.chart_outcome(name, doc)))
+    out += _predictions_section(metrics, profiles)
     cq = metrics.get("cluster_quality", {}) or {}
     out.append(
         "<footer>"

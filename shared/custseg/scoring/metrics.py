@@ -82,7 +82,9 @@ class Thresholds:
     distance_ratio_retrain: float = 1.50
     stability_watch: float = 0.20
     missing_watch: float = 0.20
+    rejected_watch: float = 0.10
     min_customers: int = 30
+    holdout_miss_watch: float = 0.20
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> Thresholds:
@@ -131,9 +133,18 @@ THRESHOLD_DOCS: dict[str, tuple[str, str]] = {
         "increase of a numeric feature's missing share vs training (filled by the model)",
         "watch when > 0.20 (20 points)",
     ),
+    "rejected_watch": (
+        "share of the uploaded rows ingest rejected (invalid, duplicate or excluded)",
+        "watch when > 0.10: the segments describe only the rows kept",
+    ),
     "min_customers": (
         "fewest customers for drift and quality rules to apply",
         "below 30 customers the verdict is 'watch' (too few to judge)",
+    ),
+    "holdout_miss_watch": (
+        "order logs: |predicted - actual| / actual repeat purchases in the holdout check "
+        "(docs/predictions.md)",
+        "watch when > 0.20 (the predictions missed by more than 20 %)",
     ),
 }
 """Threshold -> (what it limits, rule). Defaults are the :class:`Thresholds` defaults."""
@@ -183,17 +194,33 @@ METRIC_DOCS: dict[str, str] = {
     "stability": "Against the previous run of the dataset (when given): customers in both "
     "runs, changed (segment differs) and changed_share, new and gone customers, and the "
     "transition matrix (rows = previous segment, columns = this run's segment, customer "
-    "counts). Judged only when both runs used the same model version.",
+    "counts), and previous_segment_sizes (customers per segment id in the previous run, for "
+    "the segments' growth). Judged only when both runs used the same model version.",
+    "model.gates": "The model's quality gates as training recorded them: passed, and the "
+    "reasons when not (a failed gate makes the verdict 'watch').",
     "outcomes.<column>": "For each outcome column (e.g. churn): overall rate, and per "
     "segment customers, positives, rate and lift = rate / overall rate (1 = average, 2 = "
     "twice as likely). lift_spread = highest / lowest segment rate.",
     "value": "The value measure: total, per-segment sums and shares, and top10_share = share "
     "of the total held by the top 10 % of customers (exact up to 20,000 customers, else "
     "estimated on a 20,000-customer hash sample).",
+    "predictions.<column>": "For each propensity of the model (e.g. p_churn): the training "
+    "evidence (cv: 5-fold out-of-fold AUC, Brier score, 10-bin reliability curve, top-decile "
+    "rate and lift; drivers: permutation importance), the run's mean probability overall "
+    "and per segment (docs/predictions.md).",
+    "value_at_risk": "When the model predicts churn (or lifetime value): the measure "
+    "(value x p_churn, or expected_value_12m x (1 - p_alive)), its total, and the file "
+    "listing the customers with the most (value_at_risk.csv).",
     "labels": "Counts of RFM segments, value tiers and lifecycle stages; the R x F score grid "
     "(rfm_grid.counts[r-1][f-1]) when RFM is available.",
     "segments": "Per segment: id, name, customers, share, training_share, value_total, "
     "value_share, mean distance.",
+    "predictions.clv": "Order logs: the model's BG/NBD and Gamma-Gamma parameters "
+    "(available false when the model has none) and the holdout check: evaluated, the "
+    "calibration end and holdout days, predicted_total vs actual_total repeat purchases of "
+    "the calibration customers in the holdout, miss = (predicted - actual) / actual, and "
+    "per calibration frequency 0..6, 7+ the mean predicted and actual purchases "
+    "(docs/predictions.md).",
 }
 """metrics.json key -> meaning and how to read it (for the README)."""
 
@@ -677,12 +704,14 @@ def build_metrics(
     sample_x: np.ndarray | None = None,
     sample_segments: np.ndarray | None = None,
     pca_variance: list[float] | None = None,
+    predictions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metrics.json document (see :data:`METRIC_DOCS`), verdict and reasons included.
 
     ``model`` is a ``SegmentModel`` (``metadata``, ``version``, ``segment_names()``);
     ``run`` a ``scoring.RunInfo``. ``sample_x`` / ``sample_segments``: the preprocessed
-    quality sample and its segments (see :func:`quality_sample`).
+    quality sample and its segments (see :func:`quality_sample`). ``predictions``: the
+    run's ``predictions`` section (:func:`custseg.scoring.predictions.predictions_metrics`).
     """
     thresholds = thresholds or Thresholds()
     meta: Mapping[str, Any] = model.metadata or {}
@@ -704,6 +733,7 @@ def build_metrics(
             "trained_rows": training.get("rows"),
             "trained_as_of": training.get("as_of"),
             "status": meta.get("status"),
+            "gates": _gates_doc(meta),
         },
         "customers": int(stats.customers),
         "duplicates_dropped": int(duplicates_dropped),
@@ -719,10 +749,20 @@ def build_metrics(
         "labels": _labels_doc(stats),
         "thresholds": thresholds.to_dict(),
     }
+    if predictions is not None:
+        metrics["predictions"] = dict(predictions)
     verdict, reasons = evaluate(metrics, thresholds)
     metrics["verdict"] = verdict
     metrics["reasons"] = reasons
     return metrics
+
+
+def _gates_doc(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model's quality gates as training recorded them (None when not recorded)."""
+    gates = meta.get("gates")
+    if not isinstance(gates, Mapping) or "passed" not in gates:
+        return None
+    return {"passed": bool(gates["passed"]), "reasons": [str(r) for r in gates.get("reasons", [])]}
 
 
 def _training_shares(training: Mapping[str, Any]) -> dict[int, float]:
@@ -909,6 +949,7 @@ def _stability_doc(
         "gone_customers": int(previous.customers - common),
         "previous_model_version": previous.model_version,
         "same_model": bool(same_model),
+        "previous_segment_sizes": _previous_segment_sizes(previous),
         "transitions": {
             "from": [
                 {"id": p, "name": previous.names.get(p, f"Segment {p}")}
@@ -918,6 +959,13 @@ def _stability_doc(
             "counts": full.tolist(),
         },
     }
+
+
+def _previous_segment_sizes(previous: PreviousAssignments) -> list[int]:
+    """Customers per segment id in the previous run (index = segment id)."""
+    segments = np.asarray(previous.segments, dtype="int64")
+    segments = segments[segments >= 0]
+    return [int(n) for n in np.bincount(segments)] if segments.size else []
 
 
 def _outcomes_doc(stats: ScoreStats, names: Mapping[int, str], k: int) -> dict[str, Any]:
@@ -1014,6 +1062,37 @@ def _labels_doc(stats: ScoreStats) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
+def _trust_reasons(metrics: Mapping[str, Any], t: Thresholds) -> list[tuple[int, float, str]]:
+    """Watch reasons about the run's inputs rather than drift: rows lost at ingest above
+    ``rejected_watch``, and a model that did not pass its quality gates."""
+    found: list[tuple[int, float, str]] = []
+    dq = metrics.get("data_quality") or {}
+    share = dq.get("reject_share")
+    if isinstance(share, int | float) and share > t.rejected_watch:
+        top = (dq.get("top_reasons") or [{}])[0]
+        why = f" (mostly {top['rows']:,} x {top['reason']})" if top.get("reason") else ""
+        found.append(
+            (
+                1,
+                float(share) / t.rejected_watch if t.rejected_watch else 1.0,
+                f"{share:.0%} of the uploaded rows were rejected at ingest{why} > "
+                f"{t.rejected_watch:.0%}: the segments describe only the rows kept",
+            )
+        )
+    gates = (metrics.get("model") or {}).get("gates") or {}
+    if gates and not gates.get("passed", True):
+        found.append(
+            (
+                1,
+                1.0,
+                "the model did not pass its quality gates ("
+                + ("; ".join(gates.get("reasons") or []) or "see the model metadata")
+                + "): treat the segments as provisional",
+            )
+        )
+    return found
+
+
 def evaluate(
     metrics: Mapping[str, Any], thresholds: Thresholds | None = None
 ) -> tuple[str, list[str]]:
@@ -1023,11 +1102,15 @@ def evaluate(
     numeric and categorical feature PSI, segment-share PSI and largest share change,
     silhouette drop vs training, mean-distance ratio vs training, rise of a feature's
     missing share, and, when the previous run used the same model version, the share of
-    customers who changed segment (watch only). Fewer than ``min_customers`` customers
+    customers who changed segment (watch only); for order logs, the holdout check's miss
+    (watch only). Whatever the customer count, a share of rejected rows above
+    ``rejected_watch`` and a model that did not pass its quality gates give "watch" (see
+    :func:`_trust_reasons`). Fewer than ``min_customers`` customers
     gives "watch" (too few to judge) and skips the drift and quality rules.
     """
     t = thresholds or Thresholds()
     found: list[tuple[int, float, str]] = []  # (level, severity for ordering, text)
+    found += _trust_reasons(metrics, t)
 
     def check(value: Any, watch: float, retrain: float | None, text: str) -> None:
         if value is None:
@@ -1087,6 +1170,14 @@ def evaluate(
             t.distance_ratio_watch,
             t.distance_ratio_retrain,
             "customers sit further from their segment centres: distance ratio",
+        )
+    holdout = ((metrics.get("predictions") or {}).get("clv") or {}).get("holdout") or {}
+    if holdout.get("evaluated") and holdout.get("miss") is not None:
+        check(
+            abs(float(holdout["miss"])),
+            t.holdout_miss_watch,
+            None,
+            "predicted repeat purchases missed the holdout: relative miss",
         )
     stability = metrics.get("stability") or {}
     if stability.get("available") and stability.get("same_model"):

@@ -9,6 +9,8 @@ UTF-8 (no byte-order mark), comma separated, header on the first line only, miss
 as empty fields; a field is quoted only when it must be (RFC 4180: it holds a comma, a
 double quote or a line break, or it is the empty text, told apart from a missing value),
 so that typical rows carry no quotes at all (10 % of the file's bytes at 1M customers).
+A model with predictions adds one column per prediction at the end of both files
+(:data:`PREDICTION_DOC`).
 
 Spreadsheet safety: a CSV cell whose text starts with ``=``, ``+``, ``-``, ``@``, a tab or a
 carriage return would be run as a formula by Excel / LibreOffice / Google Sheets. In the CSV
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -151,6 +153,37 @@ its few distinct values instead of hashing every row's text; the file is written
 Arrow's own schema, so it reads back as plain :data:`ASSIGNMENTS_SCHEMA` columns."""
 
 
+PREDICTION_DOC = (
+    "Columns after ``as_of``, one per prediction of the model (none for a model without; "
+    "the model's list is :func:`custseg.scoring.predictions.prediction_columns`), float64 "
+    "with 6 decimals: :data:`PREDICTION_COLUMNS`."
+)
+
+PREDICTION_COLUMNS: dict[str, str] = {
+    "p_<outcome>": "One per outcome column the model's propensity was fitted on (e.g. "
+    "p_churn): the calibrated probability (0..1) of the outcome. See docs/predictions.md.",
+    "p_alive": "Order logs: probability that the customer is still buying (BG/NBD, 0..1; 1 "
+    "for a customer with one purchase so far); empty for a customer without purchases. See "
+    "docs/predictions.md.",
+    "expected_purchases_90d": "Order logs: purchase days expected in the next 90 days "
+    "(BG/NBD); empty when p_alive is.",
+    "expected_value_12m": "Order logs: expected value of the next 12 months' purchases, "
+    "discounted 1 % a month (BG/NBD x Gamma-Gamma), in the order log's currency; empty when "
+    "p_alive is.",
+}
+"""Prediction column -> meaning (after :data:`ASSIGNMENT_COLUMNS`, only in runs of a model
+that has the prediction; used for the docs)."""
+
+
+def with_predictions(schema: pa.Schema, names: Sequence[str]) -> pa.Schema:
+    """``schema`` with one float64 column per prediction name appended, in order."""
+    for name in names:
+        if name in schema.names:
+            raise ValueError(f"prediction column {name!r} clashes with an assignments column")
+        schema = schema.append(pa.field(name, pa.float64()))
+    return schema
+
+
 def _encoded(words: list[str] | tuple[str, ...], codes: np.ndarray) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(
         pa.array(np.asarray(codes, dtype=np.int32)), pa.array(list(words), type=pa.string())
@@ -262,6 +295,7 @@ def assignments_batch(
     run_id: str,
     as_of: dt.date,
     segment_names: Mapping[int, str] | None = None,
+    predictions: Mapping[str, np.ndarray] | None = None,
 ) -> pa.Table:
     """One chunk of assignments as an Arrow table with :data:`ENCODED_SCHEMA` (the
     values of :data:`ASSIGNMENTS_SCHEMA`, few-valued text dictionary-encoded), from
@@ -270,7 +304,9 @@ def assignments_batch(
     ``customer_id``: the ids (Arrow strings or a string index); ``segment_id``,
     ``distance``, ``confidence``: from ``SegmentModel.assign``; ``labels``: from
     ``labels.label_codes`` or ``None``; ``value``: float64 (NaN unknown) or ``None``;
-    ``segment_names``: id -> name (``Segment <id>`` for ids it lacks).
+    ``segment_names``: id -> name (``Segment <id>`` for ids it lacks); ``predictions``:
+    column name -> float64 per customer (e.g. ``p_churn``, ``p_alive``; NaN unknown),
+    appended in that order (:func:`with_predictions`), 6 decimals.
     """
     n = len(segment_id)
     seg = np.asarray(segment_id, dtype="int16")
@@ -311,7 +347,12 @@ def assignments_batch(
         _encoded([run_id], np.zeros(n, dtype=np.int32)),
         _constant(as_of, n, pa.date32()),
     ]
-    return pa.Table.from_arrays(arrays, schema=ENCODED_SCHEMA)
+    extra = dict(predictions or {})
+    arrays += [
+        pa.array(np.round(np.asarray(v, dtype="float64"), 6), pa.float64(), from_pandas=True)
+        for v in extra.values()
+    ]
+    return pa.Table.from_arrays(arrays, schema=with_predictions(ENCODED_SCHEMA, list(extra)))
 
 
 _CSV_HEADER = pacsv.WriteOptions(include_header=True, quoting_style="none")
@@ -351,11 +392,11 @@ def csv_rows(table: pa.Table) -> pa.Buffer:
     return out.getvalue()
 
 
-def _csv_chunk(table: pa.Table) -> pa.Table:
-    """The CSV columns of an assignments chunk, text neutralised. A number column with no
-    value at all (e.g. the RFM scores of a customer table) is passed as Arrow's null type:
-    the same empty fields, without formatting a number per row first."""
-    table = neutralise_table(table.select(CSV_SCHEMA.names))
+def _csv_chunk(table: pa.Table, names: Sequence[str] = CSV_SCHEMA.names) -> pa.Table:
+    """The CSV columns (``names``) of an assignments chunk, text neutralised. A number
+    column with no value at all (e.g. the RFM scores of a customer table) is passed as
+    Arrow's null type: the same empty fields, without formatting a number per row first."""
+    table = neutralise_table(table.select(list(names)))
     columns = [
         pa.nulls(len(col), pa.null())
         if len(col) and col.null_count == len(col) and not pa.types.is_string(col.type)
@@ -368,6 +409,9 @@ def _csv_chunk(table: pa.Table) -> pa.Table:
 class AssignmentWriter:
     """Streams assignment chunks to one Parquet file and one CSV file (without
     :data:`RUN_COLUMNS`).
+
+    ``predictions``: the names of the prediction columns every chunk carries after the
+    assignments columns (:func:`with_predictions`; none by default).
 
     Each :meth:`write` call appends one Parquet row group and CSV rows (the CSV header is
     written once, even when nothing is written); it takes a table of
@@ -386,16 +430,23 @@ class AssignmentWriter:
     of reading the 88 MB file (at 1M customers) once more to hash it.
     """
 
-    def __init__(self, parquet_path: Path, csv_path: Path) -> None:
+    def __init__(self, parquet_path: Path, csv_path: Path, predictions: Sequence[str] = ()) -> None:
         parquet_path.parent.mkdir(parents=True, exist_ok=True)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         self.parquet_path = parquet_path
         self.csv_path = csv_path
         self.rows = 0
+        self.schema = with_predictions(ASSIGNMENTS_SCHEMA, predictions)
+        self.encoded_schema = with_predictions(ENCODED_SCHEMA, predictions)
+        csv_schema = with_predictions(CSV_SCHEMA, predictions)
+        self._csv_names = csv_schema.names
         self._parquet = pq.ParquetWriter(
             str(parquet_path),
-            ENCODED_SCHEMA,
-            compression=PARQUET_COMPRESSION,
+            self.encoded_schema,
+            compression={
+                **PARQUET_COMPRESSION,
+                **{name: "none" for name in predictions},  # 6-decimal measures: see above
+            },
             use_dictionary=list(DICTIONARY_COLUMNS),
             write_statistics=list(STATISTICS_COLUMNS),
             store_schema=False,  # read back as ASSIGNMENTS_SCHEMA (see ENCODED_SCHEMA)
@@ -407,7 +458,7 @@ class AssignmentWriter:
         self.csv_sha256: str | None = None
         try:
             header = pa.BufferOutputStream()
-            pacsv.write_csv(CSV_SCHEMA.empty_table(), header, write_options=_CSV_HEADER)
+            pacsv.write_csv(csv_schema.empty_table(), header, write_options=_CSV_HEADER)
             self._write_csv(header.getvalue())
         except BaseException:
             self._parquet.close()
@@ -440,7 +491,7 @@ class AssignmentWriter:
 
     def _write_now(self, table: pa.Table) -> None:
         # the CSV first: it is the larger file, the one whose upload a caller waits for
-        self._write_csv(csv_rows(_csv_chunk(table)))
+        self._write_csv(csv_rows(_csv_chunk(table, self._csv_names)))
         if self._finishing:
             # finish() came while this chunk was being written, so it is the last one: the
             # CSV is complete, and its upload need not wait for this chunk's Parquet
@@ -455,10 +506,10 @@ class AssignmentWriter:
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        if not table.schema.equals(ENCODED_SCHEMA):
-            if not table.schema.equals(ASSIGNMENTS_SCHEMA):
-                table = table.cast(ASSIGNMENTS_SCHEMA)
-            table = table.cast(ENCODED_SCHEMA)
+        if not table.schema.equals(self.encoded_schema):
+            if not table.schema.equals(self.schema):
+                table = table.cast(self.schema)
+            table = table.cast(self.encoded_schema)
         self._wait()
         self._pending = self._pool.submit(self._write_now, table)
         self.rows += table.num_rows

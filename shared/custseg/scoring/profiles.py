@@ -34,9 +34,10 @@ import numpy as np
 import pandas as pd
 
 from custseg.ingest.contracts.model import ColumnType, Contract
-from custseg.model.personas import display_value, trend
+from custseg.model.personas import display_value, human_value, is_duration, label, trend
 from custseg.scoring.accumulators import grow
 from custseg.scoring.metrics import ScoreStats, _num
+from custseg.scoring.predictions import ValueTotals
 from custseg.stats import Moments
 
 TOP_CATEGORIES = 5
@@ -68,13 +69,9 @@ def _numeric_summary(m: Moments, sample: np.ndarray) -> dict[str, Any]:
 
 
 def feature_label(name: str) -> str:
-    """A plain label for a feature: ``mean_interval_days`` -> ``days between orders``,
-    ``days_since_signup_date`` -> ``days since signup date``."""
-    try:
-        from custseg.model.personas import FEATURE_LABELS
-    except ImportError:  # pragma: no cover - personas is part of the package
-        FEATURE_LABELS = {}
-    return FEATURE_LABELS.get(name, name.replace("__", " ").replace("_", " ").strip())
+    """A plain label for a feature: ``mean_interval_days`` -> ``time between orders``,
+    ``days_since_signup_date`` -> ``time since signup date``."""
+    return label(name.replace("__", "_"))
 
 
 def _fmt(x: float | None) -> str:
@@ -114,17 +111,18 @@ def _numeric_trait(
     name: str, entry: Mapping[str, Any], base: Mapping[str, Any], binary: bool
 ) -> str:
     z = entry["std_diff"]
-    label = feature_label(name)
+    text = feature_label(name)
     if binary:
         more = "more often" if z > 0 else "less often"
         return (
-            f"{more} {label}: {100 * (entry['mean'] or 0):.0f}% vs "
+            f"{more} {text}: {100 * (entry['mean'] or 0):.0f}% vs "
             f"{100 * (base['mean'] or 0):.0f}% overall"
         )
     strength = "much " if abs(z) >= TRAIT_STRONG_STD_DIFF else ""
+    shown = human_value if is_duration(name) or "year" in name else (lambda _, x: _fmt(x))
     return (
-        f"{strength}{trend(name, z > 0)} ({label}: average {_fmt(entry['mean'])} vs "
-        f"{_fmt(base['mean'])} overall)"
+        f"{strength}{trend(name, z > 0)} ({text}: average {shown(name, entry['mean'])} vs "
+        f"{shown(name, base['mean'])} overall)"
     )
 
 
@@ -135,8 +133,11 @@ def build_profiles(
     contract: Contract | None = None,
     run: Any = None,
     as_of: Any = None,
+    value_totals: ValueTotals | None = None,
 ) -> dict[str, Any]:
-    """The profiles.json document from the run statistics and the model's personas.
+    """The profiles.json document from the run statistics and the model's personas;
+    with ``value_totals`` (an order log's predictions), also ``predictions``
+    (:func:`value_profiles`).
 
     Shape::
 
@@ -272,6 +273,7 @@ def build_profiles(
                 "description": str(persona.get("description", "")),
                 "action": str(persona.get("action", "")),
                 "action_detail": str(persona.get("action_detail", "")),
+                "action_reason": str(persona.get("action_reason", "")),
                 "size": size,
                 "share": _num(size / n, 10) if n else 0.0,
                 "value_total": _num(value_sum[s], 4) if has_value else None,
@@ -291,7 +293,7 @@ def build_profiles(
         )
 
     training: Mapping[str, Any] = meta.get("training", {}) or {}
-    return {
+    doc = {
         "schema_version": 1,
         "dataset": getattr(run, "dataset", None),
         "run_id": getattr(run, "run_id", None),
@@ -318,6 +320,43 @@ def build_profiles(
             "categorical": base_categorical,
         },
         "segments": segments,
+    }
+    if value_totals is not None:
+        doc["predictions"] = {"clv": value_profiles(value_totals, names, k)}
+    return doc
+
+
+def value_profiles(totals: ValueTotals, names: Mapping[int, str], k: int) -> dict[str, Any]:
+    """Per segment and overall, over the customers with predictions: their number, the sum
+    and mean of the expected value of the next 12 months, the segment's share of it next to
+    its share of their past value (the value measure), mean p_alive and mean purchases
+    expected in 90 days."""
+    customers = grow(totals.customers, k)
+    expected, past = grow(totals.expected_value, k), grow(totals.past_value, k)
+    alive, purchases = grow(totals.p_alive, k), grow(totals.purchases, k)
+    all_expected, all_past, n = float(expected.sum()), float(past.sum()), float(customers.sum())
+
+    def entry(c: float, e: float, p: float, a: float, b: float) -> dict[str, Any]:
+        return {
+            "customers": int(c),
+            "expected_value_12m_total": _num(e, 4),
+            "expected_value_12m_mean": _num(e / c, 4) if c else None,
+            "expected_value_share": _num(e / all_expected, 6) if all_expected > 0 else None,
+            "past_value_share": _num(p / all_past, 6) if all_past > 0 else None,
+            "p_alive_mean": _num(a / c, 6) if c else None,
+            "expected_purchases_90d_mean": _num(b / c, 6) if c else None,
+        }
+
+    return {
+        "base": entry(n, all_expected, all_past, float(alive.sum()), float(purchases.sum())),
+        "segments": [
+            {
+                "id": s,
+                "name": names.get(s, f"Segment {s}"),
+                **entry(customers[s], expected[s], past[s], alive[s], purchases[s]),
+            }
+            for s in range(k)
+        ],
     }
 
 

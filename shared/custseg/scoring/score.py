@@ -7,7 +7,10 @@ under ``out_dir``:
   :mod:`custseg.scoring.outputs` for the columns);
 - ``profiles.json`` (:mod:`custseg.scoring.profiles`), ``metrics.json``
   (:mod:`custseg.scoring.metrics`);
-- ``report.html`` (:mod:`custseg.report.html`), one self-contained file.
+- ``report.html`` (:mod:`custseg.report.html`), one self-contained file;
+- ``value_at_risk.csv`` when the model predicts the customers' lifetime value (an order
+  log), or a churn-like outcome and the data has a value measure
+  (:mod:`custseg.scoring.predictions`).
 
 Memory. Customer tables (one row per customer) are streamed by Parquet batches of
 ``chunk_rows`` rows: each chunk is turned into features (with the model's schema and the
@@ -71,7 +74,20 @@ from custseg.scoring.metrics import (
     quality_sample,
 )
 from custseg.scoring.outputs import AssignmentWriter, assignments_batch
+from custseg.scoring.predictions import (
+    AT_RISK_CSV,
+    CLV,
+    PredictionStats,
+    ValueTotals,
+    holdout_check,
+    predict_chunk,
+    prediction_columns,
+    predictions_metrics,
+    propensity_columns,
+    risk_measure,
+)
 from custseg.scoring.profiles import build_profiles
+from custseg.scoring.ranking import rank_segments
 
 HASH_KEY = "custseg-sample-1"
 """Must match :func:`custseg.stats.stable_hash` (tested)."""
@@ -332,11 +348,13 @@ def _subset(features: Features, rows: slice | np.ndarray) -> Features:
         frame, extras = features.frame.iloc[rows], features.extras.iloc[rows]
         value = None if features.value is None else features.value.iloc[rows]
         codes = {c: CategoryCodes(v.codes[rows], v.values) for c, v in features.codes.items()}
+        history = None if features.history is None else features.history.iloc[rows]
     else:
         frame, extras = features.frame[rows], features.extras[rows]
         value = None if features.value is None else features.value[rows]
         codes = {c: v.take(rows) for c, v in features.codes.items()}
-    return replace(features, frame=frame, value=value, extras=extras, codes=codes)
+        history = None if features.history is None else features.history[rows]
+    return replace(features, frame=frame, value=value, extras=extras, codes=codes, history=history)
 
 
 def _dictionary_columns(pf: pq.ParquetFile, contract: Contract, columns: list[str]) -> list[str]:
@@ -431,6 +449,7 @@ def score_dataset(
     on_file: Callable[[str, Path, int, str | None], None] | None = None,
     limits: EngineLimits | None = None,
     orders: Source | None = None,
+    annotate: Callable[[dict[str, Any], Path], None] | None = None,
 ) -> ScoreResult:
     """Score every customer of clean data with ``model``; write the run's files.
 
@@ -456,6 +475,10 @@ def score_dataset(
     is its customer table and ``model`` a combined one: each customer's features are the
     two sources joined (:mod:`custseg.features.combined`), as of the order log's default
     date unless ``run.as_of`` is given.
+
+    ``annotate(profiles, assignments_parquet)``: called with the run's profiles before
+    they are written and the report drawn, to add to a segment what the model does not
+    know (a campaign's flags, offers); it may read the finished assignments.
     """
     with contextlib.ExitStack() as stack:
         if limits is None:  # a spill directory of its own, removed at the end
@@ -474,7 +497,39 @@ def score_dataset(
             on_file=on_file,
             limits=limits,
             orders=orders,
+            annotate=annotate,
         )
+
+
+def _load_previous(path: Path | None) -> PreviousAssignments | None:
+    """The previous run's assignments (for stability), or None when not given or gone."""
+    if path is None:
+        return None
+    if not Path(path).exists():
+        log.warning("previous assignments %s not found: stability skipped", path)
+        return None
+    return PreviousAssignments.load(Path(path))
+
+
+def _score_stats(
+    model: SegmentModel, portrait: Contract, previous: PreviousAssignments | None
+) -> ScoreStats:
+    """The run's mergeable statistics, binned on the model's training histograms."""
+    schema = model.schema
+    training = model.metadata.get("training", {}) or {}
+    edges = {
+        name: list(h["edges"])
+        for name, h in (training.get("baseline_histograms") or {}).items()
+        if name in schema.numeric
+    }
+    return ScoreStats(
+        k=model.k,
+        numeric=list(schema.numeric),
+        categorical=list(schema.categorical),
+        outcomes=[c.name for c in portrait.by_role(Role.OUTCOME)],
+        baseline_edges=edges,
+        track_previous=previous is not None,
+    )
 
 
 def _score_dataset(
@@ -491,6 +546,7 @@ def _score_dataset(
     on_file: Callable[[str, Path, int, str | None], None] | None,
     limits: EngineLimits,
     orders: Source | None,
+    annotate: Callable[[dict[str, Any], Path], None] | None = None,
 ) -> ScoreResult:
     """:func:`score_dataset` within the engine's ``limits``."""
     started = time.perf_counter()
@@ -498,33 +554,13 @@ def _score_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     thresholds = thresholds or Thresholds()
     as_of, as_of_reason = _resolve_as_of(clean_path, contract, run, orders)
-    schema = model.schema
-    training = model.metadata.get("training", {}) or {}
-    edges = {
-        name: list(h["edges"])
-        for name, h in (training.get("baseline_histograms") or {}).items()
-        if name in schema.numeric
-    }
     portrait = contract if orders is None else combined_contract(contract, orders.contract)
-    outcomes = [c.name for c in portrait.by_role(Role.OUTCOME)]
-    previous = None
-    if previous_assignments is not None:
-        if Path(previous_assignments).exists():
-            previous = PreviousAssignments.load(Path(previous_assignments))
-        else:
-            log.warning(
-                "previous assignments %s not found: stability skipped", previous_assignments
-            )
-    stats = ScoreStats(
-        k=model.k,
-        numeric=list(schema.numeric),
-        categorical=list(schema.categorical),
-        outcomes=outcomes,
-        baseline_edges=edges,
-        track_previous=previous is not None,
-    )
+    previous = _load_previous(previous_assignments)
+    stats = _score_stats(model, portrait, previous)
     label_edges = model.label_edges
     names = model.segment_names()
+    clv = model.prediction(CLV)
+    value_totals = ValueTotals() if clv is not None else None
     seen = _SeenIds()
     duplicates = 0
     files = {
@@ -536,7 +572,9 @@ def _score_dataset(
     }
     # The writer stays open while the run is evaluated: the last chunk is written in the
     # background meanwhile (closing waits for it; an error there still fails the run).
-    writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"])
+    predicted = prediction_columns(model)
+    pstats = PredictionStats(propensity_columns(model), risk_measure(model.metadata, predicted))
+    writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"], predicted)
     try:
         for features in _feature_chunks(
             clean_path, contract, model, as_of, chunk_rows, limits, orders
@@ -557,6 +595,9 @@ def _score_dataset(
                 if features.value is None
                 else features.value.to_numpy(dtype="float64", na_value=np.nan)
             )
+            extra = predict_chunk(model, features, predicted)
+            if value_totals is not None:
+                value_totals.update(segment, extra, value)
             table = assignments_batch(
                 features.frame.index,
                 segment,
@@ -568,8 +609,11 @@ def _score_dataset(
                 run_id=run.run_id,
                 as_of=as_of,
                 segment_names=names,
+                predictions=extra,
             )
             writer.write(table)
+            if predicted:
+                pstats.update(features.frame.index, segment, value, extra)
             stats.update(
                 features.frame,
                 segment.astype("int64"),
@@ -614,10 +658,23 @@ def _score_dataset(
             sample_x=x,
             sample_segments=seg_sample,
             pca_variance=variance,
+            predictions=_predictions(clv, clean_path, contract, orders, as_of, limits, thresholds),
         )
         if previous_assignments is not None and previous is None:
             metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = build_profiles(stats, model, contract=portrait, run=run, as_of=as_of)
+        profiles = rank_segments(
+            build_profiles(
+                stats, model, contract=portrait, run=run, as_of=as_of, value_totals=value_totals
+            ),
+            metrics,
+        )
+        if predicted:
+            _add_predictions(pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
+        if annotate is not None:
+            if on_file is None:
+                writer.finish()
+            writer.close()  # the assignments complete on disk (closing again is a no-op)
+            annotate(profiles, files["assignments_parquet"])
         evaluated = time.perf_counter()
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
@@ -654,6 +711,57 @@ def _score_dataset(
         as_of=as_of,
         timings=timings,
     )
+
+
+def _add_predictions(
+    pstats: PredictionStats,
+    model: SegmentModel,
+    metrics: dict[str, Any],
+    profiles: dict[str, Any],
+    files: dict[str, Path],
+    at_risk_path: Path,
+) -> None:
+    """The run's propensities into metrics.json ``predictions`` (beside ``clv``, see
+    :func:`_predictions`), and when a value-at-risk measure applies, ``value_at_risk`` in
+    metrics.json, a ``priority`` ranking of the segments in profiles.json and
+    ``value_at_risk.csv``."""
+    names = model.segment_names()
+    metrics["predictions"] = {
+        **pstats.metrics_doc(model.metadata, names),
+        **(metrics.get("predictions") or {}),
+    }
+    at_risk = pstats.value_at_risk_doc()
+    if at_risk is None:
+        return
+    metrics["value_at_risk"] = at_risk
+    actions = {int(s["id"]): str(s.get("action", "")) for s in profiles.get("segments", [])}
+    profiles["priority"] = pstats.priority(names, actions)
+    pstats.write_top(at_risk_path, names)
+    files["value_at_risk"] = at_risk_path
+
+
+def _predictions(
+    clv: dict[str, Any] | None,
+    clean_path: Path,
+    contract: Contract,
+    orders: Source | None,
+    as_of: dt.date,
+    limits: EngineLimits,
+    thresholds: Thresholds,
+) -> dict[str, Any] | None:
+    """metrics.json ``predictions`` of a run on an order log (or a portrait joined with
+    one), the holdout check on its lines included; ``None`` for a customer table alone."""
+    if orders is None and not contract.is_transactions:
+        return None
+    holdout = None
+    if clv is not None:
+        parts, log_contract = clean_files(clean_path), contract
+        if orders is not None:
+            parts, log_contract = list(orders.parts), orders.contract
+        holdout = holdout_check(
+            parts, log_contract, as_of, limits, miss_watch=thresholds.holdout_miss_watch
+        )
+    return predictions_metrics(clv, holdout)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:

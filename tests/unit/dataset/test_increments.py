@@ -20,20 +20,21 @@ HISTORY = HEADER + (
 DAY = HEADER + "1004,2026-02-01 09:00,A1,3,4.0\n1003,2026-01-10 10:00,B2,1,7.0\n"
 
 
-def _clean(tmp_path: Path, ingest: Any, name: str, text: str) -> Path:
+def _clean(tmp_path: Path, ingest: Any, name: str, text: str, **kwargs: Any) -> Any:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
-    result = ingest(path, upload_time=dt.datetime(2026, 2, 2, tzinfo=dt.UTC))
+    result = ingest(path, upload_time=dt.datetime(2026, 2, 2, tzinfo=dt.UTC), **kwargs)
     assert result.status == "accepted"
     assert result.clean_path is not None
-    return result.clean_path
+    return result
 
 
 def test_an_increment_moves_recency_and_frequency(tmp_path: Path, ingest: Any) -> None:
-    history = _clean(tmp_path, ingest, "history.csv", HISTORY)
-    day = _clean(tmp_path, ingest, "day.csv", DAY)
+    first = _clean(tmp_path, ingest, "history.csv", HISTORY)
+    history, contract = first.clean_path, first.contract
+    # the day's two lines alone would read as a customer table: the log's contract pins it
+    day = _clean(tmp_path, ingest, "day.csv", DAY, contract=contract).clean_path
     as_of = dt.date(2026, 2, 2)
-    contract = ingest(tmp_path / "history.csv").contract
 
     before = build_features(read_clean(history).to_pandas(), contract, as_of).frame
     merged = merge_parts([history, day], "transactions", tmp_path / "merged")

@@ -54,7 +54,8 @@ def test_transaction_personas_are_plain_and_sensible() -> None:
     assert len(set(names)) == 3
     assert "big spenders" in names[0].lower() and segs[0]["action"] == "retain and reward"
     assert names[1].lower().startswith("lapsed")
-    assert segs[1]["action"] in {"win back", "reduce cost to serve"}
+    assert segs[1]["action"] == "prevent churn"  # lapsed, low value, every one churned
+    assert "churn rate 3.0x the base" in segs[1]["action_reason"]
     assert "new" in names[2].lower() and segs[2]["action"] == "nurture"
     assert abs(sum(s["share"] for s in segs) - 1) < 1e-9
     assert abs(sum(s["value_share"] for s in segs) - 1) < 1e-9
@@ -126,9 +127,13 @@ def test_action_rules() -> None:
         return {"feature": feature, "kind": "numeric", "effect": effect}
 
     assert choose_action([trait("recency_days", 1.0)], 1.2) == "win back"
-    assert choose_action([trait("recency_days", 1.0)], 0.2) == "reduce cost to serve"
+    assert choose_action([trait("recency_days", 1.0)], 0.2) == "reactivate cheaply"
     assert choose_action([], 2.0) == "retain and reward"
     assert choose_action([trait("tenure_days", -1.0)], 1.0) == "nurture"
     assert choose_action([trait("annual_income", 1.0)], 0.3) == "upsell"
+    assert choose_action([trait("annual_income", -1.0)], 2.0) == "reward with value offers"
     assert choose_action([], 0.3) == "reduce cost to serve"
-    assert choose_action([], 1.0) == "upsell"
+    response = {"response": {"segment_rate": 0.3, "base_rate": 0.1}}
+    assert choose_action([], 1.0, response) == "invite to campaigns"
+    churn = {"churn": {"segment_rate": 0.5, "base_rate": 0.25}}
+    assert choose_action([], 1.0, churn) == "prevent churn"

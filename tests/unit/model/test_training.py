@@ -10,7 +10,7 @@ import pandas as pd
 
 from custseg.features.build import Features, build_features
 from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, Role
-from custseg.model.training import K_RULE, build_preprocessor, choose_k, train_model
+from custseg.model.training import K_RULE, build_preprocessor, choose_k, k_choice, train_model
 
 DATA = Path(__file__).resolve().parents[2] / "fixtures"  # copies of the shared real files
 T = ColumnType
@@ -98,6 +98,20 @@ def test_choose_k_rule() -> None:
     ]
     assert choose_k(ev) == 5
     assert choose_k([{**r, "min_share": 0.0} for r in ev]) == 3  # none eligible: all count
+
+
+def test_two_segments_must_justify_themselves_against_three_to_eight() -> None:
+    ev = [
+        {"k": 2, "silhouette": 0.50, "davies_bouldin": 1.0, "min_share": 0.4},
+        {"k": 3, "silhouette": 0.44, "davies_bouldin": 0.8, "min_share": 0.2},
+        {"k": 4, "silhouette": 0.46, "davies_bouldin": 0.9, "min_share": 0.10},
+        {"k": 5, "silhouette": 0.40, "davies_bouldin": 0.7, "min_share": 0.10},
+    ]
+    assert choose_k(ev) == 4  # within 0.05 of k = 2's silhouette: the best of k >= 3
+    assert "over k = 2 (0.500)" in k_choice(ev, 4)
+    clear = [{**r, "silhouette": r["silhouette"] - 0.1} if r["k"] > 2 else r for r in ev]
+    assert choose_k(clear) == 2  # two segments far better than any other k
+    assert k_choice(clear, 2).startswith("k = 2: the best silhouette (0.500; next best k = 4")
 
 
 def test_categoricals_are_downweighted_and_unknown_ignored() -> None:

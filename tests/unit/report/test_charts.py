@@ -249,7 +249,7 @@ def test_titles_axis_labels_and_legends_are_kept() -> None:
     assert "How big is each segment, and how much value does it bring?" in got["sizes"]
     assert "share of customers" in got["sizes"] and "share of value" in got["sizes"]
     assert "What sets each segment apart (red = above average, blue = below)" in got["profile"]
-    assert "vs average (std. dev.)" in got["profile"] and "days between orders" in got["profile"]
+    assert "vs average (std. dev.)" in got["profile"] and "time between orders" in got["profile"]
     assert "F score: how often they buy" in got["rfm"]
     assert "R score: how recently they bought" in got["rfm"]
     assert "share of customers" in got["rfm"] and "5 bought recently" in got["rfm"]
@@ -540,3 +540,32 @@ def test_text_helpers() -> None:
     assert nice_ticks(-1.5, 1.5, 4) == [-1, 0, 1]
     assert nice_ticks(1, 1) == [1]
     assert charts.esc('<a href="x">') == "&lt;a href=&quot;x&quot;&gt;"
+
+
+def test_expected_value_chart_pairs_expected_and_past_shares() -> None:
+    assert charts.chart_expected_value({}) is None
+    segments = [
+        {"id": 0, "name": "Lapsed <buyers>", "customers": 10, "expected_value_share": 0.1,
+         "past_value_share": 0.3},
+        {"id": 1, "name": "New regulars", "customers": 5, "expected_value_share": 0.9,
+         "past_value_share": 0.7},
+    ]  # fmt: skip
+    svg = charts.chart_expected_value({"predictions": {"clv": {"segments": segments}}})
+    texts = _texts(_parse(svg))
+    assert "Lapsed <buyers>" in texts  # escaped in the SVG, read back as the name
+    assert {"10%", "30%", "90%", "70%"} <= set(texts)
+    assert any("share of past value" in t for t in texts)
+
+
+def test_holdout_chart_shows_predicted_and_actual_per_frequency() -> None:
+    assert charts.chart_holdout({"predictions": {"clv": {"holdout": {"evaluated": False}}}}) is None
+    rows = [
+        {"frequency": "0", "customers": 1416, "predicted_mean": 0.59, "actual_mean": 0.73},
+        {"frequency": "7+", "customers": 210, "predicted_mean": 5.75, "actual_mean": 7.63},
+        {"frequency": "6", "customers": 0, "predicted_mean": None, "actual_mean": None},
+    ]
+    holdout = {"evaluated": True, "holdout_days": 125, "by_frequency": rows}
+    texts = _texts(_parse(charts.chart_holdout({"predictions": {"clv": {"holdout": holdout}}})))
+    assert any("125-day holdout" in t for t in texts)
+    assert {"0.59", "0.73", "5.75", "7.63"} <= set(texts)
+    assert not any(t.startswith("6 repeat purchases") for t in texts)  # empty bucket left out

@@ -265,3 +265,28 @@ def test_codes_and_frames_give_the_same_statistics() -> None:
         coded.update(**c, labels=labels, codes=codes)
     _same_stats(coded, plain)
     assert len(plain.sample_rows()) == 50
+
+
+def test_rows_lost_at_ingest_above_the_threshold_make_the_verdict_watch() -> None:
+    lost = {
+        "available": True,
+        "rows_read": 1000,
+        "rows_rejected": 300,
+        "reject_share": 0.3,
+        "top_reasons": [{"reason": "orders: not a whole number", "rows": 290}],
+    }
+    verdict, reasons = evaluate(_metrics(data_quality=lost))
+    assert verdict == "watch"
+    assert reasons == [
+        "30% of the uploaded rows were rejected at ingest (mostly 290 x orders: not a whole "
+        "number) > 10%: the segments describe only the rows kept"
+    ]
+    assert evaluate(_metrics(data_quality={**lost, "reject_share": 0.05})) == ("ok", [])
+
+
+def test_a_model_that_failed_its_gates_makes_the_verdict_watch() -> None:
+    failed = {"gates": {"passed": False, "reasons": ["silhouette 0.080 below the floor 0.15"]}}
+    verdict, reasons = evaluate(_metrics(model=failed))
+    assert verdict == "watch"
+    assert "did not pass its quality gates (silhouette 0.080 below the floor 0.15)" in reasons[0]
+    assert evaluate(_metrics(model={"gates": {"passed": True, "reasons": []}})) == ("ok", [])

@@ -130,5 +130,16 @@ def test_quartiles_do_not_depend_on_chunking() -> None:
 
 
 def test_feature_labels_are_plain_words() -> None:
-    assert feature_label("mean_interval_days") == "days between orders"
-    assert feature_label("days_since_signup_date") == "days since signup date"
+    assert feature_label("mean_interval_days") == "time between orders"
+    assert feature_label("days_since_signup_date") == "time since signup date"
+
+
+def test_durations_and_years_are_written_for_people() -> None:
+    from custseg.model.personas import human_value
+
+    assert human_value("days_since_signup_date", 1446.0) == "4.0 years"
+    assert human_value("recency_days", 12.0) == "12 days"
+    assert human_value("recency", 90.0) == "3 months"
+    assert human_value("tenure_days", 1.0) == "1 day"
+    assert human_value("year_birth", 1975.0) == "1975"
+    assert human_value("income", 51234.0) == "51,234"

@@ -10,7 +10,9 @@ tables give their ``numeric`` and ``category`` columns (booleans as 0/1, dates a
 ``days_since_<name>``), attributes and outcomes as extras.
 
 Where the SQL lives: the structure of each query is a ``.sql`` template beside this module
-(``transactions.sql``, ``mode.sql``, ``customers.sql``), read as package data; only what
+(``transactions.sql``, ``mode.sql``, ``customers.sql``; ``history.sql``, an order log's
+repeat-purchase history, joined into ``transactions.sql`` and read by ``holdout.sql``), read
+as package data; only what
 depends on the contract is generated here: the select lists and the joins of per-column
 modes, as quoted identifiers and small expressions (a column's cast, the 0/1 of a boolean
 or an outcome, whole days before the as-of date). Templates keep the query readable and
@@ -33,16 +35,29 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
 from string import Template
 
-from custseg.features.build import MISSING_CATEGORY, TRANSACTION_FEATURES
+from custseg.features.build import (
+    MISSING_CATEGORY,
+    MONEY_FEATURES,
+    TRANSACTION_FEATURES,
+    has_amounts,
+)
 from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, Role
 
 VALUE_COLUMN = "_value"
 """The output column of a customer table's value measure when it is not a feature."""
+
+HISTORY_COLUMNS: tuple[str, ...] = ("_clv_frequency", "_clv_recency", "_clv_age", "_clv_monetary")
+"""An order log's repeat-purchase history per customer (``history.sql``): repeat purchase
+days, days from the first to the last purchase, days from the first purchase to the as-of
+date, mean value of the repeat purchases; all missing for a customer without purchases."""
+
+HOLDOUT_COLUMNS: tuple[str, ...] = (*HISTORY_COLUMNS[:3], "customers", "holdout_purchases")
+"""The holdout query's result (:func:`holdout_query`): customers grouped by their history."""
 
 _DATE_TYPES = {ColumnType.DATE, ColumnType.DATETIME}
 _NUMBER_TYPES = {ColumnType.INTEGER, ColumnType.FLOAT}
@@ -78,6 +93,7 @@ class FeatureQuery:
     kind: str
     as_of: dt.date
     value_name: str | None = None  # the contract column the value measure comes from
+    history: list[str] = field(default_factory=list)  # HISTORY_COLUMNS, for order logs
 
 
 @functools.cache
@@ -235,22 +251,30 @@ class _Lines:
         self.per_customer_columns.append(f"{value} AS {quote(name)}")
 
 
-def _transactions(
-    contract: Contract, columns: Mapping[str, ColumnKind], as_of: dt.date, source: str
-) -> FeatureQuery:
+@dataclass(frozen=True)
+class _LineExprs:
+    """The SQL of an order line's customer id, event time, amount and return flag."""
+
+    customer_id: str
+    event_time: str
+    amount: str
+    return_flag: str
+
+
+def _line_exprs(contract: Contract, columns: Mapping[str, ColumnKind]) -> _LineExprs:
     ident = quote(_id_column(columns, contract))
     time_col = _role_column(columns, contract, Role.EVENT_TIME, "event_time")
     if time_col is None:
         raise ValueError("a transactions table needs an event_time column")
     event_time = _timestamp(quote(time_col), columns[time_col])
     amount_col = _role_column(columns, contract, Role.AMOUNT, "amount")
+    qty = _role_column(columns, contract, Role.QUANTITY, "quantity")
+    price = _role_column(columns, contract, Role.UNIT_PRICE, "unit_price")
     if amount_col is not None:
         amount = _number(quote(amount_col), columns[amount_col], amount_col)
+    elif qty is None or price is None:
+        amount = "CAST(NULL AS DOUBLE)"  # a log without amounts
     else:
-        qty = _role_column(columns, contract, Role.QUANTITY, "quantity")
-        price = _role_column(columns, contract, Role.UNIT_PRICE, "unit_price")
-        if qty is None or price is None:
-            raise ValueError("a transactions table needs amount, or quantity and unit_price")
         amount = (
             f"({_number(quote(qty), columns[qty], qty)}"
             f" * {_number(quote(price), columns[price], price)})"
@@ -261,6 +285,14 @@ def _transactions(
         if columns["is_return"] != ColumnKind.BOOLEAN:
             flag = f"TRY_CAST({flag} AS BOOLEAN)"
         return_flag = f"COALESCE({flag}, FALSE)"
+    return _LineExprs(ident, event_time, amount, return_flag)
+
+
+def _transactions(
+    contract: Contract, columns: Mapping[str, ColumnKind], as_of: dt.date, source: str
+) -> FeatureQuery:
+    exprs = _line_exprs(contract, columns)
+    event_time = exprs.event_time
     invoice = _role_column(columns, contract, Role.INVOICE_ID, "invoice_id")
     order_key = f"CAST({quote(invoice)} AS VARCHAR)" if invoice is not None else event_time
 
@@ -285,28 +317,88 @@ def _transactions(
             f"LEFT JOIN (\n    SELECT customer_id, {', '.join(parts)}\n    FROM lines\n"
             "    GROUP BY customer_id\n) AS outcomes ON outcomes.customer_id = spans.customer_id"
         )
+    lines.joins.append(
+        f"LEFT JOIN (\n{history_sql(as_of)}\n) AS history"
+        " ON history.customer_id = spans.customer_id"
+    )
+    lines.per_customer_columns.extend(f"history.{quote(n)} AS {quote(n)}" for n in HISTORY_COLUMNS)
     sql = template("transactions").substitute(
         source=quote(source),
-        customer_id=ident,
+        customer_id=exprs.customer_id,
         event_time=event_time,
         order_key=order_key,
-        amount=amount,
-        return_flag=return_flag,
+        amount=exprs.amount,
+        return_flag=exprs.return_flag,
         as_of=as_of.isoformat(),
         line_columns="".join(f",\n        {c}" for c in lines.line_columns),
         per_customer_columns="".join(f",\n    {c}" for c in lines.per_customer_columns),
         per_customer_joins="".join(f"\n{j}" for j in lines.joins),
     )
+    money = has_amounts(contract) and exprs.amount != "CAST(NULL AS DOUBLE)"
     return FeatureQuery(
         sql=sql,
-        numeric=list(TRANSACTION_FEATURES),
+        numeric=[f for f in TRANSACTION_FEATURES if money or f not in MONEY_FEATURES],
         categorical=lines.categorical,
         extras=lines.extras,
-        value="monetary",
+        value="monetary" if money else None,
         kind="transactions",
         as_of=as_of,
-        value_name="monetary",
+        value_name="monetary" if money else None,
+        history=list(HISTORY_COLUMNS),
     )
+
+
+def history_sql(cutoff: dt.date) -> str:
+    """``history.sql`` with purchases before ``cutoff`` as the history (reads ``lines``)."""
+    body = template("history").substitute(cutoff=_day(cutoff).isoformat()).strip()
+    return "\n".join(line for line in body.splitlines() if not line.startswith("--"))
+
+
+def _holdout_sql(
+    contract: Contract, columns: Mapping[str, ColumnKind], end: dt.date, source: str, query: str
+) -> str:
+    if not contract.is_transactions:
+        raise ValueError("the holdout check needs an order log")
+    exprs = _line_exprs(contract, columns)
+    return template("holdout").substitute(
+        source=quote(source),
+        customer_id=exprs.customer_id,
+        event_time=exprs.event_time,
+        amount=exprs.amount,
+        return_flag=exprs.return_flag,
+        end=_day(end).isoformat(),
+        query=query,
+    )
+
+
+def first_purchase_query(
+    contract: Contract, columns: Mapping[str, ColumnKind], end: dt.date, *, source: str = "clean"
+) -> str:
+    """One row, ``first_day``: the order log's first purchase day before ``end``."""
+    query = "SELECT MIN(event_day) AS first_day FROM lines WHERE NOT is_return"
+    return _holdout_sql(contract, columns, end, source, query)
+
+
+def holdout_query(
+    contract: Contract,
+    columns: Mapping[str, ColumnKind],
+    cutoff: dt.date,
+    end: dt.date,
+    *,
+    source: str = "clean",
+) -> str:
+    """The holdout check's data (:data:`HOLDOUT_COLUMNS`): customers whose first purchase
+    is before ``cutoff``, grouped by their history before ``cutoff`` (``customers`` per
+    group) with the purchase days they made from ``cutoff`` to ``end`` (summed)."""
+    keys = ", ".join(HISTORY_COLUMNS[:3])
+    body = history_sql(cutoff).replace("\n", "\n    ")
+    query = (
+        f", history AS (\n    {body}\n)\n"
+        f"SELECT {keys}, CAST(COUNT(*) AS DOUBLE) AS customers,\n"
+        "    FSUM(_clv_holdout) AS holdout_purchases\n"
+        f"FROM history\nGROUP BY {keys}\nORDER BY {keys}"
+    )
+    return _holdout_sql(contract, columns, end, source, query)
 
 
 def _customer_column(spec: ColumnSpec, kind: ColumnKind, as_of: dt.date) -> tuple[str, str, bool]:

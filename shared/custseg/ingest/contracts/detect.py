@@ -11,6 +11,7 @@ from custseg.ingest.contracts.model import (
 )
 
 _TX_ROLES = (Role.QUANTITY, Role.UNIT_PRICE, Role.AMOUNT, Role.INVOICE_ID)
+_CAMPAIGN_GROUPS = ("group", "holdout")  # columns only campaign results carry
 
 
 def matched_columns(contract: Contract, headers: list[str]) -> dict[str, str]:
@@ -22,12 +23,23 @@ def matched_columns(contract: Contract, headers: list[str]) -> dict[str, str]:
 def detect_contract(headers: list[str]) -> tuple[Contract, str]:
     """The built-in contract whose columns match ``headers`` best, and why.
 
-    ``transactions`` wins when the headers hold an event time plus at least one of
-    quantity, unit price, amount or invoice id; otherwise ``customers`` (one row per
-    customer) — the kind that matches more headers breaks any remaining tie.
+    ``campaign`` wins when the headers hold a treatment/control group (or holdout flag)
+    plus a response (sent, opened, clicked, converted or their times); ``transactions``
+    when they hold an event time plus at least one of quantity, unit price, amount or
+    invoice id; otherwise ``customers`` (one row per customer) — the kind that matches
+    more headers breaks any remaining tie.
     """
     contracts = {kind: builtin_contract(kind) for kind in BUILTIN_KINDS}
     matches = {kind: matched_columns(c, headers) for kind, c in contracts.items()}
+    campaign = contracts["campaign"]
+    cp_cols = set(matches["campaign"].values())
+    groups = sorted(c for c in _CAMPAIGN_GROUPS if c in cp_cols)
+    responses = sorted(c.name for c in campaign.by_role(Role.OUTCOME) if c.name in cp_cols)
+    if groups and responses:
+        return campaign, (
+            f"campaign: {', '.join(groups)} plus {', '.join(responses)} "
+            f"({len(cp_cols)} of {len(headers)} headers matched)"
+        )
     tx = contracts["transactions"]
     tx_cols = set(matches["transactions"].values())
     has_time = any(c.name in tx_cols for c in tx.by_role(Role.EVENT_TIME))

@@ -1,0 +1,1 @@
+"""Campaign results measured per segment (uplift against control) and what to offer."""

@@ -1,0 +1,1 @@
+"""SQL templates of the campaigns package (read as package data)."""
