@@ -80,6 +80,12 @@ def test_fanned_out_run_equals_the_single_function_run(
         one, m1, p1 = _results(stack, "single")
         fan, m2, p2 = _results(stack, "fanned")
     # numbers are sums over order lines: equal up to the order of the additions
+    # the fanned-out run writes no prediction columns (docs/fanout.md, Limits)
+    missing = set(one.column_names) - set(fan.column_names)
+    assert missing <= {"p_alive", "expected_purchases_90d", "expected_value_12m"} | {
+        c for c in one.column_names if c.startswith("p_")
+    }, missing
+    one = one.drop_columns(sorted(missing))
     floats = [f.name for f in one.schema if pa.types.is_floating(f.type)]
     assert {"distance", "confidence", "value"} <= set(floats)
     keep = [c for c in one.column_names if c not in ["run_id", "model_version", *floats]]

@@ -8,12 +8,69 @@ bucket (Athena's ``UNLOAD ... WITH (format = 'PARQUET', partitioned_by = ARRAY['
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 CLEAN_TABLE = "clean_parts"
 BUCKET_COLUMN = "bucket"
+SYMLINK_INPUT = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
+IGNORE_KEY_OUTPUT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+
+
+def hive_type(arrow_type: pa.DataType) -> str:
+    """The Athena (Hive DDL) type of a Parquet column read as ``arrow_type``."""
+    simple = {
+        pa.bool_(): "boolean",
+        pa.int8(): "tinyint",
+        pa.int16(): "smallint",
+        pa.int32(): "int",
+        pa.int64(): "bigint",
+        pa.float32(): "float",
+        pa.float64(): "double",
+        pa.string(): "string",
+        pa.large_string(): "string",
+        pa.binary(): "binary",
+        pa.large_binary(): "binary",
+        pa.date32(): "date",
+    }
+    if arrow_type in simple:
+        return simple[arrow_type]
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_decimal(arrow_type):
+        return f"decimal({arrow_type.precision},{arrow_type.scale})"
+    if pa.types.is_dictionary(arrow_type):
+        return hive_type(arrow_type.value_type)
+    raise ValueError(f"Parquet column type {arrow_type} has no Athena table type")
+
+
+def create_table_ddl(table: str, schema: pa.Schema, location: str) -> str:
+    """Athena DDL of an external table over a symlink manifest of Parquet files under
+    ``location``, its columns those of ``schema`` (Athena takes no ``LIKE PARQUET``)."""
+    columns = ",\n  ".join(
+        f"`{field.name.replace('`', '``')}` {hive_type(field.type)}" for field in schema
+    )
+    return (
+        f"CREATE EXTERNAL TABLE `{table}` (\n  {columns}\n)\n"
+        f"ROW FORMAT SERDE '{PARQUET_SERDE}'\n"
+        f"STORED AS INPUTFORMAT '{SYMLINK_INPUT}'\n"
+        f"OUTPUTFORMAT '{IGNORE_KEY_OUTPUT}'\n"
+        f"LOCATION '{location}'"
+    )
+
+
+def parquet_schema(s3: Any, bucket: str, key: str) -> pa.Schema:
+    """The schema of a Parquet object, from its footer alone (two ranged GETs)."""
+    tail = s3.get_object(Bucket=bucket, Key=key, Range="bytes=-8")["Body"].read()
+    (length,) = struct.unpack("<I", tail[:4])
+    footer = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{length + 8}")["Body"].read()
+    return pq.read_schema(pa.BufferReader(b"PAR1" + footer))
 
 
 def bucket_expression(column: str, buckets: int) -> str:
@@ -60,12 +117,9 @@ class AthenaEngine:
         body = "\n".join(f"s3://{b}/{k}" for b, k in files) + "\n"
         self.s3.put_object(Bucket=bucket, Key=manifest, Body=body.encode())
         self.run(f"DROP TABLE IF EXISTS {table}")
-        self.run(
-            f"CREATE EXTERNAL TABLE {table} LIKE PARQUET 's3://{files[0][0]}/{files[0][1]}' "
-            "STORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat' "
-            "OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat' "
-            f"LOCATION 's3://{bucket}/{prefix.rstrip('/')}/{table}/'"
-        )
+        schema = parquet_schema(self.s3, *files[0])
+        location = f"s3://{bucket}/{prefix.rstrip('/')}/{table}/"
+        self.run(create_table_ddl(table, schema, location))
 
     def run(self, sql: str) -> str:
         qid = self.athena.start_query_execution(

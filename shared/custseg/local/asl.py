@@ -81,6 +81,10 @@ class Interpreter:
     functions: dict[str, Callable[[dict[str, Any]], Any]]
     athena: Callable[[str], str]
     read_object: Callable[[str, str], bytes]
+    # (service, operation, params) of each AWS call the state machine's role makes, for
+    # the IAM check (:mod:`custseg.local.iam`); params name resources as the definition does
+    record: Callable[[str, str, dict[str, Any]], None] | None = None
+    state_machine_arn: str = ""
     transitions: int = 0
     history: list[tuple[str, str]] = field(default_factory=list)  # (state, outcome)
 
@@ -165,10 +169,15 @@ class Interpreter:
         resource = state["Resource"]
         try:
             if resource == LAMBDA_INVOKE:
+                self._record("lambda", "Invoke", {"FunctionName": params["FunctionName"]})
                 function = self.functions[params["FunctionName"]]
                 return {"Payload": function(params["Payload"]), "StatusCode": 200}
             if resource == ATHENA_SYNC:
-                return {"QueryExecution": {"QueryExecutionId": self.athena(params["QueryString"])}}
+                workgroup = {"WorkGroup": params.get("WorkGroup", "primary")}
+                self._record("athena", "StartQueryExecution", workgroup)
+                qid = self.athena(params["QueryString"])
+                self._record("athena", "GetQueryExecution", workgroup)  # .sync polls it
+                return {"QueryExecution": {"QueryExecutionId": qid}}
         except TaskFailed:
             raise
         except Exception as exc:  # a Lambda error or a failed query
@@ -188,7 +197,21 @@ class Interpreter:
         ):
             raise AslError(f"state {name}: only a JSON ItemReader on s3:getObject is supported")
         params = resolve(reader["Parameters"], data, {})
+        self._record("s3", "GetObject", {"Bucket": params["Bucket"], "Key": params["Key"]})
         return list(json.loads(self.read_object(params["Bucket"], params["Key"])))
+
+    def _record(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        if self.record is not None:
+            self.record(service, operation, params)
+
+    def _record_child(self, name: str, index: int) -> None:
+        """A Distributed Map runs each item as a child execution of this state machine."""
+        if self.record is None or not self.state_machine_arn:
+            return
+        self._record("stepfunctions", "StartExecution", {"stateMachineArn": self.state_machine_arn})
+        execution = self.state_machine_arn.replace(":stateMachine:", ":execution:")
+        arn = f"{execution}/{name}:{index}"
+        self._record("stepfunctions", "DescribeExecution", {"executionArn": arn})
 
     def _map(self, name: str, state: dict[str, Any], data: Any) -> list[Any]:
         items = self._items(name, state, data)
@@ -198,7 +221,10 @@ class Interpreter:
         tolerated = float(state.get("ToleratedFailurePercentage", 0))
         results: list[Any] = []
         failed: list[TaskFailed] = []
+        distributed = processor.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
         for index, item in enumerate(items):
+            if distributed:
+                self._record_child(name, index)
             context = {"Map": {"Item": {"Index": index, "Value": item}}}
             selected = (
                 resolve(state["ItemSelector"], data, context) if "ItemSelector" in state else item
