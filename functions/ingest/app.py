@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from custseg.aws import runtime
+from custseg.aws import fanout_start, runtime
 from custseg.aws.events import s3_records
 from custseg.aws.ingest_job import run_ingest
 
@@ -26,6 +27,11 @@ config = runtime.idempotency_config("[bucket, key, version_id, etag]")
     config=config,
 )
 def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
+    job = fanout_start.job_for(runtime.store(), record)
+    if job is not None:  # above the threshold: the state machine ingests and scores it
+        execution = fanout_start.start(boto3.client("stepfunctions"), job)
+        logger.info("fanned out", extra={"dataset": job["dataset"], "run_id": job["run_id"]})
+        return {"status": "fanned_out", "dataset": job["dataset"], "execution": execution}
     outcome = run_ingest(
         runtime.store(),
         runtime.settings(),

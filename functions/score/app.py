@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from custseg.aws import runtime
+from custseg.aws import fanout_start, runtime
 from custseg.aws.events import bridge_event, s3_records
 from custseg.aws.score_job import run_score, run_score_state
 from custseg.layout import STATE
@@ -55,6 +55,15 @@ config = runtime.idempotency_config("[clean_manifest_key, state_key, version_id,
 )
 def score_request(request: dict[str, Any]) -> dict[str, Any]:
     store, settings, bus = runtime.store(), runtime.settings(), runtime.bus()
+    dataset = runtime.dataset_of_key(request.get("state_key") or request["clean_manifest_key"])
+    if fanout_start.threshold_bytes() is not None and fanout_start.owned_by_state_machine(
+        store, settings.data_bucket, dataset
+    ):
+        return {
+            "status": "fanned_out",
+            "dataset": dataset,
+            "message": "scored by the state machine",
+        }
     if request.get("state_key"):
         outcome = run_score_state(
             store,

@@ -297,6 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         contract_path=Path(args.contract) if args.contract else None,
         as_of=as_of,
         out_dir=Path(args.out),
+        fanout_ranges=args.fanout,
     )
     for s in summaries:
         print_summary(s)
@@ -433,6 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contract")
     p.add_argument("--as-of", dest="as_of", help="YYYY-MM-DD; default: day after the last event")
     p.add_argument("--out", default="custseg-out")
+    p.add_argument(
+        "--fanout",
+        type=int,
+        nargs="?",
+        const=4,
+        default=None,
+        metavar="RANGES",
+        help="take the fan-out path (the state machine, docs/fanout.md) in RANGES ranges (4)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the whole flow on generated sample data")

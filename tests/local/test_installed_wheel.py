@@ -43,6 +43,9 @@ def test_the_wheel_carries_the_template_and_the_handlers(wheel: Path) -> None:
     assert {f"functions/{f}/app.py" for f in ("ingest", "score", "train", "rescore")} <= names
     template = zipfile.ZipFile(wheel).read("custseg/local/template.yaml")
     assert template == (REPO / "infra" / "template.yaml").read_bytes()
+    assert "functions/fanout/app.py" in names
+    definition = zipfile.ZipFile(wheel).read("custseg/local/fanout.asl.json")
+    assert definition == (REPO / "infra" / "fanout.asl.json").read_bytes()
 
 
 @pytest.mark.slow
@@ -76,3 +79,30 @@ def test_an_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Pat
     )  # fmt: skip
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert demo.stdout.count("committed") >= 2 and list((work / "demo").rglob("report.html"))
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_runs_the_fanout(wheel: Path, tmp_path: Path) -> None:
+    """``custseg run --fanout`` from an installed wheel: the state machine's definition
+    and the fan-out handler come from the package."""
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+         str(wheel)],
+        check=True,
+    )  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    lines = (REPO / "tests" / "fixtures" / "online_retail_invoices.csv").read_text(encoding="utf-8")
+    orders = work / "orders.csv"
+    orders.write_text("".join(lines.splitlines(keepends=True)[:3001]), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("CUSTSEG_TEMPLATE", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "custseg.cli", "run", str(orders), "--fanout", "3",
+         "--out", str(work / "out")],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "fan-out state machine" in run.stdout
+    assert list((work / "out").rglob("assignments.csv"))

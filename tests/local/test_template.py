@@ -16,6 +16,7 @@ def test_stack_spec_reads_functions_triggers_and_names() -> None:
         "ScoreFunction",
         "TrainFunction",
         "RescoreFunction",
+        "FanoutFunction",
     }
     assert spec.buckets["DataBucket"] == "custseg-local-data-123456789012-us-east-1"
     assert spec.functions["IngestFunction"].handler == "functions.ingest.app.lambda_handler"
@@ -94,15 +95,15 @@ def test_only_the_train_role_may_sign_models() -> None:
         if st["Effect"] == "Allow"
         and any(a in ("kms:*", "kms:Sign") for a in _as_list(st["Action"]))
     }
-    assert allowing_sign == {"TrainFunctionSigns"}
-    assert statements["TrainFunctionSigns"]["Principal"] == {
-        "AWS": {"Fn::GetAtt": ["TrainFunctionRole", "Arn"]}
-    }
-    deny = statements["OnlyTheTrainFunctionSigns"]
+    assert allowing_sign == {"TrainingRolesSign"}
+    training_roles = [
+        {"Fn::GetAtt": ["TrainFunctionRole", "Arn"]},
+        {"Fn::GetAtt": ["FanoutFunctionRole", "Arn"]},  # the fan-out trains on its sample
+    ]
+    assert statements["TrainingRolesSign"]["Principal"] == {"AWS": training_roles}
+    deny = statements["OnlyTheTrainingRolesSign"]
     assert (deny["Effect"], deny["Action"], deny["Principal"]) == ("Deny", "kms:Sign", "*")
-    assert deny["Condition"] == {
-        "ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["TrainFunctionRole", "Arn"]}}
-    }
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": training_roles}}
     verifiers = _as_list(statements["FunctionsVerify"]["Principal"]["AWS"])
     assert {v["Fn::GetAtt"][0] for v in verifiers} == {"ScoreFunctionRole", "RescoreFunctionRole"}
     # every function reads the key from its environment: the real ARN in the local stack

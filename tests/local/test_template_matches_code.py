@@ -116,6 +116,14 @@ EXPECTED_UNUSED = {
     "when DynamoDB does not return it with the failed conditional put (documented IAM set)",
     "* Idempotency dynamodb:DeleteItem": "Powertools idempotency deletes the in-progress "
     "record when the handler raises, so that Lambda's retry can run",
+    "FanoutStateMachine * logs:*": "Step Functions checks its log delivery when the state "
+    "machine is created or updated with CloudWatch Logs logging, not during an execution",
+    "FanoutStateMachine AthenaFeatures athena:StopQueryExecution": "the Athena .sync "
+    "integration stops the query only when the execution is stopped or times out",
+    "FanoutStateMachine DistributedMap states:StopExecution": "a Distributed Map stops its "
+    "child executions only when the map run is aborted (failure threshold, stop)",
+    "FanoutStateMachine AthenaCatalog glue:GetPartitions": "Athena reads a table's "
+    "partitions; the clean table the UNLOAD reads has none (documented Athena set)",
 }
 
 
@@ -137,6 +145,7 @@ def recorded_calls() -> list[AwsCall]:
         stack.upload(FIXTURES / "mall_customers.csv", "training/mall/mall.csv")
         stack.drain()
         stack.tick(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+        _fanout_run(stack)
         failures = [i.error for i in stack.invocations if i.error]
         assert failures == []
 
@@ -151,15 +160,53 @@ def recorded_calls() -> list[AwsCall]:
         return list(stack.calls)
 
 
+def _fanout_run(stack: Any) -> None:
+    """An order log through the fan-out state machine (forced threshold) on the local
+    interpreter: the ingest starts it, its tasks run as the fan-out function, its Athena
+    statements run as the state machine's role or the function's."""
+    from custseg.local.fanout import run_fanout_executions
+
+    lines = (FIXTURES / "online_retail_invoices.csv").read_text(encoding="utf-8")
+    orders = "".join(lines.splitlines(keepends=True)[:2001]).encode()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FANOUT_THRESHOLD_MIB", "0")
+        env.setenv("FANOUT_RANGE_MIB", repr(len(orders) / 3 / 1024**2))
+        env.setenv("FANOUT_BUCKETS", "2")
+        machine = run_fanout_executions(stack, create=True)
+        stack.client("s3").put_object(
+            Bucket=stack.data_bucket, Key="incoming/fan/orders.csv", Body=orders
+        )
+        stack.drain()
+        outcomes = run_fanout_executions(stack, state_machine=machine)
+    assert [o["status"] for o in outcomes] == ["SUCCEEDED"], outcomes
+
+
 def test_every_trigger_was_exercised(recorded_calls: list[AwsCall]) -> None:
-    assert {c.function for c in recorded_calls} == set(SPEC.functions)
+    principals = set(SPEC.functions) | set(SPEC.state_machines)
+    assert {c.function for c in recorded_calls} == principals
+
+
+def test_the_fanout_calls_are_recorded(recorded_calls: list[AwsCall]) -> None:
+    """The state machine's and Athena's calls are part of the IAM check."""
+    ops = {(c.function, c.service, c.operation) for c in recorded_calls}
+    assert ("IngestFunction", "stepfunctions", "StartExecution") in ops
+    for service, operation in [
+        ("lambda", "Invoke"),
+        ("stepfunctions", "StartExecution"),
+        ("athena", "StartQueryExecution"),
+        ("glue", "GetTable"),
+        ("s3", "PutObject"),  # UNLOAD's files
+    ]:
+        assert ("FanoutStateMachine", service, operation) in ops, (service, operation)
+    for service, operation in [("glue", "CreateTable"), ("athena", "GetQueryResults")]:
+        assert ("FanoutFunction", service, operation) in ops, (service, operation)
 
 
 def test_every_service_the_functions_call_is_recorded(recorded_calls: list[AwsCall]) -> None:
     services = {c.service for c in recorded_calls}
     assert {"s3", "dynamodb", "events", "sqs", "kms"} <= services, services
     signs = {c.function for c in recorded_calls if (c.service, c.operation) == ("kms", "Sign")}
-    assert signs == {"TrainFunction"}
+    assert signs == {"TrainFunction", "FanoutFunction"}  # the fan-out trains on its sample
     for function in ("IngestFunction", "ScoreFunction", "TrainFunction"):
         assert any(c.function == function and c.service == "dynamodb" for c in recorded_calls), (
             f"{function}: its idempotency calls were not recorded"
@@ -185,7 +232,7 @@ def test_functions_may_list_every_bucket_they_read(recorded_calls: list[AwsCall]
     for call in recorded_calls:
         if call.service == "s3" and call.operation in {"GetObject", "HeadObject"}:
             perm = iam.Permission("s3:ListBucket", iam.s3_arn(call.params["Bucket"]))
-            assert iam.allows(SPEC.functions[call.function].policies, perm), (
+            assert iam.allows(iam.principals(SPEC)[call.function], perm), (
                 call.function,
                 call.params["Bucket"],
             )
@@ -234,6 +281,7 @@ def test_only_the_train_role_may_sign_models() -> None:
     sign = iam.Permission("kms:Sign", key)
     anything = [{"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}]
     assert iam.kms_allows(SPEC, [], sign, iam.role_arn("TrainFunction"))
+    assert iam.kms_allows(SPEC, [], sign, iam.role_arn("FanoutFunction"))
     # not even a role whose own policy allows every KMS action
     assert not iam.kms_allows(SPEC, anything, sign, iam.role_arn("ScoreFunction"))
     verify = iam.Permission("kms:Verify", key)

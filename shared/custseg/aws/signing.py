@@ -3,8 +3,8 @@ function and the :class:`~custseg.model.signing.Verifier` of everything that loa
 a model.
 
 The key (``ModelSigningKey`` in the template: ``ECC_NIST_P256``, ``SIGN_VERIFY``) never
-leaves KMS; only the training function's role may ``kms:Sign`` with it. Digests are sent
-as such (``MessageType=DIGEST``, ECDSA over the metadata's SHA-256).
+leaves KMS; only the training roles (training and fan-out functions) may ``kms:Sign``
+with it. Digests are sent as such (``MessageType=DIGEST``, ECDSA over the metadata's SHA-256).
 """
 
 from __future__ import annotations

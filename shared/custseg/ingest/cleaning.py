@@ -556,6 +556,21 @@ class RowSample:
     def column(self, name: str) -> np.ndarray:
         return self.values.get(name, np.empty(0))
 
+    def merge(self, other: RowSample) -> RowSample:
+        """The sample of both row sets (keys are hashes of the upload's row numbers, so
+        the ranges of one upload merge into the sample of the whole upload)."""
+        names = sorted(set(self.values) | set(other.values))
+        keys = np.concatenate([self.keys, other.keys])
+
+        def col(s: RowSample, c: str) -> np.ndarray:
+            return s.values.get(c, np.full(s.keys.size, np.nan))
+
+        cols = {c: np.concatenate([col(self, c), col(other, c)]) for c in names}
+        if keys.size > self.k:
+            idx = np.argpartition(keys, self.k - 1)[: self.k]
+            keys, cols = keys[idx], {c: v[idx] for c, v in cols.items()}
+        return RowSample(k=self.k, keys=keys, values=cols)
+
 
 def _update_stats_arrow(
     stats: dict[str, ColumnStats], table: pa.Table, sample: RowSample, rows: np.ndarray

@@ -38,7 +38,9 @@ any, then ``_row`` (original row number, header = row 1). Key-value metadata
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -61,6 +63,7 @@ from custseg.ingest.cleaning import (
     NUMERIC_TYPES,
     REASON_CODES,
     SAMPLE_K,
+    ColumnStats,
     DedupePlan,
     RowSample,
     apply_transaction_rules,
@@ -93,6 +96,7 @@ from custseg.ingest.quality import QualityReport, example_value
 from custseg.ingest.reading import (
     FAMILY_LABELS,
     FileFormat,
+    RawChunk,
     ReadError,
     ReadLimits,
     iter_chunks,
@@ -126,6 +130,24 @@ _ROWID_NAME = "_with_row_ids.csv"  # the upload with a generated row_id column
 CONTRACT_YAML = "contract.yaml"
 _NULL_MARK = np.uint64(0x9E3779B97F4A7C15)  # mixed into the hash of a missing id
 _RAW_COLUMNS_MAX = 256  # wider files stage their raw text joined in one column
+
+
+@dataclass
+class RangeIngest:
+    """One byte range of a larger upload, ingested on its own (the fanned-out path,
+    docs/fanout.md).
+
+    ``row_offset``: records of the upload before the range, so that row numbers (in
+    ``_row``, ``rejected_rows.csv`` and errors) are the upload's. ``cleaning``: the
+    finalised statistics of the whole upload (:func:`custseg.fanout.profile.finalised`)
+    to impute and clip with, instead of the range's own. ``ingest_file`` sets
+    ``profile`` to the range's statistics before they are finalised (mergeable with the
+    other ranges').
+    """
+
+    row_offset: int = 0
+    cleaning: dict[str, ColumnStats] | None = None
+    profile: tuple[dict[str, ColumnStats], RowSample] | None = None
 
 
 @dataclass
@@ -328,6 +350,7 @@ def ingest_file(
     date_floor: dt.date = DEFAULT_DATE_FLOOR,
     limits: ReadLimits | None = None,
     known: Sequence[Contract] = (),
+    ranged: RangeIngest | None = None,
 ) -> IngestResult:
     """Validate and clean ``input_path`` into ``out_dir``; never raises for bad input.
 
@@ -339,6 +362,7 @@ def ingest_file(
     after the upload time plus the tolerance, or before the floor, reject their row
     (:class:`custseg.ingest.validation.DateBounds`).
     ``limits`` (default :class:`ReadLimits`) bound what the file may hold.
+    ``ranged``: the file is one range of a larger upload (:class:`RangeIngest`).
     """
     bounds = DateBounds(
         upload_time=upload_time or dt.datetime.now(dt.UTC),
@@ -371,6 +395,7 @@ def ingest_file(
             bounds,
             limits or ReadLimits(),
             known,
+            ranged,
         )
     finally:
         stage_path.unlink(missing_ok=True)
@@ -435,6 +460,7 @@ def _run(
     bounds: DateBounds,
     limits: ReadLimits,
     known: Sequence[Contract],
+    ranged: RangeIngest | None = None,
 ) -> tuple[Contract, int]:
     """The pipeline; returns (contract used, rows written to rejected_rows.csv)."""
     lap = _Laps(report)
@@ -453,8 +479,9 @@ def _run(
     if header is None:
         return contract, 0
     staged = _pass1(
-        input_path, fmt, header, contract, chunk_rows, rejected_path, stage_path, bounds, report
-    )
+        input_path, fmt, header, contract, chunk_rows, rejected_path, stage_path, bounds, report,
+        ranged.row_offset if ranged else 0,
+    )  # fmt: skip
     lap("pass1")
     if not _pass1_left_rows(report, staged):
         return contract, staged.rejected.rows
@@ -464,7 +491,7 @@ def _run(
     report.duplicates = {"exact": plan.exact, "by_id": plan.by_id}
     report.customers = plan.customers
     lap("dedupe")
-    stats = _kept_stats(staged, plan)
+    stats = _kept_stats(staged, plan, ranged)
     lap("stats")
     out_schema = _clean_schema(staged.stage_specs, stats, contract, report.run_id)
     imputed, clipped = _write_clean(staged, plan, stats, out_schema, clean_dir)
@@ -585,6 +612,7 @@ def _pass1(
     stage_path: Path,
     bounds: DateBounds,
     report: QualityReport,
+    row_offset: int = 0,
 ) -> _Staged:
     """Pass 1: validate every chunk, write its rejected rows, stage it and fold its valid
     rows into the statistics; report what the parsing found."""
@@ -613,7 +641,7 @@ def _pass1(
     tx_counts: Counter[str] = Counter()
     _validate_and_stage(
         input_path, fmt, header, contract, chunk_rows, ctx, report, tx_counts, staged,
-        amount_added,
+        amount_added, row_offset,
     )  # fmt: skip
     _report_parsing(report, ctx, specs)
     if contract.is_transactions:
@@ -632,6 +660,7 @@ def _validate_and_stage(
     tx_counts: Counter[str],
     staged: _Staged,
     amount_added: bool,
+    row_offset: int = 0,
 ) -> None:
     """Pass 1's loop over the file's chunks; a read error becomes a file error.
 
@@ -644,7 +673,8 @@ def _validate_and_stage(
     staging = ThreadPoolExecutor(1, thread_name_prefix="stage")
     pending: Future[None] | None = None
     try:
-        for chunk in prefetch(iter_chunks(input_path, fmt, chunk_rows=chunk_rows)):
+        chunks = _shifted(iter_chunks(input_path, fmt, chunk_rows=chunk_rows), row_offset)
+        for chunk in prefetch(chunks):
             report.rows_read += len(chunk) + len(chunk.bad)
             if chunk.bad:
                 _reject_malformed(chunk.bad, headers, report, rejected)
@@ -667,6 +697,16 @@ def _validate_and_stage(
     finally:
         staging.shutdown(wait=True)
         stage.close()
+
+
+def _shifted(chunks: Iterator[RawChunk], row_offset: int) -> Iterator[RawChunk]:
+    """The chunks with their row numbers (valid and malformed records) moved by
+    ``row_offset``: a range's rows numbered as in the whole upload."""
+    for chunk in chunks:
+        if row_offset:
+            chunk.rows = chunk.rows + row_offset
+            chunk.bad = [dataclasses.replace(b, row=b.row + row_offset) for b in chunk.bad]
+        yield chunk
 
 
 def _report_parsing(report: QualityReport, ctx: ParseContext, specs: list[ColumnSpec]) -> None:
@@ -728,9 +768,13 @@ def _pass1_left_rows(report: QualityReport, staged: _Staged) -> bool:
     return True
 
 
-def _kept_stats(staged: _Staged, plan: DedupePlan) -> dict[str, Any]:
+def _kept_stats(
+    staged: _Staged, plan: DedupePlan, ranged: RangeIngest | None = None
+) -> dict[str, Any]:
     """The finalised statistics of the kept rows: pass 1's when the dedupe dropped none
-    of its valid rows, else folded again over the staged rows the plan keeps."""
+    of its valid rows, else folded again over the staged rows the plan keeps. For a
+    range: ``ranged.profile`` gets them before they are finalised, and the whole
+    upload's (``ranged.cleaning``) are used when given."""
     stats, sample = staged.stats, staged.sample
     stage = staged.stage
     if not np.array_equal(plan.keep, stage.valid):  # the dedupe dropped rows: start again
@@ -741,6 +785,11 @@ def _kept_stats(staged: _Staged, plan: DedupePlan) -> dict[str, Any]:
             keep = plan.keep[offset : offset + batch.num_rows]
             offset += batch.num_rows
             _fold_stats(stats, sample, pa.Table.from_batches([batch]), keep)
+    if ranged is not None:
+        ranged.profile = (copy.deepcopy(stats), sample)
+        if ranged.cleaning is not None:
+            staged.sample = RowSample(k=0)
+            return {n: ranged.cleaning.get(n, st) for n, st in stats.items()}
     finalise_stats(stats, sample)
     staged.sample = RowSample(k=0)  # free the sample: only the finalised values are used
     return stats

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -74,11 +75,15 @@ def run_local(
     out_dir: Path = Path("custseg-out"),
     echo: Callable[[str], None] = print,
     extra_uploads: list[tuple[Path, str]] | None = None,
+    fanout_ranges: int | None = None,
     campaign_dataset: str | None = None,
 ) -> list[RunSummary]:
     """Run the flow for ``input_path`` (and any ``extra_uploads`` as (path, dataset));
     then, for ``campaign_dataset``, a sample campaign on its scored customers
-    (:func:`run_sample_campaign`)."""
+    (:func:`run_sample_campaign`).
+
+    ``fanout_ranges``: every upload takes the fan-out path (the template's state machine
+    on :mod:`custseg.local.asl`), cut into about that many ranges (docs/fanout.md)."""
     from moto import mock_aws
 
     from custseg.local.stack import LocalStack
@@ -99,7 +104,10 @@ def run_local(
             echo(f"uploading {path} to s3://{stack.data_bucket}/{key}")
             metadata = {"as-of": as_of.isoformat()} if as_of else None
             stack.upload(path, key, metadata=metadata)
+        machine = _force_fanout(stack, input_path, fanout_ranges) if fanout_ranges else None
         invocations = stack.drain(progress=_print_step(echo))
+        if machine is not None:
+            invocations += _run_fanout(stack, machine, echo)
         if campaign_dataset is not None:
             invocations += run_sample_campaign(stack, campaign_dataset, out_dir, echo)
         failures = [i for i in invocations if i.error]
@@ -110,6 +118,37 @@ def run_local(
             for _, name in uploads
         ]
     return summaries
+
+
+def _force_fanout(stack: Any, input_path: Path, ranges: int) -> str:
+    """Make the fan-out state machine and send every upload to it (threshold 0, ranges
+    of a ``ranges``-th of ``input_path``); its ARN. The settings stay for this process."""
+    from custseg.local.fanout import run_fanout_executions
+
+    os.environ["FANOUT_THRESHOLD_MIB"] = "0"
+    size_mib = input_path.stat().st_size / 1024**2
+    os.environ["FANOUT_RANGE_MIB"] = repr(max(size_mib / max(ranges, 1), 1e-6))
+    return str(run_fanout_executions(stack, create=True))
+
+
+def _run_fanout(stack: Any, machine: str, echo: Callable[[str], None]) -> list[Any]:
+    """Run the executions the ingest started; their failures as invocations with errors."""
+    from custseg.local.fanout import run_fanout_executions
+
+    failed = []
+    for outcome in run_fanout_executions(stack, state_machine=machine, echo=echo):
+        if outcome["status"] != "SUCCEEDED":
+            failed.append(_FailedExecution(f"fan-out: {outcome['error']}: {outcome['cause']}"))
+    return failed
+
+
+@dataclass
+class _FailedExecution:
+    """A failed state machine execution, reported like a failed invocation."""
+
+    error: str
+    function: str = "FanoutStateMachine"
+    result: dict[str, Any] | None = None
 
 
 def run_sample_campaign(

@@ -134,6 +134,8 @@ def _s3(spec: StackSpec, operation: str, params: Mapping[str, Any]) -> Iterator[
         yield Permission(
             "s3:ListBucket", s3_arn(bucket), (("s3:prefix", params.get("Prefix", "")),)
         )
+    elif operation == "GetBucketLocation":
+        yield Permission("s3:GetBucketLocation", s3_arn(bucket))
     elif operation == "DeleteObject":
         action = "s3:DeleteObjectVersion" if params.get("VersionId") else "s3:DeleteObject"
         yield Permission(action, s3_arn(bucket, key))
@@ -178,7 +180,62 @@ def _kms(spec: StackSpec, operation: str, params: Mapping[str, Any]) -> Iterator
     yield Permission(f"kms:{operation}", spec.kms_key_arns.get(key, key))
 
 
-_SERVICES = {"s3": _s3, "dynamodb": _dynamodb, "events": _events, "sqs": _sqs, "kms": _kms}
+def _arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{resource}"
+
+
+def _states(spec: StackSpec, operation: str, params: Mapping[str, Any]) -> Iterator[Permission]:
+    if operation == "StartExecution":
+        yield Permission("states:StartExecution", params["stateMachineArn"])
+    elif operation in {"DescribeExecution", "StopExecution"}:
+        yield Permission(f"states:{operation}", params["executionArn"])
+    else:
+        raise KeyError(f"stepfunctions:{operation}")
+
+
+def _lambda(spec: StackSpec, operation: str, params: Mapping[str, Any]) -> Iterator[Permission]:
+    if operation != "Invoke":
+        raise KeyError(f"lambda:{operation}")
+    yield Permission("lambda:InvokeFunction", params["FunctionName"])
+
+
+_ATHENA = {"StartQueryExecution", "GetQueryExecution", "GetQueryResults", "StopQueryExecution"}
+
+
+def _athena(spec: StackSpec, operation: str, params: Mapping[str, Any]) -> Iterator[Permission]:
+    """Athena authorises a query's actions on its workgroup (the Glue and S3 access a query
+    makes with the caller's credentials are recorded as calls of their own)."""
+    if operation not in _ATHENA:
+        raise KeyError(f"athena:{operation}")
+    yield Permission(f"athena:{operation}", _arn("athena", f"workgroup/{params['WorkGroup']}"))
+
+
+_GLUE = {"GetDatabase", "GetTable", "CreateTable", "DeleteTable", "GetPartitions"}
+
+
+def _glue(spec: StackSpec, operation: str, params: Mapping[str, Any]) -> Iterator[Permission]:
+    """Glue checks the catalog, the database and (for table actions) the table."""
+    if operation not in _GLUE:
+        raise KeyError(f"glue:{operation}")
+    database = params["DatabaseName"]
+    resources = [_arn("glue", "catalog"), _arn("glue", f"database/{database}")]
+    if operation != "GetDatabase":
+        resources.append(_arn("glue", f"table/{database}/{params['Name']}"))
+    for resource in resources:
+        yield Permission(f"glue:{operation}", resource)
+
+
+_SERVICES = {
+    "s3": _s3,
+    "dynamodb": _dynamodb,
+    "events": _events,
+    "sqs": _sqs,
+    "kms": _kms,
+    "stepfunctions": _states,
+    "lambda": _lambda,
+    "athena": _athena,
+    "glue": _glue,
+}
 
 
 def required_permissions(call: AwsCall, spec: StackSpec) -> list[Permission]:
@@ -340,6 +397,13 @@ def kms_allows(
     return delegated and identity
 
 
+def principals(spec: StackSpec) -> dict[str, list[dict[str, Any]]]:
+    """Every role the template makes, by its resource's logical id: the functions' and the
+    state machines' (SAM names both ``<LogicalId>Role``)."""
+    roles = {logical: fn.policies for logical, fn in spec.functions.items()}
+    return {**roles, **spec.state_machines}
+
+
 def role_arn(function: str) -> str:
     """The execution role SAM makes for a function (``<LogicalId>Role``)."""
     return f"arn:aws:iam::{ACCOUNT_ID}:role/{function}Role"
@@ -349,8 +413,9 @@ def denied(calls: Iterable[AwsCall], spec: StackSpec) -> list[str]:
     """``function: action on resource`` for every permission a call needs that its
     function's policies do not grant, or that a bucket policy denies."""
     out: set[str] = set()
+    roles = principals(spec)
     for call in calls:
-        policies = spec.functions[call.function].policies
+        policies = roles[call.function]
         for perm in required_permissions(call, spec):
             why = f" ({perm.reason})" if perm.reason else ""
             if perm.action.startswith("kms:"):
@@ -375,15 +440,15 @@ def unused_grants(
     for call in calls:
         needed.setdefault(call.function, []).extend(required_permissions(call, spec))
     out = []
-    for fn in spec.functions.values():
-        for st in statements(fn.policies):
+    for logical, policies in principals(spec).items():
+        for st in statements(policies):
             if st.get("Effect") != "Allow":
                 continue
             for action in _listify(st.get("Action", [])):
                 single = {**st, "Action": action}
-                line = f"{fn.logical_id} {st.get('Sid', '?')} {action}"
+                line = f"{logical} {st.get('Sid', '?')} {action}"
                 if any(_matches(pattern, line) for pattern in expected or {}):
                     continue
-                if not any(statement_matches(single, p) for p in needed.get(fn.logical_id, [])):
+                if not any(statement_matches(single, p) for p in needed.get(logical, [])):
                     out.append(line)
     return out

@@ -119,6 +119,8 @@ class StackSpec:
     kms_key_arns: dict[str, str] = field(default_factory=dict)
     bucket_policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # statements
     key_policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # key ARN ->
+    # state machines (logical id -> their role's policies), checked like functions' roles
+    state_machines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Resolver:
@@ -388,6 +390,11 @@ def stack_spec(
             elif event["Type"] in {"Schedule", "ScheduleV2"}:
                 spec.schedules.append(str(r.resolve(eprops.get("Schedule", ""))))
         functions[logical] = spec
+    state_machines = {
+        logical: expand_policies(res["Properties"].get("Policies", []), r)
+        for logical, res in r.resources.items()
+        if res["Type"] == "AWS::Serverless::StateMachine"
+    }
     encryption = _encryption(r)
     return StackSpec(
         **encryption,
@@ -400,4 +407,5 @@ def stack_spec(
         functions=functions,
         resources=r.resources,
         signing_keys=signing_keys,
+        state_machines=state_machines,
     )

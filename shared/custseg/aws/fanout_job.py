@@ -1,0 +1,763 @@
+"""The steps of the fanned-out path, one Lambda invocation each (the state machine in
+``infra/template.yaml`` orders them; docs/fanout.md).
+
+A job is one upload: ``split`` cuts it into byte ranges (items for a Distributed Map),
+``ingest_range`` cleans one range into clean parts, ``commit_ingest`` checks every
+range's counts and publishes the clean run in the dataset state; ``plan_features`` gives
+the Athena UNLOAD of the state's features bucketed by a hash of the customer id;
+``list_buckets`` gives the buckets (items of the score map); ``train_sample`` fits a
+model on the first buckets (a hash sample of bounded size) when there is no champion;
+``score_bucket`` scores one bucket into an assignments part and its statistics (JSON);
+``reduce`` merges the statistics into the run's metrics, profiles and report and commits
+the run (manifest last, ``latest.json`` forward only). Staging files live under
+``clean/<dataset>/<run_id>/_fanout/`` and are named by item, so a retried item rewrites
+its own files and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from custseg.aws.athena import (
+    BUCKET_COLUMN,
+    CLEAN_TABLE,
+    QueryEngine,
+    bucket_expression,
+    unload_sql,
+)
+from custseg.aws.bus import EventBus
+from custseg.aws.ingest_job import _load_dataset_contract, _publish_clean_run
+from custseg.aws.registry import champion, load_version
+from custseg.aws.runs import RunFile, commit_run, committed_manifest, upload_run_file
+from custseg.aws.s3 import ObjectStore
+from custseg.aws.score_job import model_name_for, publish_latest
+from custseg.aws.settings import Settings
+from custseg.aws.state import load_state
+from custseg.aws.train_job import Keys, _train_and_register
+from custseg.dataset.state import APPEND
+from custseg.fanout import profile
+from custseg.fanout.ranges import ByteRange, plan_ranges
+from custseg.features.build import CategoryCodes, Features, default_as_of_reason, with_schema
+from custseg.features.dialect import to_athena
+from custseg.features.engine import features_from_table
+from custseg.features.sql import ColumnKind, FeatureQuery, feature_query, quote
+from custseg.ingest.contracts import Contract
+from custseg.ingest.contracts.model import Role
+from custseg.ingest.pipeline import IngestResult, RangeIngest, ingest_file
+from custseg.layout import (
+    CLEAN_DATA_DIR,
+    MANIFEST,
+    clean_part_name,
+    clean_prefix,
+    rejected_prefix,
+    results_prefix,
+    run_id_for,
+)
+from custseg.model.artifact import SegmentModel
+from custseg.model.labels import label_codes
+from custseg.scoring.metrics import (
+    ScoreStats,
+    Thresholds,
+    build_metrics,
+    pca_projection,
+    quality_sample,
+)
+from custseg.scoring.outputs import AssignmentWriter, assignments_batch
+from custseg.scoring.profiles import build_profiles
+from custseg.scoring.score import ASSIGNMENTS_CSV, RunInfo, customer_hashes
+from custseg.scoring.stats_json import dumps, loads
+
+PARTS_PER_RANGE = 100
+"""Clean part numbers per range: range i writes parts i*100 .. i*100+99."""
+
+
+class FanoutError(RuntimeError):
+    """A step found what it cannot publish (the message names the dataset and the item)."""
+
+
+def staging(job: dict[str, Any]) -> str:
+    return clean_prefix(job["dataset"], job["run_id"]) + "_fanout/"
+
+
+def _kind(arrow_type: pa.DataType) -> ColumnKind:
+    if pa.types.is_boolean(arrow_type):
+        return ColumnKind.BOOLEAN
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return ColumnKind.NUMBER
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return ColumnKind.TIMESTAMP
+    return ColumnKind.TEXT
+
+
+# ---------------------------------------------------------------------------- ingest
+def split(store: ObjectStore, job: dict[str, Any], target_bytes: int) -> dict[str, Any]:
+    """Cut the upload into ranges of about ``target_bytes``; the items file of the map."""
+    bucket, key = job["bucket"], job["key"]
+
+    def read(start: int, end: int) -> bytes:
+        extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
+        body = store.client.get_object(
+            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra
+        )["Body"]
+        return bytes(body.read())
+
+    plan = plan_ranges(read, int(job["size"]), target_bytes, name=key)
+    prefix = staging(job)
+    store.put_bytes(bucket, prefix + "header.csv", plan.header)
+    items = [{**job, "range": r.to_dict()} for r in plan.ranges]
+    store.put_json(bucket, prefix + "ranges.json", items)
+    return {"items_key": prefix + "ranges.json", "ranges": len(items), "records": plan.records}
+
+
+def _ingest_range_file(
+    store: ObjectStore,
+    settings: Settings,
+    item: dict[str, Any],
+    tmp: Path,
+    ranged: RangeIngest,
+) -> IngestResult:
+    """Ingest one range (the header then its bytes) in ``tmp``; a rejected range is an
+    error naming its records."""
+    job, rng = item, ByteRange.from_dict(item["range"])
+    bucket, prefix = job["bucket"], staging(job)
+    contract = _load_dataset_contract(store, settings, job["dataset"])
+    header = store.get_bytes(bucket, prefix + "header.csv") or b""
+    extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
+    body = store.client.get_object(
+        Bucket=bucket, Key=job["key"], Range=f"bytes={rng.start}-{rng.end - 1}", **extra
+    )["Body"].read()
+    local = tmp / job["key"].rsplit("/", 1)[-1]
+    local.write_bytes(header + body)
+    records = f"records {rng.first_record + 1}-{rng.first_record + rng.records}"
+    result = ingest_file(
+        local,
+        tmp / "out",
+        source_name=f"{job['key']} ({records})",
+        dataset=job["dataset"],
+        run_id=job["run_id"],
+        contract=contract,
+        chunk_rows=settings.chunk_rows,
+        upload_time=dt.datetime.fromisoformat(job["run_ts"]),
+        future_tolerance=settings.future_tolerance,
+        date_floor=settings.date_floor,
+        limits=settings.read_limits,
+        ranged=ranged,
+    )
+    if result.status != "accepted" or result.clean_path is None:
+        raise FanoutError(f"{job['key']}: range {rng.index} ({records}) was rejected")
+    return result
+
+
+def profile_range(
+    store: ObjectStore, settings: Settings, item: dict[str, Any], workdir: Path | None = None
+) -> dict[str, Any]:
+    """Read one range for its cleaning statistics (before they are finalised); its clean
+    output is dropped (:mod:`custseg.fanout.profile`)."""
+    rng = ByteRange.from_dict(item["range"])
+    bucket, prefix = item["bucket"], staging(item)
+    ranged = RangeIngest(row_offset=rng.first_record)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
+        result = _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
+        if rng.index == 0:
+            store.upload(bucket, prefix + "contract.json", result.contract_path)
+            store.upload(bucket, prefix + "quality.txt", result.report_text_path)
+    if ranged.profile is None:
+        raise FanoutError(f"{item['key']}: range {rng.index} left no statistics")
+    stats, sample = ranged.profile
+    store.put_json(bucket, f"{prefix}profiles/{rng.index:05d}.json", profile.profile_doc(stats))
+    store.put_bytes(
+        bucket, f"{prefix}profiles/{rng.index:05d}.parquet", profile.sample_bytes(sample)
+    )
+    return {"index": rng.index}
+
+
+def merge_profiles(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[str, Any]:
+    """Merge the ranges' statistics into the whole upload's cleaning statistics."""
+    bucket, prefix = job["bucket"], staging(job)
+    contract = _staged_contract(store, job)
+
+    def profiles() -> Any:
+        for i in range(ranges):
+            doc, _ = store.get_json(bucket, f"{prefix}profiles/{i:05d}.json")
+            data = store.get_bytes(bucket, f"{prefix}profiles/{i:05d}.parquet")
+            if doc is None or data is None:
+                raise FanoutError(f"{job['key']}: range {i} wrote no statistics; nothing published")
+            yield doc, profile.sample_from_bytes(data)
+
+    store.put_json(bucket, prefix + "cleaning.json", profile.merge(profiles(), contract))
+    return {"ranges": ranges}
+
+
+def _staged_contract(store: ObjectStore, job: dict[str, Any]) -> Contract:
+    data = store.get_bytes(job["bucket"], staging(job) + "contract.json")
+    if data is None:
+        raise FanoutError(f"{job['key']}: the first range wrote no contract")
+    return Contract.model_validate_json(data)
+
+
+def ingest_range(
+    store: ObjectStore, settings: Settings, item: dict[str, Any], workdir: Path | None = None
+) -> dict[str, Any]:
+    """Clean one range with the whole upload's cleaning statistics into clean parts of the
+    job's run (row numbers are the upload's)."""
+    job, rng = item, ByteRange.from_dict(item["range"])
+    bucket, prefix = job["bucket"], staging(job)
+    dataset, run_id = job["dataset"], job["run_id"]
+    doc, _ = store.get_json(bucket, prefix + "cleaning.json")
+    if doc is None:
+        raise FanoutError(f"{job['key']}: no cleaning statistics (the profile step did not run)")
+    ranged = RangeIngest(
+        row_offset=rng.first_record, cleaning=profile.cleaning(doc, _staged_contract(store, job))
+    )
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
+        result = _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
+        report = result.report.to_dict()
+        files = []
+        assert result.clean_path is not None
+        parts = sorted(result.clean_path.glob("*.parquet")) or [result.clean_path]
+        for j, part in enumerate(parts):
+            name = f"{CLEAN_DATA_DIR}/{clean_part_name(rng.index * PARTS_PER_RANGE + j)}"
+            rows = pq.ParquetFile(str(part)).metadata.num_rows
+            files.append(
+                upload_run_file(
+                    store, bucket, clean_prefix(dataset, run_id), RunFile(name, part, rows)
+                )
+            )
+        if result.rejected_rows_path is not None:
+            store.upload(
+                bucket,
+                f"{rejected_prefix(dataset, run_id)}ranges/{rng.index:05d}/rejected_rows.csv",
+                result.rejected_rows_path,
+            )
+    out = {
+        "index": rng.index,
+        "records": rng.records,
+        "rows_read": int(report.get("rows_read", 0)),
+        "rows_kept": int(report.get("rows_kept", 0)),
+        "rows_rejected": int(report.get("rows_rejected", 0)),
+        "files": files,
+        "contract_kind": result.contract.kind,
+    }
+    store.put_json(bucket, f"{prefix}ranges/{rng.index:05d}.json", out)
+    return {"index": rng.index, "rows_kept": out["rows_kept"]}
+
+
+def commit_ingest(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[str, Any]:
+    """Check that every range wrote its result and that the rows add up, then commit the
+    clean run (manifest last) and register it in the dataset state."""
+    bucket, prefix = job["bucket"], staging(job)
+    results = [store.get_json(bucket, f"{prefix}ranges/{i:05d}.json")[0] for i in range(ranges)]
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise FanoutError(f"{job['key']}: ranges {missing[:10]} wrote no result; nothing published")
+    done = [r for r in results if r is not None]
+    bad = [r["index"] for r in done if r["rows_read"] != r["rows_kept"] + r["rows_rejected"]]
+    if bad:
+        raise FanoutError(f"{job['key']}: ranges {bad[:10]} do not add up; nothing published")
+    totals = {k: sum(int(r[k]) for r in done) for k in ("rows_read", "rows_kept", "rows_rejected")}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        quality = Path(tmp_name) / "quality.json"
+        quality.write_text(json.dumps({"status": "accepted", **totals, "ranges": ranges}))
+        contract = Path(tmp_name) / "contract.json"
+        contract.write_bytes(store.get_bytes(bucket, prefix + "contract.json") or b"{}")
+        started: dict[str, Future[dict[str, Any]]] = {}
+        part_files = []
+        for entry in (f for r in done for f in r["files"]):
+            done_future: Future[dict[str, Any]] = Future()
+            done_future.set_result(entry)
+            started[entry["name"]] = done_future
+            part_files.append(RunFile(entry["name"], quality, entry.get("rows")))
+        manifest, _ = commit_run(
+            store,
+            bucket,
+            clean_prefix(job["dataset"], job["run_id"]),
+            [*part_files, RunFile("quality.json", quality), RunFile("contract.json", contract)],
+            {
+                "kind": "clean",
+                "dataset": job["dataset"],
+                "run_id": job["run_id"],
+                "run_ts": job["run_ts"],
+                "contract_kind": done[0]["contract_kind"],
+                "as_of": job.get("as_of"),
+                "rows": totals["rows_kept"],
+                "source": {
+                    "bucket": bucket,
+                    "key": job["key"],
+                    "version_id": job.get("version_id"),
+                },
+                "mode": job.get("mode") or APPEND,
+                "fanout": {"ranges": ranges},
+            },
+            started=started,
+        )
+    _publish_clean_run(store, bucket, job["dataset"], manifest)
+    return {"manifest_key": manifest["prefix"] + MANIFEST, "rows": totals["rows_kept"]}
+
+
+# ---------------------------------------------------------------------------- features
+def _state_files(
+    store: ObjectStore, settings: Settings, dataset: str
+) -> tuple[list[str], str, str]:
+    """(the clean part keys of the state's order logs, the state digest, the newest part's
+    prefix)."""
+    state, _ = load_state(store, settings.data_bucket, dataset)
+    parts = state.parts_of("transactions") if state is not None else []
+    if state is None or not parts:
+        raise FanoutError(f"dataset {dataset}: the fanned-out path scores order logs; none found")
+    keys = [p.prefix + f.name for p in parts for f in p.files]
+    return keys, state.digest("transactions"), parts[-1].prefix
+
+
+def plan_features(
+    store: ObjectStore, settings: Settings, engine: QueryEngine, job: dict[str, Any]
+) -> dict[str, Any]:
+    """The Athena UNLOAD of the state's features (bucketed), with what the score steps
+    need to read them back."""
+    bucket = settings.data_bucket
+    keys, digest, newest = _state_files(store, settings, job["dataset"])
+    engine.register([(bucket, k) for k in keys])
+    contract = Contract.model_validate_json(
+        store.get_bytes(bucket, newest + "contract.json") or b"{}"
+    )
+    with tempfile.TemporaryDirectory() as tmp_name:
+        first = store.download(bucket, keys[0], Path(tmp_name) / "first.parquet")
+        schema = pq.read_schema(str(first))
+    columns = {f.name: _kind(f.type) for f in schema}
+    as_of, reason = _as_of(engine, contract, columns, job)
+    query = feature_query(contract, columns, as_of, source=CLEAN_TABLE)
+    buckets = bucket_expression("f.customer_id", int(job["buckets"]))
+    select = f"SELECT f.*, {buckets} AS {BUCKET_COLUMN} FROM ({to_athena(query.sql)}) AS f"
+    location = f"s3://{bucket}/{staging(job)}features/"
+    meta = {
+        "numeric": query.numeric,
+        "categorical": query.categorical,
+        "extras": query.extras,
+        "value": query.value,
+        "kind": query.kind,
+        "as_of": as_of.isoformat(),
+        "as_of_reason": reason,
+        "value_name": query.value_name,
+        "digest": digest,
+        "contract_prefix": newest,
+    }
+    store.put_json(bucket, staging(job) + "features.json", meta)
+    has_champion = champion(store, settings.artifact_bucket, model_name_for(job["dataset"]))
+    return {"query": unload_sql(select, location), "champion": has_champion is not None}
+
+
+def _as_of(
+    engine: QueryEngine, contract: Contract, columns: dict[str, ColumnKind], job: dict[str, Any]
+) -> tuple[dt.date, str]:
+    if job.get("as_of"):
+        return dt.date.fromisoformat(job["as_of"]), "given at upload (the object's as-of metadata)"
+    names = [c.name for c in contract.by_role(Role.EVENT_TIME) if c.name in columns]
+    name = names[0] if names else "event_time"
+    latest = engine.query(f"SELECT MAX({quote(name)}) FROM {CLEAN_TABLE}")[0][0]
+    frame = pd.DataFrame({name: pd.to_datetime(pd.Series([latest] if latest else []))})
+    return default_as_of_reason(frame, contract)
+
+
+def _query_of(meta: dict[str, Any]) -> FeatureQuery:
+    return FeatureQuery(
+        sql="",
+        numeric=list(meta["numeric"]),
+        categorical=list(meta["categorical"]),
+        extras=list(meta["extras"]),
+        value=meta["value"],
+        kind=meta["kind"],
+        as_of=dt.date.fromisoformat(meta["as_of"]),
+        value_name=meta["value_name"],
+    )
+
+
+def list_buckets(store: ObjectStore, settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
+    """The feature buckets the UNLOAD wrote: the items of the score map."""
+    prefix = staging(job) + "features/"
+    by_bucket: dict[int, list[str]] = {}
+    for key in store.list_keys(settings.data_bucket, prefix):
+        folder = key[len(prefix) :].split("/", 1)[0]
+        if folder.startswith(f"{BUCKET_COLUMN}="):
+            by_bucket.setdefault(int(folder.split("=", 1)[1]), []).append(key)
+    items = [
+        {
+            **job,
+            "bucket": b,
+            "files": sorted(by_bucket[b]),
+            "customers": _rows(store, settings, by_bucket[b]),
+        }
+        for b in sorted(by_bucket)
+    ]
+    store.put_json(settings.data_bucket, staging(job) + "buckets.json", items)
+    return {"items_key": staging(job) + "buckets.json", "buckets": len(items)}
+
+
+def _rows(store: ObjectStore, settings: Settings, keys: list[str]) -> int:
+    """Rows of Parquet objects, from their footers (two small ranged reads each)."""
+    total = 0
+    for key in keys:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            path = store.download(settings.data_bucket, key, Path(tmp_name) / "f.parquet")
+            total += pq.ParquetFile(str(path)).metadata.num_rows
+    return total
+
+
+def _bucket_features(
+    store: ObjectStore, settings: Settings, files: list[str], meta: dict[str, Any], tmp: Path
+) -> Features:
+    tables = []
+    for i, key in enumerate(files):
+        path = store.download(settings.data_bucket, key, tmp / f"{i}.parquet")
+        tables.append(pq.read_table(str(path)))
+    table = pa.concat_tables(tables, promote_options="default") if tables else None
+    if table is None or table.num_rows == 0:
+        raise FanoutError(f"feature files {files[:3]} hold no customer")
+    if BUCKET_COLUMN in table.column_names:
+        table = table.drop_columns([BUCKET_COLUMN])
+    table = table.sort_by("customer_id")
+    return features_from_table(table, _query_of(meta))
+
+
+def train_sample(
+    store: ObjectStore,
+    settings: Settings,
+    bus: EventBus,
+    job: dict[str, Any],
+    keys: Keys | None = None,
+) -> dict[str, Any]:
+    """Fit and promote a model on the first feature buckets: a hash sample of at most
+    about ``settings.train_max_customers`` customers (all buckets when that bound is 0)."""
+    meta, _ = store.get_json(settings.data_bucket, staging(job) + "features.json")
+    items: Any = store.get_json(settings.data_bucket, staging(job) + "buckets.json")[0]
+    if meta is None or not items:
+        raise FanoutError(f"dataset {job['dataset']}: no feature buckets to train on")
+    limit = settings.train_max_customers or math.inf
+    files: list[str] = []
+    customers = 0
+    for item in list(items):  # buckets are hash ranges: the first ones are a hash sample
+        files += item["files"]
+        customers += int(item.get("customers") or 0)
+        if customers >= limit:
+            break
+    contract = Contract.model_validate_json(
+        store.get_bytes(settings.data_bucket, meta["contract_prefix"] + "contract.json") or b"{}"
+    )
+    with tempfile.TemporaryDirectory() as tmp_name:
+        features = _bucket_features(store, settings, files, meta, Path(tmp_name))
+    outcome = _train_and_register(
+        store,
+        settings,
+        bus,
+        features=features,
+        contract=contract,
+        dataset=job["dataset"],
+        k=None,
+        promote=True,
+        source={"fanout": job["run_id"], "buckets": len(files)},
+        clean_manifest_key=None,
+        keys=keys or Keys.of(settings),
+    )
+    return {"status": outcome.status, "version": getattr(outcome, "version", "")}
+
+
+# ---------------------------------------------------------------------------- score
+def _run_of(
+    store: ObjectStore, settings: Settings, job: dict[str, Any], verifier: Any
+) -> tuple[SegmentModel, dict[str, Any], str, str]:
+    meta, _ = store.get_json(settings.data_bucket, staging(job) + "features.json")
+    pointer = champion(store, settings.artifact_bucket, model_name_for(job["dataset"]))
+    if meta is None or pointer is None:
+        raise FanoutError(f"dataset {job['dataset']}: no features or no champion to score with")
+    model = load_version(
+        store,
+        settings.artifact_bucket,
+        model_name_for(job["dataset"]),
+        pointer["version"],
+        verifier,
+    )
+    run_ts = dt.datetime.fromisoformat(job["run_ts"]).astimezone(dt.UTC)
+    run_id = run_id_for(run_ts, f"state:{meta['digest']}", model.version, meta["as_of"])
+    return model, meta, run_id, results_prefix(job["dataset"], run_ts.date(), run_id)
+
+
+def _new_stats(model: SegmentModel, meta: dict[str, Any], contract: Contract) -> ScoreStats:
+    training = model.metadata.get("training", {}) or {}
+    edges = {
+        n: list(h["edges"])
+        for n, h in (training.get("baseline_histograms") or {}).items()
+        if n in model.schema.numeric
+    }
+    return ScoreStats(
+        k=model.k,
+        numeric=list(model.schema.numeric),
+        categorical=list(model.schema.categorical),
+        outcomes=[c.name for c in contract.by_role(Role.OUTCOME)],
+        baseline_edges=edges,
+    )
+
+
+def score_bucket(
+    store: ObjectStore, settings: Settings, item: dict[str, Any], verifier: Any
+) -> dict[str, Any]:
+    """Score one feature bucket: its assignments part and its statistics (JSON)."""
+    model, meta, run_id, prefix = _run_of(store, settings, item, verifier)
+    contract = Contract.model_validate_json(
+        store.get_bytes(settings.data_bucket, meta["contract_prefix"] + "contract.json") or b"{}"
+    )
+    as_of = dt.date.fromisoformat(meta["as_of"])
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        features = with_schema(
+            _bucket_features(store, settings, item["files"], meta, tmp), model.schema
+        )
+        features.codes = {
+            c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
+        }
+        segment, distance, confidence = model.assign(features)
+        labels = label_codes(features, model.label_edges)
+        value = (
+            None
+            if features.value is None
+            else features.value.to_numpy(dtype="float64", na_value=np.nan)
+        )
+        table = assignments_batch(
+            features.frame.index,
+            segment,
+            distance,
+            confidence,
+            labels,
+            value,
+            model_version=model.version,
+            run_id=run_id,
+            as_of=as_of,
+            segment_names=model.segment_names(),
+        )
+        part, csv_part = tmp / "part.parquet", tmp / "part.csv"
+        with AssignmentWriter(part, csv_part) as writer:
+            writer.write(table)
+        name = f"assignments/part-{int(item['bucket']):05d}.parquet"
+        entry = upload_run_file(
+            store, settings.results_bucket, prefix, RunFile(name, part, table.num_rows)
+        )
+        store.upload(
+            settings.data_bucket, f"{staging(item)}csv/{int(item['bucket']):05d}.csv", csv_part
+        )
+        stats = _new_stats(model, meta, contract).update(
+            features.frame,
+            segment.astype("int64"),
+            distance,
+            confidence,
+            hashes=customer_hashes(features.frame.index),
+            value=value,
+            extras=features.extras,
+            labels=labels,
+            codes=features.codes,
+        )
+    store.put_bytes(
+        settings.data_bucket,
+        f"{staging(item)}stats/{int(item['bucket']):05d}.json",
+        dumps(stats).encode(),
+    )
+    store.put_json(
+        settings.data_bucket, f"{staging(item)}assignments/{int(item['bucket']):05d}.json", entry
+    )
+    return {"bucket": item["bucket"], "rows": table.num_rows}
+
+
+def reduce(
+    store: ObjectStore,
+    settings: Settings,
+    job: dict[str, Any],
+    buckets: int,
+    verifier: Any,
+    bus: EventBus | None = None,
+) -> dict[str, Any]:
+    """Merge every bucket's statistics into the run's metrics, profiles and report; commit
+    the run (the manifest after every file) and move ``latest.json`` forward."""
+    model, meta, run_id, prefix = _run_of(store, settings, job, verifier)
+    if committed_manifest(store, settings.results_bucket, prefix) is not None:
+        return {"status": "duplicate", "run_id": run_id}
+    bucket, stage = settings.data_bucket, staging(job)
+    contract = Contract.model_validate_json(
+        store.get_bytes(bucket, meta["contract_prefix"] + "contract.json") or b"{}"
+    )
+    stats = _new_stats(model, meta, contract)
+    entries = []
+    listed: Any = store.get_json(bucket, stage + "buckets.json")[0] or []
+    if len(listed) != buckets:
+        raise FanoutError(
+            f"dataset {job['dataset']}: {len(listed)} buckets listed, {buckets} expected"
+        )
+    for item in listed:
+        number = int(item["bucket"])
+        text = store.get_bytes(bucket, f"{stage}stats/{number:05d}.json")
+        entry, _ = store.get_json(bucket, f"{stage}assignments/{number:05d}.json")
+        if text is None or entry is None:
+            raise FanoutError(
+                f"dataset {job['dataset']}: bucket {number} was not scored; run not committed"
+            )
+        stats = stats.merge(loads(text, f"{stage}stats/{number:05d}.json"))
+        entries.append(entry)
+    as_of = dt.date.fromisoformat(meta["as_of"])
+    run_ts = dt.datetime.fromisoformat(job["run_ts"]).astimezone(dt.UTC)
+    run = RunInfo(
+        dataset=job["dataset"],
+        run_id=run_id,
+        run_date=run_ts.date(),
+        as_of=as_of,
+        source={"bucket": bucket, "input": {"key": job["key"]}, "trigger": "fanout"},
+    )
+    rows_sample, x = quality_sample(stats, model)
+    seg_sample = (
+        rows_sample["segment_id"].to_numpy(dtype="int64")
+        if len(rows_sample)
+        else np.empty(0, dtype="int64")
+    )
+    projection, variance = pca_projection(x, seg_sample)
+    quality = json.loads(store.get_bytes(bucket, meta["contract_prefix"] + "quality.json") or b"{}")
+    metrics = build_metrics(
+        stats,
+        model,
+        run=run,
+        as_of=as_of,
+        as_of_reason=meta["as_of_reason"],
+        quality=quality,
+        previous=None,
+        thresholds=Thresholds.from_mapping(settings.thresholds),
+        duplicates_dropped=0,
+        sample_x=x,
+        sample_segments=seg_sample,
+        pca_variance=variance,
+    )
+    profiles = build_profiles(stats, model, contract=contract, run=run, as_of=as_of)
+    from custseg.report.html import render_report
+
+    html = render_report(
+        profiles, metrics, sample=projection, title=f"Customer segments: {job['dataset']}"
+    )
+    return _commit_results(
+        store,
+        settings,
+        job,
+        prefix,
+        run_id,
+        model,
+        entries,
+        metrics,
+        profiles,
+        quality,
+        html,
+        as_of,
+    )
+
+
+def _commit_results(
+    store: ObjectStore,
+    settings: Settings,
+    job: dict[str, Any],
+    prefix: str,
+    run_id: str,
+    model: SegmentModel,
+    entries: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    profiles: dict[str, Any],
+    quality: dict[str, Any],
+    html: str,
+    as_of: dt.date,
+) -> dict[str, Any]:
+    from custseg.jsonsafe import json_safe
+
+    run_ts = dt.datetime.fromisoformat(job["run_ts"]).astimezone(dt.UTC)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        docs = {"profiles.json": profiles, "metrics.json": metrics, "quality.json": quality}
+        files = []
+        for name, doc in docs.items():
+            (tmp / name).write_text(
+                json.dumps(json_safe(doc), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+            )
+            files.append(RunFile(name, tmp / name))
+        (tmp / "report.html").write_text(html, encoding="utf-8")
+        files.append(RunFile("report.html", tmp / "report.html"))
+        rows = sum(int(e.get("rows") or 0) for e in entries)
+        csv_path = _assignments_csv(store, settings, job, entries, tmp / ASSIGNMENTS_CSV)
+        if csv_path is not None:
+            files.append(RunFile(ASSIGNMENTS_CSV, csv_path, rows))
+        started: dict[str, Future[dict[str, Any]]] = {}
+        for entry in entries:
+            done: Future[dict[str, Any]] = Future()
+            done.set_result(entry)
+            started[entry["name"]] = done
+        parts = [RunFile(e["name"], tmp / "report.html", e.get("rows")) for e in entries]
+        manifest, created = commit_run(
+            store,
+            settings.results_bucket,
+            prefix,
+            [*parts, *files],
+            {
+                "kind": "segments",
+                "dataset": job["dataset"],
+                "run_id": run_id,
+                "run_date": run_ts.date().isoformat(),
+                "run_ts": run_ts.isoformat(timespec="seconds"),
+                "as_of": as_of.isoformat(),
+                "rows": rows,
+                "model": {"name": model_name_for(job["dataset"]), "version": model.version},
+                "input": {"source": {"bucket": job["bucket"], "key": job["key"]}, "fanout": True},
+                "verdict": metrics["verdict"],
+                "trigger": "fanout",
+            },
+            started=started,
+        )
+    moved = publish_latest(store, settings.results_bucket, manifest, repair=not created)
+    return {"status": "committed", "run_id": run_id, "rows": rows, "pointer_moved": moved}
+
+
+CSV_LIMIT_BYTES = 8 * 1024**3
+"""Largest ``assignments.csv`` the reduce step assembles in its 10 GiB of ``/tmp``
+(about 90M customers); above it the run has the Parquet parts only (docs/fanout.md)."""
+
+
+def _assignments_csv(
+    store: ObjectStore,
+    settings: Settings,
+    job: dict[str, Any],
+    entries: list[dict[str, Any]],
+    path: Path,
+) -> Path | None:
+    """``assignments.csv``: the buckets' CSV parts one after another (one header), or
+    None when it would exceed :data:`CSV_LIMIT_BYTES`."""
+    # entries are assignments/part-<bucket>.parquet; the CSV parts csv/<bucket>.csv
+    keys = [f"{staging(job)}csv/{Path(e['name']).stem.removeprefix('part-')}.csv" for e in entries]
+    sizes = [store.head(settings.data_bucket, k) for k in keys]
+    if any(h is None for h in sizes):
+        raise FanoutError(
+            f"dataset {job['dataset']}: a bucket wrote no CSV part; run not committed"
+        )
+    if sum(h.size for h in sizes if h is not None) > CSV_LIMIT_BYTES:
+        return None
+    with path.open("wb") as out:
+        for i, key in enumerate(keys):
+            part = store.download(settings.data_bucket, key, path.with_suffix(".part"))
+            with part.open("rb") as src:
+                header = src.readline()
+                if i == 0:
+                    out.write(header)
+                shutil.copyfileobj(src, out)
+            part.unlink()
+    return path
+
+
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {}

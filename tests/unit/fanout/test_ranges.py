@@ -1,0 +1,100 @@
+"""Byte ranges of a CSV cut after real record ends (quoted newlines included)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from custseg.fanout.ranges import SplitError, plan_ranges
+
+
+def _reader(data: bytes, reads: list[tuple[int, int]] | None = None):
+    def read(start: int, end: int) -> bytes:
+        if reads is not None:
+            reads.append((start, end))
+        return data[start:end]
+
+    return read
+
+
+def _csv(rows: list[list[str]], newline: str = "\n") -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=newline).writerows(rows)
+    return buf.getvalue().encode()
+
+
+def _records(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+def test_each_range_is_whole_records_and_the_union_is_the_file() -> None:
+    rows = [["id", "note"]] + [[str(i), f'line {i}\nsecond, "quoted" part'] for i in range(200)]
+    data = _csv(rows)
+    plan = plan_ranges(_reader(data), len(data), 300, block_bytes=64)
+    assert len(plan.ranges) > 5
+    assert plan.header == b"id,note\n"
+    assert plan.records == 200
+    rebuilt = []
+    for r in plan.ranges:
+        chunk = _records(plan.header + data[r.start : r.end])
+        assert chunk[0] == ["id", "note"]
+        assert len(chunk) - 1 == r.records
+        assert chunk[1][0] == str(r.first_record)  # the range starts at a real record
+        rebuilt += chunk[1:]
+    assert rebuilt == rows[1:]
+
+
+def test_a_cut_never_falls_inside_a_quoted_newline() -> None:
+    # every record carries a newline inside quotes right where a naive cut would fall
+    rows = [["id", "text"]] + [[str(i), "a" * 5 + "\n" + "b" * 5] for i in range(50)]
+    data = _csv(rows, "\r\n")
+    plan = plan_ranges(_reader(data), len(data), 7, block_bytes=5)
+    for r in plan.ranges:
+        assert data[r.start - 1 : r.start] == b"\n"
+        assert data[r.start : r.start + 1] != b"b"
+    assert sum(r.records for r in plan.ranges) == 50
+
+
+def test_a_last_record_without_a_line_end_is_counted() -> None:
+    data = b"id,x\n1,a\n2,b\n3,c"
+    plan = plan_ranges(_reader(data), len(data), 4)
+    assert plan.records == 3
+    assert plan.ranges[-1].end == len(data)
+
+
+def test_reads_are_ranged_blocks() -> None:
+    data = _csv([["id"]] + [[str(i)] for i in range(1000)])
+    reads: list[tuple[int, int]] = []
+    plan_ranges(_reader(data, reads), len(data), 1000, block_bytes=512)
+    assert max(end - start for start, end in reads) <= 512
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x1f\x8b\x08rest", "a gzip file cannot be cut"),
+        (b'id,x\n1,"open\n2,b\n', "never closed"),
+        (b"id,x", "no record after the header"),
+    ],
+)
+def test_unsplittable_files_are_refused_by_name(data: bytes, message: str) -> None:
+    with pytest.raises(SplitError, match=message) as info:
+        plan_ranges(_reader(data), len(data), 4, name="incoming/shop/orders.csv")
+    assert "incoming/shop/orders.csv" in str(info.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.text('ab\n",', max_size=6), min_size=2, max_size=2), max_size=30),
+    st.integers(1, 40),
+    st.integers(1, 17),
+)
+def test_any_csv_splits_into_its_records(rows: list[list[str]], target: int, block: int) -> None:
+    data = _csv([["h1", "h2"], *rows])
+    plan = plan_ranges(_reader(data), len(data), target, block_bytes=block)
+    rebuilt = [rec for r in plan.ranges for rec in _records(data[r.start : r.end])]
+    assert rebuilt == rows
