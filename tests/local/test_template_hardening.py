@@ -111,3 +111,11 @@ def test_custom_metric_alarms_watch_metrics_the_code_emits() -> None:
         assert props["MetricName"] in emitted, f"{name} watches {props['MetricName']}"
         assert props["Dimensions"] == [{"Name": "service", "Value": "custseg"}], name
     assert custom["DriftAlarm"]["Threshold"] == {"Ref": "DriftPsiRetrain"}
+
+
+def test_the_state_machine_calls_the_fanout_functions_live_alias() -> None:
+    # the alias a canary deployment shifts: a bad image rolls back for the fan-out too
+    machine = RESOURCES["FanoutStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["FanoutFunctionArn"] == {
+        "Ref": "FanoutFunction.Alias"
+    }
