@@ -3,7 +3,10 @@ assignments, metrics and personas as the single-function path on the same order 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +62,39 @@ def _results(stack, dataset: str) -> tuple[pa.Table, dict, dict]:
     return table, doc("metrics.json"), doc("profiles.json")
 
 
+def _synthetic_orders(tmp: Path, lines: int) -> Path:
+    """``lines`` order lines of the benchmark's seeded generator (about 20 per customer)."""
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = bench
+    spec.loader.exec_module(bench)
+    path = tmp / "orders.csv"
+    bench.make_orders_csv(path, lines, 7)
+    return path
+
+
 @pytest.mark.slow
 def test_fanned_out_run_equals_the_single_function_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    _compare(monkeypatch, _orders(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_million_line_order_log_fanned_out_equals_the_single_function_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _compare(monkeypatch, _synthetic_orders(tmp_path, 1_000_000))
+
+
+def _compare(monkeypatch: pytest.MonkeyPatch, orders: Path) -> None:
+    """Run ``orders`` through both paths (5 ranges, 4 buckets) and compare the results."""
     from custseg.local.fanout import run_fanout_executions
     from custseg.local.stack import LocalStack
 
     with mock_aws():
         stack = LocalStack().create()
-        orders = _orders(tmp_path)
         _run(stack, orders, "single")
         monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
         monkeypatch.setenv("FANOUT_RANGE_MIB", str(orders.stat().st_size / 5 / 1024**2))
@@ -95,5 +121,14 @@ def test_fanned_out_run_equals_the_single_function_run(
         a, b = fan[column].to_numpy(), one[column].to_numpy()
         assert np.allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True), column
     assert m2["segments"] == m1["segments"]
-    assert m2["verdict"] == m1["verdict"]
+    # the same verdict and reasons, but those of the predictions it does not make (the
+    # fanned-out data-loss reason does not name the main rejection: docs/fanout.md)
+    shared = [
+        re.sub(r" \(mostly [^)]*\)", "", r)
+        for r in m1["reasons"]
+        if "predict" not in r and "holdout" not in r
+    ]
+    assert m2["reasons"] == shared
+    if shared == m1["reasons"]:
+        assert m2["verdict"] == m1["verdict"]
     assert [s.get("persona") for s in p2["segments"]] == [s.get("persona") for s in p1["segments"]]
