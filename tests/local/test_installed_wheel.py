@@ -48,8 +48,9 @@ def test_the_wheel_carries_the_template_and_the_handlers(wheel: Path) -> None:
     assert definition == (REPO / "infra" / "fanout.asl.json").read_bytes()
 
 
-@pytest.mark.slow
-def test_an_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
+def _installed(wheel: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """(site, work, env): the wheel installed on a path of its own, an empty working
+    directory outside the checkout, and an environment that imports from that path."""
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
@@ -58,9 +59,15 @@ def test_an_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Pat
     )  # fmt: skip
     work = tmp_path / "work"
     work.mkdir()
-    csv = shutil.copy(REPO / "tests" / "fixtures" / "mall_customers.csv", work / "mall.csv")
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("CUSTSEG_TEMPLATE", None)
+    return site, work, env
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    site, work, env = _installed(wheel, tmp_path)
+    csv = shutil.copy(REPO / "tests" / "fixtures" / "mall_customers.csv", work / "mall.csv")
     where = subprocess.run(
         [sys.executable, "-c", "import custseg, functions; print(custseg.__file__)"],
         cwd=work, env=env, capture_output=True, text=True, check=True,
@@ -85,19 +92,10 @@ def test_an_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Pat
 def test_an_installed_wheel_runs_the_fanout(wheel: Path, tmp_path: Path) -> None:
     """``custseg run --fanout`` from an installed wheel: the state machine's definition
     and the fan-out handler come from the package."""
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-         str(wheel)],
-        check=True,
-    )  # fmt: skip
-    work = tmp_path / "work"
-    work.mkdir()
+    _, work, env = _installed(wheel, tmp_path)
     lines = (REPO / "tests" / "fixtures" / "online_retail_invoices.csv").read_text(encoding="utf-8")
     orders = work / "orders.csv"
     orders.write_text("".join(lines.splitlines(keepends=True)[:3001]), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("CUSTSEG_TEMPLATE", None)
     run = subprocess.run(
         [sys.executable, "-m", "custseg.cli", "run", str(orders), "--fanout", "3",
          "--out", str(work / "out")],
