@@ -24,8 +24,8 @@ headers it does not list are still inferred, unless it says ``strict: true``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from custseg.ingest.contracts.model import (
     builtin_contract,
     normalise_header,
 )
-from custseg.ingest.reading import DATE_FAMILIES, FileFormat, iter_chunks, parse_dates
+from custseg.ingest.reading import DATE_FAMILIES, FileFormat, ReadError, iter_chunks, parse_dates
 
 SAMPLE_ROWS = 20_000
 """Rows read from the start of a file to infer its contract."""
@@ -191,9 +191,21 @@ class Inference:
 # reading a sample
 
 
+_SAMPLE_BLOCK = 1024 * 1024
+"""Bytes the sample is read in (a file's own read block holds ~100,000 short rows)."""
+
+
 def read_sample(path: Path, fmt: FileFormat, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
     """The first ``rows`` data rows of the file as text, one column per header position
-    (named by position: "0", "1", ...)."""
+    (named by position: "0", "1", ...). Read in small blocks (a record longer than one:
+    again in the file's own)."""
+    try:
+        return _first_rows(path, replace(fmt, read_block=min(fmt.read_block, _SAMPLE_BLOCK)), rows)
+    except ReadError:
+        return _first_rows(path, fmt, rows)
+
+
+def _first_rows(path: Path, fmt: FileFormat, rows: int) -> pd.DataFrame:
     for chunk in iter_chunks(path, fmt, chunk_rows=rows):
         sample: pd.DataFrame = chunk.table.slice(0, rows).to_pandas().astype("object")
         return sample
@@ -214,13 +226,26 @@ def snake(header: str) -> str:
 
 @dataclass
 class _Values:
-    """The present (non-missing) values of one sampled column and what they read as."""
+    """The present (non-missing) values of one sampled column and what they read as.
+
+    Text tests run once per distinct value (``uniq``) and are spread back to every
+    value by :meth:`each` (``codes``: each value's place in ``uniq``): the same result
+    as testing every value, at the cost of the distinct ones.
+    """
 
     text: pd.Series  # stripped, present
     n_rows: int
     numbers: pd.Series | None = None  # parsed numbers (NaN: did not parse)
     decimal: str | None = None
     currency: bool = False
+    codes: np.ndarray = field(init=False, repr=False)
+    uniq: pd.Series = field(init=False, repr=False)  # distinct values, first seen first
+    _date_family: tuple[str | None, float] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        codes, uniq = pd.factorize(self.text.to_numpy(dtype=object))
+        self.codes = codes
+        self.uniq = pd.Series(uniq, dtype=object)
 
     @property
     def n(self) -> int:
@@ -228,25 +253,47 @@ class _Values:
 
     @property
     def distinct(self) -> int:
-        return int(self.text.nunique())
+        return len(self.uniq)
+
+    def each(self, test: Callable[[pd.Series], pd.Series]) -> pd.Series:
+        """``test`` (an elementwise function of a text Series) of every value."""
+        return pd.Series(test(self.uniq).to_numpy()[self.codes], index=self.text.index)
 
     def share(self, mask: pd.Series | np.ndarray) -> float:
         return float(np.mean(np.asarray(mask, dtype=bool))) if self.n else 0.0
 
+    def share_of(self, test: Callable[[pd.Series], pd.Series]) -> float:
+        """The share of the values for which ``test`` (elementwise) is true."""
+        return self.share(self.each(test))
+
+    def date_family(self) -> tuple[str | None, float]:
+        """:func:`_date_family` of the values (computed once)."""
+        if self._date_family is None:
+            self._date_family = _date_family(self.uniq)
+        return self._date_family
+
 
 def _present(raw: pd.Series) -> pd.Series:
-    text = raw.astype("string").str.strip()
-    missing = text.isna() | text.str.lower().isin(MISSING_TOKENS)
-    return text[~missing.fillna(True)].astype(str)
+    """The stripped values of ``raw`` that are not missing (blank or a missing token)."""
+    codes, uniq = pd.factorize(raw.astype("string"))
+    text = pd.Series(uniq, dtype="string").str.strip()
+    missing = (text.isna() | text.str.lower().isin(MISSING_TOKENS)).fillna(True).to_numpy()
+    keep = codes >= 0
+    keep[keep] = ~missing[codes[keep]]
+    stripped = text.to_numpy(dtype=object)
+    return pd.Series(stripped[codes[keep]], index=raw.index[keep], dtype=object).astype(str)
 
 
-def _parse_numbers(text: pd.Series) -> tuple[pd.Series, str | None, bool]:
-    """Numbers read from ``text`` (NaN where not), the decimal separator, and whether
+def _parse_numbers(values: _Values) -> tuple[pd.Series, str | None, bool]:
+    """Numbers read from the values (NaN where not), the decimal separator, and whether
     currency symbols were seen."""
-    currency = bool(text.str.contains(_CURRENCY).mean() > 0.5) if len(text) else False
-    bare = text.str.replace(_NUMBER_STRIP, "", regex=True)
-    comma = bare.str.match(_COMMA_DECIMAL).mean() if len(bare) else 0.0
-    dot_thousands = bare.str.match(_THOUSANDS).mean() if len(bare) else 0.0
+    if not values.n:
+        return pd.Series([], dtype=float, index=values.text.index), None, False
+    currency = bool(values.share_of(lambda u: u.str.contains(_CURRENCY)) > 0.5)
+    bare = values.uniq.str.replace(_NUMBER_STRIP, "", regex=True)
+    at = values.codes
+    comma = float(bare.str.match(_COMMA_DECIMAL).to_numpy(dtype=bool)[at].mean())
+    dot_thousands = float(bare.str.match(_THOUSANDS).to_numpy(dtype=bool)[at].mean())
     decimal = None
     if comma > 0.5 and comma > dot_thousands:
         decimal = ","
@@ -255,7 +302,7 @@ def _parse_numbers(text: pd.Series) -> tuple[pd.Series, str | None, bool]:
         bare = bare.where(~bare.str.match(_THOUSANDS), bare.str.replace(",", "", regex=False))
     ok = bare.str.match(_PLAIN)
     numbers = pd.to_numeric(bare.where(ok), errors="coerce")
-    return numbers, decimal, currency
+    return pd.Series(numbers.to_numpy()[at], index=values.text.index), decimal, currency
 
 
 # no date format reads a number of at most three integer digits (ISO needs a 4-digit year,
@@ -273,12 +320,15 @@ def _named_and_shaped_as_dates(name: str, values: _Values) -> bool:
     """A column named as a date whose values are shaped as dates, some not real ones
     (``2024-02-30``, ``0001-01-01``): a date column whose bad values are rejected by row,
     not a text column."""
-    return bool(_DATE_NAME.search(name)) and values.share(values.text.str.match(_DATE_SHAPE)) >= 0.9
+    return (
+        bool(_DATE_NAME.search(name)) and values.share_of(lambda u: u.str.match(_DATE_SHAPE)) >= 0.9
+    )
 
 
-def _date_family(text: pd.Series) -> tuple[str | None, float]:
-    """The date family (or strftime format) parsing most of ``text``, and its share."""
-    uniq = pd.Series(text.unique()[:500], dtype="str")
+def _date_family(distinct: pd.Series) -> tuple[str | None, float]:
+    """The date family (or strftime format) parsing most of the ``distinct`` values (the
+    first 500), and its share of them."""
+    uniq = pd.Series(distinct.to_numpy()[:500], dtype="str")
     if uniq.empty or not uniq.str.contains(r"\d").all() or uniq.str.match(_SMALL_NUMBER).all():
         return None, 0.0
     best, best_share = None, 0.0
@@ -294,22 +344,24 @@ def _date_family(text: pd.Series) -> tuple[str | None, float]:
 
 
 def _personal_by_value(values: _Values) -> str | None:
-    text = values.text
     if values.n == 0:
         return None
-    if values.share(text.str.match(_EMAIL)) > 0.5:
+    if values.share_of(lambda u: u.str.match(_EMAIL)) > 0.5:
         return "e-mail addresses"
-    if values.share(text.str.match(_STREET)) > 0.5:
+    if values.share_of(lambda u: u.str.match(_STREET)) > 0.5:
         return "street addresses"
-    if values.share(text.str.match(_POSTCODE)) > 0.8 and values.distinct > 5:
+    if values.share_of(lambda u: u.str.match(_POSTCODE)) > 0.8 and values.distinct > 5:
         return "postcodes"
-    if _date_family(text)[1] >= 0.5 or values.share(text.str.match(_DATE_SHAPE)) >= 0.5:
+    if values.date_family()[1] >= 0.5 or values.share_of(lambda u: u.str.match(_DATE_SHAPE)) >= 0.5:
         return None  # dates (some maybe invalid), not phone numbers
-    phone_like = text.str.match(_PHONE) & text.str.contains(r"^\+|^00|[\s().-]")
-    digits = text.str.count(r"\d")
-    if values.share(phone_like & (digits >= 7)) > 0.8 and values.distinct > 0.5 * values.n:
+
+    def phone(u: pd.Series) -> pd.Series:
+        like = u.str.match(_PHONE) & u.str.contains(r"^\+|^00|[\s().-]")
+        return like & (u.str.count(r"\d") >= 7)
+
+    if values.share_of(phone) > 0.8 and values.distinct > 0.5 * values.n:
         return "phone numbers"
-    if values.share(text.str.match(_PERSON)) > 0.7 and values.distinct > 0.5 * values.n:
+    if values.share_of(lambda u: u.str.match(_PERSON)) > 0.7 and values.distinct > 0.5 * values.n:
         return "person names"
     return None
 
@@ -318,7 +370,7 @@ def _flag_values(values: _Values, tolerance: float = 0.0) -> tuple[list[str], li
     """(true spellings, false spellings) when the column holds yes/no in any spelling;
     ``tolerance``: the share of values that may be something else (an outcome's stray
     ``maybe``, read as missing and counted)."""
-    lower = values.text.str.lower()
+    lower = values.each(lambda u: u.str.lower())
     known = lower.isin(_TRUE | _FALSE)
     spelled = set(lower[known].unique())
     if not (spelled & _TRUE and spelled & _FALSE):
@@ -381,7 +433,7 @@ def guess_column(header: str, raw: pd.Series, n_rows: int) -> ColumnGuess:
     pii = _personal_by_value(values)
     if pii:
         return text(Role.PERSONAL, "personal", f"personal data: {pii}")
-    numbers, decimal, currency = _parse_numbers(values.text)
+    numbers, decimal, currency = _parse_numbers(values)
     values.currency = currency
     number_share = values.share(numbers.notna())
     is_number = number_share >= _PARSE_SHARE
@@ -419,16 +471,18 @@ def guess_column(header: str, raw: pd.Series, n_rows: int) -> ColumnGuess:
         )  # fmt: skip
     if _ID_NAME.match(key) or _ID_NAME.match(name):
         return guess(ColumnType.ID, Role.ATTRIBUTE, "id", "an id (by name)")
-    digits_only = bool(values.text.str.fullmatch(r"\d{8}").all())
+    digits_only = bool(values.each(lambda u: u.str.fullmatch(r"\d{8}")).all())
     if not is_number or digits_only or _DATE_NAME.search(name):
-        fam, share = _date_family(values.text)
+        fam, share = values.date_family()
         if fam is not None and (share >= 0.9 or _named_and_shaped_as_dates(name, values)):
             if digits_only and not _DATE_NAME.search(name):
-                years = pd.to_numeric(values.text.str[:4], errors="coerce")
+                years = pd.to_numeric(values.each(lambda u: u.str[:4]), errors="coerce")
                 if not years.between(1950, 2100).all():
                     fam = None
             if fam is not None:
-                has_time = bool(values.text.str.contains(r"\d[:T]\d|\d{1,2}:\d{2}").mean() > 0.5)
+                has_time = (
+                    values.share_of(lambda u: u.str.contains(r"\d[:T]\d|\d{1,2}:\d{2}")) > 0.5
+                )
                 ctype = ColumnType.DATETIME if has_time else ColumnType.DATE
                 return guess(
                     ctype, Role.NUMERIC, "date", f"dates ({share:.0%} parse)",
@@ -443,10 +497,10 @@ def guess_column(header: str, raw: pd.Series, n_rows: int) -> ColumnGuess:
         return guess(ctype, Role.NUMERIC, kind, why, decimal=decimal)
     if _ID_SUFFIX.search(name):
         return guess(ColumnType.ID, Role.ATTRIBUTE, "id", "an id or code (by name)")
-    mean_len = float(values.text.str.len().mean())
+    mean_len = float(values.each(lambda u: u.str.len()).mean())
     if (distinct <= _CATEGORY_MAX and distinct < 0.5 * max(values.n, 1)) or distinct <= 2:
         return guess(ColumnType.CATEGORY, Role.CATEGORY, "category", f"{distinct} categories")
-    if mean_len >= _FREE_TEXT_LEN or values.text.str.count(" ").mean() >= 3:
+    if mean_len >= _FREE_TEXT_LEN or values.each(lambda u: u.str.count(" ")).mean() >= 3:
         return guess(ColumnType.STRING, Role.ATTRIBUTE, "text", "free text (never a feature)")
     return guess(
         ColumnType.CATEGORY, Role.ATTRIBUTE, "code", f"{distinct}+ distinct values (not a feature)"
