@@ -9,9 +9,9 @@ This interpreter covers exactly the states and fields the definition uses: Task 
 ``invoke``, Athena ``startQueryExecution.sync``), Map (inline or distributed, with
 ``ItemReader`` of a JSON array on S3, ``ItemSelector``, ``ToleratedFailurePercentage``),
 Choice (``BooleanEquals``), Pass, Fail, Succeed, ``Retry`` (attempts with exponential
-backoff: recorded, not slept), ``Catch``, ``ResultSelector`` and ``ResultPath``. Anything
-else raises :class:`AslError` naming the state, so the definition cannot outgrow it
-silently.
+backoff: recorded in ``Interpreter.retries``, not slept), ``Catch``, ``ResultSelector``
+and ``ResultPath``. Anything else raises :class:`AslError` naming the state, so the
+definition cannot outgrow it silently.
 """
 
 from __future__ import annotations
