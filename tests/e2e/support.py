@@ -194,13 +194,26 @@ class SimulatedCrash(BaseException):
 @dataclass
 class WriteFaults:
     """Count S3 writes of the jobs (``ObjectStore.upload``/``put_bytes``/``copy``) and fail
-    one: ``error_at`` raises before write N, ``crash_after`` stops the process after it."""
+    one: ``error_at`` raises before write N, ``crash_after`` stops the process after it.
+    ``error_on`` raises before every write of a key containing it (one map item's file),
+    the first ``error_times`` of them only when given (a transient fault)."""
 
     error_at: int | None = None
     crash_after: int | None = None
+    error_on: str | None = None
+    error_times: int | None = None
+    errors: int = 0  # the writes ``error_on`` failed
     writes: list[tuple[str, str]] = field(default_factory=list)  # (operation, key)
     armed: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _error_on(self, key: str) -> bool:
+        if self.error_on is None or self.error_on not in key:
+            return False
+        if self.error_times is not None and self.errors >= self.error_times:
+            return False
+        self.errors += 1
+        return True
 
     @contextlib.contextmanager
     def patched(self) -> Iterator[WriteFaults]:
@@ -215,6 +228,8 @@ class WriteFaults:
                     if self.armed and self.error_at == n:
                         self.armed = False
                         raise ConnectionError(f"injected failure at S3 write {n} ({args[key_arg]})")
+                    if self._error_on(str(args[key_arg])):
+                        raise ConnectionError(f"injected failure writing {args[key_arg]}")
                     self.writes.append((name, args[key_arg]))
                 result = original(store, *args, **kwargs)
                 if self.armed and self.crash_after == n:

@@ -119,3 +119,16 @@ def test_the_state_machine_calls_the_fanout_functions_live_alias() -> None:
     assert machine["DefinitionSubstitutions"]["FanoutFunctionArn"] == {
         "Ref": "FanoutFunction.Alias"
     }
+
+
+def test_a_failed_fanout_execution_raises_an_alarm() -> None:
+    """Whatever step failed (a Lambda step, or the Athena one, which raises no Lambda
+    error), a failed execution notifies the alarm topic (docs/fanout.md, Failures)."""
+    props = RESOURCES["FanoutFailedAlarm"]["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert props["Dimensions"] == [
+        {"Name": "StateMachineArn", "Value": {"Ref": "FanoutStateMachine"}}
+    ]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert "docs/fanout.md" in props["AlarmDescription"]

@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -340,8 +341,12 @@ def plan_features(
     query = feature_query(contract, columns, as_of, source=CLEAN_TABLE)
     buckets = bucket_expression("f.customer_id", int(job["buckets"]))
     select = f"SELECT f.*, {buckets} AS {BUCKET_COLUMN} FROM ({to_athena(query.sql)}) AS f"
-    location = f"s3://{bucket}/{staging(job)}features/"
+    # Athena's UNLOAD refuses a location holding objects: each plan (a rerun of a failed
+    # execution included) unloads to a folder of its own, which the next steps read
+    features = f"{staging(job)}features/{uuid.uuid4().hex[:12]}/"
+    location = f"s3://{bucket}/{features}"
     meta = {
+        "features_prefix": features,
         "numeric": query.numeric,
         "categorical": query.categorical,
         "extras": query.extras,
@@ -385,7 +390,10 @@ def _query_of(meta: dict[str, Any]) -> FeatureQuery:
 
 def list_buckets(store: ObjectStore, settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
     """The feature buckets the UNLOAD wrote: the items of the score map."""
-    prefix = staging(job) + "features/"
+    meta, _ = store.get_json(settings.data_bucket, staging(job) + "features.json")
+    if meta is None:
+        raise FanoutError(f"dataset {job['dataset']}: no feature plan (PlanFeatures did not run)")
+    prefix = str(meta["features_prefix"])
     by_bucket: dict[int, list[str]] = {}
     for key in store.list_keys(settings.data_bucket, prefix):
         folder = key[len(prefix) :].split("/", 1)[0]

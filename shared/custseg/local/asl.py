@@ -9,9 +9,9 @@ This interpreter covers exactly the states and fields the definition uses: Task 
 ``invoke``, Athena ``startQueryExecution.sync``), Map (inline or distributed, with
 ``ItemReader`` of a JSON array on S3, ``ItemSelector``, ``ToleratedFailurePercentage``),
 Choice (``BooleanEquals``), Pass, Fail, Succeed, ``Retry`` (attempts with exponential
-backoff: recorded, not slept), ``Catch``, ``ResultSelector`` and ``ResultPath``. Anything
-else raises :class:`AslError` naming the state, so the definition cannot outgrow it
-silently.
+backoff: recorded in ``Interpreter.retries``, not slept), ``Catch``, ``ResultSelector``
+and ``ResultPath``. Anything else raises :class:`AslError` naming the state, so the
+definition cannot outgrow it silently.
 """
 
 from __future__ import annotations
@@ -29,6 +29,30 @@ S3_GET = "arn:aws:states:::s3:getObject"
 
 class AslError(RuntimeError):
     """The definition uses something this interpreter does not run."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """One retry the interpreter made: the state, the attempt that follows (2 is the first
+    retry), the error retried and the wait the rule gives before it (``IntervalSeconds``
+    times ``BackoffRate`` to the number of earlier retries, capped by
+    ``MaxDelaySeconds``); with ``JitterStrategy`` ``FULL`` Step Functions waits a random
+    time up to that. Recorded, not slept."""
+
+    state: str  # inside a Map item: "<map>[<index>]/<state>"
+    attempt: int
+    error: str
+    interval_seconds: float
+    jitter: str
+
+
+def retry_interval(rule: dict[str, Any], retries_before: int) -> float:
+    """The wait before retry number ``retries_before + 1`` under ``rule``."""
+    interval = float(rule.get("IntervalSeconds", 1)) * float(rule.get("BackoffRate", 2.0)) ** (
+        retries_before
+    )
+    cap = rule.get("MaxDelaySeconds")
+    return min(interval, float(cap)) if cap is not None else interval
 
 
 class TaskFailed(RuntimeError):
@@ -87,6 +111,8 @@ class Interpreter:
     state_machine_arn: str = ""
     transitions: int = 0
     history: list[tuple[str, str]] = field(default_factory=list)  # (state, outcome)
+    retries: list[Retry] = field(default_factory=list)
+    _scope: list[str] = field(default_factory=list)  # the Map items being run
 
     def run(self, definition: dict[str, Any], data: Any) -> Any:
         states, name = definition["States"], definition["StartAt"]
@@ -160,6 +186,16 @@ class Interpreter:
                     rules[index].get("MaxAttempts", 3)
                 ):
                     raise
+                rule = rules[index]
+                self.retries.append(
+                    Retry(
+                        "/".join([*self._scope, name]),
+                        failures.get(index, 0) + 2,
+                        exc.error,
+                        retry_interval(rule, failures.get(index, 0)),
+                        str(rule.get("JitterStrategy", "NONE")),
+                    )
+                )
                 failures[index] = failures.get(index, 0) + 1
                 self.transitions += 1
                 self.history.append((name, f"retry {failures[index]}: {exc.error}"))
@@ -229,11 +265,14 @@ class Interpreter:
             selected = (
                 resolve(state["ItemSelector"], data, context) if "ItemSelector" in state else item
             )
+            self._scope.append(f"{name}[{index}]")
             try:
                 results.append(self.run(processor, selected))
             except TaskFailed as exc:
                 failed.append(exc)
                 results.append(None)
+            finally:
+                self._scope.pop()
         if failed and 100.0 * len(failed) / max(1, len(items)) > tolerated:
             raise TaskFailed(
                 "States.ExceedToleratedFailureThreshold",

@@ -23,7 +23,13 @@ import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from custseg.aws.athena import BUCKET_COLUMN, CLEAN_TABLE, create_table_ddl, parquet_schema
+from custseg.aws.athena import (
+    BUCKET_COLUMN,
+    CLEAN_TABLE,
+    AthenaError,
+    create_table_ddl,
+    parquet_schema,
+)
 from custseg.features.dialect import from_athena
 from custseg.features.sql import literal, quote
 
@@ -123,6 +129,8 @@ class LocalAthena:
                 record("s3", "GetObject", {"Bucket": b, "Key": k})
         if unload:
             target_bucket, target_key = unload.split("/", 1)
+            folder = target_key.rsplit("/", 2)[0] + "/"  # checked empty first
+            record("s3", "ListObjectsV2", {"Bucket": target_bucket, "Prefix": folder})
             record("s3", "PutObject", {"Bucket": target_bucket, "Key": target_key})
         record("s3", "PutObject", {"Bucket": bucket, "Key": f"{prefix}/results/query.csv"})
         record("athena", "GetQueryExecution", {"WorkGroup": self.workgroup})
@@ -143,8 +151,14 @@ class LocalAthena:
         target = f"{match['bucket']}/{match['prefix'].rstrip('/')}/{BUCKET_COLUMN}=0/part.parquet"
         catalog = [("GetDatabase", ""), ("GetTable", CLEAN_TABLE)]
         self._record_statement(catalog, CLEAN_TABLE, unload=target)
-        table: Any = self.con.sql(from_athena(match["select"])).to_arrow_table()
         prefix = match["prefix"].rstrip("/") + "/"
+        held = self.s3.list_objects_v2(Bucket=match["bucket"], Prefix=prefix, MaxKeys=1)
+        if held.get("KeyCount", 0):  # as Athena: UNLOAD never writes over objects
+            raise AthenaError(
+                f"HIVE_PATH_ALREADY_EXISTS: the UNLOAD location s3://{match['bucket']}/{prefix}"
+                " is not empty"
+            )
+        table: Any = self.con.sql(from_athena(match["select"])).to_arrow_table()
         for number in sorted(set(table.column(BUCKET_COLUMN).to_pylist())):
             part = table.filter(pc.equal(table.column(BUCKET_COLUMN), number))
             path = self.dir / f"unload-{number}.parquet"

@@ -37,7 +37,9 @@ def run_fanout_executions(
 ) -> Any:
     """With ``create``: make the state machine in the emulated Step Functions and return
     its ARN (set as ``FANOUT_STATE_MACHINE_ARN``). Else run every execution started on
-    it (then deliver what follows) and return their outcomes."""
+    it that no earlier call ran (then deliver what follows) and return their outcomes:
+    ``status``, ``output`` or ``error`` and ``cause``, the execution's ``name`` and the
+    ``retries`` its tasks made (:class:`custseg.local.asl.Retry`)."""
     sfn = stack.client("stepfunctions")
     if create:
         arn = sfn.create_state_machine(
@@ -61,23 +63,30 @@ def run_fanout_executions(
         staging=env["ATHENA_STAGING"],
     )
     app.ENGINE = athena
-    interpreter = Interpreter(
-        functions={FUNCTION_ARN: _as_function(stack, app.run_step)},
-        athena=athena.run,
-        read_object=lambda b, k: s3.get_object(Bucket=b, Key=k)["Body"].read(),
-        record=record,
-        state_machine_arn=str(state_machine or ""),
-    )
+    functions = {FUNCTION_ARN: _as_function(stack, app.run_step)}
+    done: set[str] = stack.__dict__.setdefault("_fanout_executions_run", set())
     outcomes = []
     for execution in sfn.list_executions(stateMachineArn=state_machine)["executions"]:
-        data = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+        arn = execution["executionArn"]
+        if arn in done:  # run by an earlier call (moto keeps every execution RUNNING)
+            continue
+        done.add(arn)
+        data = json.loads(sfn.describe_execution(executionArn=arn)["input"])
         if echo is not None:
             echo(f"  fan-out state machine: {data['job']['key']}")
+        interpreter = Interpreter(
+            functions=functions,
+            athena=athena.run,
+            read_object=lambda b, k: s3.get_object(Bucket=b, Key=k)["Body"].read(),
+            record=record,
+            state_machine_arn=str(state_machine or ""),
+        )
         try:
             result = interpreter.run(definition(), data)
-            outcomes.append({"status": "SUCCEEDED", "output": result})
+            outcome = {"status": "SUCCEEDED", "output": result}
         except TaskFailed as exc:
-            outcomes.append({"status": "FAILED", "error": exc.error, "cause": exc.cause})
+            outcome = {"status": "FAILED", "error": exc.error, "cause": exc.cause}
+        outcomes.append({**outcome, "name": execution["name"], "retries": interpreter.retries})
         stack.drain()
     return outcomes
 
