@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from custseg.aws.runs import RunFile, advance_pointer, commit_run, committed_manifest
-from custseg.aws.s3 import ObjectStore, PreconditionFailed
+from custseg.aws.s3 import ObjectInfo, ObjectStore, PreconditionFailed
 from custseg.aws.settings import Settings
 from custseg.aws.state import load_state, part_from_manifest, register_part
 from custseg.dataset.clean_data import clean_parts
@@ -321,6 +321,247 @@ def _commit_accepted(
     return prefix, manifest
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """One uploaded object as this attempt sees it: where, which version, its run id."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    info: ObjectInfo
+    run_id: str
+    run_ts: dt.datetime
+    run_ts_iso: str
+
+    def reject_whole_file(
+        self,
+        store: ObjectStore,
+        dataset: str,
+        filename: str,
+        report: dict[str, Any],
+        text: str,
+        extra: tuple[RunFile, ...] = (),
+    ) -> str:
+        """Keep the upload under ``rejected/`` beside its report; the rejected prefix."""
+        return _reject_whole_file(
+            store,
+            self.bucket,
+            self.key,
+            self.version_id,
+            dataset=dataset,
+            run_id=self.run_id,
+            filename=filename,
+            report=report,
+            text=text,
+            run_ts=self.run_ts_iso,
+            extra=extra,
+        )
+
+
+def _arrival(
+    store: ObjectStore, bucket: str, key: str, version_id: str | None, etag: str | None
+) -> _Arrival | None:
+    """Identify the upload: its version, time and run id (None: the object is gone)."""
+    info = store.head(bucket, key)
+    if info is None:
+        return None
+    version_id = version_id or info.version_id
+    identity = version_id or etag or info.etag
+    run_ts = info.last_modified.astimezone(dt.UTC)
+    run_id = run_id_for(run_ts, bucket, key, identity)
+    run_ts_iso = run_ts.isoformat(timespec="seconds")
+    return _Arrival(bucket, key, version_id, info, run_id, run_ts, run_ts_iso)
+
+
+def _reject_bad_key(store: ObjectStore, arrival: _Arrival, exc: LayoutError) -> IngestOutcome:
+    """Reject an upload outside a dataset folder (accounted for under ``_unsorted``)."""
+    key = arrival.key
+    report: dict[str, Any] = {
+        "status": "rejected",
+        "source": key,
+        "errors": [{"code": "bad_key", "message": str(exc)}],
+    }
+    prefix = arrival.reject_whole_file(
+        store,
+        dataset=UNSORTED,
+        filename=key.rsplit("/", 1)[-1] or "upload",
+        report=report,
+        text=str(exc),
+    )
+    return IngestOutcome(
+        "rejected", UNSORTED, arrival.run_id, key, rejected_prefix=prefix, message=str(exc)
+    )
+
+
+def _already_done(store: ObjectStore, arrival: _Arrival, dataset: str) -> IngestOutcome | None:
+    """The ``duplicate`` outcome when this upload was processed already (finishing what a
+    stopped attempt left after its clean manifest), else None."""
+    bucket, run_id = arrival.bucket, arrival.run_id
+    # Done when the clean run is committed, or the whole file was rejected. A committed
+    # "rejected_rows" manifest alone is not done: it is written before the clean run, and
+    # a crash between the two must not turn the retry into a no-op that loses the data.
+    clean_done = committed_manifest(store, bucket, clean_prefix(dataset, run_id))
+    rejected_done = committed_manifest(store, bucket, rejected_prefix(dataset, run_id))
+    if clean_done is None and (rejected_done or {}).get("kind") != "rejected":
+        return None
+    if clean_done is not None:  # a crash after the manifest: finish what follows it
+        _publish_clean_run(store, bucket, dataset, clean_done)
+    return IngestOutcome(
+        "duplicate",
+        dataset,
+        run_id,
+        arrival.key,
+        message="this upload was already processed; nothing written",
+    )
+
+
+def _refuse(
+    store: ObjectStore, arrival: _Arrival, upload: Upload, code: str, message: str
+) -> IngestOutcome:
+    """Reject the whole file before any work: copy it, report why, count no rows."""
+    dataset = upload.dataset
+    report = {
+        "status": "rejected",
+        "source": arrival.key,
+        "dataset": dataset,
+        "run_id": arrival.run_id,
+        "rows_read": 0,
+        "rows_kept": 0,
+        "rows_rejected": 0,
+        "errors": [{"code": code, "message": message, "row": None, "column": None}],
+        "file_errors": [code],
+    }
+    prefix = arrival.reject_whole_file(
+        store, dataset=dataset, filename=upload.filename, report=report, text=message
+    )
+    return IngestOutcome(
+        "rejected", dataset, arrival.run_id, arrival.key, rejected_prefix=prefix, message=message
+    )
+
+
+def _preflight(
+    store: ObjectStore, settings: Settings, arrival: _Arrival, upload: Upload
+) -> tuple[Contract | None, str] | IngestOutcome:
+    """The upload's contract (None: inferred) and mode, or its refusal before any work."""
+    key, info = arrival.key, arrival.info
+    contract, refusal = _check_upload(
+        store,
+        settings,
+        arrival.bucket,
+        upload,
+        key,
+        info.size,
+        info.metadata.get("as-of"),
+        arrival.run_ts,
+    )
+    if refusal is not None:
+        return _refuse(store, arrival, upload, *refusal)
+    mode = info.metadata.get("mode", APPEND).strip().lower()
+    if mode not in MODES:
+        return _refuse(
+            store,
+            arrival,
+            upload,
+            "bad_mode",
+            f"{key}: the mode metadata {mode[:20]!r} is not one of {', '.join(MODES)} "
+            "(replace: this upload replaces every earlier upload of its kind)",
+        )
+    return contract, mode
+
+
+def _ingest(
+    store: ObjectStore,
+    settings: Settings,
+    arrival: _Arrival,
+    dataset: str,
+    contract: Contract | None,
+    tmp: Path,
+) -> tuple[IngestResult, IngestOutcome]:
+    """The core: download the upload and read it (:func:`ingest_file`) into ``tmp``."""
+    local = store.download(
+        arrival.bucket, arrival.key, tmp / "input", version_id=arrival.version_id
+    )
+    result = ingest_file(
+        local,
+        tmp / "out",
+        source_name=arrival.key,
+        dataset=dataset,
+        run_id=arrival.run_id,
+        contract=contract,
+        chunk_rows=settings.chunk_rows,
+        upload_time=arrival.run_ts,
+        future_tolerance=settings.future_tolerance,
+        date_floor=settings.date_floor,
+        limits=settings.read_limits,
+        known=() if contract else _earlier_contracts(store, settings, dataset),
+    )
+    report = result.report.to_dict()
+    outcome = IngestOutcome(
+        result.status,
+        dataset,
+        arrival.run_id,
+        arrival.key,
+        rows_read=int(report.get("rows_read", 0)),
+        rows_kept=int(report.get("rows_kept", 0)),
+        rows_rejected=int(report.get("rows_rejected", 0)),
+        report=report,
+    )
+    return result, outcome
+
+
+def _reject_ingested(
+    store: ObjectStore,
+    arrival: _Arrival,
+    upload: Upload,
+    result: IngestResult,
+    outcome: IngestOutcome,
+) -> IngestOutcome:
+    """Keep a file the ingest rejected as a whole, with its report (and rejected rows)."""
+    text = result.report_text_path.read_text(encoding="utf-8")
+    # rows rejected one by one before the file was (every row invalid, or the
+    # parser giving up mid-file): their file is written too, as the report says
+    rows_file = result.rejected_rows_path
+    extra = (RunFile("rejected_rows.csv", rows_file),) if rows_file is not None else ()
+    outcome.rejected_prefix = arrival.reject_whole_file(
+        store,
+        dataset=upload.dataset,
+        filename=upload.filename,
+        report=outcome.report,
+        text=text,
+        extra=extra,
+    )
+    outcome.message = text.splitlines()[0] if text else "file rejected"
+    return outcome
+
+
+def _source_of(arrival: _Arrival) -> dict[str, Any]:
+    """What a clean run's manifest says of the upload it was read from."""
+    return {
+        "bucket": arrival.bucket,
+        "key": arrival.key,
+        "version_id": arrival.version_id,
+        "etag": arrival.info.etag,
+        "size": arrival.info.size,
+    }
+
+
+def _publish_accepted(
+    store: ObjectStore,
+    arrival: _Arrival,
+    outcome: IngestOutcome,
+    prefix: str,
+    clean_manifest: dict[str, Any],
+) -> IngestOutcome:
+    """Point the dataset at the committed clean run and say what was kept."""
+    outcome.clean_manifest_key = prefix + "_manifest.json"
+    _publish_clean_run(store, arrival.bucket, outcome.dataset, clean_manifest)
+    outcome.message = (
+        f"accepted: {outcome.rows_read} rows read, {outcome.rows_kept} kept, "
+        f"{outcome.rows_rejected} rejected"
+    )
+    return outcome
+
+
 def run_ingest(
     store: ObjectStore,
     settings: Settings,
@@ -332,170 +573,33 @@ def run_ingest(
     workdir: Path | None = None,
 ) -> IngestOutcome:
     """Ingest ``s3://bucket/key`` (a decoded key). Never raises for bad input."""
-    info = store.head(bucket, key)
-    if info is None:
+    arrival = _arrival(store, bucket, key, version_id, etag)
+    if arrival is None:
         return IngestOutcome("missing", "", "", key, message="object no longer exists")
-    version_id = version_id or info.version_id
-    identity = version_id or etag or info.etag
-    run_ts = info.last_modified.astimezone(dt.UTC)
-    run_id = run_id_for(run_ts, bucket, key, identity)
-    run_ts_iso = run_ts.isoformat(timespec="seconds")
-
     try:
         upload = parse_upload_key(key)
     except LayoutError as exc:
-        report: dict[str, Any] = {
-            "status": "rejected",
-            "source": key,
-            "errors": [{"code": "bad_key", "message": str(exc)}],
-        }
-        prefix = _reject_whole_file(
-            store,
-            bucket,
-            key,
-            version_id,
-            dataset=UNSORTED,
-            run_id=run_id,
-            filename=key.rsplit("/", 1)[-1] or "upload",
-            report=report,
-            text=str(exc),
-            run_ts=run_ts_iso,
-        )
-        return IngestOutcome(
-            "rejected", UNSORTED, run_id, key, rejected_prefix=prefix, message=str(exc)
-        )
-    dataset = upload.dataset
-
-    # Done when the clean run is committed, or the whole file was rejected. A committed
-    # "rejected_rows" manifest alone is not done: it is written before the clean run, and
-    # a crash between the two must not turn the retry into a no-op that loses the data.
-    clean_done = committed_manifest(store, bucket, clean_prefix(dataset, run_id))
-    rejected_done = committed_manifest(store, bucket, rejected_prefix(dataset, run_id))
-    if clean_done is not None or (rejected_done or {}).get("kind") == "rejected":
-        if clean_done is not None:  # a crash after the manifest: finish what follows it
-            _publish_clean_run(store, bucket, dataset, clean_done)
-        return IngestOutcome(
-            "duplicate",
-            dataset,
-            run_id,
-            key,
-            message="this upload was already processed; nothing written",
-        )
-
-    def refuse(code: str, message: str) -> IngestOutcome:
-        """Reject the whole file before any work: copy it, report why, count no rows."""
-        report = {
-            "status": "rejected",
-            "source": key,
-            "dataset": dataset,
-            "run_id": run_id,
-            "rows_read": 0,
-            "rows_kept": 0,
-            "rows_rejected": 0,
-            "errors": [{"code": code, "message": message, "row": None, "column": None}],
-            "file_errors": [code],
-        }
-        prefix = _reject_whole_file(
-            store,
-            bucket,
-            key,
-            version_id,
-            dataset=dataset,
-            run_id=run_id,
-            filename=upload.filename,
-            report=report,
-            text=message,
-            run_ts=run_ts_iso,
-        )
-        return IngestOutcome(
-            "rejected", dataset, run_id, key, rejected_prefix=prefix, message=message
-        )
-
-    as_of = info.metadata.get("as-of")
-    contract, refusal = _check_upload(
-        store, settings, bucket, upload, key, info.size, as_of, run_ts
-    )
-    if refusal is not None:
-        return refuse(*refusal)
-    mode = info.metadata.get("mode", APPEND).strip().lower()
-    if mode not in MODES:
-        return refuse(
-            "bad_mode",
-            f"{key}: the mode metadata {mode[:20]!r} is not one of {', '.join(MODES)} "
-            "(replace: this upload replaces every earlier upload of its kind)",
-        )
+        return _reject_bad_key(store, arrival, exc)
+    done = _already_done(store, arrival, upload.dataset)
+    if done is not None:
+        return done
+    checked = _preflight(store, settings, arrival, upload)
+    if isinstance(checked, IngestOutcome):
+        return checked
+    contract, mode = checked
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        local = store.download(bucket, key, Path(tmp) / "input", version_id=version_id)
-        result = ingest_file(
-            local,
-            Path(tmp) / "out",
-            source_name=key,
-            dataset=dataset,
-            run_id=run_id,
-            contract=contract,
-            chunk_rows=settings.chunk_rows,
-            upload_time=run_ts,
-            future_tolerance=settings.future_tolerance,
-            date_floor=settings.date_floor,
-            limits=settings.read_limits,
-            known=() if contract else _earlier_contracts(store, settings, dataset),
-        )
-        report = result.report.to_dict()
-        outcome = IngestOutcome(
-            result.status,
-            dataset,
-            run_id,
-            key,
-            rows_read=int(report.get("rows_read", 0)),
-            rows_kept=int(report.get("rows_kept", 0)),
-            rows_rejected=int(report.get("rows_rejected", 0)),
-            report=report,
-        )
-        source = {
-            "bucket": bucket,
-            "key": key,
-            "version_id": version_id,
-            "etag": info.etag,
-            "size": info.size,
-        }
-
+        result, outcome = _ingest(store, settings, arrival, upload.dataset, contract, Path(tmp))
         if result.status != "accepted":
-            text = result.report_text_path.read_text(encoding="utf-8")
-            # rows rejected one by one before the file was (every row invalid, or the
-            # parser giving up mid-file): their file is written too, as the report says
-            rows_file = result.rejected_rows_path
-            extra = (RunFile("rejected_rows.csv", rows_file),) if rows_file is not None else ()
-            outcome.rejected_prefix = _reject_whole_file(
-                store,
-                bucket,
-                key,
-                version_id,
-                dataset=dataset,
-                run_id=run_id,
-                filename=upload.filename,
-                report=report,
-                text=text,
-                run_ts=run_ts_iso,
-                extra=extra,
-            )
-            outcome.message = text.splitlines()[0] if text else "file rejected"
-            return outcome
-
+            return _reject_ingested(store, arrival, upload, result, outcome)
         prefix, clean_manifest = _commit_accepted(
             store,
             bucket,
             result,
             outcome,
-            source,
-            run_ts_iso=run_ts_iso,
-            as_of=as_of,
+            _source_of(arrival),
+            run_ts_iso=arrival.run_ts_iso,
+            as_of=arrival.info.metadata.get("as-of"),
             mode=mode,
         )
-    outcome.clean_manifest_key = prefix + "_manifest.json"
-    _publish_clean_run(store, bucket, dataset, clean_manifest)
-    outcome.message = (
-        f"accepted: {outcome.rows_read} rows read, {outcome.rows_kept} kept, "
-        f"{outcome.rows_rejected} rejected"
-    )
-    return outcome
+    return _publish_accepted(store, arrival, outcome, prefix, clean_manifest)

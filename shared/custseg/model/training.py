@@ -64,7 +64,7 @@ from custseg.model.personas import describe_segments
 from custseg.model.quality import silhouette
 from custseg.model.sample import DEFAULT_MAX_CUSTOMERS, sample_customers
 from custseg.predict.clv import CLV, fit_history
-from custseg.predict.propensity import fit_propensities
+from custseg.predict.propensity import Propensities, fit_propensities
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +386,108 @@ def _version(created: dt.datetime, fingerprint: bytes) -> str:
     return f"v{created.strftime('%Y%m%dT%H%M%SZ')}-{hashlib.sha256(fingerprint).hexdigest()[:8]}"
 
 
+def _preprocess(
+    features: Features, categorical_weight: float
+) -> tuple[pd.DataFrame, ColumnTransformer, np.ndarray]:
+    """Preprocess: the training frame, its fitted preprocessor and the matrix it gives."""
+    frame = features.frame[[*features.numeric, *features.categorical]]
+    if len(frame) < 3:
+        raise ValueError(f"too few customers to segment ({len(frame)})")
+    pre = build_preprocessor(
+        frame, features.numeric, features.categorical, categorical_weight=categorical_weight
+    )
+    x = np.asarray(pre.fit_transform(frame), dtype="float64")
+    return frame, pre, x
+
+
+def _choose_k(
+    x: np.ndarray, k: int | None, k_range: tuple[int, int], seed: int
+) -> tuple[int, list[dict[str, Any]], dict[int, np.ndarray]]:
+    """Choose k (or take the user's): (k, evidence per k tried, centres per k)."""
+    chosen, evidence, centers, _ = select_k(x, k_range if k is None else (k, k), seed)
+    if k is not None:
+        chosen = k
+        for row in evidence:
+            row["chosen"] = row["k"] == k
+    return chosen, evidence, centers
+
+
+def _fit_final(
+    x: np.ndarray, chosen: int, seed: int, centers: dict[int, np.ndarray]
+) -> tuple[KMeans | MiniBatchKMeans, np.ndarray, np.ndarray]:
+    """Fit the final clusterer, its segments renumbered by size: (clusterer, centres, labels)."""
+    clusterer = fit_clusterer(x, chosen, seed, init=centers.get(chosen))
+    raw_labels = clusterer.predict(x).astype(np.int64)
+    new_centers, labels = _relabel_by_size(clusterer.cluster_centers_, raw_labels)
+    clusterer.cluster_centers_ = new_centers
+    if hasattr(clusterer, "labels_"):
+        clusterer.labels_ = labels.astype(np.int32)
+    return clusterer, new_centers, labels
+
+
+def _fit_predictions(
+    features: Features, contract: Contract, seed: int, timings: dict[str, float]
+) -> tuple[Propensities, dict[str, Any]]:
+    """Fit the propensities and, on an order log, the customer-value predictions."""
+    t4 = time.perf_counter()
+    propensities = fit_propensities(features, contract, seed=seed)
+    timings["propensity_s"] = time.perf_counter() - t4
+    predictions: dict[str, Any] = dict(propensities.metadata)
+    if features.history is not None:  # an order log: repeat purchases and customer value
+        t5 = time.perf_counter()
+        predictions[CLV] = fit_history(features.history)
+        timings["clv_s"] = time.perf_counter() - t5
+        log.info("fitted the customer-value predictions in %.1fs", timings["clv_s"])
+    return propensities, predictions
+
+
+def _fit_quality(
+    x: np.ndarray, labels: np.ndarray, centers: np.ndarray, chosen: int, seed: int
+) -> tuple[dict[str, float], np.ndarray]:
+    """Measure the fit: its quality scores and each customer's distance to its centre."""
+    rng = np.random.default_rng(seed + 1)
+    quality = _scores(x, labels, _sample(len(x), SILHOUETTE_SAMPLE, rng), chosen)
+    dist = np.sqrt(((x - centers[labels]) ** 2).sum(axis=1))
+    return quality, dist
+
+
+def _personas(
+    features: Features,
+    labels: np.ndarray,
+    chosen: int,
+    logged: list[str],
+    contract: Contract,
+    propensities: Propensities,
+) -> list[dict[str, Any]]:
+    """Describe the segments (:func:`custseg.model.personas.describe_segments`)."""
+    return describe_segments(
+        features,
+        labels,
+        chosen,
+        log_features=logged,
+        outcome_columns=[c.name for c in contract.by_role(Role.OUTCOME)],
+        predictions={
+            name: (str(propensities.metadata[name]["use"]), p)
+            for name, p in propensities.training.items()
+        },
+    )
+
+
+def _model_version(
+    created: dt.datetime, centers: np.ndarray, frame: pd.DataFrame, seed: int
+) -> str:
+    """The default version: creation time and a fingerprint of the fit."""
+    fingerprint = b"|".join(
+        [
+            np.ascontiguousarray(centers).tobytes(),
+            str(len(frame)).encode(),
+            str(seed).encode(),
+            ",".join(frame.columns).encode(),
+        ]
+    )
+    return _version(created, fingerprint)
+
+
 def train_model(
     features: Features,
     *,
@@ -411,77 +513,34 @@ def train_model(
     t0 = time.perf_counter()
     features, sample = sample_customers(features, max_customers)
     training_source = {**(training_source or {}), "sample": sample.to_dict()}
-    frame = features.frame[[*features.numeric, *features.categorical]]
-    if len(frame) < 3:
-        raise ValueError(f"too few customers to segment ({len(frame)})")
-    pre = build_preprocessor(
-        frame, features.numeric, features.categorical, categorical_weight=categorical_weight
-    )
-    x = np.asarray(pre.fit_transform(frame), dtype="float64")
+    frame, pre, x = _preprocess(features, categorical_weight)
     timings: dict[str, float] = {"preprocess_s": time.perf_counter() - t0}
 
     t1 = time.perf_counter()
-    chosen, evidence, centers, _ = select_k(x, k_range if k is None else (k, k), seed)
-    if k is not None:
-        chosen = k
-        for row in evidence:
-            row["chosen"] = row["k"] == k
+    chosen, evidence, centers = _choose_k(x, k, k_range, seed)
     timings["select_k_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    clusterer = fit_clusterer(x, chosen, seed, init=centers.get(chosen))
-    raw_labels = clusterer.predict(x).astype(np.int64)
-    new_centers, labels = _relabel_by_size(clusterer.cluster_centers_, raw_labels)
-    clusterer.cluster_centers_ = new_centers
-    if hasattr(clusterer, "labels_"):
-        clusterer.labels_ = labels.astype(np.int32)
+    clusterer, new_centers, labels = _fit_final(x, chosen, seed, centers)
     timings["fit_s"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
-    rng = np.random.default_rng(seed + 1)
-    quality = _scores(x, labels, _sample(len(x), SILHOUETTE_SAMPLE, rng), chosen)
-    dist = np.sqrt(((x - new_centers[labels]) ** 2).sum(axis=1))
+    quality, dist = _fit_quality(x, labels, new_centers, chosen, seed)
     timings["quality_s"] = time.perf_counter() - t3
 
     pipeline = Pipeline([("preprocess", pre), ("cluster", clusterer)])
     edges = fit_label_edges(features)
-    t4 = time.perf_counter()
-    propensities = fit_propensities(features, contract, seed=seed)
-    timings["propensity_s"] = time.perf_counter() - t4
-    predictions: dict[str, Any] = dict(propensities.metadata)
-    if features.history is not None:  # an order log: repeat purchases and customer value
-        t5 = time.perf_counter()
-        predictions[CLV] = fit_history(features.history)
-        timings["clv_s"] = time.perf_counter() - t5
-        log.info("fitted the customer-value predictions in %.1fs", timings["clv_s"])
+    propensities, predictions = _fit_predictions(features, contract, seed, timings)
     logged, _, _, _ = split_numeric(frame, features.numeric)
-    segments = describe_segments(
-        features,
-        labels,
-        chosen,
-        log_features=logged,
-        outcome_columns=[c.name for c in contract.by_role(Role.OUTCOME)],
-        predictions={
-            name: (str(propensities.metadata[name]["use"]), p)
-            for name, p in propensities.training.items()
-        },
-    )
+    segments = _personas(features, labels, chosen, logged, contract, propensities)
 
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    fingerprint = b"|".join(
-        [
-            np.ascontiguousarray(new_centers).tobytes(),
-            str(len(frame)).encode(),
-            str(seed).encode(),
-            ",".join(frame.columns).encode(),
-        ]
-    )
     timings["total_s"] = time.perf_counter() - t0
     metadata = build_metadata(
         features=features,
         contract=contract,
         model_name=model_name,
-        version=version or _version(created, fingerprint),
+        version=version or _model_version(created, new_centers, frame, seed),
         created_at=created,
         k=chosen,
         k_evidence=evidence,

@@ -398,22 +398,8 @@ def _fmt_part(name: str, seg: Mapping[str, Any]) -> str:
     return f"{raw:+.0%}" if name == "growth" else f"{raw:.2f}"
 
 
-def render_report(
-    profiles: dict[str, Any],
-    metrics: dict[str, Any],
-    *,
-    sample: pd.DataFrame | None,
-    title: str,
-) -> str:
-    """The report as one HTML string (self-contained; see the module docs).
-
-    ``sample``: the 2-D projection of sampled customers (columns ``pc1``, ``pc2``,
-    ``segment_id``; no ids) or ``None`` to leave the map out.
-    """
-    segs = list(profiles.get("segments", []))
-    names = {int(s["id"]): str(s["name"]) for s in segs}
-    has_value = any(s.get("value_share") is not None for s in segs)
-    outcomes = metrics.get("outcomes", {}) or {}
+def _head(title: str, metrics: Mapping[str, Any]) -> list[str]:
+    """The document's head, title and the run's one-line description."""
     model = metrics.get("model", {}) or {}
     sub = (
         f"Dataset {_e(metrics.get('dataset'))} · run {_e(metrics.get('run_id'))} · "
@@ -421,12 +407,24 @@ def render_report(
         + (f" ({_e(metrics['as_of_reason'])})" if metrics.get("as_of_reason") else "")
         + f" · model {_e(model.get('version'))}"
     )
-    out: list[str] = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>",
         f"<h1>{_e(title)}</h1><p class='lead'>{sub}</p>",
+    ]
+
+
+def _segments_section(
+    profiles: dict[str, Any],
+    metrics: dict[str, Any],
+    segs: list[dict[str, Any]],
+    has_value: bool,
+) -> list[str]:
+    """The overview, a card per segment, the ranking and the sizes and values."""
+    outcomes = metrics.get("outcomes", {}) or {}
+    out = [
         "<h2>Overview</h2>",
         _overview(profiles, metrics),
         "<h2>The segments</h2>",
@@ -442,7 +440,14 @@ def render_report(
         out.append(
             f"<p class='note'>Value measure: {_e(_label(str(profiles['value_measure'])))}.</p>"
         )
-    out += [
+    return out
+
+
+def _differences_section(
+    profiles: dict[str, Any], sample: pd.DataFrame | None, names: dict[int, str]
+) -> list[str]:
+    """What sets each segment apart, and the map of sampled customers."""
+    return [
         "<h2>What makes each segment different</h2>",
         "<p class='lead'>Average of each measure in the segment compared with all customers, "
         "in standard deviations: +1 means clearly above average, -1 clearly below.</p>",
@@ -454,8 +459,12 @@ def render_report(
         "separated colours mean well separated segments.</p>",
         _figure(charts.chart_map(sample, names))
         or "<p class='note'>Too few customers to draw a map.</p>",
-        "<h2>Recency and frequency (RFM)</h2>",
     ]
+
+
+def _rfm_section(metrics: dict[str, Any]) -> list[str]:
+    """The recency and frequency chart, or why there is none."""
+    out = ["<h2>Recency and frequency (RFM)</h2>"]
     rfm = charts.chart_rfm(metrics)
     if rfm:
         out.append(_figure(rfm))
@@ -465,7 +474,12 @@ def render_report(
             "history (dates and orders). The segment sizes above show how customers split "
             "instead.</p>"
         )
-    out.append("<h2>Has anything changed?</h2>")
+    return out
+
+
+def _drift_section(metrics: dict[str, Any]) -> list[str]:
+    """How this data compares with the model's training data."""
+    out = ["<h2>Has anything changed?</h2>"]
     drift = charts.chart_drift(metrics)
     out.append(
         "<p class='lead'>Each bar compares this data with the data the model was trained on. "
@@ -486,40 +500,56 @@ def render_report(
                 f"{_e(rows[0][0])}, {rows[0][1]:.2f}).</p>"
             )
     out.append(_figure(drift) if drift else "<p class='note'>No training baseline.</p>")
+    return out
+
+
+def _stability_section(metrics: dict[str, Any]) -> list[str]:
+    """How many customers changed segment since the previous run."""
     st = metrics.get("stability", {}) or {}
-    out.append("<h3>Since the previous run</h3>")
-    if st.get("available"):
-        out.append(
-            f"<p>{_int(st.get('common_customers'))} customers were in both runs; "
-            f"{_int(st.get('changed'))} ({_pct(st.get('changed_share'))}) changed segment. "
-            f"{_int(st.get('new_customers'))} new customers, "
-            f"{_int(st.get('gone_customers'))} no longer present.</p>"
-        )
-        if not st.get("same_model"):
-            out.append(
-                "<p class='note'>The previous run used another model version, so segment "
-                "numbers may not mean the same thing.</p>"
-            )
-        out.append(_figure(charts.chart_transitions(metrics)))
-    else:
+    out = ["<h3>Since the previous run</h3>"]
+    if not st.get("available"):
         out.append("<p class='note'>First run: there is no previous run to compare with.</p>")
-    if outcomes:
-        out.append("<h2>Outcomes by segment</h2>")
-        for name, doc in outcomes.items():
-            lift = ""
-            if doc.get("lift_min") is not None and doc.get("lift_max") is not None:
-                lift = (
-                    f" Segments range from {doc['lift_min']:.1f}x to {doc['lift_max']:.1f}x "
-                    "the average rate."
-                )
-            out.append(
-                f"<p class='lead'>{_e(_label(name).capitalize())}: "
-                f"{_pct(doc.get('overall_rate'), 1)} of all customers.{_e(lift)}</p>"
-            )
-            out.append(_figure(charts.chart_outcome(name, doc)))
-    out += _predictions_section(metrics, profiles)
-    cq = metrics.get("cluster_quality", {}) or {}
+        return out
     out.append(
+        f"<p>{_int(st.get('common_customers'))} customers were in both runs; "
+        f"{_int(st.get('changed'))} ({_pct(st.get('changed_share'))}) changed segment. "
+        f"{_int(st.get('new_customers'))} new customers, "
+        f"{_int(st.get('gone_customers'))} no longer present.</p>"
+    )
+    if not st.get("same_model"):
+        out.append(
+            "<p class='note'>The previous run used another model version, so segment "
+            "numbers may not mean the same thing.</p>"
+        )
+    out.append(_figure(charts.chart_transitions(metrics)))
+    return out
+
+
+def _outcomes_section(metrics: dict[str, Any]) -> list[str]:
+    """Each outcome's rate by segment (nothing when the data has no outcome)."""
+    outcomes = metrics.get("outcomes", {}) or {}
+    if not outcomes:
+        return []
+    out = ["<h2>Outcomes by segment</h2>"]
+    for name, doc in outcomes.items():
+        lift = ""
+        if doc.get("lift_min") is not None and doc.get("lift_max") is not None:
+            lift = (
+                f" Segments range from {doc['lift_min']:.1f}x to {doc['lift_max']:.1f}x "
+                "the average rate."
+            )
+        out.append(
+            f"<p class='lead'>{_e(_label(name).capitalize())}: "
+            f"{_pct(doc.get('overall_rate'), 1)} of all customers.{_e(lift)}</p>"
+        )
+        out.append(_figure(charts.chart_outcome(name, doc)))
+    return out
+
+
+def _footer(metrics: dict[str, Any]) -> str:
+    """The cluster-quality figures and the privacy note, closing the document."""
+    cq = metrics.get("cluster_quality", {}) or {}
+    return (
         "<footer>"
         f"Segment separation (silhouette, -1..1, higher is better): "
         f"{_fmt2(cq.get('silhouette'))} on {_int(cq.get('sample_size'))} customers "
@@ -529,4 +559,32 @@ def render_report(
         "no customer identifiers or personal data."
         "</footer></main></body></html>"
     )
+
+
+def render_report(
+    profiles: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    sample: pd.DataFrame | None,
+    title: str,
+) -> str:
+    """The report as one HTML string (self-contained; see the module docs).
+
+    ``sample``: the 2-D projection of sampled customers (columns ``pc1``, ``pc2``,
+    ``segment_id``; no ids) or ``None`` to leave the map out.
+    """
+    segs = list(profiles.get("segments", []))
+    names = {int(s["id"]): str(s["name"]) for s in segs}
+    has_value = any(s.get("value_share") is not None for s in segs)
+    out: list[str] = [
+        *_head(title, metrics),
+        *_segments_section(profiles, metrics, segs, has_value),
+        *_differences_section(profiles, sample, names),
+        *_rfm_section(metrics),
+        *_drift_section(metrics),
+        *_stability_section(metrics),
+        *_outcomes_section(metrics),
+        *_predictions_section(metrics, profiles),
+        _footer(metrics),
+    ]
     return "\n".join(part for part in out if part)

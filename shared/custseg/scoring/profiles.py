@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -126,6 +127,242 @@ def _numeric_trait(
     )
 
 
+@dataclass
+class _Base:
+    """The whole base described once: each segment is compared with it."""
+
+    moments: dict[str, Moments]
+    numeric: dict[str, dict[str, Any]]
+    categorical: dict[str, list[dict[str, Any]]]
+    shares: dict[str, dict[str, float]]
+    binary: set[str]
+
+
+@dataclass
+class _Values:
+    """The value measure per segment: sums, customers with a value, and the totals."""
+
+    sums: np.ndarray
+    known: np.ndarray
+    has_value: bool
+    total: float
+
+
+def _sample_values(sample: pd.DataFrame, feature: str) -> np.ndarray:
+    """A sample's values of one numeric feature (empty when the sample lacks it)."""
+    if feature in sample.columns:
+        return sample[feature].to_numpy(dtype="float64", na_value=np.nan)
+    return np.empty(0)
+
+
+def _base_profile(stats: ScoreStats, contract: Contract | None) -> _Base:
+    """Describe the base: numeric summaries, top categories and which features are binary."""
+    base_m = stats.base_moments()
+    base_sample = stats.sample_rows()
+    base_numeric = {
+        f: _numeric_summary(base_m[f], _sample_values(base_sample, f)) for f in stats.numeric
+    }
+    base_categorical: dict[str, list[dict[str, Any]]] = {}
+    base_shares: dict[str, dict[str, float]] = {}
+    for f in stats.categorical:
+        counter = stats.base_categories(f)
+        total = sum(counter.values())
+        shares = {v: c / total for v, c in counter.items()} if total else {}
+        base_shares[f] = shares
+        base_categorical[f] = [
+            {"value": v, "share": _num(shares[v], 4)}
+            for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
+        ]
+    binary = _boolean_features(contract, stats.numeric, base_numeric)
+    return _Base(base_m, base_numeric, base_categorical, base_shares, binary)
+
+
+def _segment_numeric(stats: ScoreStats, s: int, base: _Base) -> dict[str, Any]:
+    """One segment's numeric summaries, each compared with the base."""
+    moments = stats.seg_moments.get(s, {})
+    sample = stats.segment_sample(s)
+    numeric: dict[str, Any] = {}
+    for f in stats.numeric:
+        m = moments.get(f, Moments())
+        entry = _numeric_summary(m, _sample_values(sample, f))
+        b = base.moments[f]
+        if m.n and b.n:
+            entry["diff"] = _num(m.mean - b.mean)
+            entry["index"] = _num(100.0 * m.mean / b.mean, 2) if b.mean > 0 else None
+            entry["std_diff"] = _num((m.mean - b.mean) / b.std, 4) if b.std > 0 else 0.0
+        else:
+            entry.update({"diff": None, "index": None, "std_diff": None})
+        numeric[f] = entry
+    return numeric
+
+
+def _segment_categorical(stats: ScoreStats, s: int, base: _Base) -> dict[str, list[dict[str, Any]]]:
+    """One segment's top categories per feature, each compared with the base's share."""
+    categorical: dict[str, list[dict[str, Any]]] = {}
+    for f in stats.categorical:
+        seg_cats = stats.segment_categories(f, s)
+        total = sum(seg_cats.values())
+        rows: list[dict[str, Any]] = []
+        for v, c in sorted(seg_cats.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]:
+            share = c / total if total else 0.0
+            bshare = base.shares[f].get(v, 0.0)
+            rows.append(
+                {
+                    "value": v,
+                    "share": _num(share, 4),
+                    "base_share": _num(bshare, 4),
+                    "index": _num(100.0 * share / bshare, 2) if bshare else None,
+                    "diff": _num(share - bshare, 4),
+                }
+            )
+        categorical[f] = rows
+    return categorical
+
+
+def _category_trait(feature: str, row: Mapping[str, Any]) -> tuple[float, str] | None:
+    """An over-represented category as a trait (its strength, its text), or None."""
+    if not (
+        row["index"] is not None
+        and row["index"] >= TRAIT_MIN_CATEGORY_INDEX
+        and (row["share"] or 0) >= TRAIT_MIN_CATEGORY_SHARE
+        and row["value"] != "(missing)"
+    ):
+        return None
+    share_now, share_base = float(row["share"]), float(row["base_share"] or 0.0)
+    strength = (share_now - share_base) / max(math.sqrt(share_base * (1 - share_base)), 1e-9)
+    return (
+        strength,
+        f"{feature_label(feature)} is often {display_value(row['value'])}: "
+        f"{100 * row['share']:.0f}% vs {100 * row['base_share']:.0f}% overall",
+    )
+
+
+def _segment_traits(
+    numeric: Mapping[str, Any],
+    categorical: Mapping[str, list[dict[str, Any]]],
+    base: _Base,
+    size: int,
+) -> list[str]:
+    """The traits setting a segment apart: strongest numeric differences, then
+    over-represented categories."""
+    scored: list[tuple[float, str]] = []
+    for f, entry in numeric.items():
+        z = entry.get("std_diff")
+        if z is not None and abs(z) >= TRAIT_MIN_STD_DIFF:
+            scored.append((abs(z), _numeric_trait(f, entry, base.numeric[f], f in base.binary)))
+    for f, rows in categorical.items():
+        for row in rows:
+            trait = _category_trait(f, row)
+            if trait is not None:
+                scored.append(trait)
+    scored.sort(key=lambda t: -t[0])
+    traits = [text for _, text in scored[:MAX_TRAITS]]
+    if not traits and size:
+        traits = ["close to the average customer on every feature"]
+    return traits
+
+
+def _segment_labels(stats: ScoreStats, s: int) -> dict[str, dict[str, float]]:
+    """One segment's share of each label value, per label."""
+    labels_doc: dict[str, dict[str, float]] = {}
+    for name, pairs in stats.labels.items():
+        seg_counts: Counter[str] = Counter({v: c for (seg, v), c in pairs.items() if seg == s})
+        total = sum(seg_counts.values())
+        if total and set(seg_counts) != {"n/a"}:
+            labels_doc[name] = {
+                v: _num(c / total, 4) or 0.0
+                for v, c in sorted(seg_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            }
+    return labels_doc
+
+
+def _segment_profile(
+    stats: ScoreStats,
+    s: int,
+    *,
+    size: int,
+    n: int,
+    name: str,
+    persona: Mapping[str, Any],
+    values: _Values,
+    base: _Base,
+) -> dict[str, Any]:
+    """One segment's entry of profiles.json."""
+    numeric = _segment_numeric(stats, s, base)
+    categorical = _segment_categorical(stats, s, base)
+    traits = _segment_traits(numeric, categorical, base, size)
+    labels_doc = _segment_labels(stats, s)
+    value_sum, value_known, has_value = values.sums, values.known, values.has_value
+    return {
+        "id": s,
+        "name": name,
+        "description": str(persona.get("description", "")),
+        "action": str(persona.get("action", "")),
+        "action_detail": str(persona.get("action_detail", "")),
+        "action_reason": str(persona.get("action_reason", "")),
+        "size": size,
+        "share": _num(size / n, 10) if n else 0.0,
+        "value_total": _num(value_sum[s], 4) if has_value else None,
+        "value_share": _num(value_sum[s] / values.total, 10)
+        if has_value and values.total
+        else None,
+        "value_mean": _num(value_sum[s] / value_known[s], 4)
+        if has_value and value_known[s]
+        else None,
+        "quantiles_exact": bool(size <= stats.segment_sample_k),
+        "numeric": numeric,
+        "categorical": categorical,
+        "traits": traits,
+        "model_traits": list(persona.get("traits", []) or []),
+        "labels": labels_doc,
+    }
+
+
+def _profiles_doc(
+    stats: ScoreStats,
+    model: Any,
+    *,
+    run: Any,
+    as_of: Any,
+    n: int,
+    values: _Values,
+    base: _Base,
+    segments: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Assemble profiles.json around the segments: the run, the features and the base."""
+    meta: Mapping[str, Any] = model.metadata or {}
+    training: Mapping[str, Any] = meta.get("training", {}) or {}
+    has_value, total_value = values.has_value, values.total
+    return {
+        "schema_version": 1,
+        "dataset": getattr(run, "dataset", None),
+        "run_id": getattr(run, "run_id", None),
+        "as_of": None if as_of is None else str(as_of),
+        "model_version": str(model.version),
+        "customers": n,
+        "value_measure": training.get("value_measure"),
+        "features": {
+            "numeric": list(stats.numeric),
+            "categorical": list(stats.categorical),
+            "binary": sorted(base.binary),
+        },
+        "comparison": {
+            "diff": "segment mean - base mean",
+            "index": "100 * segment mean / base mean (base mean > 0 only)",
+            "std_diff": "(segment mean - base mean) / base std",
+        },
+        "base": {
+            "customers": n,
+            "value_total": _num(total_value, 4) if has_value else None,
+            "value_mean": _num(total_value / int(values.known.sum()), 4) if has_value else None,
+            "quantiles_exact": bool(n <= stats.sample_k),
+            "numeric": base.numeric,
+            "categorical": base.categorical,
+        },
+        "segments": segments,
+    }
+
+
 def build_profiles(
     stats: ScoreStats,
     model: Any,
@@ -157,170 +394,26 @@ def build_profiles(
     n = int(stats.customers)
     value_sum = grow(stats.value_sum, k)
     value_known = grow(stats.value_known, k)
-    has_value = bool(value_known.sum())
-    total_value = float(value_sum.sum())
-
-    base_m = stats.base_moments()
-    base_sample = stats.sample_rows()
-    base_numeric = {
-        f: _numeric_summary(
-            base_m[f],
-            base_sample[f].to_numpy(dtype="float64", na_value=np.nan)
-            if f in base_sample.columns
-            else np.empty(0),
-        )
-        for f in stats.numeric
-    }
-    base_categorical: dict[str, list[dict[str, Any]]] = {}
-    base_shares: dict[str, dict[str, float]] = {}
-    for f in stats.categorical:
-        counter = stats.base_categories(f)
-        total = sum(counter.values())
-        shares = {v: c / total for v, c in counter.items()} if total else {}
-        base_shares[f] = shares
-        base_categorical[f] = [
-            {"value": v, "share": _num(shares[v], 4)}
-            for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
-        ]
-    binary = _boolean_features(contract, stats.numeric, base_numeric)
-
+    values = _Values(value_sum, value_known, bool(value_known.sum()), float(value_sum.sum()))
+    base = _base_profile(stats, contract)
     segments = []
     for s in range(k):
-        size = int(counts[s])
         persona = personas.get(s, {})
-        moments = stats.seg_moments.get(s, {})
-        sample = stats.segment_sample(s)
-        numeric: dict[str, Any] = {}
-        for f in stats.numeric:
-            m = moments.get(f, Moments())
-            values = (
-                sample[f].to_numpy(dtype="float64", na_value=np.nan)
-                if f in sample.columns
-                else np.empty(0)
-            )
-            entry = _numeric_summary(m, values)
-            b = base_m[f]
-            if m.n and b.n:
-                entry["diff"] = _num(m.mean - b.mean)
-                entry["index"] = _num(100.0 * m.mean / b.mean, 2) if b.mean > 0 else None
-                entry["std_diff"] = _num((m.mean - b.mean) / b.std, 4) if b.std > 0 else 0.0
-            else:
-                entry.update({"diff": None, "index": None, "std_diff": None})
-            numeric[f] = entry
-        categorical: dict[str, list[dict[str, Any]]] = {}
-        for f in stats.categorical:
-            seg_cats = stats.segment_categories(f, s)
-            total = sum(seg_cats.values())
-            rows: list[dict[str, Any]] = []
-            for v, c in sorted(seg_cats.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]:
-                share = c / total if total else 0.0
-                bshare = base_shares[f].get(v, 0.0)
-                rows.append(
-                    {
-                        "value": v,
-                        "share": _num(share, 4),
-                        "base_share": _num(bshare, 4),
-                        "index": _num(100.0 * share / bshare, 2) if bshare else None,
-                        "diff": _num(share - bshare, 4),
-                    }
-                )
-            categorical[f] = rows
-
-        # traits: strongest numeric differences, then over-represented categories
-        scored: list[tuple[float, str]] = []
-        for f, entry in numeric.items():
-            z = entry.get("std_diff")
-            if z is not None and abs(z) >= TRAIT_MIN_STD_DIFF:
-                scored.append((abs(z), _numeric_trait(f, entry, base_numeric[f], f in binary)))
-        for f, rows in categorical.items():
-            for row in rows:
-                if (
-                    row["index"] is not None
-                    and row["index"] >= TRAIT_MIN_CATEGORY_INDEX
-                    and (row["share"] or 0) >= TRAIT_MIN_CATEGORY_SHARE
-                    and row["value"] != "(missing)"
-                ):
-                    share_now, share_base = float(row["share"]), float(row["base_share"] or 0.0)
-                    strength = (share_now - share_base) / max(
-                        math.sqrt(share_base * (1 - share_base)), 1e-9
-                    )
-                    scored.append(
-                        (
-                            strength,
-                            f"{feature_label(f)} is often {display_value(row['value'])}: "
-                            f"{100 * row['share']:.0f}% vs {100 * row['base_share']:.0f}% overall",
-                        )
-                    )
-        scored.sort(key=lambda t: -t[0])
-        traits = [text for _, text in scored[:MAX_TRAITS]]
-        if not traits and size:
-            traits = ["close to the average customer on every feature"]
-
-        labels_doc: dict[str, dict[str, float]] = {}
-        for name, pairs in stats.labels.items():
-            seg_counts: Counter[str] = Counter({v: c for (seg, v), c in pairs.items() if seg == s})
-            total = sum(seg_counts.values())
-            if total and set(seg_counts) != {"n/a"}:
-                labels_doc[name] = {
-                    v: _num(c / total, 4) or 0.0
-                    for v, c in sorted(seg_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                }
-
         segments.append(
-            {
-                "id": s,
-                "name": names.get(s, persona.get("name", f"Segment {s}")),
-                "description": str(persona.get("description", "")),
-                "action": str(persona.get("action", "")),
-                "action_detail": str(persona.get("action_detail", "")),
-                "action_reason": str(persona.get("action_reason", "")),
-                "size": size,
-                "share": _num(size / n, 10) if n else 0.0,
-                "value_total": _num(value_sum[s], 4) if has_value else None,
-                "value_share": _num(value_sum[s] / total_value, 10)
-                if has_value and total_value
-                else None,
-                "value_mean": _num(value_sum[s] / value_known[s], 4)
-                if has_value and value_known[s]
-                else None,
-                "quantiles_exact": bool(size <= stats.segment_sample_k),
-                "numeric": numeric,
-                "categorical": categorical,
-                "traits": traits,
-                "model_traits": list(persona.get("traits", []) or []),
-                "labels": labels_doc,
-            }
+            _segment_profile(
+                stats,
+                s,
+                size=int(counts[s]),
+                n=n,
+                name=names.get(s, persona.get("name", f"Segment {s}")),
+                persona=persona,
+                values=values,
+                base=base,
+            )
         )
-
-    training: Mapping[str, Any] = meta.get("training", {}) or {}
-    doc = {
-        "schema_version": 1,
-        "dataset": getattr(run, "dataset", None),
-        "run_id": getattr(run, "run_id", None),
-        "as_of": None if as_of is None else str(as_of),
-        "model_version": str(model.version),
-        "customers": n,
-        "value_measure": training.get("value_measure"),
-        "features": {
-            "numeric": list(stats.numeric),
-            "categorical": list(stats.categorical),
-            "binary": sorted(binary),
-        },
-        "comparison": {
-            "diff": "segment mean - base mean",
-            "index": "100 * segment mean / base mean (base mean > 0 only)",
-            "std_diff": "(segment mean - base mean) / base std",
-        },
-        "base": {
-            "customers": n,
-            "value_total": _num(total_value, 4) if has_value else None,
-            "value_mean": _num(total_value / int(value_known.sum()), 4) if has_value else None,
-            "quantiles_exact": bool(n <= stats.sample_k),
-            "numeric": base_numeric,
-            "categorical": base_categorical,
-        },
-        "segments": segments,
-    }
+    doc = _profiles_doc(
+        stats, model, run=run, as_of=as_of, n=n, values=values, base=base, segments=segments
+    )
     if value_totals is not None:
         doc["predictions"] = {"clv": value_profiles(value_totals, names, k)}
     return doc

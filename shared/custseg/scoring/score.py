@@ -64,7 +64,7 @@ from custseg.features.engine import (
 from custseg.ingest.contracts.model import ColumnType, Contract, Role
 from custseg.jsonsafe import json_safe
 from custseg.model.artifact import SegmentModel
-from custseg.model.labels import label_codes
+from custseg.model.labels import LabelEdges, label_codes
 from custseg.predict.clv import CLV
 from custseg.scoring.metrics import (
     PreviousAssignments,
@@ -532,6 +532,218 @@ def _score_stats(
     )
 
 
+@dataclass
+class _RunState:
+    """What a run carries from its setup through its chunks to its finish."""
+
+    as_of: dt.date
+    as_of_reason: str
+    portrait: Contract
+    previous: PreviousAssignments | None
+    stats: ScoreStats
+    label_edges: LabelEdges
+    names: dict[int, str]
+    clv: dict[str, Any] | None
+    value_totals: ValueTotals | None
+    files: dict[str, Path]
+    predicted: list[str]
+    pstats: PredictionStats
+    writer: AssignmentWriter
+    seen: _SeenIds = field(default_factory=_SeenIds)
+    duplicates: int = 0
+
+
+def _start_run(
+    clean_path: Path,
+    contract: Contract,
+    model: SegmentModel,
+    out_dir: Path,
+    run: RunInfo,
+    previous_assignments: Path | None,
+    orders: Source | None,
+) -> _RunState:
+    """Setup: the run's as-of date, statistics, output paths and open assignment writer."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    as_of, as_of_reason = _resolve_as_of(clean_path, contract, run, orders)
+    portrait = contract if orders is None else combined_contract(contract, orders.contract)
+    previous = _load_previous(previous_assignments)
+    stats = _score_stats(model, portrait, previous)
+    label_edges = model.label_edges
+    names = model.segment_names()
+    clv = model.prediction(CLV)
+    value_totals = ValueTotals() if clv is not None else None
+    files = {
+        "assignments_parquet": out_dir / ASSIGNMENTS_PARQUET,
+        "assignments_csv": out_dir / ASSIGNMENTS_CSV,
+        "profiles": out_dir / PROFILES_JSON,
+        "metrics": out_dir / METRICS_JSON,
+        "report": out_dir / REPORT_HTML,
+    }
+    # The writer stays open while the run is evaluated: the last chunk is written in the
+    # background meanwhile (closing waits for it; an error there still fails the run).
+    predicted = prediction_columns(model)
+    pstats = PredictionStats(propensity_columns(model), risk_measure(model.metadata, predicted))
+    writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"], predicted)
+    return _RunState(
+        as_of=as_of,
+        as_of_reason=as_of_reason,
+        portrait=portrait,
+        previous=previous,
+        stats=stats,
+        label_edges=label_edges,
+        names=names,
+        clv=clv,
+        value_totals=value_totals,
+        files=files,
+        predicted=predicted,
+        pstats=pstats,
+        writer=writer,
+    )
+
+
+def _score_chunk(state: _RunState, features: Features, model: SegmentModel, run: RunInfo) -> None:
+    """One chunk: drop customers already written, assign, write and fold into the stats."""
+    hashes = customer_hashes(features.frame.index)
+    # customers already written, and repeats within the chunk (first row kept)
+    keep = state.seen.admit(hashes)
+    if not keep.all():
+        state.duplicates += int((~keep).sum())
+        features = _subset(features, keep)
+        hashes = hashes[keep]
+    if len(features.frame) == 0:
+        return
+    segment, distance, confidence = model.assign(features)
+    labels = label_codes(features, state.label_edges)
+    value = (
+        None
+        if features.value is None
+        else features.value.to_numpy(dtype="float64", na_value=np.nan)
+    )
+    extra = predict_chunk(model, features, state.predicted)
+    if state.value_totals is not None:
+        state.value_totals.update(segment, extra, value)
+    table = assignments_batch(
+        features.frame.index,
+        segment,
+        distance,
+        confidence,
+        labels,
+        value,
+        model_version=model.version,
+        run_id=run.run_id,
+        as_of=state.as_of,
+        segment_names=state.names,
+        predictions=extra,
+    )
+    state.writer.write(table)
+    if state.predicted:
+        state.pstats.update(features.frame.index, segment, value, extra)
+    previous = state.previous
+    state.stats.update(
+        features.frame,
+        segment.astype("int64"),
+        distance,
+        confidence,
+        hashes=hashes,
+        value=value,
+        extras=features.extras,
+        labels=labels,
+        previous=previous.lookup(hashes) if previous is not None else None,
+        codes=features.codes,
+    )
+
+
+def _announce_assignments(
+    state: _RunState, on_file: Callable[[str, Path, int, str | None], None] | None, rows: int
+) -> None:
+    """Finish the assignment files in the background, calling ``on_file`` for each."""
+    if on_file is None:
+        return
+    callback = on_file
+    writer, files = state.writer, state.files
+
+    def announce(kind: str) -> None:
+        name = f"assignments_{kind}"
+        sha256 = writer.csv_sha256 if kind == "csv" else None
+        callback(name, files[name], rows, sha256)
+
+    writer.finish(announce)
+
+
+def _evaluate_run(
+    state: _RunState,
+    model: SegmentModel,
+    run: RunInfo,
+    *,
+    clean_path: Path,
+    contract: Contract,
+    orders: Source | None,
+    limits: EngineLimits,
+    thresholds: Thresholds,
+    quality: dict[str, Any] | None,
+    previous_assignments: Path | None,
+) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
+    """Evaluate: the run's metrics, ranked profiles and PCA projection of the sample."""
+    stats, previous, as_of = state.stats, state.previous, state.as_of
+    rows_sample, x = quality_sample(stats, model)
+    seg_sample = (
+        rows_sample["segment_id"].to_numpy(dtype="int64")
+        if len(rows_sample)
+        else np.empty(0, dtype="int64")
+    )
+    projection, variance = pca_projection(x, seg_sample)
+    metrics = build_metrics(
+        stats,
+        model,
+        run=run,
+        as_of=as_of,
+        as_of_reason=state.as_of_reason,
+        quality=quality,
+        previous=previous,
+        thresholds=thresholds,
+        duplicates_dropped=state.duplicates,
+        sample_x=x,
+        sample_segments=seg_sample,
+        pca_variance=variance,
+        predictions=_predictions(
+            state.clv, clean_path, contract, orders, as_of, limits, thresholds
+        ),
+    )
+    if previous_assignments is not None and previous is None:
+        metrics["stability"]["note"] = "previous assignments not found: stability not measured"
+    profiles = rank_segments(
+        build_profiles(
+            stats,
+            model,
+            contract=state.portrait,
+            run=run,
+            as_of=as_of,
+            value_totals=state.value_totals,
+        ),
+        metrics,
+    )
+    return metrics, profiles, projection
+
+
+def _write_report(
+    path: Path,
+    profiles: dict[str, Any],
+    metrics: dict[str, Any],
+    projection: pd.DataFrame,
+    run: RunInfo,
+) -> None:
+    """Draw the run's report.html."""
+    from custseg.report.html import render_report
+
+    html = render_report(
+        profiles,
+        metrics,
+        sample=projection,
+        title=f"Customer segments: {run.dataset}",
+    )
+    path.write_text(html, encoding="utf-8")
+
+
 def _score_dataset(
     clean_path: Path,
     contract: Contract,
@@ -551,125 +763,31 @@ def _score_dataset(
     """:func:`score_dataset` within the engine's ``limits``."""
     started = time.perf_counter()
     clean_path, out_dir = Path(clean_path), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     thresholds = thresholds or Thresholds()
-    as_of, as_of_reason = _resolve_as_of(clean_path, contract, run, orders)
-    portrait = contract if orders is None else combined_contract(contract, orders.contract)
-    previous = _load_previous(previous_assignments)
-    stats = _score_stats(model, portrait, previous)
-    label_edges = model.label_edges
-    names = model.segment_names()
-    clv = model.prediction(CLV)
-    value_totals = ValueTotals() if clv is not None else None
-    seen = _SeenIds()
-    duplicates = 0
-    files = {
-        "assignments_parquet": out_dir / ASSIGNMENTS_PARQUET,
-        "assignments_csv": out_dir / ASSIGNMENTS_CSV,
-        "profiles": out_dir / PROFILES_JSON,
-        "metrics": out_dir / METRICS_JSON,
-        "report": out_dir / REPORT_HTML,
-    }
-    # The writer stays open while the run is evaluated: the last chunk is written in the
-    # background meanwhile (closing waits for it; an error there still fails the run).
-    predicted = prediction_columns(model)
-    pstats = PredictionStats(propensity_columns(model), risk_measure(model.metadata, predicted))
-    writer = AssignmentWriter(files["assignments_parquet"], files["assignments_csv"], predicted)
+    state = _start_run(clean_path, contract, model, out_dir, run, previous_assignments, orders)
+    files, writer = state.files, state.writer
     try:
         for features in _feature_chunks(
-            clean_path, contract, model, as_of, chunk_rows, limits, orders
+            clean_path, contract, model, state.as_of, chunk_rows, limits, orders
         ):
-            hashes = customer_hashes(features.frame.index)
-            # customers already written, and repeats within the chunk (first row kept)
-            keep = seen.admit(hashes)
-            if not keep.all():
-                duplicates += int((~keep).sum())
-                features = _subset(features, keep)
-                hashes = hashes[keep]
-            if len(features.frame) == 0:
-                continue
-            segment, distance, confidence = model.assign(features)
-            labels = label_codes(features, label_edges)
-            value = (
-                None
-                if features.value is None
-                else features.value.to_numpy(dtype="float64", na_value=np.nan)
-            )
-            extra = predict_chunk(model, features, predicted)
-            if value_totals is not None:
-                value_totals.update(segment, extra, value)
-            table = assignments_batch(
-                features.frame.index,
-                segment,
-                distance,
-                confidence,
-                labels,
-                value,
-                model_version=model.version,
-                run_id=run.run_id,
-                as_of=as_of,
-                segment_names=names,
-                predictions=extra,
-            )
-            writer.write(table)
-            if predicted:
-                pstats.update(features.frame.index, segment, value, extra)
-            stats.update(
-                features.frame,
-                segment.astype("int64"),
-                distance,
-                confidence,
-                hashes=hashes,
-                value=value,
-                extras=features.extras,
-                labels=labels,
-                previous=previous.lookup(hashes) if previous is not None else None,
-                codes=features.codes,
-            )
+            _score_chunk(state, features, model, run)
         rows = writer.rows
         scored = time.perf_counter()
-        if on_file is not None:
-            callback = on_file
-
-            def announce(kind: str) -> None:
-                name = f"assignments_{kind}"
-                sha256 = writer.csv_sha256 if kind == "csv" else None
-                callback(name, files[name], rows, sha256)
-
-            writer.finish(announce)
-
-        rows_sample, x = quality_sample(stats, model)
-        seg_sample = (
-            rows_sample["segment_id"].to_numpy(dtype="int64")
-            if len(rows_sample)
-            else np.empty(0, dtype="int64")
-        )
-        projection, variance = pca_projection(x, seg_sample)
-        metrics = build_metrics(
-            stats,
+        _announce_assignments(state, on_file, rows)
+        metrics, profiles, projection = _evaluate_run(
+            state,
             model,
-            run=run,
-            as_of=as_of,
-            as_of_reason=as_of_reason,
-            quality=quality,
-            previous=previous,
+            run,
+            clean_path=clean_path,
+            contract=contract,
+            orders=orders,
+            limits=limits,
             thresholds=thresholds,
-            duplicates_dropped=duplicates,
-            sample_x=x,
-            sample_segments=seg_sample,
-            pca_variance=variance,
-            predictions=_predictions(clv, clean_path, contract, orders, as_of, limits, thresholds),
+            quality=quality,
+            previous_assignments=previous_assignments,
         )
-        if previous_assignments is not None and previous is None:
-            metrics["stability"]["note"] = "previous assignments not found: stability not measured"
-        profiles = rank_segments(
-            build_profiles(
-                stats, model, contract=portrait, run=run, as_of=as_of, value_totals=value_totals
-            ),
-            metrics,
-        )
-        if predicted:
-            _add_predictions(pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
+        if state.predicted:
+            _add_predictions(state.pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
         if annotate is not None:
             if on_file is None:
                 writer.finish()
@@ -679,16 +797,7 @@ def _score_dataset(
         # timings stay out of metrics.json: a rerun of the same input writes the same bytes
         timings = {"score": round(scored - started, 3), "evaluate": round(evaluated - scored, 3)}
         _write_json(files["profiles"], profiles)
-
-        from custseg.report.html import render_report
-
-        html = render_report(
-            profiles,
-            metrics,
-            sample=projection,
-            title=f"Customer segments: {run.dataset}",
-        )
-        files["report"].write_text(html, encoding="utf-8")
+        _write_report(files["report"], profiles, metrics, projection, run)
         timings["report"] = round(time.perf_counter() - evaluated, 3)
     finally:
         writer.close()
@@ -708,7 +817,7 @@ def _score_dataset(
         reasons=list(metrics["reasons"]),
         metrics=metrics,
         profiles=profiles,
-        as_of=as_of,
+        as_of=state.as_of,
         timings=timings,
     )
 

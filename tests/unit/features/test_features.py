@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -127,22 +128,18 @@ def test_without_invoice_or_amount_columns() -> None:
     assert f.frame.loc["A", "monetary"] == pytest.approx(170)
 
 
-def mall_like_contract() -> Contract:
-    return Contract(
-        kind="customers",
-        grain="customer",
-        columns=[
-            ColumnSpec(name="customer_id", type=T.ID, role=Role.CUSTOMER_ID),
-            ColumnSpec(name="gender", type=T.CATEGORY, role=Role.CATEGORY),
-            ColumnSpec(name="age", type=T.INTEGER, role=Role.NUMERIC),
-            ColumnSpec(name="annual_income", type=T.FLOAT, role=Role.NUMERIC),
-            ColumnSpec(name="spending_score", type=T.FLOAT, role=Role.NUMERIC),
+@pytest.fixture(scope="module")
+def mall_like_contract(customer_contract: Callable[..., Contract]) -> Contract:
+    return customer_contract(
+        ["age", "annual_income", "spending_score"],
+        integers={"age"},
+        extra=[
             ColumnSpec(name="member", type=T.BOOLEAN, role=Role.CATEGORY),
             ColumnSpec(name="signup_date", type=T.DATE, role=Role.NUMERIC),
             ColumnSpec(name="email", type=T.STRING, role=Role.PERSONAL),
             ColumnSpec(name="country", type=T.CATEGORY, role=Role.ATTRIBUTE),
-            ColumnSpec(name="churn", type=T.BOOLEAN, role=Role.OUTCOME),
         ],
+        outcomes=["churn"],
         value_columns=["total_spend", "spending_score"],
     )
 
@@ -166,8 +163,8 @@ def clean_customers() -> pd.DataFrame:
     return df
 
 
-def test_customer_table_features() -> None:
-    f = build_features(clean_customers(), mall_like_contract(), as_of=dt.date(2024, 2, 1))
+def test_customer_table_features(mall_like_contract: Contract) -> None:
+    f = build_features(clean_customers(), mall_like_contract, as_of=dt.date(2024, 2, 1))
     assert f.numeric == [
         "age",
         "annual_income",
@@ -187,12 +184,12 @@ def test_customer_table_features() -> None:
     assert f.value.loc["010"] == 10.0
 
 
-def test_schema_conformance_for_scoring() -> None:
-    train = build_features(clean_customers(), mall_like_contract(), as_of=dt.date(2024, 2, 1))
+def test_schema_conformance_for_scoring(mall_like_contract: Contract) -> None:
+    train = build_features(clean_customers(), mall_like_contract, as_of=dt.date(2024, 2, 1))
     schema = train.schema()
     assert schema.to_dict()["categories"]["gender"][0] in {"female", "male", MISSING_CATEGORY}
     new = clean_customers().drop(columns=["annual_income", "gender"])
-    scored = build_features(new, mall_like_contract(), as_of=dt.date(2024, 3, 1), schema=schema)
+    scored = build_features(new, mall_like_contract, as_of=dt.date(2024, 3, 1), schema=schema)
     assert list(scored.frame.columns) == schema.columns
     assert scored.frame["annual_income"].isna().all()
     assert (scored.frame["gender"] == MISSING_CATEGORY).all()
@@ -282,7 +279,9 @@ def assert_same_features(got: Features, expected: Features) -> None:
 
 @pytest.mark.parametrize("dictionary", [False, True])
 @pytest.mark.parametrize("with_schema", [False, True])
-def test_arrow_features_equal_pandas_features(dictionary: bool, with_schema: bool) -> None:
+def test_arrow_features_equal_pandas_features(
+    dictionary: bool, with_schema: bool, mall_like_contract: Contract
+) -> None:
     as_of = dt.date(2024, 2, 1)
     table = pa.Table.from_pandas(messy_customers(), preserve_index=False)
     schema = None
@@ -292,17 +291,17 @@ def test_arrow_features_equal_pandas_features(dictionary: bool, with_schema: boo
             categorical=["gender", "contract"],
             categories={"gender": ["male", "female"], "contract": ["monthly"]},
         )
-    expected = build_features(table.to_pandas(), mall_like_contract(), as_of, schema)
+    expected = build_features(table.to_pandas(), mall_like_contract, as_of, schema)
     if dictionary:  # category columns as the score job reads them
         index = table.schema.get_field_index("gender")
         table = table.set_column(index, "gender", pc.dictionary_encode(table.column("gender")))
     for data in (table, table.to_batches()[0]):
-        got = build_features_arrow(data, mall_like_contract(), as_of, schema)
+        got = build_features_arrow(data, mall_like_contract, as_of, schema)
         assert_same_features(got, expected)
     assert list(got.frame.index) == sorted({"b7", "a1", "c3", "0009", "z", "é2", "m"})
 
 
-def test_arrow_features_of_real_files_and_fallbacks() -> None:
+def test_arrow_features_of_real_files_and_fallbacks(mall_like_contract: Contract) -> None:
     raw = pd.read_csv(DATA / "mall_customers.csv", dtype={"CustomerID": "string"})
     raw = raw.rename(
         columns={
@@ -316,12 +315,12 @@ def test_arrow_features_of_real_files_and_fallbacks() -> None:
     raw["gender"] = raw["gender"].astype("string")
     table = pa.Table.from_pandas(raw, preserve_index=False)
     as_of = dt.date(2024, 1, 1)
-    expected = build_features(table.to_pandas(), mall_like_contract(), as_of)
-    assert_same_features(build_features_arrow(table, mall_like_contract(), as_of), expected)
+    expected = build_features(table.to_pandas(), mall_like_contract, as_of)
+    assert_same_features(build_features_arrow(table, mall_like_contract, as_of), expected)
     # integer ids: the pandas path (text of the numbers), same result
     numeric_ids = table.set_column(0, "customer_id", pa.array(np.arange(len(raw)) * 7))
-    expected = build_features(numeric_ids.to_pandas(), mall_like_contract(), as_of)
-    assert_same_features(build_features_arrow(numeric_ids, mall_like_contract(), as_of), expected)
+    expected = build_features(numeric_ids.to_pandas(), mall_like_contract, as_of)
+    assert_same_features(build_features_arrow(numeric_ids, mall_like_contract, as_of), expected)
 
 
 def test_arrow_features_of_transactions_use_the_pandas_path() -> None:
@@ -343,10 +342,10 @@ def test_category_codes() -> None:
     assert codes.take(np.array([True, False, False, True])).codes.tolist() == [0, 0]
 
 
-def test_arrow_features_of_chunks_with_their_own_dictionaries() -> None:
+def test_arrow_features_of_chunks_with_their_own_dictionaries(mall_like_contract: Contract) -> None:
     as_of = dt.date(2024, 2, 1)
     table = pa.Table.from_pandas(messy_customers(), preserve_index=False)
-    expected = build_features(table.to_pandas(), mall_like_contract(), as_of)
+    expected = build_features(table.to_pandas(), mall_like_contract, as_of)
     parts = []
     for start, stop in ((0, 4), (4, 10)):  # each part encoded on its own, as row groups are
         part = table.slice(start, stop - start)
@@ -354,4 +353,4 @@ def test_arrow_features_of_chunks_with_their_own_dictionaries() -> None:
         parts.append(part.set_column(index, "gender", pc.dictionary_encode(part.column("gender"))))
     chunked = pa.concat_tables(parts)
     assert chunked.column("gender").num_chunks == 2
-    assert_same_features(build_features_arrow(chunked, mall_like_contract(), as_of), expected)
+    assert_same_features(build_features_arrow(chunked, mall_like_contract, as_of), expected)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,22 +71,13 @@ def load(
     )
 
 
-def contract() -> Contract:
-    return Contract(
-        kind="customers",
-        grain="customer",
-        columns=[
-            ColumnSpec(name="customer_id", type=T.ID, role=Role.CUSTOMER_ID),
-            ColumnSpec(name="gender", type=T.CATEGORY, role=Role.CATEGORY),
-            ColumnSpec(name="income", type=T.FLOAT, role=Role.NUMERIC),
-            ColumnSpec(name="spending_score", type=T.FLOAT, role=Role.NUMERIC),
-        ],
-        value_columns=["spending_score"],
-    )
+@pytest.fixture(scope="module")
+def income_contract(customer_contract: Callable[..., Contract]) -> Contract:
+    return customer_contract(["income", "spending_score"])
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[SegmentModel, pd.DataFrame]:
+def trained(income_contract: Contract) -> tuple[SegmentModel, pd.DataFrame]:
     rng = np.random.default_rng(3)
     centres = [(20, 20), (20, 80), (80, 50)]
     df = pd.DataFrame(
@@ -94,12 +86,14 @@ def trained() -> tuple[SegmentModel, pd.DataFrame]:
     )
     df.insert(0, "customer_id", pd.array([f"{i:03d}" for i in range(len(df))], dtype="string"))
     df["gender"] = pd.array(rng.choice(["female", "male"], len(df)), dtype="string")
-    f = build_features(df, contract(), as_of=dt.date(2024, 1, 1))
-    model = train_model(f, contract=contract(), k_range=(2, 4), seed=1)
+    f = build_features(df, income_contract, as_of=dt.date(2024, 1, 1))
+    model = train_model(f, contract=income_contract, k_range=(2, 4), seed=1)
     return model, df
 
 
-def test_round_trip_and_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+def test_round_trip_and_metadata(
+    trained: tuple[SegmentModel, pd.DataFrame], income_contract: Contract
+) -> None:
     model, df = trained
     model_bytes, meta_bytes = dump(model)
     meta = json.loads(meta_bytes)
@@ -127,7 +121,7 @@ def test_round_trip_and_metadata(trained: tuple[SegmentModel, pd.DataFrame]) -> 
     assert loaded.version == model.version and loaded.k == model.k
     assert loaded.schema.numeric == ["income", "spending_score"]
     assert loaded.label_edges.value_edges == model.label_edges.value_edges
-    f = build_features(df, contract(), schema=loaded.schema)
+    f = build_features(df, income_contract, schema=loaded.schema)
     a, b = model.predict(f), loaded.predict(f)
     pd.testing.assert_frame_equal(a, b)
     assert b["segment_name"].isin(list(loaded.segment_names().values())).all()
@@ -359,19 +353,21 @@ def _sklearn_x(model: SegmentModel, frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.pipeline[:-1].transform(conform(frame, model.schema)), dtype="float64")
 
 
-def _scoring_frame(df: pd.DataFrame, model: SegmentModel) -> pd.DataFrame:
+def _scoring_frame(df: pd.DataFrame, model: SegmentModel, contract: Contract) -> pd.DataFrame:
     messy = df.copy()
     messy.loc[::7, "income"] = np.nan  # imputed
     messy["gender"] = messy["gender"].astype(object)
     messy.loc[::5, "gender"] = None  # (missing): unseen in training
     messy.loc[3::11, "gender"] = "Other"  # unknown: all zeros
-    return build_features(messy, contract(), as_of=dt.date(2024, 1, 1), schema=model.schema).frame
+    return build_features(messy, contract, as_of=dt.date(2024, 1, 1), schema=model.schema).frame
 
 
-def test_fast_transform_equals_sklearn(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+def test_fast_transform_equals_sklearn(
+    trained: tuple[SegmentModel, pd.DataFrame], income_contract: Contract
+) -> None:
     model, df = trained
     assert model._fast_plan() is not None  # the training module's pipeline is recognised
-    frame = _scoring_frame(df, model)
+    frame = _scoring_frame(df, model, income_contract)
     expected = _sklearn_x(model, frame)
     got = model.transform(frame)
     assert got.flags.c_contiguous and got.dtype == np.float64
@@ -381,10 +377,12 @@ def test_fast_transform_equals_sklearn(trained: tuple[SegmentModel, pd.DataFrame
     assert np.array_equal(model.transform(frame.iloc[:1]), expected[:1])
 
 
-def test_fast_assign_equals_a_full_sort(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+def test_fast_assign_equals_a_full_sort(
+    trained: tuple[SegmentModel, pd.DataFrame], income_contract: Contract
+) -> None:
     model, df = trained
-    frame = _scoring_frame(df, model)
-    features = build_features(df, contract(), as_of=dt.date(2024, 1, 1), schema=model.schema)
+    frame = _scoring_frame(df, model, income_contract)
+    features = build_features(df, income_contract, as_of=dt.date(2024, 1, 1), schema=model.schema)
     features.frame = frame
     rng = np.random.default_rng(0)
     for k in (1, 2, 3, 5):  # distance matrices with ties, as the old argsort saw them
@@ -408,15 +406,17 @@ def test_fast_assign_equals_a_full_sort(trained: tuple[SegmentModel, pd.DataFram
     assert np.array_equal(pred["distance"].to_numpy(), d1)
 
 
-def test_unknown_pipeline_shapes_use_sklearn(trained: tuple[SegmentModel, pd.DataFrame]) -> None:
+def test_unknown_pipeline_shapes_use_sklearn(
+    trained: tuple[SegmentModel, pd.DataFrame], income_contract: Contract
+) -> None:
     from sklearn.cluster import KMeans
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder
 
     model, df = trained
-    frame = _scoring_frame(df, model)
-    train = build_features(df, contract(), as_of=dt.date(2024, 1, 1)).frame
+    frame = _scoring_frame(df, model, income_contract)
+    train = build_features(df, income_contract, as_of=dt.date(2024, 1, 1)).frame
     shapes = [
         ColumnTransformer([("num", MinMaxScaler(), ["income", "spending_score"])]),
         ColumnTransformer(
@@ -439,10 +439,10 @@ def test_unknown_pipeline_shapes_use_sklearn(trained: tuple[SegmentModel, pd.Dat
 
 
 def test_infinite_numbers_are_refused_like_sklearn(
-    trained: tuple[SegmentModel, pd.DataFrame],
+    trained: tuple[SegmentModel, pd.DataFrame], income_contract: Contract
 ) -> None:
     model, df = trained
-    frame = _scoring_frame(df, model)
+    frame = _scoring_frame(df, model, income_contract)
     frame.iloc[2, frame.columns.get_loc("income")] = np.inf
     with pytest.raises(ValueError):
         _sklearn_x(model, frame)

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from custseg.features.build import Features, build_features
-from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, Role
+from custseg.ingest.contracts.model import Contract
 from custseg.model.training import K_RULE, build_preprocessor, choose_k, k_choice, train_model
 
 DATA = Path(__file__).resolve().parents[2] / "fixtures"  # copies of the shared real files
-T = ColumnType
 CENTRES = [(20, 20), (20, 80), (55, 50), (90, 20), (90, 80)]
 
 
-def mall_contract() -> Contract:
-    return Contract(
-        kind="customers",
-        grain="customer",
-        columns=[
-            ColumnSpec(name="customer_id", type=T.ID, role=Role.CUSTOMER_ID),
-            ColumnSpec(name="gender", type=T.CATEGORY, role=Role.CATEGORY),
-            ColumnSpec(name="age", type=T.INTEGER, role=Role.NUMERIC),
-            ColumnSpec(name="annual_income", type=T.FLOAT, role=Role.NUMERIC),
-            ColumnSpec(name="spending_score", type=T.FLOAT, role=Role.NUMERIC),
-        ],
-        value_columns=["spending_score"],
-    )
+@pytest.fixture(scope="module")
+def mall_contract(customer_contract: Callable[..., Contract]) -> Contract:
+    return customer_contract(["age", "annual_income", "spending_score"], integers={"age"})
 
 
 def blobs(n_per: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -52,13 +42,18 @@ def blobs(n_per: int = 60, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def features_of(df: pd.DataFrame) -> Features:
-    return build_features(df, mall_contract(), as_of=dt.date(2024, 1, 1))
+@pytest.fixture(scope="module")
+def features_of(
+    customer_features: Callable[..., Features], mall_contract: Contract
+) -> Callable[[pd.DataFrame], Features]:
+    return lambda df: customer_features(df, mall_contract)
 
 
-def test_k_chosen_on_evidence_and_deterministic() -> None:
+def test_k_chosen_on_evidence_and_deterministic(
+    mall_contract: Contract, features_of: Callable[[pd.DataFrame], Features]
+) -> None:
     f = features_of(blobs())
-    model = train_model(f, contract=mall_contract(), k_range=(3, 6), seed=7)
+    model = train_model(f, contract=mall_contract, k_range=(3, 6), seed=7)
     md = model.metadata
     assert model.k == 5 == md["k"]
     assert md["k_rule"] == K_RULE
@@ -72,20 +67,22 @@ def test_k_chosen_on_evidence_and_deterministic() -> None:
     blob = np.repeat(np.arange(5), 60)
     crosstab = pd.crosstab(blob, pred["segment_id"].to_numpy())
     assert (crosstab.max(axis=1) >= 57).all()  # each blob (almost) in one segment
-    again = train_model(f, contract=mall_contract(), k_range=(3, 6), seed=7)
+    again = train_model(f, contract=mall_contract, k_range=(3, 6), seed=7)
     assert again.predict(f).equals(pred)
     assert again.metadata["segments"] == md["segments"]
     assert again.metadata["k_evidence"] == md["k_evidence"]
 
 
-def test_fixed_k_and_version() -> None:
+def test_fixed_k_and_version(
+    mall_contract: Contract, features_of: Callable[[pd.DataFrame], Features]
+) -> None:
     f = features_of(blobs(n_per=20))
-    model = train_model(f, contract=mall_contract(), k=3, version="v-test", model_name="mall")
+    model = train_model(f, contract=mall_contract, k=3, version="v-test", model_name="mall")
     assert model.k == 3 and model.version == "v-test"
     assert model.metadata["model_name"] == "mall"
     assert "fixed" in model.metadata["k_rule"]
     assert len(model.segment_names()) == 3
-    auto = train_model(f, contract=mall_contract(), k=2)
+    auto = train_model(f, contract=mall_contract, k=2)
     assert auto.version.startswith("v") and len(auto.version) > 10
 
 
@@ -114,7 +111,9 @@ def test_two_segments_must_justify_themselves_against_three_to_eight() -> None:
     assert k_choice(clear, 2).startswith("k = 2: the best silhouette (0.500; next best k = 4")
 
 
-def test_categoricals_are_downweighted_and_unknown_ignored() -> None:
+def test_categoricals_are_downweighted_and_unknown_ignored(
+    features_of: Callable[[pd.DataFrame], Features],
+) -> None:
     f = features_of(blobs(n_per=10))
     pre = build_preprocessor(f.frame, f.numeric, f.categorical).fit(f.frame)
     x = pre.transform(f.frame)
@@ -126,7 +125,9 @@ def test_categoricals_are_downweighted_and_unknown_ignored() -> None:
     assert np.allclose(pre.transform(unseen)[:, onehot], 0.0)
 
 
-def test_skewed_amounts_are_log_scaled() -> None:
+def test_skewed_amounts_are_log_scaled(
+    mall_contract: Contract, features_of: Callable[[pd.DataFrame], Features]
+) -> None:
     rng = np.random.default_rng(1)
     n = 300
     df = pd.DataFrame(
@@ -138,13 +139,15 @@ def test_skewed_amounts_are_log_scaled() -> None:
             "gender": pd.array(["female"] * n, dtype="string"),
         }
     )
-    model = train_model(features_of(df), contract=mall_contract(), k_range=(2, 4))
+    model = train_model(features_of(df), contract=mall_contract, k_range=(2, 4))
     assert model.metadata["preprocessing"]["log_scaled"] == ["annual_income"]
     x = model.transform(features_of(df).frame)
     assert np.abs(x).max() <= 3.0 + 1e-9
 
 
-def test_mall_real_file_separates_income_and_spending() -> None:
+def test_mall_real_file_separates_income_and_spending(
+    mall_contract: Contract, features_of: Callable[[pd.DataFrame], Features]
+) -> None:
     raw = pd.read_csv(DATA / "mall_customers.csv", dtype=str).rename(
         columns={
             "CustomerID": "customer_id",
@@ -158,7 +161,7 @@ def test_mall_real_file_separates_income_and_spending() -> None:
         raw[c] = raw[c].astype("float64")
     raw["gender"] = raw["gender"].str.lower()
     f = features_of(raw)
-    model = train_model(f, contract=mall_contract())
+    model = train_model(f, contract=mall_contract)
     md = model.metadata
     assert 5 <= md["k"] <= 6
     assert md["quality"]["silhouette"] > 0.35
@@ -178,9 +181,9 @@ def test_mall_real_file_separates_income_and_spending() -> None:
     assert any("High-income" in n and "big spenders" in n for n in names.values())
 
 
-def test_a_model_is_fitted_on_a_bounded_sample_and_says_so() -> None:
-    f = build_features(blobs(n_per=60), mall_contract())
-    model = train_model(f, contract=mall_contract(), k=5, seed=7, max_customers=150)
+def test_a_model_is_fitted_on_a_bounded_sample_and_says_so(mall_contract: Contract) -> None:
+    f = build_features(blobs(n_per=60), mall_contract)
+    model = train_model(f, contract=mall_contract, k=5, seed=7, max_customers=150)
     sample = model.metadata["training"]["source"]["sample"]
     assert sample["customers"] == 300 and sample["fitted_on"] == 150
     assert "smallest hashes" in sample["method"]

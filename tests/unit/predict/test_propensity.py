@@ -3,7 +3,7 @@ old artifacts, persona actions."""
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import joblib
@@ -13,7 +13,7 @@ import pytest
 
 from custseg.dataset.clean_data import read_clean
 from custseg.features.build import Features, build_features
-from custseg.ingest.contracts.model import ColumnSpec, ColumnType, Contract, Role
+from custseg.ingest.contracts.model import Contract
 from custseg.ingest.pipeline import ingest_file
 from custseg.model.actions import assign_actions, signals_from
 from custseg.model.artifact import SegmentModel, dump_artifact, load_artifact
@@ -30,7 +30,6 @@ from signing_keys import TestKey
 
 TELCO = Path(__file__).resolve().parents[2] / "fixtures" / "telco_customer_churn.csv"
 KEY = TestKey()
-T = ColumnType
 
 
 @pytest.fixture(scope="module")
@@ -89,32 +88,26 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
     )
 
 
-def _contract() -> Contract:
-    return Contract(
-        kind="customers",
-        grain="customer",
-        columns=[
-            ColumnSpec(name="customer_id", type=T.ID, role=Role.CUSTOMER_ID),
-            ColumnSpec(name="gender", type=T.CATEGORY, role=Role.CATEGORY),
-            ColumnSpec(name="income", type=T.FLOAT, role=Role.NUMERIC),
-            ColumnSpec(name="spending_score", type=T.FLOAT, role=Role.NUMERIC),
-            ColumnSpec(name="churn", type=T.BOOLEAN, role=Role.OUTCOME),
-        ],
-        value_columns=["spending_score"],
-    )
+@pytest.fixture(scope="module")
+def churn_contract(customer_contract: Callable[..., Contract]) -> Contract:
+    return customer_contract(["income", "spending_score"], outcomes=["churn"])
 
 
-def test_a_random_outcome_scores_chance_out_of_fold() -> None:
+def test_a_random_outcome_scores_chance_out_of_fold(
+    churn_contract: Contract, customer_features: Callable[..., Features]
+) -> None:
     """Evidence out of fold: on an outcome unrelated to the data the AUC is ~0.5 (fitted
     and measured on the same customers, gradient boosting would score far above)."""
-    features = build_features(_frame(1500, 1), _contract(), as_of=dt.date(2024, 1, 1))
-    entry = fit_propensities(features, _contract(), seed=7).metadata["p_churn"]
+    features = customer_features(_frame(1500, 1), churn_contract)
+    entry = fit_propensities(features, churn_contract, seed=7).metadata["p_churn"]
     for candidate in entry["candidates"]:
         assert abs(candidate["auc"] - 0.5) < 0.06, candidate
 
 
-def test_outcome_columns_are_never_inputs() -> None:
-    features = build_features(_frame(200, 2), _contract(), as_of=dt.date(2024, 1, 1))
+def test_outcome_columns_are_never_inputs(
+    churn_contract: Contract, customer_features: Callable[..., Features]
+) -> None:
+    features = customer_features(_frame(200, 2), churn_contract)
     extras = features.extras.assign(country=pd.array(["fr"] * 200, dtype="string"))
     with_attr = Features(**{**features.__dict__, "extras": extras})
     numeric, categorical = input_columns(with_attr, ["churn"])
@@ -122,24 +115,28 @@ def test_outcome_columns_are_never_inputs() -> None:
     assert "country" in categorical  # attributes are usable inputs
 
 
-def test_too_few_positives_skips_the_outcome_with_a_reason() -> None:
+def test_too_few_positives_skips_the_outcome_with_a_reason(
+    churn_contract: Contract, customer_features: Callable[..., Features]
+) -> None:
     df = _frame(300, 3)
     df["churn"] = False
     df.loc[:4, "churn"] = True
-    features = build_features(df, _contract(), as_of=dt.date(2024, 1, 1))
-    fitted = fit_propensities(features, _contract())
+    features = customer_features(df, churn_contract)
+    fitted = fit_propensities(features, churn_contract)
     assert fitted.estimators == {}
     entry = fitted.metadata["p_churn"]
     assert entry["status"] == "skipped" and "5 customers with the outcome" in entry["reason"]
 
 
 @pytest.fixture(scope="module")
-def model_with_churn() -> tuple[SegmentModel, Features]:
+def model_with_churn(
+    customer_features: Callable[..., Features], churn_contract: Contract
+) -> tuple[SegmentModel, Features]:
     df = _frame(600, 4)
     # churn depends on income: something to learn
     df["churn"] = np.random.default_rng(5).random(600) < 1 / (1 + np.exp(-(df["income"] - 60) / 5))
-    features = build_features(df, _contract(), as_of=dt.date(2024, 1, 1))
-    return train_model(features, contract=_contract(), k_range=(2, 3), seed=1), features
+    features = customer_features(df, churn_contract)
+    return train_model(features, contract=churn_contract, k_range=(2, 3), seed=1), features
 
 
 def test_the_artifact_round_trip_keeps_the_propensity(
