@@ -337,22 +337,23 @@ def text_hash64(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def repeated(values: np.ndarray) -> np.ndarray:
-    """Mask of the values that occur more than once (sort based, no hash table)."""
+    """Mask of the values that occur more than once (sort based, no hash table).
+
+    One sort finds the repeated values (usually few); each value is then looked up
+    among them by binary search, which is cheaper than ordering the positions.
+    """
     n = len(values)
     if n < 2:
         return np.zeros(n, dtype=bool)
-    ordered = np.sort(values)  # no repeats at all, the usual case: 10x cheaper than argsort
-    if not (ordered[1:] == ordered[:-1]).any():
-        return np.zeros(n, dtype=bool)
-    order = np.argsort(values)  # the mask does not depend on the order of equal values
-    ordered = values[order]
+    ordered = np.sort(values)
     same = ordered[1:] == ordered[:-1]
-    hit = np.zeros(n, dtype=bool)
-    hit[1:] |= same
-    hit[:-1] |= same
-    out = np.zeros(n, dtype=bool)
-    out[order] = hit
-    return out
+    if not same.any():  # no repeats at all, the usual case
+        return np.zeros(n, dtype=bool)
+    twice = np.unique(ordered[1:][same])
+    del ordered, same
+    at = np.minimum(np.searchsorted(twice, values), len(twice) - 1)
+    hit: np.ndarray = twice[at] == values
+    return hit
 
 
 def id_codes(

@@ -1172,8 +1172,8 @@ class _HashPartitions:
         if not self.bits:
             self._memory.append(records)
             return
-        part = (hashes >> np.uint64(64 - self.bits)).astype(np.intp)
-        order = np.argsort(part, kind="stable")
+        part = (hashes >> np.uint64(64 - self.bits)).astype(np.uint8)
+        order = np.argsort(part, kind="stable")  # a radix sort for 8-bit values
         bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=len(self.paths)))])
         records = records[order]
         for p, handle in enumerate(self._handles):
