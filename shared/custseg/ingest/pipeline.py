@@ -1228,8 +1228,9 @@ class _DistinctIds:
     values, merged when they outgrow the distinct values so far): memory per distinct
     value, not per row."""
 
-    def __init__(self) -> None:
+    def __init__(self, merge_at: int = 1 << 20) -> None:
         self._parts: list[pa.Array] = []
+        self._merge_at = merge_at  # values held before a merge, at least
         self._merged = 0  # values in the first part (distinct) after the last merge
         self._size = 0
 
@@ -1237,7 +1238,7 @@ class _DistinctIds:
         unique = pc.unique(values)
         self._parts.append(unique)
         self._size += len(unique)
-        if self._size > max(1 << 20, 2 * self._merged):
+        if self._size > max(self._merge_at, 2 * self._merged):
             self._merge()
 
     def _merge(self) -> None:
