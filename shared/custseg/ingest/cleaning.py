@@ -337,22 +337,23 @@ def text_hash64(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def repeated(values: np.ndarray) -> np.ndarray:
-    """Mask of the values that occur more than once (sort based, no hash table)."""
+    """Mask of the values that occur more than once (sort based, no hash table).
+
+    One sort finds the repeated values (usually few); each value is then looked up
+    among them by binary search, which is cheaper than ordering the positions.
+    """
     n = len(values)
     if n < 2:
         return np.zeros(n, dtype=bool)
-    ordered = np.sort(values)  # no repeats at all, the usual case: 10x cheaper than argsort
-    if not (ordered[1:] == ordered[:-1]).any():
-        return np.zeros(n, dtype=bool)
-    order = np.argsort(values)  # the mask does not depend on the order of equal values
-    ordered = values[order]
+    ordered = np.sort(values)
     same = ordered[1:] == ordered[:-1]
-    hit = np.zeros(n, dtype=bool)
-    hit[1:] |= same
-    hit[:-1] |= same
-    out = np.zeros(n, dtype=bool)
-    out[order] = hit
-    return out
+    if not same.any():  # no repeats at all, the usual case
+        return np.zeros(n, dtype=bool)
+    twice = np.unique(ordered[1:][same])
+    del ordered, same
+    at = np.minimum(np.searchsorted(twice, values), len(twice) - 1)
+    hit: np.ndarray = twice[at] == values
+    return hit
 
 
 def id_codes(
@@ -423,18 +424,46 @@ def dedupe_candidates(
     Rows outside ``cand`` are kept. Memory: a few bytes per row plus the candidates.
     """
     n = len(codes)
-    code = np.zeros(n, dtype=np.uint8)
     keep = np.ones(n, dtype=bool)
     if n == 0:
-        return DedupePlan(keep=keep, code=code, exact=0, by_id=0, customers=0)
-    exact_c = pd.Series(cand_hash).duplicated(keep="first").to_numpy()
+        return DedupePlan(keep=keep, code=np.zeros(0, np.uint8), exact=0, by_id=0, customers=0)
+    plan = decide_candidates(
+        keep, cand, cand_hash, contract, codes[cand], order_by=order_by, n_missing=n_missing
+    )
+    present = np.bincount(codes[keep], minlength=int(codes.max()) + 1) > 0
+    if null_code >= 0:
+        present[null_code] = False
+    plan.customers = int(present.sum())
+    return plan
+
+
+def decide_candidates(
+    keep: np.ndarray,
+    cand: np.ndarray,
+    cand_hash: np.ndarray,
+    contract: Contract,
+    cand_codes: np.ndarray,
+    order_by: np.ndarray | None = None,
+    n_missing: np.ndarray | None = None,
+) -> DedupePlan:
+    """The plan of :func:`dedupe_candidates` from the candidates alone (``customers`` 0:
+    the caller counts them).
+
+    ``keep``: per row, whether it may be kept (rows outside ``cand`` are kept as they
+    are), cleared in place for the duplicates; ``cand_codes``: the candidates' id codes
+    (equal ids, equal codes). Exact duplicates (same ``cand_hash``) keep their first
+    occurrence; in a customer table the repeated ids left keep one row each (see
+    :func:`dedupe_plan`).
+    """
+    code = np.zeros(len(keep), dtype=np.uint8)
+    exact_c = pd.Series(cand_hash, dtype=np.uint64).duplicated(keep="first").to_numpy()
     exact_pos = cand[exact_c]
     keep[exact_pos] = False
     code[exact_pos] = 1
     by_id = 0
     if not contract.is_transactions:
         sub = np.flatnonzero(~exact_c)  # candidates left after exact duplicates
-        ids = codes[cand[sub]]
+        ids = cand_codes[sub]
         repeated = pd.Series(ids).duplicated(keep=False).to_numpy()
         sub, ids = sub[repeated], ids[repeated]  # ids still repeated need a decision
         if sub.size:
@@ -450,12 +479,7 @@ def dedupe_candidates(
             keep[drop_pos] = False
             code[drop_pos] = 2
             by_id = len(drop_pos)
-    present = np.bincount(codes[keep], minlength=int(codes.max()) + 1) > 0
-    if null_code >= 0:
-        present[null_code] = False
-    return DedupePlan(
-        keep=keep, code=code, exact=int(exact_c.sum()), by_id=by_id, customers=int(present.sum())
-    )
+    return DedupePlan(keep=keep, code=code, exact=int(exact_c.sum()), by_id=by_id, customers=0)
 
 
 # --------------------------------------------------------------------------------------

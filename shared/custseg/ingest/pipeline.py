@@ -1,7 +1,7 @@
 """Ingest one customer CSV: local file in -> clean Parquet + reports out.
 
 One pass over the CSV, then passes over a local staging file; memory bounded by
-``chunk_rows`` (plus ~10 bytes per row for whole-file de-duplication, see
+``chunk_rows`` (plus ~3 bytes per row for whole-file de-duplication, see
 :func:`_dedupe`):
 
 1. stream the CSV in chunks (Arrow): normalise, convert, validate (pyarrow.compute,
@@ -44,6 +44,7 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -69,9 +70,8 @@ from custseg.ingest.cleaning import (
     apply_transaction_rules,
     clean_columns,
     clean_table,
-    dedupe_candidates,
+    decide_candidates,
     finalise_stats,
-    id_codes,
     join_raw,
     mix64,
     new_stats,
@@ -296,6 +296,11 @@ class _Stage:
         if not batches:
             return self.schema.empty_table().select(columns)
         return pa.Table.from_batches(batches).combine_chunks()
+
+    @property
+    def valid_batches(self) -> list[np.ndarray]:
+        """Per staged batch, in order: which of its rows passed pass 1 (bool)."""
+        return list(self._valid)
 
     @property
     def valid(self) -> np.ndarray:
@@ -1085,32 +1090,25 @@ def _dedupe(
     """The whole-file dedupe plan (over stage positions) from the staged rows; and, when
     they are few, the candidates' stage positions and rows (see :func:`_candidate_hashes`).
 
-    Reads the customer ids (one column at a time) and finds the candidate rows whose id
-    (customer tables) or ``_key`` (transaction tables) repeats. Only those can be
-    duplicates, so only their raw text is hashed, one staged batch at a time (exact
-    duplicates share :func:`custseg.ingest.cleaning.row_hash`), and only their hashes, recency
-    and missing counts are kept. Memory: a chunk, plus ~40 bytes per row however many
-    rows repeat (the ids of a transaction table as Arrow text while they are encoded).
+    Finds the candidate rows whose customer id (customer tables) or ``_key`` (transaction
+    tables) repeats, by 64-bit hash, one partition of hashes at a time (see
+    :class:`_HashPartitions`). Only those can be duplicates, so only their raw text is
+    hashed, one staged batch at a time (exact duplicates share
+    :func:`custseg.ingest.cleaning.row_hash`), and only their hashes, recency and missing
+    counts are kept. Memory: a chunk and a partition, plus 2 bytes per row (the plan's
+    ``keep`` and ``code``) and the candidates.
     """
     id_name = contract.id_column.name
-    valid = stage.valid
-    total = len(valid)
-    # positions as int32 below 2**31 rows: 4 bytes a row less for each array of them
-    staged_pos = np.flatnonzero(valid).astype(_pos_type(total))  # valid rows in the stage
-    n = len(staged_pos)
-    if contract.is_transactions:
-        # ids repeat (one per customer): a dictionary of the distinct ids is small
-        ids = stage.read([id_name]).column(0)
-        if n != total:
-            ids = ids.filter(pa.array(valid))
-        codes, null_code = id_codes(ids)
-        del ids
-        key = stage.read(["_key"]).column(0).to_numpy()[staged_pos]
-        cand = np.flatnonzero(repeated(key)).astype(staged_pos.dtype)  # among the valid rows
-        del key
-    else:
-        codes, cand, null_code = _customer_codes(stage, id_name, staged_pos, total)
-    cand_stage = staged_pos[cand]
+    total = stage.rows
+    with tempfile.TemporaryDirectory(prefix="_dedupe-", dir=stage.path.parent) as spill:
+        parts = _HashPartitions(total, Path(spill))
+        customers = _scan_hashes(stage, id_name, contract.is_transactions, parts)
+        cand_stage, cand_first = parts.repeated()
+    cand_codes = cand_stage  # transactions: the ids play no part in the decision
+    null_code = -1
+    if not contract.is_transactions:
+        cand_codes, null_code = _candidate_codes(stage, id_name, cand_stage, cand_first)
+    del cand_first
 
     def at_cand(name: str) -> np.ndarray:
         gathered: np.ndarray = stage.gather(name, cand_stage).to_numpy(zero_copy_only=False)
@@ -1119,82 +1117,165 @@ def _dedupe(
     cand_hash, cand_table = _candidate_hashes(stage, cand_stage, total)
     order_by = contract.dedupe_order_by
     order = None
-    if cand.size and order_by and order_by in stage.schema.names and not contract.is_transactions:
-        order = stage.gather(order_by, cand_stage).to_pandas().to_numpy()
-    plan = dedupe_candidates(
-        codes,
-        cand,
+    if not contract.is_transactions and cand_stage.size and order_by in stage.schema.names:
+        order = stage.gather(str(order_by), cand_stage).to_pandas().to_numpy()
+    plan = decide_candidates(
+        stage.valid,
+        cand_stage,
         cand_hash,
         contract,
+        cand_codes,
         order_by=order,
-        n_missing=at_cand("_nmiss") if cand.size else None,
-        null_code=null_code,
+        n_missing=at_cand("_nmiss") if cand_stage.size else None,
     )
-    if n != total:  # back to stage positions: rows rejected in pass 1 are not kept
-        keep = np.zeros(total, dtype=bool)
-        keep[staged_pos] = plan.keep
-        code = np.zeros(total, dtype=np.uint8)
-        code[staged_pos] = plan.code
-        plan = DedupePlan(
-            keep=keep, code=code, exact=plan.exact, by_id=plan.by_id, customers=plan.customers
-        )
+    if customers is None:  # customer tables: every valid row not a candidate is one
+        kept = cand_codes[plan.keep[cand_stage]]
+        kept = kept[kept != null_code]
+        customers = stage.valid_rows - cand_stage.size + np.unique(kept).size
+    plan.customers = customers
     return plan, (cand_stage, cand_table) if cand_table is not None else None
 
 
 def _release_memory() -> None:
     """Hand the memory Arrow's allocator keeps for reuse back to the system: after pass 1
-    it holds ~200 MB of freed chunks, which the per-row arrays of the dedupe would
-    otherwise come on top of."""
+    it holds ~200 MB of freed chunks, which the dedupe's arrays would otherwise come on
+    top of."""
     pa.default_memory_pool().release_unused()
 
 
-def _pos_type(rows: int) -> type[np.signedinteger[Any]]:
-    return np.int32 if rows < 2**31 else np.int64
+_PART_ROWS = 1 << 20  # about this many rows per partition of the dedupe's hashes
+_PART_BITS_MAX = 8  # at most 256 partitions (files open at once)
 
 
-def _customer_codes(
-    stage: _Stage, id_name: str, staged_pos: np.ndarray, total: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Id codes of the valid rows of a customer table, the positions (among them) of
-    the rows whose id repeats, and the code of a missing id (-1: none).
+class _HashPartitions:
+    """The 64-bit hashes of the valid staged rows with their stage positions, split by the
+    hash's top bits into partitions of about :data:`_PART_ROWS` rows each (equal hashes
+    fall in the same partition), spilled to one file each in ``folder`` when there is
+    more than one. Finding the repeated hashes then holds one partition at a time:
+    memory bounded by the partition, not the file."""
 
-    Ids are mostly unique: the repeated ones are found by a 64-bit hash (8 bytes a row,
-    no hash table of millions of strings); only those get a second, independent 64-bit
-    hash, and equal ids are those equal in both (128 bits: a collision is less likely
-    than a disk error). Every other row gets a code of its own. Memory: ~30 bytes a row
-    however many ids repeat, never the ids' text.
-    """
-    hashed = np.empty(total, dtype=np.uint64)
+    def __init__(self, rows: int, folder: Path) -> None:
+        self.bits = min(_PART_BITS_MAX, max(0, int(np.ceil(np.log2(max(rows, 1) / _PART_ROWS)))))
+        pos = np.uint32 if rows < 2**32 else np.int64
+        self.dtype = np.dtype([("hash", np.uint64), ("pos", pos)])
+        self.paths = [folder / f"part-{p:03d}.bin" for p in range(1 << self.bits)]
+        self._memory: list[np.ndarray] = []
+        self._files = contextlib.ExitStack()
+        self._handles = [
+            self._files.enter_context(path.open("wb")) for path in self.paths if self.bits
+        ]
+
+    def add(self, hashes: np.ndarray, positions: np.ndarray) -> None:
+        """Add the hashes of the rows at the stage ``positions``."""
+        records = np.empty(hashes.size, dtype=self.dtype)
+        records["hash"], records["pos"] = hashes, positions
+        if not self.bits:
+            self._memory.append(records)
+            return
+        part = (hashes >> np.uint64(64 - self.bits)).astype(np.uint8)
+        order = np.argsort(part, kind="stable")  # a radix sort for 8-bit values
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=len(self.paths)))])
+        records = records[order]
+        for p, handle in enumerate(self._handles):
+            if bounds[p + 1] > bounds[p]:
+                records[bounds[p] : bounds[p + 1]].tofile(handle)
+
+    def _partitions(self) -> Iterator[np.ndarray]:
+        self._files.close()
+        if not self.bits:
+            yield np.concatenate(self._memory) if self._memory else np.empty(0, self.dtype)
+            self._memory = []
+            return
+        for path in self.paths:
+            yield np.fromfile(path, dtype=self.dtype)
+            path.unlink()
+
+    def repeated(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted stage positions (int64) whose hash occurs more than once, and
+        their hashes."""
+        found = [records[repeated(records["hash"])] for records in self._partitions()]
+        hits = np.concatenate(found) if found else np.empty(0, self.dtype)
+        hits = hits[np.argsort(hits["pos"], kind="stable")]
+        return hits["pos"].astype(np.int64), hits["hash"].copy()
+
+
+def _scan_hashes(
+    stage: _Stage, id_name: str, transactions: bool, parts: _HashPartitions
+) -> int | None:
+    """One pass over the staged batches: the dedupe hash of each valid row into
+    ``parts`` (transactions: ``_key``; customer tables: the id's, :func:`_id_hash`).
+    Transactions: returns the number of distinct customer ids of the valid rows (exact
+    text; a missing id is none), which no dedupe changes (an exact duplicate keeps its
+    first row); customer tables: None."""
+    distinct = _DistinctIds()
     offset = 0
-    for batch in stage.batches([id_name]):
-        hashed[offset : offset + batch.num_rows] = _id_hash(batch.column(0))
-        offset += batch.num_rows
-    if len(staged_pos) != total:
-        hashed = hashed[staged_pos]
-    cand = np.flatnonzero(repeated(hashed)).astype(staged_pos.dtype)
-    first = hashed[cand]
-    del hashed
-    second, nulls = _second_id_hash(stage, id_name, staged_pos[cand], total)
+    columns = [id_name, "_key"] if transactions else [id_name]
+    for valid, batch in zip(stage.valid_batches, stage.batches(columns), strict=True):
+        where = np.flatnonzero(valid)
+        if transactions:
+            ids = batch.column(0)
+            distinct.add(ids if where.size == len(valid) else ids.filter(pa.array(valid)))
+            hashes = batch.column(1).to_numpy()[where]
+        else:
+            hashes = _id_hash(batch.column(0))[where]
+        parts.add(hashes, where + offset)
+        offset += len(valid)
+    return distinct.count() if transactions else None
+
+
+class _DistinctIds:
+    """The distinct values of a text column met batch by batch (each batch's distinct
+    values, merged when they outgrow the distinct values so far): memory per distinct
+    value, not per row."""
+
+    def __init__(self, merge_at: int = 1 << 20) -> None:
+        self._parts: list[pa.Array] = []
+        self._merge_at = merge_at  # values held before a merge, at least
+        self._merged = 0  # values in the first part (distinct) after the last merge
+        self._size = 0
+
+    def add(self, values: pa.Array) -> None:
+        unique = pc.unique(values)
+        self._parts.append(unique)
+        self._size += len(unique)
+        if self._size > max(self._merge_at, 2 * self._merged):
+            self._merge()
+
+    def _merge(self) -> None:
+        if len(self._parts) > 1:
+            self._parts = [pc.unique(pa.concat_arrays(self._parts))]
+        self._merged = self._size = sum(len(p) for p in self._parts)
+
+    def count(self) -> int:
+        """The distinct values, a missing one not counted."""
+        self._merge()
+        return sum(len(p) - p.null_count for p in self._parts)
+
+
+def _candidate_codes(
+    stage: _Stage, id_name: str, cand_stage: np.ndarray, first: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Id codes of the candidate rows of a customer table (at the sorted stage positions
+    ``cand_stage``, whose ids' :func:`_id_hash` is ``first``) and the code of a missing
+    id (-1: none).
+
+    Equal ids are those equal in ``first`` and in a second, independent 64-bit hash
+    (128 bits: a collision is less likely than a disk error); the ids' text is never
+    held.
+    """
+    second, nulls = _second_id_hash(stage, id_name, cand_stage)
     order = np.lexsort((second, first))
-    starts = np.ones(cand.size, dtype=bool)
+    starts = np.ones(cand_stage.size, dtype=bool)
     starts[1:] = (first[order][1:] != first[order][:-1]) | (second[order][1:] != second[order][:-1])
-    del first, second
-    cand_codes = np.empty(cand.size, dtype=staged_pos.dtype)
-    cand_codes[order] = np.cumsum(starts, dtype=staged_pos.dtype) - 1
-    del order, starts
-    null_code = int(cand_codes[nulls[0]]) if nulls.size else -1
-    n = len(staged_pos)
-    distinct = int(cand_codes.max()) + 1 if cand.size else 0
-    codes = np.empty(n, dtype=_pos_type(n + distinct))
-    others = np.ones(n, dtype=bool)
-    others[cand] = False
-    codes[others] = np.arange(distinct, distinct + n - cand.size, dtype=codes.dtype)
-    codes[cand] = cand_codes
-    return codes, cand, null_code
+    del second
+    codes = np.empty(cand_stage.size, dtype=np.int64)
+    codes[order] = np.cumsum(starts, dtype=np.int64) - 1
+    null_code = int(codes[nulls[0]]) if nulls.size else -1
+    return codes, null_code
 
 
 def _second_id_hash(
-    stage: _Stage, id_name: str, positions: np.ndarray, total: int
+    stage: _Stage, id_name: str, positions: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """A hash of the ids at the sorted stage ``positions`` independent of
     :func:`_id_hash` (pandas' keyed SipHash), one staged batch at a time; and which of

@@ -392,3 +392,76 @@ def test_polish_cp1250_file_reads_lodz(tmp_path: Path) -> None:
     assert result.status == "accepted"
     assert result.report.format["encoding"] == "cp1250"
     assert _clean(result)["city"].tolist() == ["łódź", "kraków", "gdańsk", "wrocław"]
+
+
+def _orders(path: Path, lines: int) -> None:
+    """An order log: ~20 lines a customer, 1 % of lines repeated exactly later in the
+    file, 1 % with a blank customer id; many lines share date, quantity and price."""
+    rng = np.random.default_rng(5)
+    rows = [
+        f"{500_000 + i // 4},2011-0{1 + i % 9}-1{i % 10} 10:00,"
+        f"{'' if rng.random() < 0.01 else 10_000 + int(rng.integers(lines // 20))},"
+        f"{int(rng.integers(1, 4))},{rng.choice([1.25, 2.5])},United Kingdom"
+        for i in range(lines)
+    ]
+    rows += [rows[int(i)] for i in rng.integers(0, lines, lines // 100)]
+    head = "InvoiceNo,InvoiceDate,CustomerID,Quantity,UnitPrice,Country\n"
+    path.write_text(head + "\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["orders", "customers"])
+def test_dedupe_holds_one_partition_of_hashes_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Repeated keys and ids are found one partition of hashes at a time (spilled to
+    files beside the stage): the largest array of hashes is a partition's, not the
+    file's, and the outputs are those of a single in-memory partition."""
+    import custseg.ingest.pipeline as ingest_module
+
+    src = tmp_path / f"{kind}.csv"
+    _orders(src, 20_000) if kind == "orders" else _twice(src, 10_000)
+
+    def run(name: str) -> tuple[object, int]:
+        largest = [0]
+        find_repeated = ingest_module.repeated
+
+        def spy(values: np.ndarray) -> np.ndarray:
+            largest[0] = max(largest[0], len(values))
+            return find_repeated(values)
+
+        monkeypatch.setattr(ingest_module, "repeated", spy)
+        result = ingest_module.ingest_file(
+            src, tmp_path / name, source_name="o.csv", dataset="d", run_id="r", chunk_rows=3000
+        )
+        assert result.status == "accepted"
+        return result, largest[0]
+
+    whole, whole_largest = run("whole")  # 20,000 rows: one partition
+    monkeypatch.setattr(ingest_module, "_PART_ROWS", 1000)
+    parted, parted_largest = run("parted")
+    assert whole_largest == whole.report.rows_read - whole.report.rows_invalid
+    assert 0 < parted_largest <= 2 * 1000
+    assert read_clean(parted.clean_path).equals(read_clean(whole.clean_path))
+    assert _rejected(parted).equals(_rejected(whole))
+    assert whole.contract.kind == ("transactions" if kind == "orders" else "customers")
+    assert parted.report.duplicates == whole.report.duplicates
+    assert parted.report.duplicates["exact" if kind == "orders" else "by_id"] > 0
+    assert parted.report.customers == whole.report.customers
+    assert parted.report.customers == _clean(parted)["customer_id"].nunique()  # blank: none
+    assert sorted(p.name for p in (tmp_path / "parted").iterdir()) == [
+        "contract.json", "contract.yaml", "data", "quality.json", "quality.txt",
+        "rejected_rows.csv",
+    ]  # fmt: skip
+
+
+def test_distinct_ids_merge_as_they_grow() -> None:
+    """The distinct customer ids of a transaction table are merged batch by batch; a
+    missing id is no customer."""
+    from custseg.ingest.pipeline import _DistinctIds
+
+    distinct = _DistinctIds(merge_at=4)
+    batches = [["a", "b", None], ["b", "c", "d", "e"], ["a", None, "f"], ["g"]]
+    for values in batches:
+        distinct.add(pa.array(values, pa.string()))
+    assert distinct.count() == 7
+    assert _DistinctIds().count() == 0
