@@ -325,15 +325,13 @@ def merge_counts(results: list[dict[str, Any]]) -> dict[str, Any]:
     (the data-loss reason of the verdict names the largest reason)."""
     out: dict[str, Any] = {}
     for name in MERGED_COUNTS:
-        values = [r.get(name) for r in results if r.get(name) is not None]
-        if not values:
-            continue
-        if isinstance(values[0], dict):
+        values = [r[name] for r in results if r.get(name) is not None]
+        if values and isinstance(values[0], dict):
             total: Counter[str] = Counter()
             for value in values:
                 total.update({str(k): int(n) for k, n in value.items()})
             out[name] = dict(sorted(total.items()))
-        else:
+        elif values:
             out[name] = sum(int(v) for v in values)
     return out
 

@@ -214,11 +214,12 @@ def _check_upload(
     size: int,
     as_of: str | None,
     run_ts: dt.datetime,
+    size_limit: bool = True,
 ) -> tuple[Contract | None, tuple[str, str] | None]:
     """Whether the upload may be read: its folder names the dataset, its size is within
-    the limit, the dataset's contract parses and its as-of date is plausible. Returns the
-    contract to read it with (None: detect one), or why the whole file is refused
-    (code, message)."""
+    the limit (with ``size_limit``), the dataset's contract parses and its as-of date is
+    plausible. Returns the contract to read it with (None: detect one), or why the whole
+    file is refused (code, message)."""
     dataset = upload.dataset
     owner = claim_folder(store, bucket, upload, key)
     if owner != upload.folder:
@@ -231,7 +232,7 @@ def _check_upload(
             "characters than a-z, 0-9, _ and - become _).",
         )
 
-    if size > settings.max_input_bytes:
+    if size_limit and size > settings.max_input_bytes:
         limit_mib = settings.max_input_bytes / 1024**2
         return None, (
             "too_large",
@@ -321,7 +322,26 @@ def _commit_accepted(
     return prefix, manifest
 
 
-def run_ingest(
+@dataclass
+class Checked:
+    """An upload that passed the checks made before it is read (:func:`preflight`)."""
+
+    upload: Upload
+    run_id: str
+    run_ts: dt.datetime
+    version_id: str | None
+    etag: str
+    size: int
+    contract: Contract | None  # the dataset's own contract (None: the file's is detected)
+    as_of: str | None
+    mode: str
+
+    @property
+    def run_ts_iso(self) -> str:
+        return self.run_ts.isoformat(timespec="seconds")
+
+
+def preflight(
     store: ObjectStore,
     settings: Settings,
     *,
@@ -329,9 +349,13 @@ def run_ingest(
     key: str,
     version_id: str | None = None,
     etag: str | None = None,
-    workdir: Path | None = None,
-) -> IngestOutcome:
-    """Ingest ``s3://bucket/key`` (a decoded key). Never raises for bad input."""
+    size_limit: bool = True,
+) -> Checked | IngestOutcome:
+    """The checks an upload passes before it is read, whichever path ingests it: a key
+    in a dataset folder, not processed already (a ``duplicate`` outcome), the folder
+    claim, the size limit (``size_limit``: the single function's ``MaxInputMiB``; the
+    fan-out path has none), the dataset's contract, the as-of and mode metadata. A
+    refused upload is rejected as a whole here (its copy and error report committed)."""
     info = store.head(bucket, key)
     if info is None:
         return IngestOutcome("missing", "", "", key, message="object no longer exists")
@@ -381,49 +405,75 @@ def run_ingest(
             key,
             message="this upload was already processed; nothing written",
         )
-
-    def refuse(code: str, message: str) -> IngestOutcome:
-        """Reject the whole file before any work: copy it, report why, count no rows."""
-        report = {
-            "status": "rejected",
-            "source": key,
-            "dataset": dataset,
-            "run_id": run_id,
-            "rows_read": 0,
-            "rows_kept": 0,
-            "rows_rejected": 0,
-            "errors": [{"code": code, "message": message, "row": None, "column": None}],
-            "file_errors": [code],
-        }
-        prefix = _reject_whole_file(
+    checked = Checked(upload, run_id, run_ts, version_id, info.etag, info.size, None, None, APPEND)
+    as_of = info.metadata.get("as-of")
+    contract, refusal = _check_upload(
+        store, settings, bucket, upload, key, info.size, as_of, run_ts, size_limit
+    )
+    if refusal is not None:
+        return _refuse(store, bucket, key, checked, *refusal)
+    mode = info.metadata.get("mode", APPEND).strip().lower()
+    if mode not in MODES:
+        return _refuse(
             store,
             bucket,
             key,
-            version_id,
-            dataset=dataset,
-            run_id=run_id,
-            filename=upload.filename,
-            report=report,
-            text=message,
-            run_ts=run_ts_iso,
-        )
-        return IngestOutcome(
-            "rejected", dataset, run_id, key, rejected_prefix=prefix, message=message
-        )
-
-    as_of = info.metadata.get("as-of")
-    contract, refusal = _check_upload(
-        store, settings, bucket, upload, key, info.size, as_of, run_ts
-    )
-    if refusal is not None:
-        return refuse(*refusal)
-    mode = info.metadata.get("mode", APPEND).strip().lower()
-    if mode not in MODES:
-        return refuse(
+            checked,
             "bad_mode",
             f"{key}: the mode metadata {mode[:20]!r} is not one of {', '.join(MODES)} "
             "(replace: this upload replaces every earlier upload of its kind)",
         )
+    checked.contract, checked.as_of, checked.mode = contract, as_of, mode
+    return checked
+
+
+def _refuse(
+    store: ObjectStore, bucket: str, key: str, checked: Checked, code: str, message: str
+) -> IngestOutcome:
+    """Reject the whole file before any work: copy it, report why, count no rows."""
+    dataset, run_id = checked.upload.dataset, checked.run_id
+    report = {
+        "status": "rejected",
+        "source": key,
+        "dataset": dataset,
+        "run_id": run_id,
+        "rows_read": 0,
+        "rows_kept": 0,
+        "rows_rejected": 0,
+        "errors": [{"code": code, "message": message, "row": None, "column": None}],
+        "file_errors": [code],
+    }
+    prefix = _reject_whole_file(
+        store,
+        bucket,
+        key,
+        checked.version_id,
+        dataset=dataset,
+        run_id=run_id,
+        filename=checked.upload.filename,
+        report=report,
+        text=message,
+        run_ts=checked.run_ts_iso,
+    )
+    return IngestOutcome("rejected", dataset, run_id, key, rejected_prefix=prefix, message=message)
+
+
+def run_ingest(
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+    etag: str | None = None,
+    workdir: Path | None = None,
+) -> IngestOutcome:
+    """Ingest ``s3://bucket/key`` (a decoded key). Never raises for bad input."""
+    checked = preflight(store, settings, bucket=bucket, key=key, version_id=version_id, etag=etag)
+    if isinstance(checked, IngestOutcome):
+        return checked
+    dataset, run_id, contract = checked.upload.dataset, checked.run_id, checked.contract
+    run_ts, run_ts_iso, version_id = checked.run_ts, checked.run_ts_iso, checked.version_id
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         local = store.download(bucket, key, Path(tmp) / "input", version_id=version_id)
@@ -456,8 +506,8 @@ def run_ingest(
             "bucket": bucket,
             "key": key,
             "version_id": version_id,
-            "etag": info.etag,
-            "size": info.size,
+            "etag": checked.etag,
+            "size": checked.size,
         }
 
         if result.status != "accepted":
@@ -473,7 +523,7 @@ def run_ingest(
                 version_id,
                 dataset=dataset,
                 run_id=run_id,
-                filename=upload.filename,
+                filename=checked.upload.filename,
                 report=report,
                 text=text,
                 run_ts=run_ts_iso,
@@ -489,8 +539,8 @@ def run_ingest(
             outcome,
             source,
             run_ts_iso=run_ts_iso,
-            as_of=as_of,
-            mode=mode,
+            as_of=checked.as_of,
+            mode=checked.mode,
         )
     outcome.clean_manifest_key = prefix + "_manifest.json"
     _publish_clean_run(store, bucket, dataset, clean_manifest)
