@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
-from custseg.layout import clean_latest_key, results_latest_key
+from custseg.layout import clean_latest_key, contract_key, results_latest_key
 
 REPO = Path(__file__).resolve().parents[2]
 ORDERS = REPO / "tests" / "fixtures" / "online_retail_invoices.csv"
@@ -114,14 +114,36 @@ def test_a_small_first_upload_fanned_out_has_the_single_runs_contract_and_result
     _compare(monkeypatch, _orders(tmp_path, records, first), ranges)
 
 
-def _compare(monkeypatch: pytest.MonkeyPatch, orders: Path, ranges: int = 5) -> None:
-    """Run ``orders`` through both paths (``ranges`` ranges, 4 buckets) and compare the
-    contracts, clean rows and results."""
+@pytest.mark.slow
+def test_a_fanned_out_upload_is_read_with_the_datasets_own_contract(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The dataset's own contract (here: the inferred one, renamed and with a lower
+    price bound) reads the whole upload on both paths."""
+    from custseg.ingest.contracts.inference import contract_yaml, infer_file
+
+    orders = _orders(tmp_path, 1500)
+    inferred = infer_file(orders).contract
+    price = next(c for c in inferred.columns if c.role == "unit_price")
+    price.min = 1.0
+    contract = inferred.model_copy(update={"description": "the shop's order log", "version": "7"})
+    _compare(monkeypatch, orders, 3, contract_yaml(contract).encode())
+
+
+def _compare(
+    monkeypatch: pytest.MonkeyPatch, orders: Path, ranges: int = 5, contract: bytes | None = None
+) -> None:
+    """Run ``orders`` through both paths (``ranges`` ranges, 4 buckets; ``contract``: the
+    datasets' own) and compare the contracts, clean rows and results."""
     from custseg.local.fanout import run_fanout_executions
     from custseg.local.stack import LocalStack
 
     with mock_aws():
         stack = LocalStack().create()
+        for dataset in ("single", "fanned") if contract else ():
+            stack.client("s3").put_object(
+                Bucket=stack.artifact_bucket, Key=contract_key(dataset), Body=contract
+            )
         _run(stack, orders, "single")
         monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
         monkeypatch.setenv("FANOUT_RANGE_MIB", str(orders.stat().st_size / ranges / 1024**2))
@@ -135,6 +157,8 @@ def _compare(monkeypatch: pytest.MonkeyPatch, orders: Path, ranges: int = 5) -> 
         one, m1, p1 = _results(stack, "single")
         fan, m2, p2 = _results(stack, "fanned")
     assert contract2 == contract1
+    if contract is not None:
+        assert contract1["version"] == "7"
     assert clean2.drop_columns(["_run_id"] if "_run_id" in clean2.column_names else []).equals(
         clean1.drop_columns(["_run_id"] if "_run_id" in clean1.column_names else [])
     )
