@@ -1,9 +1,12 @@
 """The steps of the fanned-out path, one Lambda invocation each (the state machine in
 ``infra/template.yaml`` orders them; docs/fanout.md).
 
-A job is one upload: ``split`` cuts it into byte ranges (items for a Distributed Map),
-``ingest_range`` cleans one range into clean parts, ``commit_ingest`` checks every
-range's counts and publishes the clean run in the dataset state; ``plan_features`` gives
+A job is one upload: ``split`` cuts it into byte ranges (items for a Distributed Map)
+and decides the upload's contract once, on its head, as the single path would (every
+range is read with it); ``profile_range`` reads a range's cleaning statistics and
+``merge_profiles`` merges them; ``ingest_range`` cleans one range into clean parts;
+``commit_ingest`` checks every range's counts, adds up their rejection counts and
+publishes the clean run in the dataset state; ``plan_features`` gives
 the Athena UNLOAD of the state's features bucketed by a hash of the customer id;
 ``list_buckets`` gives the buckets (items of the score map); ``train_sample`` fits a
 model on the first buckets (a hash sample of bounded size) when there is no champion;
