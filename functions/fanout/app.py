@@ -37,7 +37,7 @@ def run_step(event: dict[str, Any]) -> dict[str, Any]:
     step = event["step"]
     if step == "split":
         range_mib = float(os.environ.get("FANOUT_RANGE_MIB", "64"))
-        return fanout_job.split(store, event["job"], max(int(range_mib * 1024**2), 1))
+        return fanout_job.split(store, settings, event["job"], max(int(range_mib * 1024**2), 1))
     if step == "profile_range":
         return fanout_job.profile_range(store, settings, event["item"])
     if step == "merge_profiles":

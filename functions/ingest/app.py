@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from custseg.aws import fanout_start, runtime
 from custseg.aws.events import s3_records
-from custseg.aws.ingest_job import run_ingest
+from custseg.aws.ingest_job import Checked, preflight, run_ingest
 
 logger = Logger()
 metrics = Metrics()
@@ -27,19 +27,33 @@ config = runtime.idempotency_config("[bucket, key, version_id, etag]")
     config=config,
 )
 def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
-    job = fanout_start.job_for(runtime.store(), record)
-    if job is not None:  # above the threshold: the state machine ingests and scores it
-        execution = fanout_start.start(boto3.client("stepfunctions"), job)
-        logger.info("fanned out", extra={"dataset": job["dataset"], "run_id": job["run_id"]})
-        return {"status": "fanned_out", "dataset": job["dataset"], "execution": execution}
-    outcome = run_ingest(
-        runtime.store(),
-        runtime.settings(),
-        bucket=record["bucket"],
-        key=record["key"],
-        version_id=record["version_id"],
-        etag=record["etag"],
-    )
+    store, settings = runtime.store(), runtime.settings()
+    job = fanout_start.job_for(store, record)
+    if job is None:
+        outcome = run_ingest(
+            store,
+            settings,
+            bucket=record["bucket"],
+            key=record["key"],
+            version_id=record["version_id"],
+            etag=record["etag"],
+        )
+    else:  # above the threshold: the state machine ingests and scores what passes
+        checked = preflight(
+            store,
+            settings,
+            bucket=record["bucket"],
+            key=record["key"],
+            version_id=record["version_id"],
+            etag=record["etag"],
+            size_limit=False,
+        )
+        if isinstance(checked, Checked):
+            job = fanout_start.checked_job(job, checked)
+            execution = fanout_start.start(boto3.client("stepfunctions"), job)
+            logger.info("fanned out", extra={"dataset": job["dataset"], "run_id": job["run_id"]})
+            return {"status": "fanned_out", "dataset": job["dataset"], "execution": execution}
+        outcome = checked
     logger.append_keys(run_id=outcome.run_id, dataset=outcome.dataset)
     logger.info(outcome.message or outcome.status, extra={"outcome": outcome.to_dict()})
     runtime.count("Files", status=outcome.status)

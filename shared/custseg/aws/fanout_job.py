@@ -1,9 +1,12 @@
 """The steps of the fanned-out path, one Lambda invocation each (the state machine in
 ``infra/template.yaml`` orders them; docs/fanout.md).
 
-A job is one upload: ``split`` cuts it into byte ranges (items for a Distributed Map),
-``ingest_range`` cleans one range into clean parts, ``commit_ingest`` checks every
-range's counts and publishes the clean run in the dataset state; ``plan_features`` gives
+A job is one upload: ``split`` cuts it into byte ranges (items for a Distributed Map)
+and decides the upload's contract once, on its head, as the single path would (every
+range is read with it); ``profile_range`` reads a range's cleaning statistics and
+``merge_profiles`` merges them; ``ingest_range`` cleans one range into clean parts;
+``commit_ingest`` checks every range's counts, adds up their rejection counts and
+publishes the clean run in the dataset state; ``plan_features`` gives
 the Athena UNLOAD of the state's features bucketed by a hash of the customer id;
 ``list_buckets`` gives the buckets (items of the score map); ``train_sample`` fits a
 model on the first buckets (a hash sample of bounded size) when there is no champion;
@@ -22,6 +25,7 @@ import math
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -40,7 +44,11 @@ from custseg.aws.athena import (
     unload_sql,
 )
 from custseg.aws.bus import EventBus
-from custseg.aws.ingest_job import _load_dataset_contract, _publish_clean_run
+from custseg.aws.ingest_job import (
+    _earlier_contracts,
+    _load_dataset_contract,
+    _publish_clean_run,
+)
 from custseg.aws.registry import champion, load_version
 from custseg.aws.runs import RunFile, commit_run, committed_manifest, upload_run_file
 from custseg.aws.s3 import ObjectStore
@@ -56,8 +64,16 @@ from custseg.features.dialect import to_athena
 from custseg.features.engine import features_from_table
 from custseg.features.sql import ColumnKind, FeatureQuery, feature_query, quote
 from custseg.ingest.contracts import Contract
+from custseg.ingest.contracts.inference import SAMPLE_ROWS, contract_yaml
 from custseg.ingest.contracts.model import Role
-from custseg.ingest.pipeline import IngestResult, RangeIngest, ingest_file
+from custseg.ingest.pipeline import (
+    CONTRACT_JSON,
+    IngestResult,
+    RangeIngest,
+    decide_contract,
+    ingest_file,
+)
+from custseg.ingest.reading import SAMPLE_BYTES
 from custseg.layout import (
     CLEAN_DATA_DIR,
     MANIFEST,
@@ -83,6 +99,9 @@ from custseg.scoring.stats_json import dumps, loads
 
 PARTS_PER_RANGE = 100
 """Clean part numbers per range: range i writes parts i*100 .. i*100+99."""
+HEAD_RECORDS = 2 * SAMPLE_ROWS
+"""Records of the head ``split`` decides the contract on: the rows inference samples,
+with room for records the reader skips (wrong field count) before it has them."""
 
 
 class FanoutError(RuntimeError):
@@ -104,8 +123,11 @@ def _kind(arrow_type: pa.DataType) -> ColumnKind:
 
 
 # ---------------------------------------------------------------------------- ingest
-def split(store: ObjectStore, job: dict[str, Any], target_bytes: int) -> dict[str, Any]:
-    """Cut the upload into ranges of about ``target_bytes``; the items file of the map."""
+def split(
+    store: ObjectStore, settings: Settings, job: dict[str, Any], target_bytes: int
+) -> dict[str, Any]:
+    """Cut the upload into ranges of about ``target_bytes`` (the items file of the maps)
+    and decide the upload's contract, which every range is read with."""
     bucket, key = job["bucket"], job["key"]
 
     def read(start: int, end: int) -> bytes:
@@ -115,12 +137,47 @@ def split(store: ObjectStore, job: dict[str, Any], target_bytes: int) -> dict[st
         )["Body"]
         return bytes(body.read())
 
-    plan = plan_ranges(read, int(job["size"]), target_bytes, name=key)
+    plan = plan_ranges(
+        read,
+        int(job["size"]),
+        target_bytes,
+        name=key,
+        head_records=HEAD_RECORDS,
+        head_bytes=SAMPLE_BYTES,
+    )
+    contract = upload_contract(store, settings, job, read(0, plan.head_end))
     prefix = staging(job)
     store.put_bytes(bucket, prefix + "header.csv", plan.header)
+    store.put_bytes(bucket, prefix + CONTRACT_JSON, contract_json(contract).encode())
     items = [{**job, "range": r.to_dict()} for r in plan.ranges]
     store.put_json(bucket, prefix + "ranges.json", items)
     return {"items_key": prefix + "ranges.json", "ranges": len(items), "records": plan.records}
+
+
+def upload_contract(
+    store: ObjectStore, settings: Settings, job: dict[str, Any], head: bytes
+) -> Contract:
+    """The contract the single path reads the upload with, decided on its ``head`` (the
+    header and at least the records inference samples): the dataset's own contract when
+    it has one, else one of its earlier uploads' that names every header, else inferred
+    (:func:`custseg.ingest.pipeline.decide_contract`). A head the single path rejects
+    before reading rows is a :class:`FanoutError` with the same message."""
+    given = _load_dataset_contract(store, settings, job["dataset"])
+    known = () if given else _earlier_contracts(store, settings, job["dataset"])
+    with tempfile.TemporaryDirectory() as tmp_name:
+        path = Path(tmp_name) / (job["key"].rsplit("/", 1)[-1] or "upload")
+        path.write_bytes(head)
+        contract, errors = decide_contract(
+            path, source_name=job["key"], contract=given, limits=settings.read_limits, known=known
+        )
+    if errors:
+        raise FanoutError(f"{errors[0]['message']} (nothing published)")
+    return contract
+
+
+def contract_json(contract: Contract) -> str:
+    """``contract.json`` as the single path writes it."""
+    return json.dumps(contract.model_dump(mode="json"), indent=2)
 
 
 def _ingest_range_file(
@@ -134,7 +191,8 @@ def _ingest_range_file(
     error naming its records."""
     job, rng = item, ByteRange.from_dict(item["range"])
     bucket, prefix = job["bucket"], staging(job)
-    contract = _load_dataset_contract(store, settings, job["dataset"])
+    # the upload's contract as given, so no column is inferred again from the range
+    contract = _staged_contract(store, job).model_copy(update={"strict": True})
     header = store.get_bytes(bucket, prefix + "header.csv") or b""
     extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
     body = store.client.get_object(
@@ -171,10 +229,7 @@ def profile_range(
     bucket, prefix = item["bucket"], staging(item)
     ranged = RangeIngest(row_offset=rng.first_record)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
-        result = _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
-        if rng.index == 0:
-            store.upload(bucket, prefix + "contract.json", result.contract_path)
-            store.upload(bucket, prefix + "quality.txt", result.report_text_path)
+        _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
     if ranged.profile is None:
         raise FanoutError(f"{item['key']}: range {rng.index} left no statistics")
     stats, sample = ranged.profile
@@ -203,9 +258,9 @@ def merge_profiles(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict
 
 
 def _staged_contract(store: ObjectStore, job: dict[str, Any]) -> Contract:
-    data = store.get_bytes(job["bucket"], staging(job) + "contract.json")
+    data = store.get_bytes(job["bucket"], staging(job) + CONTRACT_JSON)
     if data is None:
-        raise FanoutError(f"{job['key']}: the first range wrote no contract")
+        raise FanoutError(f"{job['key']}: no contract (the split step did not run)")
     return Contract.model_validate_json(data)
 
 
@@ -249,11 +304,39 @@ def ingest_range(
         "rows_read": int(report.get("rows_read", 0)),
         "rows_kept": int(report.get("rows_kept", 0)),
         "rows_rejected": int(report.get("rows_rejected", 0)),
+        **{k: report.get(k) for k in MERGED_COUNTS},
         "files": files,
         "contract_kind": result.contract.kind,
     }
     store.put_json(bucket, f"{prefix}ranges/{rng.index:05d}.json", out)
     return {"index": rng.index, "rows_kept": out["rows_kept"]}
+
+
+MERGED_COUNTS = (
+    "rows_invalid",
+    "rows_duplicate",
+    "rows_excluded",
+    "rejected_by_reason",
+    "duplicates",
+)
+"""The counts of each range's quality report that ``commit_ingest`` adds up."""
+
+
+def merge_counts(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ranges' rejection counts added up, as one quality report holds them: rows
+    invalid, duplicate and excluded, rows per rejection reason and duplicates per kind
+    (the data-loss reason of the verdict names the largest reason)."""
+    out: dict[str, Any] = {}
+    for name in MERGED_COUNTS:
+        values = [r[name] for r in results if r.get(name) is not None]
+        if values and isinstance(values[0], dict):
+            total: Counter[str] = Counter()
+            for value in values:
+                total.update({str(k): int(n) for k, n in value.items()})
+            out[name] = dict(sorted(total.items()))
+        elif values:
+            out[name] = sum(int(v) for v in values)
+    return out
 
 
 def commit_ingest(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[str, Any]:
@@ -269,11 +352,15 @@ def commit_ingest(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[
     if bad:
         raise FanoutError(f"{job['key']}: ranges {bad[:10]} do not add up; nothing published")
     totals = {k: sum(int(r[k]) for r in done) for k in ("rows_read", "rows_kept", "rows_rejected")}
+    contract_doc = _staged_contract(store, job)
     with tempfile.TemporaryDirectory() as tmp_name:
         quality = Path(tmp_name) / "quality.json"
-        quality.write_text(json.dumps({"status": "accepted", **totals, "ranges": ranges}))
+        merged = merge_counts(done)
+        quality.write_text(json.dumps({"status": "accepted", **totals, **merged, "ranges": ranges}))
         contract = Path(tmp_name) / "contract.json"
-        contract.write_bytes(store.get_bytes(bucket, prefix + "contract.json") or b"{}")
+        contract.write_text(contract_json(contract_doc), encoding="utf-8")
+        contract_y = Path(tmp_name) / "contract.yaml"
+        contract_y.write_text(contract_yaml(contract_doc), encoding="utf-8")
         started: dict[str, Future[dict[str, Any]]] = {}
         part_files = []
         for entry in (f for r in done for f in r["files"]):
@@ -285,7 +372,12 @@ def commit_ingest(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[
             store,
             bucket,
             clean_prefix(job["dataset"], job["run_id"]),
-            [*part_files, RunFile("quality.json", quality), RunFile("contract.json", contract)],
+            [
+                *part_files,
+                RunFile("quality.json", quality),
+                RunFile("contract.json", contract),
+                RunFile("contract.yaml", contract_y),
+            ],
             {
                 "kind": "clean",
                 "dataset": job["dataset"],

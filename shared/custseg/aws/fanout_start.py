@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+from custseg.aws.ingest_job import Checked
 from custseg.aws.s3 import ObjectStore
 from custseg.aws.state import load_state
 from custseg.layout import LayoutError, parse_upload_key, run_id_for
@@ -53,6 +54,12 @@ def job_for(store: ObjectStore, record: dict[str, Any]) -> dict[str, Any] | None
         "mode": info.metadata.get("mode", "append"),
         "buckets": int(os.environ.get("FANOUT_BUCKETS", DEFAULT_BUCKETS)),
     }
+
+
+def checked_job(job: dict[str, Any], checked: Checked) -> dict[str, Any]:
+    """``job`` with what the upload checks decided (:func:`custseg.aws.ingest_job.preflight`):
+    the run id the single path gives the upload, its as-of date and its mode."""
+    return {**job, "run_id": checked.run_id, "as_of": checked.as_of, "mode": checked.mode}
 
 
 def start(states: Any, job: dict[str, Any]) -> str:

@@ -214,11 +214,12 @@ def _check_upload(
     size: int,
     as_of: str | None,
     run_ts: dt.datetime,
+    size_limit: bool = True,
 ) -> tuple[Contract | None, tuple[str, str] | None]:
     """Whether the upload may be read: its folder names the dataset, its size is within
-    the limit, the dataset's contract parses and its as-of date is plausible. Returns the
-    contract to read it with (None: detect one), or why the whole file is refused
-    (code, message)."""
+    the limit (with ``size_limit``), the dataset's contract parses and its as-of date is
+    plausible. Returns the contract to read it with (None: detect one), or why the whole
+    file is refused (code, message)."""
     dataset = upload.dataset
     owner = claim_folder(store, bucket, upload, key)
     if owner != upload.folder:
@@ -231,7 +232,7 @@ def _check_upload(
             "characters than a-z, 0-9, _ and - become _).",
         )
 
-    if size > settings.max_input_bytes:
+    if size_limit and size > settings.max_input_bytes:
         limit_mib = settings.max_input_bytes / 1024**2
         return None, (
             "too_large",
@@ -439,20 +440,57 @@ def _refuse(
     )
 
 
-def _preflight(
-    store: ObjectStore, settings: Settings, arrival: _Arrival, upload: Upload
-) -> tuple[Contract | None, str] | IngestOutcome:
-    """The upload's contract (None: inferred) and mode, or its refusal before any work."""
+@dataclass(frozen=True)
+class Checked:
+    """An upload that passed the checks made before it is read (:func:`preflight`)."""
+
+    arrival: _Arrival
+    upload: Upload
+    contract: Contract | None  # the dataset's own contract (None: the file's is detected)
+    as_of: str | None
+    mode: str
+
+    @property
+    def run_id(self) -> str:
+        return self.arrival.run_id
+
+
+def preflight(
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+    etag: str | None = None,
+    size_limit: bool = True,
+) -> Checked | IngestOutcome:
+    """The checks an upload passes before it is read, whichever path ingests it: a key
+    in a dataset folder, not processed already (a ``duplicate`` outcome), the folder
+    claim, the size limit (``size_limit``: the single function's ``MaxInputMiB``; the
+    fan-out path has none), the dataset's contract, the as-of and mode metadata. A
+    refused upload is rejected as a whole here (its copy and error report committed)."""
+    arrival = _arrival(store, bucket, key, version_id, etag)
+    if arrival is None:
+        return IngestOutcome("missing", "", "", key, message="object no longer exists")
+    try:
+        upload = parse_upload_key(key)
+    except LayoutError as exc:
+        return _reject_bad_key(store, arrival, exc)
+    done = _already_done(store, arrival, upload.dataset)
+    if done is not None:
+        return done
+    return _check(store, settings, arrival, upload, size_limit)
+
+
+def _check(
+    store: ObjectStore, settings: Settings, arrival: _Arrival, upload: Upload, size_limit: bool
+) -> Checked | IngestOutcome:
+    """The upload's contract (None: inferred), as-of and mode, or its refusal."""
     key, info = arrival.key, arrival.info
+    as_of = info.metadata.get("as-of")
     contract, refusal = _check_upload(
-        store,
-        settings,
-        arrival.bucket,
-        upload,
-        key,
-        info.size,
-        info.metadata.get("as-of"),
-        arrival.run_ts,
+        store, settings, arrival.bucket, upload, key, info.size, as_of, arrival.run_ts, size_limit
     )
     if refusal is not None:
         return _refuse(store, arrival, upload, *refusal)
@@ -466,7 +504,7 @@ def _preflight(
             f"{key}: the mode metadata {mode[:20]!r} is not one of {', '.join(MODES)} "
             "(replace: this upload replaces every earlier upload of its kind)",
         )
-    return contract, mode
+    return Checked(arrival, upload, contract, as_of, mode)
 
 
 def _ingest(
@@ -573,23 +611,14 @@ def run_ingest(
     workdir: Path | None = None,
 ) -> IngestOutcome:
     """Ingest ``s3://bucket/key`` (a decoded key). Never raises for bad input."""
-    arrival = _arrival(store, bucket, key, version_id, etag)
-    if arrival is None:
-        return IngestOutcome("missing", "", "", key, message="object no longer exists")
-    try:
-        upload = parse_upload_key(key)
-    except LayoutError as exc:
-        return _reject_bad_key(store, arrival, exc)
-    done = _already_done(store, arrival, upload.dataset)
-    if done is not None:
-        return done
-    checked = _preflight(store, settings, arrival, upload)
+    checked = preflight(store, settings, bucket=bucket, key=key, version_id=version_id, etag=etag)
     if isinstance(checked, IngestOutcome):
         return checked
-    contract, mode = checked
-
+    arrival, upload = checked.arrival, checked.upload
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        result, outcome = _ingest(store, settings, arrival, upload.dataset, contract, Path(tmp))
+        result, outcome = _ingest(
+            store, settings, arrival, upload.dataset, checked.contract, Path(tmp)
+        )
         if result.status != "accepted":
             return _reject_ingested(store, arrival, upload, result, outcome)
         prefix, clean_manifest = _commit_accepted(
@@ -599,7 +628,7 @@ def run_ingest(
             outcome,
             _source_of(arrival),
             run_ts_iso=arrival.run_ts_iso,
-            as_of=arrival.info.metadata.get("as-of"),
-            mode=mode,
+            as_of=checked.as_of,
+            mode=checked.mode,
         )
     return _publish_accepted(store, arrival, outcome, prefix, clean_manifest)

@@ -426,6 +426,27 @@ def ingest_file(
     )
 
 
+def decide_contract(
+    input_path: Path,
+    *,
+    source_name: str,
+    contract: Contract | None = None,
+    limits: ReadLimits | None = None,
+    known: Sequence[Contract] = (),
+) -> tuple[Contract, list[dict[str, Any]]]:
+    """The contract :func:`ingest_file` reads ``input_path`` with (same arguments), and
+    the file errors that reject the file before its rows are read (empty list: none).
+
+    The fanned-out path decides an upload's contract once, from the upload's head, with
+    this (docs/fanout.md): each range is then read with it.
+    """
+    report = QualityReport(source=source_name, dataset="", run_id="")
+    used, fmt = _sniff_contract(input_path, report, contract, limits or ReadLimits(), known)
+    if fmt is not None:
+        _check_header(fmt, used, report)
+    return used, list(report.errors)
+
+
 class _Laps:
     """Times the pipeline's steps into ``report.timings_ms`` (ms since the last lap)."""
 

@@ -98,3 +98,19 @@ def test_any_csv_splits_into_its_records(rows: list[list[str]], target: int, blo
     plan = plan_ranges(_reader(data), len(data), target, block_bytes=block)
     rebuilt = [rec for r in plan.ranges for rec in _records(data[r.start : r.end])]
     assert rebuilt == rows
+
+
+def test_the_head_ends_at_a_record_end_after_enough_records_and_bytes() -> None:
+    rows = [["id", "note"]] + [[str(i), f'line {i}\n"quoted"'] for i in range(100)]
+    data = _csv(rows)
+    header = len(b"id,note\n")
+    plan = plan_ranges(_reader(data), len(data), 50, block_bytes=64, head_records=10)
+    assert _records(data[header : plan.head_end]) == rows[1:11]
+    plan = plan_ranges(
+        _reader(data), len(data), 50, block_bytes=64, head_records=10, head_bytes=500
+    )
+    head = _records(data[header : plan.head_end])
+    assert len(head) > 10 and head == rows[1 : len(head) + 1] and plan.head_end > 500
+    assert data[plan.head_end - 1 : plan.head_end] == b"\n"
+    plan = plan_ranges(_reader(data), len(data), 50, head_records=1000)
+    assert plan.head_end == len(data)

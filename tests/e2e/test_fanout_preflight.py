@@ -1,0 +1,119 @@
+"""An upload the single path refuses before reading it (folder claim, contract, as-of and
+mode metadata) is refused the same way when its size sends it to the fan-out (threshold
+forced to 0): the same outcome and rejection report, the upload copied beside it, and
+no state machine execution started."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custseg.layout import contract_key, dataset_folder_key
+
+ORDERS = Path(__file__).resolve().parents[1] / "fixtures" / "online_retail_invoices.csv"
+
+
+def _orders(tmp: Path, records: int = 300) -> Path:
+    lines = ORDERS.read_text(encoding="utf-8").splitlines(keepends=True)
+    path = tmp / "orders.csv"
+    path.write_text("".join(lines[: records + 1]), encoding="utf-8")
+    return path
+
+
+def _prepare(stack: Any, dataset: str, check: str) -> dict[str, str]:
+    """What makes the upload to ``dataset`` fail ``check``: its metadata, or an object
+    written beforehand."""
+    s3 = stack.client("s3")
+    if check == "folder":
+        record = {"dataset": dataset, "folder": f"{dataset.upper()}", "prefix": "incoming/"}
+        s3.put_object(
+            Bucket=stack.data_bucket, Key=dataset_folder_key(dataset), Body=json.dumps(record)
+        )
+    if check == "contract":
+        s3.put_object(
+            Bucket=stack.artifact_bucket, Key=contract_key(dataset), Body=b"kind: [not, valid"
+        )
+    return {"as_of": {"as-of": "31/12/2024"}, "late": {"as-of": "2999-01-01"}}.get(
+        check, {"mode": "merge"} if check == "mode" else {}
+    )
+
+
+def _upload(stack: Any, orders: Path, dataset: str, check: str) -> tuple[dict, dict, str]:
+    """(the ingest outcome, the rejection report, its text), dataset names replaced."""
+    metadata = _prepare(stack, dataset, check)
+    stack.upload(orders, f"incoming/{dataset}/orders.csv", metadata=metadata)
+    (outcome,) = [
+        r for i in stack.drain() if i.function == "IngestFunction" for r in i.result["results"]
+    ]
+    s3 = stack.client("s3")
+    prefix = outcome["rejected_prefix"]
+    assert prefix is not None, outcome
+    keys = {
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=stack.data_bucket, Prefix=prefix).get("Contents", [])
+    }
+    assert prefix + "original/orders.csv" in keys and prefix + "_manifest.json" in keys
+
+    def text(name: str) -> str:
+        body = s3.get_object(Bucket=stack.data_bucket, Key=prefix + name)["Body"].read()
+        return body.decode().replace(outcome["run_id"], "<run>")
+
+    anonymous = {**outcome, "run_id": "<run>"}
+    anonymous["rejected_prefix"] = prefix.replace(outcome["run_id"], "<run>")
+    swap = [(dataset, "<dataset>"), (dataset.upper(), "<DATASET>")]
+    out = json.dumps(anonymous), text("error.json"), text("error.txt")
+    for old, new in swap:
+        out = tuple(s.replace(old, new) for s in out)
+    return json.loads(out[0]), json.loads(out[1]), out[2]
+
+
+@pytest.mark.parametrize("check", ["folder", "contract", "as_of", "late", "mode"])
+def test_an_upload_refused_before_reading_is_refused_alike_on_the_fanout_path(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, check: str
+) -> None:
+    from custseg.local.fanout import run_fanout_executions
+
+    for name in ("FANOUT_THRESHOLD_MIB", "FANOUT_STATE_MACHINE_ARN"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
+    orders = _orders(tmp_path)
+    single = _upload(stack, orders, "single", check)
+    monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
+    machine = run_fanout_executions(stack, create=True)
+    fanned = _upload(stack, orders, "fanned", check)
+    assert single[0]["status"] == "rejected"
+    assert fanned == single
+    assert (
+        stack.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"] == []
+    )
+
+
+def test_an_upload_that_passes_the_checks_starts_one_execution_with_its_run_id(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from custseg.local.fanout import run_fanout_executions
+
+    for name in ("FANOUT_THRESHOLD_MIB", "FANOUT_STATE_MACHINE_ARN"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
+    machine = run_fanout_executions(stack, create=True)
+    stack.upload(_orders(tmp_path), "incoming/shop/orders.csv", metadata={"mode": " Replace "})
+    (outcome,) = [
+        r for i in stack.drain() if i.function == "IngestFunction" for r in i.result["results"]
+    ]
+    assert outcome["status"] == "fanned_out"
+    sfn = stack.client("stepfunctions")
+    (execution,) = sfn.list_executions(stateMachineArn=machine)["executions"]
+    job = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])["job"]
+    assert job["mode"] == "replace" and execution["name"] == job["run_id"]
+    assert (
+        json.loads(
+            stack.client("s3")
+            .get_object(Bucket=stack.data_bucket, Key=dataset_folder_key("shop"))["Body"]
+            .read()
+        )["folder"]
+        == "shop"
+    )
