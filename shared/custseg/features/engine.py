@@ -315,13 +315,14 @@ def stream_features(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     orders: Source | None = None,
-    range_rows: int = RANGE_ROWS,
+    range_rows: int | None = None,
 ) -> tuple[FeatureQuery, Iterator[pa.RecordBatch]]:
     """(the feature query, its result as Arrow batches) of ``parts`` within ``limits``;
     with ``orders``, ``parts`` are a customer table's joined per customer with that order
     log (:func:`plan_combined`). Sources of more than ``range_rows`` rows are queried one
-    range of customer ids at a time (:data:`RANGE_ROWS`): the same rows in the same order,
-    a batch ending where a range does."""
+    range of customer ids at a time (default :data:`RANGE_ROWS`): the same rows in the same
+    order, in batches of exactly ``batch_rows`` rows (the last one shorter)."""
+    range_rows = RANGE_ROWS if range_rows is None else range_rows
     if range_rows < 1:
         raise ValueError(f"range_rows must be at least 1, not {range_rows}")
     rows = _source_rows(parts) + (_source_rows(orders.parts) if orders is not None else 0)
@@ -376,7 +377,7 @@ def _stream(
     except BaseException:
         con.close()
         raise
-    return query, _batches(con, query.sql, batch_rows, limits, ranges, bounds)
+    return query, _exact(_batches(con, query.sql, batch_rows, limits, ranges, bounds), batch_rows)
 
 
 def _bounds(ranges: RangeViews, count: int) -> Bounds:
@@ -419,6 +420,31 @@ def _batches(
         ) from exc
     finally:
         con.close()
+
+
+def _exact(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` as batches of exactly ``rows`` rows (the last one shorter): the chunks
+    of a run depend on ``rows`` only, not on the ranges or on how DuckDB cuts its result
+    (a run's sums over chunks are then the same to the last bit)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            part = batch.slice(0, rows - count)
+            pending.append(part)
+            count += part.num_rows
+            batch = batch.slice(part.num_rows)
+            if count == rows:
+                yield _concat(pending)
+                pending, count = [], 0
+    if count:
+        yield _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches(max_chunksize=None)[0]
 
 
 def collect_features(
