@@ -47,7 +47,7 @@ PHASES = (
 
 
 def child(
-    clean: Path, artifact: Path, out_dir: Path, interval: float, memory_mb: int
+    clean: Path, artifact: Path, out_dir: Path, interval: float, memory_mb: int, range_rows: int
 ) -> dict[str, Any]:
     """Score ``clean`` with the champion in ``artifact`` in this process, sampling RSS."""
     import datetime as dt
@@ -94,6 +94,10 @@ def child(
 
         return wrapper
 
+    if range_rows:
+        from custseg.features import engine
+
+        engine.RANGE_ROWS = range_rows
     for module_name, attr, name in PHASES:
         module = importlib.import_module(module_name)
         if hasattr(module, attr):
@@ -128,10 +132,12 @@ def child(
     }
 
 
-def run_child(clean: Path, artifact: Path, interval: float, memory_mb: int) -> dict[str, Any]:
+def run_child(
+    clean: Path, artifact: Path, interval: float, memory_mb: int, range_rows: int
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="score-mem-", dir=clean.parent.parent) as out:
         cmd = [sys.executable, __file__, "--child", str(clean), str(artifact), out]
-        cmd += [str(interval), str(memory_mb)]
+        cmd += [str(interval), str(memory_mb), str(range_rows)]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -179,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.05, help="sampling period, s")
     parser.add_argument("--memory-mb", type=int, default=MEMORY_MB, help="function memory")
+    parser.add_argument(
+        "--range-rows", type=int, default=0, help="engine.RANGE_ROWS (0: as released)"
+    )
     parser.add_argument("--keep", type=Path, help="folder for the data (kept, reused)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="score-mem-") as tmp:
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         walls: list[float] = []
         for lines, clean in zip(args.lines, cleans, strict=True):
             runs = [
-                run_child(clean, artifact, args.interval, args.memory_mb)
+                run_child(clean, artifact, args.interval, args.memory_mb, args.range_rows)
                 for _ in range(args.repeat)
             ]
             for run in runs:
@@ -205,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+    if len(sys.argv) == 8 and sys.argv[1] == "--child":
         a = sys.argv[2:]
-        out = child(Path(a[0]), Path(a[1]), Path(a[2]), float(a[3]), int(a[4]))
+        out = child(Path(a[0]), Path(a[1]), Path(a[2]), float(a[3]), int(a[4]), int(a[5]))
         print(json.dumps(out))
         sys.exit(0)
     sys.exit(main())
