@@ -7,8 +7,9 @@ lines of the first size (:func:`bench.train_champion`). Then scores each size's 
 data in a fresh child process, with the score function's engine limits
 (:func:`custseg.features.engine.lambda_limits` of ``--memory-mb``, 3008 as deployed), and
 prints the child's peak RSS (``VmHWM``), its wall time and, per phase (``features``: the
-DuckDB feature query and the chunks' scoring, ``evaluate``, ``predictions``,
-``holdout``, ``report``), the largest RSS a sampler thread saw (every ``--interval`` s).
+DuckDB feature query making the next chunk, ``chunks``: a chunk's scoring and writing,
+``evaluate``, ``holdout``, ``predictions``, ``report``), the largest RSS a sampler thread
+saw (every ``--interval`` s), and the Arrow pool's largest size.
 
     python scripts/bench_score_memory.py --lines 5000000 20000000 --keep /tmp/smem
 
@@ -36,9 +37,11 @@ from bench_ingest_memory import _rss_kib
 MEMORY_MB = 3008
 """The score function's memory as deployed (``infra/template.yaml``)."""
 
-# (module, function, phase): each sets the phase its samples are tagged with
+# (module, function, phase): while one runs, the samples are tagged with its phase (a
+# generator's: while it makes its next item), then with the phase it was called in
 PHASES = (
-    ("custseg.scoring.score", "_feature_chunks", "features"),
+    ("custseg.scoring.score", "_feature_chunks", "features (DuckDB)"),
+    ("custseg.scoring.score", "_score_chunk", "chunks (score, write)"),
     ("custseg.scoring.score", "_evaluate_run", "evaluate"),
     ("custseg.scoring.score", "_predictions", "holdout"),
     ("custseg.scoring.score", "_add_predictions", "predictions"),
@@ -55,6 +58,7 @@ def child(
     import inspect
 
     import joblib
+    import pyarrow as pa
 
     from custseg.features.engine import lambda_limits
     from custseg.ingest.contracts.model import load_contract
@@ -70,27 +74,40 @@ def child(
 
     def sample() -> None:
         peaks[phase[0]] = max(peaks.get(phase[0], 0), _rss_kib())
+        peaks["arrow pool"] = max(peaks.get("arrow pool", 0), pa.total_allocated_bytes() >> 10)
+
+    def enter(name: str) -> str:
+        sample()
+        outer, phase[0] = phase[0], name
+        return outer
+
+    def leave(outer: str) -> None:
+        sample()
+        phase[0] = outer
 
     def tagged(name: str, fn: Any) -> Any:
         if inspect.isgeneratorfunction(fn):
 
             def generator(*args: Any, **kwargs: Any) -> Any:
-                sample()
-                phase[0] = name
-                yield from fn(*args, **kwargs)
-                sample()
-                phase[0] = "after " + name
+                items = fn(*args, **kwargs)
+                while True:
+                    outer = enter(name)
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        return
+                    finally:
+                        leave(outer)
+                    yield item
 
             return generator
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            sample()
-            phase[0] = name
+            outer = enter(name)
             try:
                 return fn(*args, **kwargs)
             finally:
-                sample()
-                phase[0] = "after " + name
+                leave(outer)
 
         return wrapper
 

@@ -73,7 +73,7 @@ MIN_MEMORY_MB = 32
 DEFAULT_BATCH_ROWS = 65_536
 """Customers per streamed record batch."""
 
-RANGE_ROWS = 2_000_000
+RANGE_ROWS = 1_000_000
 """Source rows (order lines) per feature query: larger sources are queried one range of
 customer ids at a time, so DuckDB's memory follows a range's customers and lines, not
 the whole dataset's (each range reads the parts again)."""
