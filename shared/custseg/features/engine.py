@@ -5,7 +5,12 @@ spill directory, reads the parts (``read_parquet``, columns matched by name, so 
 different uploads may differ in their columns), runs the feature query of
 :mod:`custseg.features.sql` and streams the result as Arrow record batches: one row per
 customer in ``customer_id`` order. Aggregations, joins and sorts larger than the memory
-limit spill to the temporary directory. :func:`collect_features` gathers the batches into
+limit spill to the temporary directory. Sources of more than :data:`RANGE_ROWS` rows are
+queried one range of customer ids at a time (:class:`RangeViews`, ranges cut at quantiles
+of a sample of the ids, each range reading the parts again): DuckDB's hash tables and sort
+then hold a range's customers, not the dataset's, and the result is the same rows in the
+same order, regrouped into batches of exactly the rows asked for (so a caller's chunks do
+not depend on the ranges). :func:`collect_features` gathers the batches into
 the :class:`~custseg.features.build.Features` that :func:`~custseg.features.build.build_features`
 returns for the same data.
 
