@@ -5,7 +5,12 @@ spill directory, reads the parts (``read_parquet``, columns matched by name, so 
 different uploads may differ in their columns), runs the feature query of
 :mod:`custseg.features.sql` and streams the result as Arrow record batches: one row per
 customer in ``customer_id`` order. Aggregations, joins and sorts larger than the memory
-limit spill to the temporary directory. :func:`collect_features` gathers the batches into
+limit spill to the temporary directory. Sources of more than :data:`RANGE_ROWS` rows are
+queried one range of customer ids at a time (:class:`RangeViews`, ranges cut at quantiles
+of a sample of the ids, each range reading the parts again): DuckDB's hash tables and sort
+then hold a range's customers, not the dataset's, and the result is the same rows in the
+same order, regrouped into batches of exactly the rows asked for (so a caller's chunks do
+not depend on the ranges). :func:`collect_features` gathers the batches into
 the :class:`~custseg.features.build.Features` that :func:`~custseg.features.build.build_features`
 returns for the same data.
 
@@ -46,6 +51,7 @@ from custseg.features.sql import (
     VALUE_COLUMN,
     ColumnKind,
     FeatureQuery,
+    customer_id_column,
     feature_query,
     first_purchase_query,
     holdout_query,
@@ -71,6 +77,14 @@ MIN_MEMORY_MB = 32
 
 DEFAULT_BATCH_ROWS = 65_536
 """Customers per streamed record batch."""
+
+RANGE_ROWS = 1_000_000
+"""Source rows (order lines) per feature query: larger sources are queried one range of
+customer ids at a time, so DuckDB's memory follows a range's customers and lines, not
+the whole dataset's (each range reads the parts again)."""
+
+RANGE_SAMPLE = 100_000
+"""Customer ids sampled (from the rows) to cut the ranges."""
 
 _PART_ROWS = 1 << 40  # rows per part in the read order key (a part holds fewer)
 
@@ -196,31 +210,83 @@ def source_columns(con: duckdb.DuckDBPyConnection, name: str = SOURCE) -> dict[s
     return {str(row[0]): column_kind(str(row[1])) for row in rows}
 
 
+class RangeViews:
+    """Views of the customers of one range of ids (as text, as the queries group and order
+    them), one over each source view; :meth:`narrow` moves them to another range."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.views: dict[str, tuple[str, str]] = {}  # range view -> (source view, id column)
+
+    def view(self, source: str, customer_id: str) -> str:
+        """The range view of the view ``source`` (every row until narrowed)."""
+        name = f"{source}_range"
+        self.views[name] = (source, customer_id)
+        self._create(name, source, customer_id, None, None)
+        return name
+
+    def narrow(self, low: str | None, high: str | None) -> None:
+        """Every range view to the customers whose id is in ``[low, high)`` (``None``:
+        unbounded)."""
+        for name, (source, customer_id) in self.views.items():
+            self._create(name, source, customer_id, low, high)
+
+    def _create(
+        self, name: str, source: str, customer_id: str, low: str | None, high: str | None
+    ) -> None:
+        key = f"CAST({quote(customer_id)} AS VARCHAR)"
+        bounds = [f"{key} >= {literal(low)}"] if low is not None else []
+        bounds += [f"{key} < {literal(high)}"] if high is not None else []
+        where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
+        self.con.execute(
+            f"CREATE OR REPLACE TEMPORARY VIEW {quote(name)} AS "
+            f"SELECT * FROM {quote(source)}{where}"
+        )
+
+
 def plan_features(
-    con: duckdb.DuckDBPyConnection, parts: Sequence[Path], contract: Contract, as_of: dt.date
+    con: duckdb.DuckDBPyConnection,
+    parts: Sequence[Path],
+    contract: Contract,
+    as_of: dt.date,
+    *,
+    ranges: RangeViews | None = None,
 ) -> FeatureQuery:
-    """The feature query of ``parts`` (their view is created on ``con``)."""
+    """The feature query of ``parts`` (their view is created on ``con``); with ``ranges``
+    it reads the customers of one range (a view of ``ranges``) instead of all."""
     _create_source(con, parts)
-    return feature_query(contract, source_columns(con), as_of, source=SOURCE, row_order=READ_ORDER)
+    columns = source_columns(con)
+    source = SOURCE
+    if ranges is not None:
+        source = ranges.view(SOURCE, customer_id_column(columns, contract))
+    return feature_query(contract, columns, as_of, source=source, row_order=READ_ORDER)
 
 
 def plan_combined(
-    con: duckdb.DuckDBPyConnection, customers: Source, orders: Source, as_of: dt.date
+    con: duckdb.DuckDBPyConnection,
+    customers: Source,
+    orders: Source,
+    as_of: dt.date,
+    *,
+    ranges: RangeViews | None = None,
 ) -> FeatureQuery:
     """The combined feature query of a customer table and an order log (their views are
-    created on ``con``): see :mod:`custseg.features.combined`."""
+    created on ``con``): see :mod:`custseg.features.combined`; ``ranges``: as
+    :func:`plan_features`."""
     _create_source(con, customers.parts, CUSTOMERS_SOURCE)
     _create_source(con, orders.parts, ORDERS_SOURCE)
+    customer_columns = source_columns(con, CUSTOMERS_SOURCE)
+    order_columns = source_columns(con, ORDERS_SOURCE)
+    customer_source, order_source = CUSTOMERS_SOURCE, ORDERS_SOURCE
+    if ranges is not None:
+        customer_id = customer_id_column(customer_columns, customers.contract)
+        customer_source = ranges.view(CUSTOMERS_SOURCE, customer_id)
+        order_id = customer_id_column(order_columns, orders.contract)
+        order_source = ranges.view(ORDERS_SOURCE, order_id)
     customer_query = feature_query(
-        customers.contract,
-        source_columns(con, CUSTOMERS_SOURCE),
-        as_of,
-        source=CUSTOMERS_SOURCE,
-        row_order=READ_ORDER,
+        customers.contract, customer_columns, as_of, source=customer_source, row_order=READ_ORDER
     )
-    order_query = feature_query(
-        orders.contract, source_columns(con, ORDERS_SOURCE), as_of, source=ORDERS_SOURCE
-    )
+    order_query = feature_query(orders.contract, order_columns, as_of, source=order_source)
     return combined_query(customer_query, order_query)
 
 
@@ -254,42 +320,104 @@ def stream_features(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     orders: Source | None = None,
+    range_rows: int | None = None,
 ) -> tuple[FeatureQuery, Iterator[pa.RecordBatch]]:
     """(the feature query, its result as Arrow batches) of ``parts`` within ``limits``;
     with ``orders``, ``parts`` are a customer table's joined per customer with that order
-    log (:func:`plan_combined`)."""
+    log (:func:`plan_combined`). Sources of more than ``range_rows`` rows are queried one
+    range of customer ids at a time (default :data:`RANGE_ROWS`): the same rows in the same
+    order, in batches of exactly ``batch_rows`` rows (the last one shorter)."""
+    range_rows = RANGE_ROWS if range_rows is None else range_rows
+    if range_rows < 1:
+        raise ValueError(f"range_rows must be at least 1, not {range_rows}")
+    rows = _source_rows(parts) + (_source_rows(orders.parts) if orders is not None else 0)
+    count = -(-rows // range_rows)
     if orders is not None:
         customers = Source(parts, contract)
-        return _stream(lambda con: plan_combined(con, customers, orders, as_of), limits, batch_rows)
-    return _stream(lambda con: plan_features(con, parts, contract, as_of), limits, batch_rows)
+
+        def combined(con: duckdb.DuckDBPyConnection, ranges: RangeViews | None) -> FeatureQuery:
+            return plan_combined(con, customers, orders, as_of, ranges=ranges)
+
+        return _stream(combined, limits, batch_rows, count)
+
+    def single(con: duckdb.DuckDBPyConnection, ranges: RangeViews | None) -> FeatureQuery:
+        return plan_features(con, parts, contract, as_of, ranges=ranges)
+
+    return _stream(single, limits, batch_rows, count)
+
+
+def _source_rows(parts: Sequence[Path]) -> int:
+    """Rows of the Parquet ``parts``, from their footers (0 for a part that cannot be
+    read: the query then reports it)."""
+    total = 0
+    for part in parts:
+        try:
+            total += pq.read_metadata(str(part)).num_rows
+        except (OSError, pa.ArrowException):
+            continue
+    return total
+
+
+Bounds = list[tuple[str | None, str | None]]
 
 
 def _stream(
-    plan: Callable[[duckdb.DuckDBPyConnection], FeatureQuery],
+    plan: Callable[[duckdb.DuckDBPyConnection, RangeViews | None], FeatureQuery],
     limits: EngineLimits,
     batch_rows: int,
+    count: int = 1,
 ) -> tuple[FeatureQuery, Iterator[pa.RecordBatch]]:
-    """(the query ``plan`` makes on a new connection, its result as Arrow batches)."""
+    """(the query ``plan`` makes on a new connection, its result as Arrow batches), run
+    on about ``count`` ranges of customers when ``count`` > 1."""
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
     con = connect(limits)
+    ranges = RangeViews(con) if count > 1 else None
     try:
-        query = plan(con)
+        query = plan(con, ranges)
+        bounds: Bounds = _bounds(ranges, count) if ranges is not None else [(None, None)]
     except duckdb.Error as exc:
         con.close()
         raise FeatureEngineError(f"cannot read the clean Parquet parts: {exc}") from exc
     except BaseException:
         con.close()
         raise
-    return query, _batches(con, query.sql, batch_rows, limits)
+    return query, _exact(_batches(con, query.sql, batch_rows, limits, ranges, bounds), batch_rows)
+
+
+def _bounds(ranges: RangeViews, count: int) -> Bounds:
+    """About ``count`` ranges ``[low, high)`` of customer ids (``None``: unbounded) holding
+    similar numbers of rows, cut at quantiles of a sample of the first source's ids."""
+    source, customer_id = next(iter(ranges.views.values()))
+    key = f"CAST({quote(customer_id)} AS VARCHAR)"
+    rows = ranges.con.execute(
+        f"SELECT k FROM (SELECT {key} AS k FROM {quote(source)} "
+        f"WHERE {quote(customer_id)} IS NOT NULL) "
+        f"USING SAMPLE reservoir({RANGE_SAMPLE} ROWS) REPEATABLE (7)"
+    ).fetchall()
+    ids = sorted({str(row[0]) for row in rows})
+    cuts = sorted({ids[len(ids) * i // count] for i in range(1, count)}) if ids else []
+    lows: list[str | None] = [None, *cuts]
+    highs: list[str | None] = [*cuts, None]
+    return list(zip(lows, highs, strict=True))
 
 
 def _batches(
-    con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int, limits: EngineLimits
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    batch_rows: int,
+    limits: EngineLimits,
+    ranges: RangeViews | None = None,
+    bounds: Bounds | None = None,
 ) -> Iterator[pa.RecordBatch]:
+    """The result of ``sql``, range after range of ``bounds`` (ranges in id order, so
+    the batches are in ``customer_id`` order as one query over all customers gives)."""
     try:
-        reader = con.sql(sql).to_arrow_reader(batch_rows)
-        yield from reader
+        for low, high in bounds or [(None, None)]:
+            if ranges is not None:
+                ranges.narrow(low, high)
+            reader = con.sql(sql).to_arrow_reader(batch_rows)
+            yield from reader
     except (duckdb.Error, pa.ArrowException) as exc:
         raise FeatureEngineError(
             f"the feature query failed (memory limit {limits.memory_limit_mb} MB, spill "
@@ -297,6 +425,31 @@ def _batches(
         ) from exc
     finally:
         con.close()
+
+
+def _exact(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` as batches of exactly ``rows`` rows (the last one shorter): the chunks
+    of a run depend on ``rows`` only, not on the ranges or on how DuckDB cuts its result
+    (a run's sums over chunks are then the same to the last bit)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            part = batch.slice(0, rows - count)
+            pending.append(part)
+            count += part.num_rows
+            batch = batch.slice(part.num_rows)
+            if count == rows:
+                yield _concat(pending)
+                pending, count = [], 0
+    if count:
+        yield _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches(max_chunksize=None)[0]
 
 
 def collect_features(
@@ -403,12 +556,20 @@ def default_as_of_parts(parts: Sequence[Path], contract: Contract) -> tuple[dt.d
             if not present:
                 continue
             column = present[0]
-            values = pq.read_table(str(part), columns=[column]).column(column)
-            if len(values):
-                latest.append(pc.max(values).as_py())
+            latest.extend(_latest(part, column))
     times = [t for t in latest if t is not None]
     frame = pd.DataFrame({column: pd.to_datetime(pd.Series([max(times)] if times else []))})
     return default_as_of_reason(frame, contract)
+
+
+def _latest(part: Path, column: str) -> Iterator[Any]:
+    """The largest value of ``column`` in each row group of ``part`` (one row group in
+    memory at a time)."""
+    pf = pq.ParquetFile(str(part))
+    for group in range(pf.num_row_groups):
+        values = pf.read_row_group(group, columns=[column]).column(column)
+        if len(values):
+            yield pc.max(values).as_py()
 
 
 def first_purchase_day(

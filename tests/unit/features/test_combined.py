@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from custseg.features import engine
 from custseg.features.build import MISSING_CATEGORY, TRANSACTION_FEATURES
 from custseg.features.combined import combined_contract
-from custseg.features.engine import EngineLimits, Source, collect_features
+from custseg.features.engine import EngineLimits, Source, collect_features, stream_features
 from custseg.ingest.contracts.model import builtin_contract
 from custseg.model.training import train_model
 from custseg.scoring.score import RunInfo, score_dataset
@@ -115,3 +116,23 @@ def test_a_combined_model_scores_the_union_with_both_sources_in_its_profiles(
     profiles = result.files["profiles"].read_text(encoding="utf-8")
     assert '"age"' in profiles and '"recency_days"' in profiles
     assert result.profiles["value_measure"] == "monetary"
+
+
+def test_ranges_of_customers_join_as_one_query(
+    tmp_path: Path, limits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queried by ranges of customer ids, the join gives the same rows in the same order."""
+    customers = write(customer_table(range(0, 40)), tmp_path / "customers.parquet")
+    orders = Source(write(order_log(range(20, 60)), tmp_path / "orders.parquet"), ORDERS)
+    _, whole = stream_features(customers, CUSTOMERS, AS_OF, limits, orders=orders)
+    cut = engine._bounds
+    counts: list[int] = []
+
+    def spy(ranges: engine.RangeViews, count: int) -> engine.Bounds:
+        counts.append(count)
+        return cut(ranges, count)
+
+    monkeypatch.setattr(engine, "_bounds", spy)
+    _, ranged = stream_features(customers, CUSTOMERS, AS_OF, limits, orders=orders, range_rows=30)
+    assert pa.Table.from_batches(list(ranged)).equals(pa.Table.from_batches(list(whole)))
+    assert counts == [6]  # 40 customers and 120 order lines, 30 rows per range

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from custseg.dataset.clean_data import clean_files, read_clean
+from custseg.features import engine
 from custseg.features.build import MISSING_CATEGORY, Features, build_features
 from custseg.features.engine import (
     EngineLimits,
@@ -464,3 +465,54 @@ def test_the_sql_is_portable(kind: str) -> None:
     for construct in ("QUALIFY", "::", "READ_PARQUET", "EXCLUDE", "EPOCH(", "LIST_", "$"):
         assert construct not in sql, construct
     assert sql.count("(") == sql.count(")")
+
+
+def _table(batches) -> pa.Table:
+    return pa.Table.from_batches(list(batches))
+
+
+@pytest.fixture
+def range_counts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of ranges each ranged query was asked to cut."""
+    counts: list[int] = []
+    cut = engine._bounds
+
+    def spy(ranges: engine.RangeViews, count: int) -> engine.Bounds:
+        counts.append(count)
+        return cut(ranges, count)
+
+    monkeypatch.setattr(engine, "_bounds", spy)
+    return counts
+
+
+def test_ranges_of_customers_give_the_rows_of_one_query(ingest, limits, range_counts) -> None:
+    """A source of more than ``range_rows`` lines is queried one range of customer ids at a
+    time: the same rows, values, order and batches as one query over every customer."""
+    result = ingest("online_retail_invoices.csv")
+    parts, as_of = clean_files(result.clean_path), dt.date(2011, 12, 10)
+    query, whole = stream_features(parts, result.contract, as_of, limits, batch_rows=700)
+    one = list(whole)
+    assert range_counts == []
+    ranged_query, ranged = stream_features(
+        parts, result.contract, as_of, limits, batch_rows=700, range_rows=3_000
+    )
+    batches = list(ranged)
+    assert range_counts == [8]  # about 24,000 clean lines, 3,000 per range
+    assert [b.num_rows for b in batches] == [b.num_rows for b in one]
+    assert all(b.num_rows == 700 for b in one[:-1]) and len(one) > 3
+    assert _table(batches).equals(_table(one))
+    assert ranged_query.numeric == query.numeric and ranged_query.history == query.history
+
+
+def test_ranges_keep_the_edge_cases(tmp_path: Path, limits, range_counts) -> None:
+    parts = write_parts(order_log(), tmp_path / "data", cut=7)
+    as_of = dt.date(2024, 2, 1)
+    _, whole = stream_features(parts, order_contract(), as_of, limits)
+    _, ranged = stream_features(parts, order_contract(), as_of, limits, range_rows=2)
+    assert _table(ranged).equals(_table(whole)) and range_counts == [8]
+
+
+def test_range_rows_must_be_positive(tmp_path: Path, limits) -> None:
+    parts = write_parts(order_log(), tmp_path / "data", cut=7)
+    with pytest.raises(ValueError, match="range_rows must be at least 1, not 0"):
+        stream_features(parts, order_contract(), dt.date(2024, 2, 1), limits, range_rows=0)

@@ -131,7 +131,8 @@ def _role_column(
     return fallback if fallback in columns else None
 
 
-def _id_column(columns: Mapping[str, ColumnKind], contract: Contract) -> str:
+def customer_id_column(columns: Mapping[str, ColumnKind], contract: Contract) -> str:
+    """The column of clean data with ``columns`` that the queries read customer ids from."""
     for name in (contract.id_column.name, "customer_id"):
         if name in columns:
             return name
@@ -262,7 +263,7 @@ class _LineExprs:
 
 
 def _line_exprs(contract: Contract, columns: Mapping[str, ColumnKind]) -> _LineExprs:
-    ident = quote(_id_column(columns, contract))
+    ident = quote(customer_id_column(columns, contract))
     time_col = _role_column(columns, contract, Role.EVENT_TIME, "event_time")
     if time_col is None:
         raise ValueError("a transactions table needs an event_time column")
@@ -422,7 +423,7 @@ def _customers(
     source: str,
     row_order: str,
 ) -> FeatureQuery:
-    ident = quote(_id_column(columns, contract))
+    ident = quote(customer_id_column(columns, contract))
     if row_order not in columns:
         raise ValueError(f"a customer table needs its row order column {row_order}")
     present = {n for n in columns if is_data_column(n)}
