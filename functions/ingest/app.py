@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from custseg.aws import fanout_start, runtime
+from custseg.aws import fanout_job, fanout_start, runtime
 from custseg.aws.events import s3_records
 from custseg.aws.ingest_job import Checked, preflight, run_ingest
 
@@ -48,6 +48,8 @@ def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
             etag=record["etag"],
             size_limit=False,
         )
+        if isinstance(checked, Checked):  # a head the single path rejects is rejected here
+            checked = fanout_job.refuse_unreadable_head(store, settings, job, checked) or checked
         if isinstance(checked, Checked):
             job = fanout_start.checked_job(job, checked)
             execution = fanout_start.start(boto3.client("stepfunctions"), job)

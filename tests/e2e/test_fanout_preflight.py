@@ -117,3 +117,41 @@ def test_an_upload_that_passes_the_checks_starts_one_execution_with_its_run_id(
         )["folder"]
         == "shop"
     )
+
+
+UNREADABLE = {
+    "no_delimiter": b"customer\n" + b"".join(b"c%d\n" % i for i in range(300)),
+    "undecodable": b"id,amount\n" + b"\x00\x01\x02\xff,\x00\x7f\n" * 300,
+    "zip": b"PK\x03\x04" + bytes(range(256)) * 4,
+    "empty_file": b"",
+}
+
+
+def _report(stack: Any, tmp: Path, dataset: str, body: bytes) -> tuple[dict, dict, str]:
+    path = tmp / dataset / "orders.csv"
+    path.parent.mkdir()
+    path.write_bytes(body)
+    outcome, report, text = _upload(stack, path, dataset, "none")
+    report.pop("timings_ms")  # how long each step took
+    return outcome, report, text
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE))
+def test_an_upload_whose_head_cannot_be_read_is_rejected_alike_before_any_execution(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    from custseg.local.fanout import run_fanout_executions
+
+    for env in ("FANOUT_THRESHOLD_MIB", "FANOUT_STATE_MACHINE_ARN"):
+        monkeypatch.setenv(env, os.environ.get(env, ""))
+    single = _report(stack, tmp_path, "single", UNREADABLE[name])
+    monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
+    machine = run_fanout_executions(stack, create=True)
+    fanned = _report(stack, tmp_path, "fanned", UNREADABLE[name])
+    code = "undecodable" if name == "zip" else name
+    assert single[0]["status"] == "rejected" and single[1]["file_errors"] == [code]
+    assert single[0]["rows_read"] == 0 and single[1]["errors"][0]["message"]
+    assert fanned == single
+    assert (
+        stack.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"] == []
+    )

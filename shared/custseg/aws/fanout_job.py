@@ -45,9 +45,12 @@ from custseg.aws.athena import (
 )
 from custseg.aws.bus import EventBus
 from custseg.aws.ingest_job import (
+    Checked,
+    IngestOutcome,
     _earlier_contracts,
     _load_dataset_contract,
     _publish_clean_run,
+    reject_unreadable,
 )
 from custseg.aws.registry import champion, load_version
 from custseg.aws.runs import RunFile, commit_run, committed_manifest, upload_run_file
@@ -58,7 +61,7 @@ from custseg.aws.state import load_state
 from custseg.aws.train_job import Keys, _train_and_register
 from custseg.dataset.state import APPEND
 from custseg.fanout import profile
-from custseg.fanout.ranges import ByteRange, plan_ranges
+from custseg.fanout.ranges import GZIP_MAGIC, ByteRange, head_end, plan_ranges
 from custseg.features.build import CategoryCodes, Features, default_as_of_reason, with_schema
 from custseg.features.dialect import to_athena
 from custseg.features.engine import features_from_table
@@ -123,35 +126,50 @@ def _kind(arrow_type: pa.DataType) -> ColumnKind:
 
 
 # ---------------------------------------------------------------------------- ingest
+def _reader(store: ObjectStore, job: dict[str, Any]) -> Callable[[int, int], bytes]:
+    """``read(start, end)``: bytes ``[start, end)`` of the upload (a ranged GET)."""
+    bucket, key = job["bucket"], job["key"]
+    extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
+
+    def read(start: int, end: int) -> bytes:
+        body = store.client.get_object(
+            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra
+        )["Body"]
+        return bytes(body.read())
+
+    return read
+
+
+def upload_head(store: ObjectStore, job: dict[str, Any]) -> bytes:
+    """The head the upload's contract is decided on: its header and at least
+    ``HEAD_RECORDS`` records beyond ``SAMPLE_BYTES``, cut at a record end."""
+    read = _reader(store, job)
+    size = int(job["size"])
+    if size == 0:
+        return b""
+    return read(0, head_end(read, size, head_records=HEAD_RECORDS, head_bytes=SAMPLE_BYTES))
+
+
 def split(
     store: ObjectStore, settings: Settings, job: dict[str, Any], target_bytes: int
 ) -> dict[str, Any]:
     """Cut the upload into ranges of about ``target_bytes`` (the items file of the maps)
     and decide the upload's contract, which every range is read with."""
     bucket, key = job["bucket"], job["key"]
-
-    def read(start: int, end: int) -> bytes:
-        extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
-        body = store.client.get_object(
-            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra
-        )["Body"]
-        return bytes(body.read())
-
-    plan = plan_ranges(
-        read,
-        int(job["size"]),
-        target_bytes,
-        name=key,
-        head_records=HEAD_RECORDS,
-        head_bytes=SAMPLE_BYTES,
-    )
-    contract = upload_contract(store, settings, job, read(0, plan.head_end))
+    plan = plan_ranges(_reader(store, job), int(job["size"]), target_bytes, name=key)
+    contract = upload_contract(store, settings, job, upload_head(store, job))
     prefix = staging(job)
     store.put_bytes(bucket, prefix + "header.csv", plan.header)
     store.put_bytes(bucket, prefix + CONTRACT_JSON, contract_json(contract).encode())
     items = [{**job, "range": r.to_dict()} for r in plan.ranges]
     store.put_json(bucket, prefix + "ranges.json", items)
     return {"items_key": prefix + "ranges.json", "ranges": len(items), "records": plan.records}
+
+
+def _head_file(tmp: Path, key: str, head: bytes) -> Path:
+    path = tmp / (key.rsplit("/", 1)[-1] or "upload")
+    path.write_bytes(head)
+    return path
 
 
 def upload_contract(
@@ -165,14 +183,40 @@ def upload_contract(
     given = _load_dataset_contract(store, settings, job["dataset"])
     known = () if given else _earlier_contracts(store, settings, job["dataset"])
     with tempfile.TemporaryDirectory() as tmp_name:
-        path = Path(tmp_name) / (job["key"].rsplit("/", 1)[-1] or "upload")
-        path.write_bytes(head)
+        path = _head_file(Path(tmp_name), job["key"], head)
         contract, errors = decide_contract(
             path, source_name=job["key"], contract=given, limits=settings.read_limits, known=known
         )
     if errors:
         raise FanoutError(f"{errors[0]['message']} (nothing published)")
     return contract
+
+
+def refuse_unreadable_head(
+    store: ObjectStore, settings: Settings, job: dict[str, Any], checked: Checked
+) -> IngestOutcome | None:
+    """Before the state machine starts: when the upload's head is one the single path
+    rejects before reading rows (no delimiter, undecodable, a header its contract cannot
+    read), reject the upload as the single path does (its report, the upload kept under
+    ``rejected/``); None when the fan-out may start. A gzip stream is left to ``Split``
+    (its head alone is not a whole gzip file)."""
+    head = upload_head(store, job)
+    if head.startswith(GZIP_MAGIC):
+        return None
+    known = () if checked.contract else _earlier_contracts(store, settings, job["dataset"])
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        path = _head_file(tmp, job["key"], head)
+        _, errors = decide_contract(
+            path,
+            source_name=job["key"],
+            contract=checked.contract,
+            limits=settings.read_limits,
+            known=known,
+        )
+        if not errors:
+            return None
+        return reject_unreadable(store, settings, checked, path, tmp / "read")
 
 
 def contract_json(contract: Contract) -> str:

@@ -519,6 +519,19 @@ def _ingest(
     local = store.download(
         arrival.bucket, arrival.key, tmp / "input", version_id=arrival.version_id
     )
+    return _read_local(store, settings, arrival, dataset, contract, local, tmp)
+
+
+def _read_local(
+    store: ObjectStore,
+    settings: Settings,
+    arrival: _Arrival,
+    dataset: str,
+    contract: Contract | None,
+    local: Path,
+    tmp: Path,
+) -> tuple[IngestResult, IngestOutcome]:
+    """Read ``local`` (the upload, or its head) as the upload (:func:`ingest_file`)."""
     result = ingest_file(
         local,
         tmp / "out",
@@ -570,6 +583,19 @@ def _reject_ingested(
     )
     outcome.message = text.splitlines()[0] if text else "file rejected"
     return outcome
+
+
+def reject_unreadable(
+    store: ObjectStore, settings: Settings, checked: Checked, local: Path, tmp: Path
+) -> IngestOutcome:
+    """Reject the upload as :func:`run_ingest` does when the core rejects it before
+    reading rows: ``local`` holds its head (the bytes that decide it), read into
+    ``tmp``; the same report, the upload kept under ``rejected/``."""
+    dataset = checked.upload.dataset
+    result, outcome = _read_local(
+        store, settings, checked.arrival, dataset, checked.contract, local, tmp
+    )
+    return _reject_ingested(store, checked.arrival, checked.upload, result, outcome)
 
 
 def _source_of(arrival: _Arrival) -> dict[str, Any]:

@@ -52,12 +52,10 @@ class ByteRange:
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """The header bytes (the first record, its line end included), the ranges, and
-    ``head_end``: where the head asked of :func:`plan_ranges` ends (a record end)."""
+    """The header bytes (the first record, its line end included) and the ranges."""
 
     header: bytes
     ranges: list[ByteRange]
-    head_end: int = 0
 
     @property
     def records(self) -> int:
@@ -83,13 +81,9 @@ def plan_ranges(
     *,
     name: str = "the upload",
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-    head_records: int = 0,
-    head_bytes: int = 0,
 ) -> SplitPlan:
     """Ranges of about ``target_bytes`` of an object of ``size`` bytes, each cut after a
-    record end. ``read(start, end)`` returns bytes ``[start, end)``. The plan's
-    ``head_end`` is the first record end after at least ``head_records`` records and
-    beyond ``head_bytes`` bytes (the object's size when there is none). Raises
+    record end. ``read(start, end)`` returns bytes ``[start, end)``. Raises
     :class:`SplitError` for a gzip object or one whose quotes never close."""
     if target_bytes < 1 or block_bytes < 1:
         raise ValueError("target_bytes and block_bytes must be positive")
@@ -98,7 +92,6 @@ def plan_ranges(
     header_end: int | None = None
     cuts: list[tuple[int, int]] = []  # (end offset, records before it)
     inside, records, next_cut = False, 0, 0
-    head_end: int | None = None
     for start in range(0, size, block_bytes):
         block = read(start, min(size, start + block_bytes))
         if start == 0 and block.startswith(GZIP_MAGIC):
@@ -109,8 +102,6 @@ def plan_ranges(
                 header_end, next_cut = offset, offset + target_bytes
                 continue
             records += 1
-            if head_end is None and records >= head_records and offset > head_bytes:
-                head_end = offset
             if offset >= next_cut and offset < size:
                 cuts.append((offset, records))
                 next_cut = offset + target_bytes
@@ -122,7 +113,30 @@ def plan_ranges(
     if last != b"\n":
         records += 1  # the last record has no line end
     ranges = _ranges(header_end, size, cuts, records)
-    return SplitPlan(read(0, header_end), ranges, size if head_end is None else head_end)
+    return SplitPlan(read(0, header_end), ranges)
+
+
+def head_end(
+    read: Callable[[int, int], bytes],
+    size: int,
+    *,
+    head_records: int,
+    head_bytes: int,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> int:
+    """Where the object's head ends: the first record end after the header, at least
+    ``head_records`` records and beyond ``head_bytes`` bytes (``size`` when there is
+    none). Reads the object from its start only as far as that record end."""
+    if block_bytes < 1:
+        raise ValueError("block_bytes must be positive")
+    inside, records = False, -1  # the first record end closes the header
+    for start in range(0, size, block_bytes):
+        ends, inside = record_ends(read(start, min(size, start + block_bytes)), inside)
+        for offset in (ends + start + 1).tolist():
+            records += 1
+            if records >= max(head_records, 1) and offset > head_bytes:
+                return int(offset)
+    return size
 
 
 def _ranges(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custseg.fanout.ranges import SplitError, plan_ranges
+from custseg.fanout.ranges import SplitError, head_end, plan_ranges
 
 
 def _reader(data: bytes, reads: list[tuple[int, int]] | None = None):
@@ -104,13 +104,12 @@ def test_the_head_ends_at_a_record_end_after_enough_records_and_bytes() -> None:
     rows = [["id", "note"]] + [[str(i), f'line {i}\n"quoted"'] for i in range(100)]
     data = _csv(rows)
     header = len(b"id,note\n")
-    plan = plan_ranges(_reader(data), len(data), 50, block_bytes=64, head_records=10)
-    assert _records(data[header : plan.head_end]) == rows[1:11]
-    plan = plan_ranges(
-        _reader(data), len(data), 50, block_bytes=64, head_records=10, head_bytes=500
-    )
-    head = _records(data[header : plan.head_end])
-    assert len(head) > 10 and head == rows[1 : len(head) + 1] and plan.head_end > 500
-    assert data[plan.head_end - 1 : plan.head_end] == b"\n"
-    plan = plan_ranges(_reader(data), len(data), 50, head_records=1000)
-    assert plan.head_end == len(data)
+    reads: list[tuple[int, int]] = []
+    end = head_end(_reader(data, reads), len(data), head_records=10, head_bytes=0, block_bytes=64)
+    assert _records(data[header:end]) == rows[1:11]
+    assert max(e for _, e in reads) < len(data)  # the rest of the object is not read
+    end = head_end(_reader(data), len(data), head_records=10, head_bytes=500, block_bytes=64)
+    head = _records(data[header:end])
+    assert len(head) > 10 and head == rows[1 : len(head) + 1] and end > 500
+    assert data[end - 1 : end] == b"\n"
+    assert head_end(_reader(data), len(data), head_records=1000, head_bytes=0) == len(data)
