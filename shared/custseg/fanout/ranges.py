@@ -24,6 +24,9 @@ import numpy as np
 
 QUOTE, NEWLINE = 0x22, 0x0A
 DEFAULT_BLOCK_BYTES = 8 * 1024 * 1024
+HEAD_MAX_BYTES = 256 * 1024 * 1024
+"""The most of an upload :func:`head_end` reads (a file without record ends is not read
+whole to find its head)."""
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -123,19 +126,26 @@ def head_end(
     head_records: int,
     head_bytes: int,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    max_bytes: int = HEAD_MAX_BYTES,
 ) -> int:
     """Where the object's head ends: the first record end after the header, at least
     ``head_records`` records and beyond ``head_bytes`` bytes (``size`` when there is
-    none). Reads the object from its start only as far as that record end."""
+    none). Reads the object from its start only as far as that record end, and never
+    past ``max_bytes``: there the head ends at the last record end read (``max_bytes``
+    when there is none, a line the reader's limits then reject)."""
     if block_bytes < 1:
         raise ValueError("block_bytes must be positive")
-    inside, records = False, -1  # the first record end closes the header
-    for start in range(0, size, block_bytes):
-        ends, inside = record_ends(read(start, min(size, start + block_bytes)), inside)
+    inside, records, last = False, -1, 0  # the first record end closes the header
+    stop = min(size, max(max_bytes, head_bytes))
+    for start in range(0, stop, block_bytes):
+        ends, inside = record_ends(read(start, min(stop, start + block_bytes)), inside)
         for offset in (ends + start + 1).tolist():
             records += 1
+            last = int(offset)
             if records >= max(head_records, 1) and offset > head_bytes:
-                return int(offset)
+                return last
+    if stop < size:
+        return last or stop
     return size
 
 

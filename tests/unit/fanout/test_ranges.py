@@ -113,3 +113,20 @@ def test_the_head_ends_at_a_record_end_after_enough_records_and_bytes() -> None:
     assert len(head) > 10 and head == rows[1 : len(head) + 1] and end > 500
     assert data[end - 1 : end] == b"\n"
     assert head_end(_reader(data), len(data), head_records=1000, head_bytes=0) == len(data)
+
+
+def test_the_head_read_stops_at_max_bytes() -> None:
+    rows = [["id", "note"]] + [[str(i), f"line {i}"] for i in range(100)]
+    data = _csv(rows)
+    reads: list[tuple[int, int]] = []
+    end = head_end(
+        _reader(data, reads), len(data), head_records=1000, head_bytes=0, block_bytes=64,
+        max_bytes=200,
+    )  # fmt: skip
+    assert max(e for _, e in reads) <= 200
+    assert end <= 200 and data[end - 1 : end] == b"\n"  # the last record end read
+    unclosed = b'id,note\n1,"never closed' + b"x" * 1000
+    assert head_end(_reader(unclosed), len(unclosed), head_records=5, head_bytes=0,
+                    block_bytes=64, max_bytes=300) == 8  # fmt: skip
+    blob = b"x" * 1000  # no record end at all
+    assert head_end(_reader(blob), len(blob), head_records=5, head_bytes=0, max_bytes=300) == 300
