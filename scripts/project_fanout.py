@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -101,9 +102,31 @@ def measure_ingest(mib: float, tmp: Path) -> float:
     return (time.perf_counter() - started) / (path.stat().st_size / MIB)
 
 
+def measure_split(tmp: Path) -> float:
+    """Seconds per MiB of Split's scan for record ends (``plan_ranges``, 8 MiB blocks) on
+    the file :func:`measure_ingest` wrote."""
+    from custseg.fanout.ranges import plan_ranges
+
+    path = tmp / "big.csv"
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+
+        def read(start: int, end: int) -> bytes:
+            return os.pread(fd, end - start, start)  # safe from the read-ahead's threads
+
+        started = time.perf_counter()
+        plan_ranges(read, size, 4 * MIB)
+        return (time.perf_counter() - started) / (size / MIB)
+    finally:
+        os.close(fd)
+
+
 def project(m: dict[str, Any], lines: float, args: argparse.Namespace) -> dict[str, float]:
     """Wall time and cost of one execution on ``lines`` order lines."""
-    s, mib = m["seconds"], m["bytes"] / MIB
+    from custseg.fanout.ranges import READ_AHEAD
+
+    s = m["seconds"]
     calls = max(m["calls"].get("profile_range", 1), 1)
     overhead = (s.get("profile_range", 0) + s.get("ingest_range", 0)) / calls  # both reads
     per_mib = m["ingest_seconds_per_mib"]
@@ -115,7 +138,11 @@ def project(m: dict[str, Any], lines: float, args: argparse.Namespace) -> dict[s
     buckets = max(args.buckets, math.ceil(customers * per_customer / 600))
     t_range = (overhead + per_mib * args.range_mib) / 2  # one of the two reads
     t_bucket = per_customer * customers / buckets
-    t_split = s.get("split", 0) / mib * size_mib
+    # Split decides the contract on the upload's head (paid once: the local run's step)
+    # and scans the whole object for record ends, READ_AHEAD ranged GETs in flight: the
+    # slower of the scan and the reads
+    read_mib_s = args.s3_read_mib_s * READ_AHEAD
+    t_split = s.get("split", 0) + size_mib * max(m["split_seconds_per_mib"], 1 / read_mib_s)
     t_merge = (
         s.get("merge_profiles", 0)
         / m["calls"].get("merge_profiles", 1)
@@ -170,6 +197,12 @@ def main() -> None:
         default=0.1,
         help="customers per line at scale relative to the sample's (repeat buyers: < 1)",
     )
+    parser.add_argument(
+        "--s3-read-mib-s",
+        type=float,
+        default=85.0,
+        help="one GET stream's MiB/s (S3 performance guidelines: 85-90 MB/s a request)",
+    )
     parser.add_argument("--lambda-gb-second", type=float, default=0.0000166667, help="USD")
     parser.add_argument("--transition", type=float, default=0.000025, help="USD per transition")
     parser.add_argument("--athena-tb", type=float, default=5.0, help="USD per TB scanned")
@@ -177,12 +210,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         m = measure(args.lines, args.ranges, Path(tmp_name))
         m["ingest_seconds_per_mib"] = measure_ingest(args.ingest_mib, Path(tmp_name))
+        m["split_seconds_per_mib"] = measure_split(Path(tmp_name))
     print(
         f"measured: {m['lines']:,} lines, {m['bytes'] / MIB:.2f} MiB, {m['customers']:,} "
         f"customers; seconds per step: "
         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(m["seconds"].items()))
     )
     print(f"ingest (profile + clean): {m['ingest_seconds_per_mib']:.2f} s per MiB of CSV")
+    print(f"split (scan for record ends): {m['split_seconds_per_mib'] * 1000:.1f} ms per MiB")
     rate = m["seconds"].get("score_bucket", 0) / m["customers"] * 1000
     print(f"scoring: {rate:.2f} ms per customer (overhead included: an upper bound)")
     header = "lines  GiB  ranges  buckets  customers  wall_min  GB-s  transitions  scanned_GiB  USD"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custseg.fanout.ranges import SplitError, head_end, plan_ranges
+from custseg.fanout.ranges import SplitError, head_end, plan_ranges, read_blocks
 
 
 def _reader(data: bytes, reads: list[tuple[int, int]] | None = None):
@@ -98,6 +98,12 @@ def test_any_csv_splits_into_its_records(rows: list[list[str]], target: int, blo
     plan = plan_ranges(_reader(data), len(data), target, block_bytes=block)
     rebuilt = [rec for r in plan.ranges for rec in _records(data[r.start : r.end])]
     assert rebuilt == rows
+    for r in plan.ranges:
+        assert len(_records(data[r.start : r.end])) == r.records
+    for r in plan.ranges[:-1]:
+        assert r.end - r.start >= target  # cut at the first record end past the target...
+        body = _records(data[r.start : r.end])
+        assert len(_csv(body[:-1])) < target  # ...not at a later one
 
 
 def test_the_head_ends_at_a_record_end_after_enough_records_and_bytes() -> None:
@@ -130,3 +136,47 @@ def test_the_head_read_stops_at_max_bytes() -> None:
                     block_bytes=64, max_bytes=300) == 8  # fmt: skip
     blob = b"x" * 1000  # no record end at all
     assert head_end(_reader(blob), len(blob), head_records=5, head_bytes=0, max_bytes=300) == 300
+
+
+def test_blocks_are_read_several_at_once_and_scanned_in_order() -> None:
+    import threading
+    import time
+
+    data = bytes(range(256)) * 40
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def read(start: int, end: int) -> bytes:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.01 if start % 3 else 0.03)  # later blocks may finish first
+        with lock:
+            state["now"] -= 1
+        return data[start:end]
+
+    blocks = list(read_blocks(read, len(data), 100, 4))
+    assert [s for s, _ in blocks] == list(range(0, len(data), 100))
+    assert b"".join(b for _, b in blocks) == data
+    assert 1 < state["most"] <= 4  # several at once, never more than asked
+
+
+def test_a_failed_block_read_raises_at_its_place() -> None:
+    def read(start: int, end: int) -> bytes:
+        if start == 300:
+            raise OSError("connection reset")
+        return b"x" * (end - start)
+
+    seen = []
+    with pytest.raises(OSError, match="connection reset"):
+        for start, _ in read_blocks(read, 1000, 100, 3):
+            seen.append(start)
+    assert seen == [0, 100, 200]
+
+
+def test_the_plan_does_not_depend_on_how_many_blocks_are_read_at_once() -> None:
+    rows = [["id", "note"]] + [[str(i), f'a "b"\n{i}'] for i in range(300)]
+    data = _csv(rows)
+    plans = [
+        plan_ranges(_reader(data), len(data), 500, block_bytes=37, read_ahead=n) for n in (1, 2, 8)
+    ]
+    assert plans[0] == plans[1] == plans[2]
