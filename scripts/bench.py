@@ -513,7 +513,8 @@ def child_function(role: str, endpoint: str, artifact_dir: str) -> None:
 
         profiler = cProfile.Profile()
         invocations = profiler.runcall(lambda: [stack.invoke(logical, e) for e in events])
-        profiler.dump_stats(str(Path(profile_dir) / f"{role}.prof"))
+        runs = len(list(Path(profile_dir).glob(f"{role}-*.prof")))
+        profiler.dump_stats(str(Path(profile_dir) / f"{role}-{runs + 1}.prof"))  # in run order
     else:
         invocations = [stack.invoke(logical, e) for e in events]
     handler_s = time.perf_counter() - t_handler
@@ -1194,7 +1195,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run one contender only (light: the bare scorer, the orders' floor)",
     )
     ap.add_argument(
-        "--profile", type=Path, default=None, help="write cProfile stats of each handler to DIR"
+        "--profile",
+        type=Path,
+        default=None,
+        help="write cProfile stats of each handler run to DIR (<role>-<n>.prof)",
     )
     return ap.parse_args(argv)
 

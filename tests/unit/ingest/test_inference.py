@@ -4,11 +4,14 @@ contract; and the silent data losses the inference and the cleaning rules preven
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from custseg.dataset.clean_data import clean_files, read_clean
 from custseg.features.build import build_features
@@ -312,3 +315,52 @@ def test_a_known_contract_reads_a_file_whose_headers_it_names() -> None:
     assert known_contract([*headers, "Loyalty tier"], [log]) is None
     assert known_contract(["InvoiceNo", "Quantity", "UnitPrice"], [log]) is None
     assert known_contract(headers, []) is None
+
+
+# The cheap Arrow filters before inference's Python regexes must never rule out a value
+# the regex matches (else a column's guess would change).
+_FILTERED = [
+    ("_EMAIL", "match", "_HAS_AT"),
+    ("_STREET", "match", "_HAS_SPACE"),
+    ("_PERSON", "match", "_HAS_SPACE"),
+    ("_POSTCODE", "match", "_HAS_POSTCODE_CHAR"),
+    ("_CURRENCY", "search", "_HAS_NON_NUMBER_CHAR"),
+]
+_ALPHABET = "0123456789 .,+-eE@$€£%()AZaz_'ſK١٢\u00a0\t" + "usdgbpchfr"
+
+
+def _values() -> st.SearchStrategy[str]:
+    from custseg.ingest.contracts import inference as inf
+
+    shaped = [
+        st.from_regex(getattr(inf, name), fullmatch=True)
+        for name in ("_EMAIL", "_STREET", "_PERSON", "_POSTCODE", "_CURRENCY", "_PHONE", "_PLAIN")
+    ]
+    return st.one_of(st.text(_ALPHABET, max_size=24), *shaped)
+
+
+@given(st.lists(_values(), min_size=1, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_value_filters_keep_every_value_their_regex_matches(texts: list[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from custseg.ingest.contracts import inference as inf
+
+    arrow = pa.array(texts, type=pa.string())
+    for regex, how, needs in _FILTERED:
+        kept = pc.match_substring_regex(arrow, getattr(inf, needs)).to_pylist()
+        for text, ok in zip(texts, kept, strict=True):
+            if getattr(getattr(inf, regex), how)(text):
+                assert ok, (regex, text)
+    phone_kept = pc.match_substring_regex(arrow, inf._HAS_NON_DIGIT_OR_00).to_pylist()
+    for text, ok in zip(texts, phone_kept, strict=True):
+        if inf._PHONE.match(text) and re.search(r"^\+|^00|[\s().-]", text):
+            assert ok and len(text) >= inf._PHONE_MIN_LEN, text
+    pure = pc.match_substring_regex(arrow, inf._PURE_NUMBER).to_pylist()
+    plain = pc.match_substring_regex(arrow, inf._PLAIN_ASCII).to_pylist()
+    for text, is_pure, is_plain in zip(texts, pure, plain, strict=True):
+        if is_pure:  # nothing to strip, no comma shapes, and RE2 reads _PLAIN as re does
+            assert inf._NUMBER_STRIP.sub("", text) == text
+            assert not inf._COMMA_DECIMAL.match(text) and not inf._THOUSANDS.match(text)
+            assert is_plain == bool(inf._PLAIN.match(text)), text

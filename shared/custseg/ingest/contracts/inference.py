@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
-from custseg.ingest.cleaning import MISSING_TOKENS
+from custseg.ingest.cleaning import MISSING_TOKENS, to_np_bool
 from custseg.ingest.contracts.model import (
     ColumnSpec,
     ColumnType,
@@ -109,6 +111,17 @@ _NUMBER_STRIP = re.compile(r"[\s$€£¥₹%]|(?i:usd|eur|gbp|chf)")
 _PLAIN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _COMMA_DECIMAL = re.compile(r"^[+-]?\d{1,3}(\.\d{3})*,\d+$|^[+-]?\d+,\d+$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+# Cheap filters before the Python regexes above (RE2 over Arrow, of explicit ASCII
+# characters only: ``\d``, ``\s``, ``\w`` and case folding mean other things in RE2). Each
+# is true of every value its regex can match, so a value it rules out needs no test.
+_HAS_AT, _HAS_SPACE = "@", " "  # e-mail; street and person (literal spaces)
+_HAS_POSTCODE_CHAR = "[A-Z-]"  # every postcode shape has a capital or a hyphen
+_HAS_NON_DIGIT_OR_00 = "[^0-9]|^00"  # a phone needs +, 00 or a separator
+_HAS_NON_NUMBER_CHAR = "[^0-9.,+eE-]"  # a currency symbol or code
+_PURE_NUMBER = "^[0-9.+eE-]*$"  # nothing to strip, no comma: only _PLAIN can match
+_PLAIN_ASCII = _PLAIN.pattern  # same meaning as _PLAIN on ASCII digits
+_PHONE_MIN_LEN = 7
 
 _PARSE_SHARE = 0.95  # values a type must read for the column to take it
 _CATEGORY_MAX = 50  # distinct values of a category (more: an attribute)
@@ -240,12 +253,14 @@ class _Values:
     currency: bool = False
     codes: np.ndarray = field(init=False, repr=False)
     uniq: pd.Series = field(init=False, repr=False)  # distinct values, first seen first
+    arrow: pa.Array = field(init=False, repr=False)  # ``uniq`` as Arrow text
     _date_family: tuple[str | None, float] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         codes, uniq = pd.factorize(self.text.to_numpy(dtype=object))
         self.codes = codes
         self.uniq = pd.Series(uniq, dtype=object)
+        self.arrow = pa.array(uniq, type=pa.string())
 
     @property
     def n(self) -> int:
@@ -262,9 +277,26 @@ class _Values:
     def share(self, mask: pd.Series | np.ndarray) -> float:
         return float(np.mean(np.asarray(mask, dtype=bool))) if self.n else 0.0
 
-    def share_of(self, test: Callable[[pd.Series], pd.Series]) -> float:
-        """The share of the values for which ``test`` (elementwise) is true."""
-        return self.share(self.each(test))
+    def share_of(
+        self, test: Callable[[pd.Series], pd.Series], among: np.ndarray | None = None
+    ) -> float:
+        """The share of the values for which ``test`` (elementwise) is true; ``among``
+        (a mask of the distinct values): the only ones it can be true of, the others
+        are not tested."""
+        if among is None:
+            return self.share(self.each(test))
+        return self.share(self.test_among(test, among)[self.codes])
+
+    def test_among(self, test: Callable[[pd.Series], pd.Series], among: np.ndarray) -> np.ndarray:
+        """``test`` of the distinct values in ``among`` (a mask), False for the others."""
+        hit = np.zeros(self.distinct, dtype=bool)
+        if among.any():
+            hit[among] = np.asarray(test(self.uniq[among]).to_numpy(), dtype=bool)
+        return hit
+
+    def having(self, pattern: str) -> np.ndarray:
+        """Which distinct values contain a match of the RE2 ``pattern`` (a mask)."""
+        return to_np_bool(pc.match_substring_regex(self.arrow, pattern))
 
     def date_family(self) -> tuple[str | None, float]:
         """:func:`_date_family` of the values (computed once)."""
@@ -289,20 +321,39 @@ def _parse_numbers(values: _Values) -> tuple[pd.Series, str | None, bool]:
     currency symbols were seen."""
     if not values.n:
         return pd.Series([], dtype=float, index=values.text.index), None, False
-    currency = bool(values.share_of(lambda u: u.str.contains(_CURRENCY)) > 0.5)
-    bare = values.uniq.str.replace(_NUMBER_STRIP, "", regex=True)
+    has_currency = values.having(_HAS_NON_NUMBER_CHAR)
+    currency = values.share_of(lambda u: u.str.contains(_CURRENCY), has_currency) > 0.5
+    # a pure number (digits, sign, point, exponent) has nothing to strip and no comma
+    rest = ~values.having(_PURE_NUMBER)
+    bare = values.uniq.copy()
+    bare[rest] = bare[rest].str.replace(_NUMBER_STRIP, "", regex=True)
+    comma_at = values.test_among(lambda u: u.str.match(_COMMA_DECIMAL), rest)
+    thousands_at = values.test_among(lambda u: u.str.match(_THOUSANDS), rest)
     at = values.codes
-    comma = float(bare.str.match(_COMMA_DECIMAL).to_numpy(dtype=bool)[at].mean())
-    dot_thousands = float(bare.str.match(_THOUSANDS).to_numpy(dtype=bool)[at].mean())
+    comma, dot_thousands = float(comma_at[at].mean()), float(thousands_at[at].mean())
     decimal = None
     if comma > 0.5 and comma > dot_thousands:
         decimal = ","
         bare = bare.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        ok = bare.str.match(_PLAIN).to_numpy(dtype=bool)
     else:
-        bare = bare.where(~bare.str.match(_THOUSANDS), bare.str.replace(",", "", regex=False))
-    ok = bare.str.match(_PLAIN)
+        bare[thousands_at] = bare[thousands_at].str.replace(",", "", regex=False)
+        ok = _plain_numbers(bare, rest)
     numbers = pd.to_numeric(bare.where(ok), errors="coerce")
     return pd.Series(numbers.to_numpy()[at], index=values.text.index), decimal, currency
+
+
+def _plain_numbers(bare: pd.Series, rest: np.ndarray) -> np.ndarray:
+    """Which of ``bare`` match :data:`_PLAIN`: by RE2 where only ASCII number characters
+    are (``~rest``), by Python's ``re`` elsewhere."""
+    ok = np.zeros(len(bare), dtype=bool)
+    pure = ~rest
+    if pure.any():
+        text = pa.array(bare[pure].to_numpy(dtype=object), type=pa.string())
+        ok[pure] = to_np_bool(pc.match_substring_regex(text, _PLAIN_ASCII))
+    if rest.any():
+        ok[rest] = bare[rest].str.match(_PLAIN).to_numpy(dtype=bool)
+    return ok
 
 
 # no date format reads a number of at most three integer digits (ISO needs a 4-digit year,
@@ -346,11 +397,16 @@ def _date_family(distinct: pd.Series) -> tuple[str | None, float]:
 def _personal_by_value(values: _Values) -> str | None:
     if values.n == 0:
         return None
-    if values.share_of(lambda u: u.str.match(_EMAIL)) > 0.5:
+    spaced = values.having(_HAS_SPACE)
+    if values.share_of(lambda u: u.str.match(_EMAIL), values.having(_HAS_AT)) > 0.5:
         return "e-mail addresses"
-    if values.share_of(lambda u: u.str.match(_STREET)) > 0.5:
+    if values.share_of(lambda u: u.str.match(_STREET), spaced) > 0.5:
         return "street addresses"
-    if values.share_of(lambda u: u.str.match(_POSTCODE)) > 0.8 and values.distinct > 5:
+    postcode_like = values.having(_HAS_POSTCODE_CHAR)
+    if (
+        values.share_of(lambda u: u.str.match(_POSTCODE), postcode_like) > 0.8
+        and values.distinct > 5
+    ):
         return "postcodes"
     if values.date_family()[1] >= 0.5 or values.share_of(lambda u: u.str.match(_DATE_SHAPE)) >= 0.5:
         return None  # dates (some maybe invalid), not phone numbers
@@ -359,9 +415,14 @@ def _personal_by_value(values: _Values) -> str | None:
         like = u.str.match(_PHONE) & u.str.contains(r"^\+|^00|[\s().-]")
         return like & (u.str.count(r"\d") >= 7)
 
-    if values.share_of(phone) > 0.8 and values.distinct > 0.5 * values.n:
+    long_enough = to_np_bool(pc.greater_equal(pc.utf8_length(values.arrow), _PHONE_MIN_LEN))
+    phone_like = long_enough & values.having(_HAS_NON_DIGIT_OR_00)
+    if values.share_of(phone, phone_like) > 0.8 and values.distinct > 0.5 * values.n:
         return "phone numbers"
-    if values.share_of(lambda u: u.str.match(_PERSON)) > 0.7 and values.distinct > 0.5 * values.n:
+    if (
+        values.share_of(lambda u: u.str.match(_PERSON), spaced) > 0.7
+        and values.distinct > 0.5 * values.n
+    ):
         return "person names"
     return None
 
