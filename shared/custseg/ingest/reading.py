@@ -243,6 +243,7 @@ class _Scanner:
         self.limits = limits
         self.line_end = line_end
         self.decoder = codecs.getincrementaldecoder(encoding)()
+        self.utf8 = encoding in ("utf-8", "utf-8-sig")
         self.decoded = True
         self.check_nul = encoding != "utf-16"
         self.total = 0  # decompressed bytes seen
@@ -273,12 +274,17 @@ class _Scanner:
         if first >= 0:  # lines inside the block are shorter than the block
             self.longest = max(self.longest, open_line)
             self.line_start = self.total + max(block.rfind(b"\n"), block.rfind(b"\r")) + 1
-        if self.decoded:
+        if self.decoded and not self._ascii_at_boundary(block):
             try:
                 self.decoder.decode(block)
             except UnicodeDecodeError:
                 self.decoded = False
         self.total = end
+
+    def _ascii_at_boundary(self, block: bytes) -> bool:
+        """True when decoding ``block`` can be skipped: UTF-8 text, nothing pending from
+        the block before (nor a BOM to strip), and only ASCII bytes, which always decode."""
+        return self.utf8 and self.decoder.getstate() == (b"", 0) and block.isascii()
 
     def finish(self) -> _Scan:
         if self.decoded:

@@ -290,3 +290,26 @@ def test_memory_flat_whatever_the_length_of_one_line(tmp_path: Path, where: str)
         peaks.append(_traced_peak(lambda p=path: sniff(p, ReadLimits(max_row_bytes=2 << 20))))
     assert peaks[1] < peaks[0] * 1.3 + (1 << 20), peaks
     assert peaks[1] < 16 << 20, peaks  # the header limit is 4 MiB; a row's 2 MiB
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "decodes"),
+    [
+        ("utf-8", "id,name\n1,abc\n2,Zoë\n3,日本\n".encode(), True),
+        ("utf-8-sig", "\ufeffid,name\n1,abc\n2,Zoë\n".encode(), True),
+        ("utf-8", b"id,name\n1,abc\n2,Zo\xe9\n3,xyz\n", False),  # cp1252, not UTF-8
+        ("utf-8", b"id,name\n1,abc\n2,\xe6\x97", False),  # cut inside a character
+        ("utf-8", b"id\n1,\xe6a\x97\xa5\n", False),  # ASCII inside a character's bytes
+    ],
+)
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 64])
+def test_the_scan_decodes_as_python_does_whatever_the_blocks(
+    tmp_path: Path, encoding: str, body: bytes, decodes: bool, block: int, monkeypatch
+) -> None:
+    # ASCII blocks are not decoded: a character split across blocks, a BOM or a bad
+    # byte after them must be judged as decoding the whole file would
+    path = tmp_path / "f.csv"
+    path.write_bytes(body)
+    monkeypatch.setattr(reading, "_CHECK_BLOCK", block)
+    scan = reading._scan(path, None, encoding, reading.ReadLimits(), b"\n")
+    assert scan.decoded is decodes
