@@ -22,9 +22,8 @@ ORDERS = REPO / "tests" / "fixtures" / "online_retail_invoices.csv"
 CLV_COLUMNS = ["p_alive", "expected_purchases_90d", "expected_value_12m"]
 PREDICTION_RTOL = 1e-6
 """How close the two paths' predictions are: each path fits the customer-value model on
-the same histories, whose sums of amounts may differ in their last digits (see the
-single-path check of the other floats, 1e-9); the fit's optimiser turns that into about
-1e-8 relative."""
+the same histories, whose sums of amounts may differ in their last digits (the other
+floats are checked within 1e-9), and the fit's optimiser may carry that further."""
 
 
 def _orders(tmp: Path, records: int = 6000, first: int = 1) -> Path:
