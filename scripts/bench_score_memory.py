@@ -44,7 +44,7 @@ PHASES = (
     ("custseg.scoring.score", "_score_chunk", "chunks (score, write)"),
     ("custseg.scoring.score", "_evaluate_run", "evaluate"),
     ("custseg.scoring.score", "_predictions", "holdout"),
-    ("custseg.scoring.score", "_add_predictions", "predictions"),
+    ("custseg.scoring.score", "add_predictions", "predictions"),
     ("custseg.scoring.score", "_write_report", "report"),
 )
 

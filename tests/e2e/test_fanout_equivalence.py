@@ -19,6 +19,11 @@ from custseg.layout import clean_latest_key, contract_key, results_latest_key
 
 REPO = Path(__file__).resolve().parents[2]
 ORDERS = REPO / "tests" / "fixtures" / "online_retail_invoices.csv"
+CLV_COLUMNS = ["p_alive", "expected_purchases_90d", "expected_value_12m"]
+PREDICTION_RTOL = 1e-6
+"""How close the two paths' predictions are: each path fits the customer-value model on
+the same histories, whose sums of amounts may differ in their last digits (the other
+floats are checked within 1e-9), and the fit's optimiser may carry that further."""
 
 
 def _orders(tmp: Path, records: int = 6000, first: int = 1) -> Path:
@@ -51,7 +56,7 @@ def _clean(stack, dataset: str) -> tuple[dict, pa.Table]:
     return contract, pa.concat_tables(parts).sort_by("_row")
 
 
-def _results(stack, dataset: str) -> tuple[pa.Table, dict, dict]:
+def _results(stack, dataset: str) -> tuple[pa.Table, dict, dict, pa.Table | None, list[str]]:
     s3 = stack.client("s3")
     bucket = stack.results_bucket
     latest = json.loads(
@@ -75,7 +80,32 @@ def _results(stack, dataset: str) -> tuple[pa.Table, dict, dict]:
     assert csv_rows.column("customer_id").cast(pa.string()).to_pylist() == (
         table.column("customer_id").to_pylist()
     )
-    return table, doc("metrics.json"), doc("profiles.json")
+    at_risk = next((e["key"] for e in manifest["files"] if e["name"] == "value_at_risk.csv"), None)
+    top = None
+    if at_risk is not None:
+        body = s3.get_object(Bucket=bucket, Key=at_risk)["Body"].read()
+        top = pacsv.read_csv(
+            pa.BufferReader(body), convert_options=pacsv.ConvertOptions(strings_can_be_null=False)
+        )
+    return table, doc("metrics.json"), doc("profiles.json"), top, csv_rows.column_names
+
+
+def _assert_close(a: object, b: object, rtol: float, where: str = "") -> None:
+    """``a`` equals ``b`` (JSON documents), floats within ``rtol`` (relative, or absolute
+    near 0)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert sorted(a) == sorted(b), where
+        for key in a:
+            _assert_close(a[key], b[key], rtol, f"{where}.{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, y, rtol, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert isinstance(a, int | float) and isinstance(b, int | float), where
+        assert np.isclose(a, b, rtol=rtol, atol=rtol), (where, a, b)
+    else:
+        assert a == b, (where, a, b)
 
 
 def _synthetic_orders(tmp: Path, lines: int) -> Path:
@@ -94,14 +124,26 @@ def _synthetic_orders(tmp: Path, lines: int) -> Path:
 def test_fanned_out_run_equals_the_single_function_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _compare(monkeypatch, _orders(tmp_path))
+    """The customer-value predictions and value at risk included; the holdout check is
+    not evaluated on either path (the lines span four months, fewer than 180 days)."""
+    one, metrics = _compare(monkeypatch, _orders(tmp_path))
+    assert set(CLV_COLUMNS) <= set(one.column_names)
+    assert "fewer than the 180" in metrics["predictions"]["clv"]["holdout"]["reason"]
+    assert metrics["value_at_risk"]["top_rows"] == 1000
 
 
 @pytest.mark.slow
 def test_a_million_line_order_log_fanned_out_equals_the_single_function_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _compare(monkeypatch, _synthetic_orders(tmp_path, 1_000_000))
+    """The holdout check included: the log spans two years (its last third is the
+    holdout), its data grouped per bucket on the fanned-out path."""
+    one, metrics = _compare(monkeypatch, _synthetic_orders(tmp_path, 1_000_000))
+    assert set(CLV_COLUMNS) <= set(one.column_names)
+    holdout = metrics["predictions"]["clv"]["holdout"]
+    assert holdout["evaluated"] is True, holdout
+    assert holdout["actual_total"] > 0
+    assert metrics["value_at_risk"]["top_rows"] == 1000
 
 
 @pytest.mark.slow
@@ -132,9 +174,10 @@ def test_a_fanned_out_upload_is_read_with_the_datasets_own_contract(
 
 def _compare(
     monkeypatch: pytest.MonkeyPatch, orders: Path, ranges: int = 5, contract: bytes | None = None
-) -> None:
+) -> tuple[pa.Table, dict]:
     """Run ``orders`` through both paths (``ranges`` ranges, 4 buckets; ``contract``: the
-    datasets' own) and compare the contracts, clean rows and results."""
+    datasets' own) and compare the contracts, clean rows and results (the predictions
+    included); the single path's assignments and metrics."""
     from custseg.local.fanout import run_fanout_executions
     from custseg.local.stack import LocalStack
 
@@ -154,8 +197,8 @@ def _compare(
         assert [r["status"] for r in runs] == ["SUCCEEDED"], runs
         contract1, clean1 = _clean(stack, "single")
         contract2, clean2 = _clean(stack, "fanned")
-        one, m1, p1 = _results(stack, "single")
-        fan, m2, p2 = _results(stack, "fanned")
+        one, m1, p1, top1, header1 = _results(stack, "single")
+        fan, m2, p2, top2, header2 = _results(stack, "fanned")
     assert contract2 == contract1
     if contract is not None:
         assert contract1["version"] == "7"
@@ -163,12 +206,8 @@ def _compare(
         clean1.drop_columns(["_run_id"] if "_run_id" in clean1.column_names else [])
     )
     # numbers are sums over order lines: equal up to the order of the additions
-    # the fanned-out run writes no prediction columns (docs/fanout.md, Limits)
-    missing = set(one.column_names) - set(fan.column_names)
-    assert missing <= {"p_alive", "expected_purchases_90d", "expected_value_12m"} | {
-        c for c in one.column_names if c.startswith("p_")
-    }, missing
-    one = one.drop_columns(sorted(missing))
+    assert fan.column_names == one.column_names
+    assert header2 == header1
     floats = [f.name for f in one.schema if pa.types.is_floating(f.type)]
     assert {"distance", "confidence", "value"} <= set(floats)
     keep = [c for c in one.column_names if c not in ["run_id", "model_version", *floats]]
@@ -176,12 +215,36 @@ def _compare(
     assert fan.select(keep).to_pylist() == one.select(keep).to_pylist()
     for column in floats:
         a, b = fan[column].to_numpy(), one[column].to_numpy()
-        assert np.allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True), column
+        rtol = PREDICTION_RTOL if column in CLV_COLUMNS else 1e-9
+        assert np.allclose(a, b, rtol=rtol, atol=rtol, equal_nan=True), column
+        assert np.array_equal(np.isnan(a), np.isnan(b)), column
     assert m2["segments"] == m1["segments"]
-    # the same verdict and reasons (the data-loss reason's main rejection cause included),
-    # but those of the predictions it does not make
-    shared = [r for r in m1["reasons"] if "predict" not in r and "holdout" not in r]
-    assert m2["reasons"] == shared
-    if shared == m1["reasons"]:
-        assert m2["verdict"] == m1["verdict"]
+    # the same verdict and reasons: the data-loss reason's main rejection cause and the
+    # holdout check's included
+    assert m2["reasons"] == m1["reasons"]
+    assert m2["verdict"] == m1["verdict"]
+    _compare_predictions(m1, m2, p1, p2, top1, top2)
     assert [s.get("persona") for s in p2["segments"]] == [s.get("persona") for s in p1["segments"]]
+    return one, m1
+
+
+def _compare_predictions(
+    m1: dict, m2: dict, p1: dict, p2: dict, top1: pa.Table | None, top2: pa.Table | None
+) -> None:
+    """The same prediction metrics (the model's fitted parameters, the holdout check),
+    value at risk, segment priority, expected value per segment and top customers at
+    risk."""
+    _assert_close(m2.get("predictions"), m1.get("predictions"), PREDICTION_RTOL, "predictions")
+    _assert_close(m2.get("value_at_risk"), m1.get("value_at_risk"), PREDICTION_RTOL, "at_risk")
+    for name in ("predictions", "priority"):
+        _assert_close(p2.get(name), p1.get(name), PREDICTION_RTOL, name)
+    assert (top1 is None) == (top2 is None)
+    if top1 is not None and top2 is not None:
+        assert top2.column_names == top1.column_names
+        assert top2.num_rows == top1.num_rows
+        exact = ["rank", "customer_id", "segment_id", "segment_name"]
+        assert top2.select(exact).to_pylist() == top1.select(exact).to_pylist()
+        for column in ("value", "risk", "value_at_risk"):
+            a, b = top2[column].to_numpy(), top1[column].to_numpy()
+            # rounded to cents / 6 decimals when written: a last-digit tie may round apart
+            assert np.allclose(a, b, rtol=PREDICTION_RTOL, atol=0.011), column

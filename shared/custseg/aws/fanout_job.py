@@ -7,12 +7,15 @@ range is read with it); ``profile_range`` reads a range's cleaning statistics an
 ``merge_profiles`` merges them; ``ingest_range`` cleans one range into clean parts;
 ``commit_ingest`` checks every range's counts, adds up their rejection counts and
 publishes the clean run in the dataset state; ``plan_features`` gives
-the Athena UNLOAD of the state's features bucketed by a hash of the customer id;
-``list_buckets`` gives the buckets (items of the score map); ``train_sample`` fits a
-model on the first buckets (a hash sample of bounded size) when there is no champion;
-``score_bucket`` scores one bucket into an assignments part and its statistics (JSON);
-``reduce`` merges the statistics into the run's metrics, profiles and report and commits
-the run (manifest last, ``latest.json`` forward only). Staging files live under
+the Athena UNLOAD of the state's features (an order log's purchase history per customer
+included, and its holdout history when the holdout check applies) bucketed by a hash of
+the customer id; ``list_buckets`` gives the buckets (items of the score map);
+``train_sample`` fits a model (and its predictions) on the first buckets (a hash sample
+of bounded size) when there is no champion; ``score_bucket`` scores one bucket into an
+assignments part with the model's prediction columns, its statistics and its prediction
+statistics (JSON); ``reduce`` merges the statistics into the run's metrics, profiles,
+value at risk and report and commits the run (manifest last, ``latest.json`` forward
+only). Staging files live under
 ``clean/<dataset>/<run_id>/_fanout/`` and are named by item, so a retried item rewrites
 its own files and nothing else.
 """
@@ -65,7 +68,15 @@ from custseg.fanout.ranges import GZIP_MAGIC, ByteRange, head_end, plan_ranges
 from custseg.features.build import CategoryCodes, Features, default_as_of_reason, with_schema
 from custseg.features.dialect import to_athena
 from custseg.features.engine import features_from_table
-from custseg.features.sql import ColumnKind, FeatureQuery, feature_query, quote
+from custseg.features.sql import (
+    HOLDOUT_HISTORY_COLUMNS,
+    ColumnKind,
+    FeatureQuery,
+    feature_query,
+    first_purchase_query,
+    holdout_query,
+    quote,
+)
 from custseg.ingest.contracts import Contract
 from custseg.ingest.contracts.inference import SAMPLE_ROWS, contract_yaml
 from custseg.ingest.contracts.model import Role
@@ -80,6 +91,7 @@ from custseg.ingest.reading import SAMPLE_BYTES
 from custseg.layout import (
     CLEAN_DATA_DIR,
     MANIFEST,
+    RESULT_FILES,
     clean_part_name,
     clean_prefix,
     rejected_prefix,
@@ -88,6 +100,7 @@ from custseg.layout import (
 )
 from custseg.model.artifact import SegmentModel
 from custseg.model.labels import label_codes
+from custseg.predict.clv import CLV
 from custseg.scoring.metrics import (
     ScoreStats,
     Thresholds,
@@ -96,9 +109,23 @@ from custseg.scoring.metrics import (
     quality_sample,
 )
 from custseg.scoring.outputs import AssignmentWriter, assignments_batch
+from custseg.scoring.predictions import (
+    AT_RISK_CSV,
+    BucketPredictions,
+    HoldoutGroups,
+    HoldoutWindow,
+    PredictionStats,
+    ValueTotals,
+    holdout_window,
+    predict_chunk,
+    prediction_columns,
+    predictions_metrics,
+    propensity_columns,
+    risk_measure,
+)
 from custseg.scoring.profiles import build_profiles
-from custseg.scoring.score import ASSIGNMENTS_CSV, RunInfo, customer_hashes
-from custseg.scoring.stats_json import dumps, loads
+from custseg.scoring.score import ASSIGNMENTS_CSV, RunInfo, add_predictions, customer_hashes
+from custseg.scoring.stats_json import dumps, dumps_predictions, loads, loads_predictions
 
 PARTS_PER_RANGE = 100
 """Clean part numbers per range: range i writes parts i*100 .. i*100+99."""
@@ -475,8 +502,8 @@ def plan_features(
     columns = {f.name: _kind(f.type) for f in schema}
     as_of, reason = _as_of(engine, contract, columns, job)
     query = feature_query(contract, columns, as_of, source=CLEAN_TABLE)
-    buckets = bucket_expression("f.customer_id", int(job["buckets"]))
-    select = f"SELECT f.*, {buckets} AS {BUCKET_COLUMN} FROM ({to_athena(query.sql)}) AS f"
+    window = _holdout_window(engine, contract, columns, as_of)
+    select = _features_select(query, contract, columns, window, int(job["buckets"]))
     # Athena's UNLOAD refuses a location holding objects: each plan (a rerun of a failed
     # execution included) unloads to a folder of its own, which the next steps read
     features = f"{staging(job)}features/{uuid.uuid4().hex[:12]}/"
@@ -491,12 +518,68 @@ def plan_features(
         "as_of": as_of.isoformat(),
         "as_of_reason": reason,
         "value_name": query.value_name,
+        "history": query.history,
+        "holdout": None if window is None else _window_doc(window),
         "digest": digest,
         "contract_prefix": newest,
     }
     store.put_json(bucket, staging(job) + "features.json", meta)
     has_champion = champion(store, settings.artifact_bucket, model_name_for(job["dataset"]))
     return {"query": unload_sql(select, location), "champion": has_champion is not None}
+
+
+def _holdout_window(
+    engine: QueryEngine, contract: Contract, columns: dict[str, ColumnKind], as_of: dt.date
+) -> HoldoutWindow | None:
+    """The holdout check's split of the order history (its first purchase day from
+    Athena); ``None`` for a customer table."""
+    if not contract.is_transactions:
+        return None
+    sql = first_purchase_query(contract, columns, as_of, source=CLEAN_TABLE)
+    rows = engine.query(to_athena(sql))
+    value = rows[0][0] if rows else None  # Athena gives text, the local engine a date
+    first = None if value is None else dt.date.fromisoformat(str(value)[:10])
+    return holdout_window(first, as_of)
+
+
+def _window_doc(window: HoldoutWindow) -> dict[str, Any]:
+    return {
+        "first": None if window.first is None else window.first.isoformat(),
+        "cutoff": None if window.cutoff is None else window.cutoff.isoformat(),
+        "days": window.days,
+        "reason": window.reason,
+    }
+
+
+def _window_of(doc: dict[str, Any]) -> HoldoutWindow:
+    def day(value: str | None) -> dt.date | None:
+        return None if value is None else dt.date.fromisoformat(value)
+
+    return HoldoutWindow(day(doc["first"]), day(doc["cutoff"]), int(doc["days"]), doc["reason"])
+
+
+def _features_select(
+    query: FeatureQuery,
+    contract: Contract,
+    columns: dict[str, ColumnKind],
+    window: HoldoutWindow | None,
+    buckets: int,
+) -> str:
+    """The UNLOAD's SELECT: the features with their bucket and, when the order history is
+    long enough for the holdout check, each customer's holdout history
+    (:data:`HOLDOUT_HISTORY_COLUMNS`, which the score steps group per bucket)."""
+    sql = query.sql
+    if window is not None and window.cutoff is not None:
+        holdout = holdout_query(
+            contract, columns, window.cutoff, query.as_of, source=CLEAN_TABLE, per_customer=True
+        )
+        names = ", ".join(f"h.{quote(n)}" for n in HOLDOUT_HISTORY_COLUMNS)
+        sql = (
+            f"SELECT f.*, {names} FROM (\n{sql}\n) AS f\n"
+            f"LEFT JOIN (\n{holdout}\n) AS h ON h.customer_id = f.customer_id"
+        )
+    bucket = bucket_expression("f.customer_id", buckets)
+    return f"SELECT f.*, {bucket} AS {BUCKET_COLUMN} FROM ({to_athena(sql)}) AS f"
 
 
 def _as_of(
@@ -521,6 +604,7 @@ def _query_of(meta: dict[str, Any]) -> FeatureQuery:
         kind=meta["kind"],
         as_of=dt.date.fromisoformat(meta["as_of"]),
         value_name=meta["value_name"],
+        history=list(meta.get("history") or []),
     )
 
 
@@ -561,6 +645,11 @@ def _rows(store: ObjectStore, settings: Settings, keys: list[str]) -> int:
 def _bucket_features(
     store: ObjectStore, settings: Settings, files: list[str], meta: dict[str, Any], tmp: Path
 ) -> Features:
+    return features_from_table(_bucket_table(store, settings, files, tmp), _query_of(meta))
+
+
+def _bucket_table(store: ObjectStore, settings: Settings, files: list[str], tmp: Path) -> pa.Table:
+    """The rows of a bucket's feature files, in customer order (without the bucket)."""
     tables = []
     for i, key in enumerate(files):
         path = store.download(settings.data_bucket, key, tmp / f"{i}.parquet")
@@ -570,8 +659,7 @@ def _bucket_features(
         raise FanoutError(f"feature files {files[:3]} hold no customer")
     if BUCKET_COLUMN in table.column_names:
         table = table.drop_columns([BUCKET_COLUMN])
-    table = table.sort_by("customer_id")
-    return features_from_table(table, _query_of(meta))
+    return table.sort_by("customer_id")
 
 
 def train_sample(
@@ -655,17 +743,18 @@ def _new_stats(model: SegmentModel, meta: dict[str, Any], contract: Contract) ->
 def score_bucket(
     store: ObjectStore, settings: Settings, item: dict[str, Any], verifier: Any
 ) -> dict[str, Any]:
-    """Score one feature bucket: its assignments part and its statistics (JSON)."""
+    """Score one feature bucket: its assignments part (with the model's prediction
+    columns), its statistics and its prediction statistics (JSON)."""
     model, meta, run_id, prefix = _run_of(store, settings, item, verifier)
     contract = Contract.model_validate_json(
         store.get_bytes(settings.data_bucket, meta["contract_prefix"] + "contract.json") or b"{}"
     )
-    as_of = dt.date.fromisoformat(meta["as_of"])
+    number = int(item["bucket"])
+    predicted = prediction_columns(model)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        features = with_schema(
-            _bucket_features(store, settings, item["files"], meta, tmp), model.schema
-        )
+        rows = _bucket_table(store, settings, item["files"], tmp)
+        features = with_schema(features_from_table(rows, _query_of(meta)), model.schema)
         features.codes = {
             c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
         }
@@ -676,6 +765,7 @@ def score_bucket(
             if features.value is None
             else features.value.to_numpy(dtype="float64", na_value=np.nan)
         )
+        extra = predict_chunk(model, features, predicted)
         table = assignments_batch(
             features.frame.index,
             segment,
@@ -685,19 +775,11 @@ def score_bucket(
             value,
             model_version=model.version,
             run_id=run_id,
-            as_of=as_of,
+            as_of=dt.date.fromisoformat(meta["as_of"]),
             segment_names=model.segment_names(),
+            predictions=extra,
         )
-        part, csv_part = tmp / "part.parquet", tmp / "part.csv"
-        with AssignmentWriter(part, csv_part) as writer:
-            writer.write(table)
-        name = f"assignments/part-{int(item['bucket']):05d}.parquet"
-        entry = upload_run_file(
-            store, settings.results_bucket, prefix, RunFile(name, part, table.num_rows)
-        )
-        store.upload(
-            settings.data_bucket, f"{staging(item)}csv/{int(item['bucket']):05d}.csv", csv_part
-        )
+        entry = _store_assignments(store, settings, item, prefix, table, predicted, tmp)
         stats = _new_stats(model, meta, contract).update(
             features.frame,
             segment.astype("int64"),
@@ -709,15 +791,68 @@ def score_bucket(
             labels=labels,
             codes=features.codes,
         )
+    folded = _bucket_predictions(model, features.frame.index, segment, value, extra, rows)
+    stage = staging(item)
+    store.put_bytes(settings.data_bucket, f"{stage}stats/{number:05d}.json", dumps(stats).encode())
     store.put_bytes(
         settings.data_bucket,
-        f"{staging(item)}stats/{int(item['bucket']):05d}.json",
-        dumps(stats).encode(),
+        f"{stage}predictions/{number:05d}.json",
+        dumps_predictions(folded).encode(),
     )
-    store.put_json(
-        settings.data_bucket, f"{staging(item)}assignments/{int(item['bucket']):05d}.json", entry
-    )
+    store.put_json(settings.data_bucket, f"{stage}assignments/{number:05d}.json", entry)
     return {"bucket": item["bucket"], "rows": table.num_rows}
+
+
+def _store_assignments(
+    store: ObjectStore,
+    settings: Settings,
+    item: dict[str, Any],
+    prefix: str,
+    table: pa.Table,
+    predicted: list[str],
+    tmp: Path,
+) -> dict[str, Any]:
+    """Write a bucket's assignments: its Parquet part of the run (its manifest entry) and
+    its CSV part (staging, which ``reduce`` puts together)."""
+    number = int(item["bucket"])
+    part, csv_part = tmp / "part.parquet", tmp / "part.csv"
+    with AssignmentWriter(part, csv_part, predicted) as writer:
+        writer.write(table)
+    name = f"assignments/part-{number:05d}.parquet"
+    entry = upload_run_file(
+        store, settings.results_bucket, prefix, RunFile(name, part, table.num_rows)
+    )
+    store.upload(settings.data_bucket, f"{staging(item)}csv/{number:05d}.csv", csv_part)
+    return entry
+
+
+def _bucket_predictions(
+    model: SegmentModel,
+    ids: pd.Index,
+    segment: np.ndarray,
+    value: np.ndarray | None,
+    extra: dict[str, np.ndarray],
+    rows: pa.Table,
+) -> BucketPredictions:
+    """A bucket's prediction statistics, as the single path folds them chunk by chunk:
+    propensities and value at risk, customer-value totals per segment, and the holdout
+    check's groups of the bucket's customers."""
+    predicted = list(extra)
+    stats = PredictionStats(propensity_columns(model), risk_measure(model.metadata, predicted))
+    if predicted:
+        stats.update(ids, segment, value, extra)
+    totals = None
+    if model.prediction(CLV) is not None:
+        totals = ValueTotals()
+        totals.update(segment, extra, value)
+    groups = HoldoutGroups()
+    if all(n in rows.column_names for n in HOLDOUT_HISTORY_COLUMNS):
+        groups.update(
+            pd.DataFrame(
+                {n: rows.column(n).cast(pa.float64()).to_numpy() for n in HOLDOUT_HISTORY_COLUMNS}
+            )
+        )
+    return BucketPredictions(stats, totals, groups)
 
 
 def reduce(
@@ -728,32 +863,17 @@ def reduce(
     verifier: Any,
     bus: EventBus | None = None,
 ) -> dict[str, Any]:
-    """Merge every bucket's statistics into the run's metrics, profiles and report; commit
-    the run (the manifest after every file) and move ``latest.json`` forward."""
+    """Merge every bucket's statistics into the run's metrics, profiles, value at risk
+    and report; commit the run (the manifest after every file) and move ``latest.json``
+    forward."""
     model, meta, run_id, prefix = _run_of(store, settings, job, verifier)
     if committed_manifest(store, settings.results_bucket, prefix) is not None:
         return {"status": "duplicate", "run_id": run_id}
-    bucket, stage = settings.data_bucket, staging(job)
+    bucket = settings.data_bucket
     contract = Contract.model_validate_json(
         store.get_bytes(bucket, meta["contract_prefix"] + "contract.json") or b"{}"
     )
-    stats = _new_stats(model, meta, contract)
-    entries = []
-    listed: Any = store.get_json(bucket, stage + "buckets.json")[0] or []
-    if len(listed) != buckets:
-        raise FanoutError(
-            f"dataset {job['dataset']}: {len(listed)} buckets listed, {buckets} expected"
-        )
-    for item in listed:
-        number = int(item["bucket"])
-        text = store.get_bytes(bucket, f"{stage}stats/{number:05d}.json")
-        entry, _ = store.get_json(bucket, f"{stage}assignments/{number:05d}.json")
-        if text is None or entry is None:
-            raise FanoutError(
-                f"dataset {job['dataset']}: bucket {number} was not scored; run not committed"
-            )
-        stats = stats.merge(loads(text, f"{stage}stats/{number:05d}.json"))
-        entries.append(entry)
+    stats, folded, entries = _merged_buckets(store, settings, job, model, meta, contract, buckets)
     as_of = dt.date.fromisoformat(meta["as_of"])
     run_ts = dt.datetime.fromisoformat(job["run_ts"]).astimezone(dt.UTC)
     run = RunInfo(
@@ -771,6 +891,7 @@ def reduce(
     )
     projection, variance = pca_projection(x, seg_sample)
     quality = json.loads(store.get_bytes(bucket, meta["contract_prefix"] + "quality.json") or b"{}")
+    thresholds = Thresholds.from_mapping(settings.thresholds)
     metrics = build_metrics(
         stats,
         model,
@@ -779,32 +900,104 @@ def reduce(
         as_of_reason=meta["as_of_reason"],
         quality=quality,
         previous=None,
-        thresholds=Thresholds.from_mapping(settings.thresholds),
+        thresholds=thresholds,
         duplicates_dropped=0,
         sample_x=x,
         sample_segments=seg_sample,
         pca_variance=variance,
+        predictions=_run_predictions(model, meta, contract, folded, thresholds),
     )
-    profiles = build_profiles(stats, model, contract=contract, run=run, as_of=as_of)
-    from custseg.report.html import render_report
+    profiles = build_profiles(
+        stats, model, contract=contract, run=run, as_of=as_of, value_totals=folded.value_totals
+    )
+    with tempfile.TemporaryDirectory() as tmp_name:
+        extra: dict[str, Path] = {}
+        if prediction_columns(model):
+            add_predictions(
+                folded.stats, model, metrics, profiles, extra, Path(tmp_name) / AT_RISK_CSV
+            )
+        from custseg.report.html import render_report
 
-    html = render_report(
-        profiles, metrics, sample=projection, title=f"Customer segments: {job['dataset']}"
-    )
-    return _commit_results(
-        store,
-        settings,
-        job,
-        prefix,
-        run_id,
-        model,
-        entries,
-        metrics,
-        profiles,
-        quality,
-        html,
-        as_of,
-    )
+        html = render_report(
+            profiles, metrics, sample=projection, title=f"Customer segments: {job['dataset']}"
+        )
+        at_risk = [
+            RunFile(RESULT_FILES["value_at_risk"], path, metrics["value_at_risk"]["top_rows"])
+            for path in extra.values()
+        ]
+        return _commit_results(
+            store,
+            settings,
+            job,
+            prefix,
+            run_id,
+            model,
+            entries,
+            metrics,
+            profiles,
+            quality,
+            html,
+            as_of,
+            at_risk,
+        )
+
+
+def _merged_buckets(
+    store: ObjectStore,
+    settings: Settings,
+    job: dict[str, Any],
+    model: SegmentModel,
+    meta: dict[str, Any],
+    contract: Contract,
+    buckets: int,
+) -> tuple[ScoreStats, BucketPredictions, list[dict[str, Any]]]:
+    """Every bucket's statistics and prediction statistics merged, and the manifest
+    entries of their assignment parts; a bucket not scored is an error."""
+    bucket, stage = settings.data_bucket, staging(job)
+    stats = _new_stats(model, meta, contract)
+    folded: BucketPredictions | None = None
+    entries = []
+    listed: Any = store.get_json(bucket, stage + "buckets.json")[0] or []
+    if len(listed) != buckets:
+        raise FanoutError(
+            f"dataset {job['dataset']}: {len(listed)} buckets listed, {buckets} expected"
+        )
+    for item in listed:
+        number = int(item["bucket"])
+        text = store.get_bytes(bucket, f"{stage}stats/{number:05d}.json")
+        predicted = store.get_bytes(bucket, f"{stage}predictions/{number:05d}.json")
+        entry, _ = store.get_json(bucket, f"{stage}assignments/{number:05d}.json")
+        if text is None or predicted is None or entry is None:
+            raise FanoutError(
+                f"dataset {job['dataset']}: bucket {number} was not scored; run not committed"
+            )
+        stats = stats.merge(loads(text, f"{stage}stats/{number:05d}.json"))
+        part = loads_predictions(predicted, f"{stage}predictions/{number:05d}.json")
+        folded = part if folded is None else folded.merge(part)
+        entries.append(entry)
+    if folded is None:
+        raise FanoutError(f"dataset {job['dataset']}: no bucket was scored; run not committed")
+    return stats, folded, entries
+
+
+def _run_predictions(
+    model: SegmentModel,
+    meta: dict[str, Any],
+    contract: Contract,
+    folded: BucketPredictions,
+    thresholds: Thresholds,
+) -> dict[str, Any] | None:
+    """metrics.json ``predictions`` of the run (the single path's ``clv`` section): the
+    model's fitted customer-value parameters and the holdout check on the merged groups;
+    ``None`` for a customer table."""
+    if not contract.is_transactions:
+        return None
+    clv = model.prediction(CLV)
+    holdout = None
+    if clv is not None and meta.get("holdout") is not None:
+        window = _window_of(meta["holdout"])
+        holdout = window.evaluate(folded.holdout.groups, miss_watch=thresholds.holdout_miss_watch)
+    return predictions_metrics(clv, holdout)
 
 
 def _commit_results(
@@ -820,6 +1013,7 @@ def _commit_results(
     quality: dict[str, Any],
     html: str,
     as_of: dt.date,
+    at_risk: list[RunFile],
 ) -> dict[str, Any]:
     from custseg.jsonsafe import json_safe
 
@@ -839,6 +1033,7 @@ def _commit_results(
         csv_path = _assignments_csv(store, settings, job, entries, tmp / ASSIGNMENTS_CSV)
         if csv_path is not None:
             files.append(RunFile(ASSIGNMENTS_CSV, csv_path, rows))
+        files += at_risk
         started: dict[str, Future[dict[str, Any]]] = {}
         for entry in entries:
             done: Future[dict[str, Any]] = Future()

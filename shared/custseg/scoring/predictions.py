@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ from custseg.features.engine import (
     first_purchase_day,
     holdout_data,
 )
-from custseg.features.sql import HISTORY_COLUMNS
+from custseg.features.sql import HISTORY_COLUMNS, HOLDOUT_COLUMNS, HOLDOUT_HISTORY_COLUMNS
 from custseg.ingest.contracts.model import Contract
 from custseg.predict.clv import (
     CLV,
@@ -193,7 +193,10 @@ class PredictionStats:
         self.risk_known += int(ok.sum())
         rows = np.flatnonzero(ok)
         if rows.size > self.top_n:
-            rows = rows[np.argpartition(-at_risk[rows], self.top_n - 1)[: self.top_n]]
+            # the rows tied with the top_n-th stay too: the ranking below breaks ties by
+            # customer id, so the list does not depend on how the customers were chunked
+            cut = np.partition(-at_risk[rows], self.top_n - 1)[self.top_n - 1]
+            rows = rows[-at_risk[rows] <= cut]
         chunk = pd.DataFrame(
             {
                 "customer_id": ids[rows].astype("string"),
@@ -208,6 +211,26 @@ class PredictionStats:
             ["value_at_risk", "customer_id"], ascending=[False, True], kind="stable"
         )
         self.top = both.head(self.top_n).reset_index(drop=True)
+
+    def merge(self, other: PredictionStats) -> PredictionStats:
+        """A new PredictionStats equal to having seen both inputs (customers disjoint)."""
+        out = PredictionStats(list(self.columns), self.measure, self.top_n)
+        k = max(self.risk_sum.size, other.risk_sum.size)
+        out._grow(k)
+        for part in (self, other):
+            for name in self.columns:
+                for store, mine in ((out.sums, part.sums), (out.counts, part.counts)):
+                    arr = mine.get(name, np.zeros(0))
+                    store[name][: arr.size] += arr
+            out.risk_sum[: part.risk_sum.size] += part.risk_sum
+            out.risk_known += part.risk_known
+        tops = [t for t in (self.top, other.top) if t is not None]
+        if tops:
+            both = pd.concat(tops, ignore_index=True).sort_values(
+                ["value_at_risk", "customer_id"], ascending=[False, True], kind="stable"
+            )
+            out.top = both.head(self.top_n).reset_index(drop=True)
+        return out
 
     # -- documents ------------------------------------------------------------------------
 
@@ -379,6 +402,35 @@ class ValueTotals:
         past = np.zeros(len(known)) if value is None else np.asarray(value, dtype="float64")
         self.past_value = add(self.past_value, past)
 
+    def merge(self, other: ValueTotals) -> ValueTotals:
+        """A new ValueTotals equal to having seen both inputs."""
+        k = max(len(self.customers), len(other.customers))
+        sums = {
+            f.name: grow(getattr(self, f.name), k) + grow(getattr(other, f.name), k)
+            for f in fields(ValueTotals)
+        }
+        return ValueTotals(**sums)
+
+
+@dataclass
+class BucketPredictions:
+    """What a fanned-out run's feature bucket folds of its predictions (merged by the
+    reduce step): the propensity and value-at-risk statistics, the customer-value totals
+    per segment (``None`` without a fitted ``clv``) and the holdout check's groups."""
+
+    stats: PredictionStats
+    value_totals: ValueTotals | None
+    holdout: HoldoutGroups
+
+    def merge(self, other: BucketPredictions) -> BucketPredictions:
+        """A new fold equal to having seen both buckets."""
+        totals = self.value_totals
+        if totals is not None and other.value_totals is not None:
+            totals = totals.merge(other.value_totals)
+        return BucketPredictions(
+            self.stats.merge(other.stats), totals, self.holdout.merge(other.holdout)
+        )
+
 
 def holdout_check(
     parts: Sequence[Path],
@@ -391,36 +443,109 @@ def holdout_check(
     """The holdout check of the order log's ``parts`` as of ``as_of`` (see
     :data:`~custseg.predict.clv.HOLDOUT_RULE`): ``evaluated`` and, when it is, the
     comparison of :func:`~custseg.predict.clv.holdout_comparison`; otherwise ``reason``."""
-    doc: dict[str, Any] = {"rule": HOLDOUT_RULE, "evaluated": False}
     try:
-        first = first_purchase_day(parts, contract, as_of, limits)
-        span = (as_of - first).days if first is not None else 0
-        length = holdout_days(span)
-        if first is None or length is None:
-            doc["reason"] = (
-                f"the order history spans {span} days, fewer than the {MIN_HISTORY_DAYS} "
-                "the holdout check needs"
-            )
-            return doc
-        cutoff = as_of - dt.timedelta(days=length)
-        data = holdout_data(parts, contract, cutoff, as_of, limits)
+        window = holdout_window(first_purchase_day(parts, contract, as_of, limits), as_of)
+        if window.cutoff is None:
+            return window.doc()
+        data = holdout_data(parts, contract, window.cutoff, as_of, limits)
+    except FeatureEngineError as exc:
+        return not_evaluated(exc)
+    return window.evaluate(data, miss_watch=miss_watch)
+
+
+@dataclass(frozen=True)
+class HoldoutWindow:
+    """The holdout check's split of an order history (:func:`holdout_window`): its first
+    purchase day, the calibration end (``cutoff``) and the holdout's days; ``cutoff`` is
+    ``None`` when the history is too short (``reason`` says why)."""
+
+    first: dt.date | None
+    cutoff: dt.date | None
+    days: int
+    reason: str = ""
+
+    def doc(self) -> dict[str, Any]:
+        """metrics.json ``predictions.clv.holdout`` of a check not evaluated."""
+        return {"rule": HOLDOUT_RULE, "evaluated": False, "reason": self.reason}
+
+    def evaluate(self, data: pd.DataFrame, *, miss_watch: float) -> dict[str, Any]:
+        """The check on ``data`` (:data:`~custseg.features.sql.HOLDOUT_COLUMNS`, one row
+        per calibration history, in the holdout query's order)."""
+        if self.first is None or self.cutoff is None:
+            return self.doc()
         frequency, recency, age = (data[name] for name in HISTORY_COLUMNS[:3])
-        calibration = RepeatHistory.of(frequency, recency, age, weights=data["customers"])
-        comparison = holdout_comparison(
-            calibration, data["holdout_purchases"].to_numpy(), float(length), miss_watch=miss_watch
+        try:
+            calibration = RepeatHistory.of(frequency, recency, age, weights=data["customers"])
+            comparison = holdout_comparison(
+                calibration,
+                data["holdout_purchases"].to_numpy(),
+                float(self.days),
+                miss_watch=miss_watch,
+            )
+        except FitError as exc:
+            return not_evaluated(exc)
+        return {
+            "rule": HOLDOUT_RULE,
+            "evaluated": True,
+            "first_purchase": self.first.isoformat(),
+            "calibration_end": self.cutoff.isoformat(),
+            "holdout_days": self.days,
+            **comparison,
+        }
+
+
+def holdout_window(first: dt.date | None, as_of: dt.date) -> HoldoutWindow:
+    """The holdout check's split of an order history whose first purchase day is
+    ``first`` (``None``: no purchase) as of ``as_of``."""
+    span = (as_of - first).days if first is not None else 0
+    length = holdout_days(span)
+    if first is None or length is None:
+        reason = (
+            f"the order history spans {span} days, fewer than the {MIN_HISTORY_DAYS} "
+            "the holdout check needs"
         )
-    except (FitError, FeatureEngineError) as exc:
-        doc["reason"] = f"not evaluated: {exc}"
-        log.warning("holdout check not evaluated: %s", exc)
-        return doc
-    doc.update(
-        evaluated=True,
-        first_purchase=first.isoformat(),
-        calibration_end=cutoff.isoformat(),
-        holdout_days=length,
-        **comparison,
+        return HoldoutWindow(first, None, 0, reason)
+    return HoldoutWindow(first, as_of - dt.timedelta(days=length), length)
+
+
+def not_evaluated(exc: Exception) -> dict[str, Any]:
+    """metrics.json ``predictions.clv.holdout`` of a check that failed with ``exc``."""
+    log.warning("holdout check not evaluated: %s", exc)
+    return {"rule": HOLDOUT_RULE, "evaluated": False, "reason": f"not evaluated: {exc}"}
+
+
+@dataclass
+class HoldoutGroups:
+    """The holdout check's data folded from per-customer rows
+    (:data:`~custseg.features.sql.HOLDOUT_HISTORY_COLUMNS`): customers and their holdout
+    purchases summed per calibration history, as the holdout query groups them."""
+
+    groups: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({n: np.zeros(0) for n in HOLDOUT_COLUMNS})
     )
-    return doc
+
+    def update(self, per_customer: pd.DataFrame) -> None:
+        """Add customers (columns ``HOLDOUT_HISTORY_COLUMNS``; a missing history, a
+        customer whose first purchase is not before the cutoff, is left out)."""
+        targets = (*HISTORY_COLUMNS[:3], "holdout_purchases")
+        names = dict(zip(HOLDOUT_HISTORY_COLUMNS, targets, strict=True))
+        rows = per_customer.loc[:, list(names)].rename(columns=names).astype("float64")
+        rows = rows[rows[HISTORY_COLUMNS[0]].notna()].assign(customers=1.0)
+        self._fold(rows)
+
+    def merge(self, other: HoldoutGroups) -> HoldoutGroups:
+        """A new fold equal to having seen both inputs."""
+        out = HoldoutGroups(self.groups)
+        out._fold(other.groups)
+        return out
+
+    def _fold(self, rows: pd.DataFrame) -> None:
+        keys = list(HISTORY_COLUMNS[:3])
+        both = pd.concat([self.groups, rows.loc[:, list(HOLDOUT_COLUMNS)]], ignore_index=True)
+        summed = both.groupby(keys, as_index=False, sort=True)[
+            ["customers", "holdout_purchases"]
+        ].sum()
+        self.groups = summed.loc[:, list(HOLDOUT_COLUMNS)].reset_index(drop=True)
 
 
 def predictions_metrics(

@@ -787,7 +787,7 @@ def _score_dataset(
             previous_assignments=previous_assignments,
         )
         if state.predicted:
-            _add_predictions(state.pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
+            add_predictions(state.pstats, model, metrics, profiles, files, out_dir / AT_RISK_CSV)
         if annotate is not None:
             if on_file is None:
                 writer.finish()
@@ -822,7 +822,7 @@ def _score_dataset(
     )
 
 
-def _add_predictions(
+def add_predictions(
     pstats: PredictionStats,
     model: SegmentModel,
     metrics: dict[str, Any],

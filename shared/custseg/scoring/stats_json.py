@@ -2,11 +2,13 @@
 
 A fanned-out score writes one statistics document per feature bucket; the reduce step
 reads them back and merges them (:meth:`ScoreStats.merge`) into the run's metrics and
-profiles. The encoding is exact: arrays and frames travel as their bytes (numpy's raw
-buffer, an Arrow IPC stream; base64), floats that JSON cannot write (NaN, infinities)
-as their text, dictionaries with their key types, and only the statistics' own classes
-(:data:`CLASSES`) are rebuilt from a document, so a document cannot make the reader run
-anything else.
+profiles; its prediction statistics
+(:class:`~custseg.scoring.predictions.BucketPredictions`) travel the same way in a
+document of their own (:func:`dumps_predictions`). The encoding is exact: arrays and
+frames travel as their bytes (numpy's raw buffer, an Arrow IPC stream; base64), floats
+that JSON cannot write (NaN, infinities) as their text, dictionaries with their key
+types, and only the statistics' own classes (:data:`CLASSES`) are rebuilt from a
+document, so a document cannot make the reader run anything else.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ import pyarrow as pa
 
 from custseg.scoring import accumulators
 from custseg.scoring.metrics import ScoreStats
+from custseg.scoring.predictions import (
+    BucketPredictions,
+    HoldoutGroups,
+    PredictionStats,
+    RiskMeasure,
+    ValueTotals,
+)
 from custseg.stats import BottomKSample, Counts, Histogram, Moments
 
 CLASSES: dict[str, type] = {
@@ -42,11 +51,17 @@ CLASSES: dict[str, type] = {
         Counts,
         Histogram,
         Moments,
+        BucketPredictions,
+        PredictionStats,
+        RiskMeasure,
+        ValueTotals,
+        HoldoutGroups,
     )
 }
 """The classes a statistics document may hold, by name."""
 
 FORMAT = "custseg-score-stats/1"
+PREDICTIONS_FORMAT = "custseg-prediction-stats/1"
 
 
 class StatsFormatError(ValueError):
@@ -125,13 +140,30 @@ def dumps(stats: ScoreStats) -> str:
 def loads(text: str | bytes, name: str = "statistics") -> ScoreStats:
     """The :class:`ScoreStats` of a document :func:`dumps` wrote (``name`` names it in
     errors)."""
+    stats = _load(text, name, FORMAT)
+    if not isinstance(stats, ScoreStats):
+        raise StatsFormatError(f"{name}: holds no score statistics")
+    return stats
+
+
+def dumps_predictions(folded: BucketPredictions) -> str:
+    """A bucket's prediction statistics as a JSON document."""
+    return json.dumps({"format": PREDICTIONS_FORMAT, "stats": _encode(folded)}, allow_nan=False)
+
+
+def loads_predictions(text: str | bytes, name: str = "statistics") -> BucketPredictions:
+    """The :class:`BucketPredictions` of a document :func:`dumps_predictions` wrote."""
+    folded = _load(text, name, PREDICTIONS_FORMAT)
+    if not isinstance(folded, BucketPredictions):
+        raise StatsFormatError(f"{name}: holds no prediction statistics")
+    return folded
+
+
+def _load(text: str | bytes, name: str, form: str) -> Any:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StatsFormatError(f"{name}: not JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise StatsFormatError(f"{name}: not a {FORMAT} document")
-    stats = _decode(doc["stats"], name)
-    if not isinstance(stats, ScoreStats):
-        raise StatsFormatError(f"{name}: holds no score statistics")
-    return stats
+    if not isinstance(doc, dict) or doc.get("format") != form:
+        raise StatsFormatError(f"{name}: not a {form} document")
+    return _decode(doc["stats"], name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,19 @@ import pytest
 
 from custseg.dataset.clean_data import clean_files
 from custseg.features.build import Features
-from custseg.features.engine import EngineLimits, collect_features
+from custseg.features.engine import (
+    EngineLimits,
+    collect_features,
+    first_purchase_day,
+    holdout_data,
+    source_columns,
+)
+from custseg.features.sql import HOLDOUT_HISTORY_COLUMNS, holdout_query
 from custseg.ingest.contracts.model import Contract
 from custseg.ingest.pipeline import ingest_file
 from custseg.model.artifact import PREDICTIONS, SegmentModel
 from custseg.model.training import train_model
-from custseg.predict.clv import HOLDOUT_RULE
+from custseg.predict.clv import HOLDOUT_MISS_WATCH, HOLDOUT_RULE
 from custseg.predict.propensity import fitted_entries
 from custseg.scoring.metrics import Thresholds, evaluate
 from custseg.scoring.outputs import (
@@ -36,9 +44,12 @@ from custseg.scoring.outputs import (
 from custseg.scoring.predictions import (
     AT_RISK_CSV,
     CLV_COLUMNS,
+    HoldoutGroups,
     PredictionStats,
     RiskMeasure,
+    ValueTotals,
     holdout_check,
+    holdout_window,
     predict_chunk,
     prediction_columns,
     risk_measure,
@@ -358,3 +369,82 @@ def test_a_run_by_ranges_of_customers_writes_the_same_files(
     assert ranged.files.keys() == scored.files.keys()
     for name, path in scored.files.items():
         assert ranged.files[name].read_bytes() == path.read_bytes(), name
+
+
+# -- the fanned-out path: per-bucket folds merged -------------------------------------------
+
+
+def _fold(ids: pd.Index, seg: np.ndarray, value: np.ndarray, p: np.ndarray) -> PredictionStats:
+    stats = PredictionStats(["p_churn"], risk_measure(META, ["p_churn"]), top_n=50)
+    for start in range(0, len(ids), 300):  # chunks, as a single run folds them
+        part = slice(start, start + 300)
+        stats.update(ids[part], seg[part], value[part], {"p_churn": p[part]})
+    return stats
+
+
+def test_prediction_stats_of_buckets_merged_equal_one_pass() -> None:
+    """Customers split into buckets by a hash, folded and merged: the same sums, total
+    and top customers (ties, here 400 customers with no risk, broken by customer id
+    whatever the buckets) as one pass in customer order."""
+    rng = np.random.default_rng(3)
+    n = 2_000
+    ids = pd.Index([f"c{i:05d}" for i in range(n)], dtype="string")
+    seg = rng.integers(0, 4, n)
+    value, p = rng.gamma(2, 100, n), rng.random(n)
+    p[rng.choice(n, 1_960, replace=False)] = 0.0  # the top 50 ends in a tie at 0
+    whole = _fold(ids, seg, value, p)
+    bucket = np.array([zlib.crc32(i.encode()) % 3 for i in ids])
+    merged = None
+    for b in (2, 0, 1):
+        on = bucket == b
+        part = _fold(ids[on], seg[on], value[on], p[on])
+        merged = part if merged is None else merged.merge(part)
+    assert merged is not None and whole.top is not None and merged.top is not None
+    assert list(merged.top["customer_id"]) == list(whole.top["customer_id"])
+    assert list(whole.top["customer_id"])[-5:] == sorted(list(whole.top["customer_id"])[-5:])
+    assert merged.risk_known == whole.risk_known == n
+    assert np.allclose(merged.risk_sum, whole.risk_sum, rtol=1e-12)
+    assert np.allclose(merged.sums["p_churn"], whole.sums["p_churn"], rtol=1e-12)
+    assert np.array_equal(merged.counts["p_churn"], whole.counts["p_churn"])
+
+
+def test_value_totals_merge_adds_per_segment() -> None:
+    forecasts = {
+        "expected_value_12m": np.array([10.0, np.nan, 30.0]),
+        "p_alive": np.array([0.5, np.nan, 1.0]),
+        "expected_purchases_90d": np.array([1.0, np.nan, 2.0]),
+    }
+    a, b = ValueTotals(), ValueTotals()
+    a.update(np.array([0, 1, 0]), forecasts, np.array([5.0, 6.0, 7.0]))
+    b.update(np.array([2]), {k: v[:1] for k, v in forecasts.items()}, None)
+    both = a.merge(b)
+    assert both.customers.tolist() == [2.0, 0.0, 1.0]  # the customer without history not
+    assert both.expected_value.tolist() == [40.0, 0.0, 10.0]
+    assert both.past_value.tolist() == [12.0, 0.0, 0.0]
+
+
+def test_holdout_groups_of_customers_merged_equal_the_holdout_query(shop: Shop) -> None:
+    """The fanned-out holdout check: each customer's history (the per-customer query),
+    grouped per bucket and merged, is the single path's grouped data, and gives the same
+    check."""
+    import duckdb
+
+    parts = clean_files(shop.clean)
+    window = holdout_window(first_purchase_day(parts, shop.contract, AS_OF, shop.limits), AS_OF)
+    assert window.cutoff is not None
+    con = duckdb.connect()
+    files = ", ".join(f"'{p}'" for p in parts)
+    con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet([{files}])")
+    sql = holdout_query(shop.contract, source_columns(con), window.cutoff, AS_OF, per_customer=True)
+    rows = con.sql(sql).df()
+    assert list(rows.columns) == ["customer_id", *HOLDOUT_HISTORY_COLUMNS]
+    merged = HoldoutGroups()
+    for b in range(3):
+        groups = HoldoutGroups()
+        groups.update(rows[rows["customer_id"].map(lambda c: zlib.crc32(c.encode()) % 3) == b])
+        merged = merged.merge(groups)
+    expected = holdout_data(parts, shop.contract, window.cutoff, AS_OF, shop.limits)
+    pd.testing.assert_frame_equal(merged.groups, expected)
+    check = holdout_check(parts, shop.contract, AS_OF, shop.limits)
+    assert window.evaluate(merged.groups, miss_watch=HOLDOUT_MISS_WATCH) == check
+    assert check["evaluated"]

@@ -10,7 +10,20 @@ import pandas as pd
 import pytest
 
 from custseg.scoring.metrics import ScoreStats
-from custseg.scoring.stats_json import StatsFormatError, dumps, loads
+from custseg.scoring.predictions import (
+    BucketPredictions,
+    HoldoutGroups,
+    PredictionStats,
+    ValueTotals,
+    risk_measure,
+)
+from custseg.scoring.stats_json import (
+    StatsFormatError,
+    dumps,
+    dumps_predictions,
+    loads,
+    loads_predictions,
+)
 from custseg.stats import stable_hash
 
 
@@ -78,3 +91,56 @@ def test_a_document_cannot_name_another_class() -> None:
 def test_foreign_documents_are_refused_by_name(text: str) -> None:
     with pytest.raises(StatsFormatError, match=r"stats/bucket=1\.json"):
         loads(text, "stats/bucket=1.json")
+
+
+def _predictions(seed: int) -> BucketPredictions:
+    """One bucket's prediction statistics: an order log's (value at risk from the
+    customer-value columns, totals per segment, holdout groups)."""
+    rng = np.random.default_rng(seed)
+    n = 120
+    ids = pd.Index([f"c{seed}-{i:03d}" for i in range(n)], dtype="string")
+    seg = rng.integers(0, 3, n)
+    forecasts = {
+        "p_alive": rng.uniform(0, 1, n),
+        "expected_purchases_90d": rng.gamma(1.0, 1.0, n),
+        "expected_value_12m": rng.gamma(2.0, 80.0, n),
+    }
+    forecasts["expected_value_12m"][::9] = np.nan  # customers without purchases
+    value = rng.gamma(2.0, 50.0, n)
+    columns = list(forecasts)
+    stats = PredictionStats([], risk_measure({}, columns), top_n=25)
+    stats.update(ids, seg, value, forecasts)
+    totals = ValueTotals()
+    totals.update(seg, forecasts, value)
+    holdout = HoldoutGroups()
+    holdout.update(
+        pd.DataFrame(
+            {
+                "_holdout_frequency": rng.integers(0, 4, n).astype("float64"),
+                "_holdout_recency": np.zeros(n),
+                "_holdout_age": rng.integers(1, 3, n).astype("float64") * 100,
+                "_holdout_purchases": rng.integers(0, 3, n).astype("float64"),
+            }
+        )
+    )
+    return BucketPredictions(stats, totals, holdout)
+
+
+def test_prediction_statistics_travel_exactly() -> None:
+    parts = [_predictions(seed) for seed in range(3)]
+    direct = parts[0].merge(parts[1]).merge(parts[2])
+    texts = [dumps_predictions(p) for p in parts]
+    assert all(json.loads(t)["format"] == "custseg-prediction-stats/1" for t in texts)
+    decoded = [loads_predictions(t) for t in texts]
+    merged = decoded[0].merge(decoded[1]).merge(decoded[2])
+    assert merged.stats.measure == direct.stats.measure is not None
+    assert merged.stats.top is not None and direct.stats.top is not None
+    assert len(merged.stats.top) == 25
+    assert list(merged.stats.top["customer_id"]) == list(direct.stats.top["customer_id"])
+    assert merged.stats.risk_known == direct.stats.risk_known
+    assert merged.value_totals is not None and direct.value_totals is not None
+    assert np.array_equal(merged.value_totals.expected_value, direct.value_totals.expected_value)
+    pd.testing.assert_frame_equal(merged.holdout.groups, direct.holdout.groups)
+    assert merged.holdout.groups["customers"].sum() == 360
+    with pytest.raises(StatsFormatError, match="not a custseg-prediction-stats/1"):
+        loads_predictions(dumps(_stats()), "predictions/00001.json")

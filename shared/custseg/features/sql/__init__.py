@@ -59,6 +59,15 @@ date, mean value of the repeat purchases; all missing for a customer without pur
 HOLDOUT_COLUMNS: tuple[str, ...] = (*HISTORY_COLUMNS[:3], "customers", "holdout_purchases")
 """The holdout query's result (:func:`holdout_query`): customers grouped by their history."""
 
+HOLDOUT_HISTORY_COLUMNS: tuple[str, ...] = (
+    "_holdout_frequency",
+    "_holdout_recency",
+    "_holdout_age",
+    "_holdout_purchases",
+)
+"""The holdout check's data per customer (:func:`holdout_query`, ``per_customer``): the first three
+of :data:`HISTORY_COLUMNS` before the cutoff, then the purchase days from the cutoff on."""
+
 _DATE_TYPES = {ColumnType.DATE, ColumnType.DATETIME}
 _NUMBER_TYPES = {ColumnType.INTEGER, ColumnType.FLOAT}
 
@@ -387,19 +396,34 @@ def holdout_query(
     end: dt.date,
     *,
     source: str = "clean",
+    per_customer: bool = False,
 ) -> str:
     """The holdout check's data (:data:`HOLDOUT_COLUMNS`): customers whose first purchase
     is before ``cutoff``, grouped by their history before ``cutoff`` (``customers`` per
-    group) with the purchase days they made from ``cutoff`` to ``end`` (summed)."""
+    group) with the purchase days they made from ``cutoff`` to ``end`` (summed).
+    ``per_customer``: the rows it groups instead, ``customer_id`` and
+    :data:`HOLDOUT_HISTORY_COLUMNS` (the fanned-out path joins them to the features and
+    groups them per feature bucket)."""
     keys = ", ".join(HISTORY_COLUMNS[:3])
-    body = history_sql(cutoff).replace("\n", "\n    ")
-    query = (
-        f", history AS (\n    {body}\n)\n"
-        f"SELECT {keys}, CAST(COUNT(*) AS DOUBLE) AS customers,\n"
-        "    FSUM(_clv_holdout) AS holdout_purchases\n"
-        f"FROM history\nGROUP BY {keys}\nORDER BY {keys}"
-    )
+    if per_customer:
+        names = (*HISTORY_COLUMNS[:3], "_clv_holdout")
+        pairs = zip(names, HOLDOUT_HISTORY_COLUMNS, strict=True)
+        select = f"SELECT customer_id, {', '.join(f'{a} AS {b}' for a, b in pairs)}\n"
+        query = f"{_history_cte(cutoff)}{select}FROM history"
+    else:
+        query = (
+            f"{_history_cte(cutoff)}"
+            f"SELECT {keys}, CAST(COUNT(*) AS DOUBLE) AS customers,\n"
+            "    FSUM(_clv_holdout) AS holdout_purchases\n"
+            f"FROM history\nGROUP BY {keys}\nORDER BY {keys}"
+        )
     return _holdout_sql(contract, columns, end, source, query)
+
+
+def _history_cte(cutoff: dt.date) -> str:
+    """``, history AS (...)``: :func:`history_sql` as a CTE after ``holdout.sql``'s lines."""
+    body = history_sql(cutoff).replace("\n", "\n    ")
+    return f", history AS (\n    {body}\n)\n"
 
 
 def _customer_column(spec: ColumnSpec, kind: ColumnKind, as_of: dt.date) -> tuple[str, str, bool]:
