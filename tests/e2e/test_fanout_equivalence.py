@@ -154,6 +154,40 @@ def test_a_second_run_fanned_out_has_the_single_runs_stability_and_ranking(
 
 
 @pytest.mark.slow
+def test_a_single_run_after_a_fanned_out_run_compares_with_all_its_parts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The single path's second run of a dataset whose first run was fanned out (four
+    assignment parts) has the stability and ranking of two single-path runs."""
+    from custseg.local.fanout import run_fanout_executions
+    from custseg.local.stack import LocalStack
+
+    first = _orders(tmp_path, 6000)
+    (tmp_path / "second").mkdir()
+    second = _orders(tmp_path / "second", 6000, 3001)
+    with mock_aws():
+        stack = LocalStack().create()
+        _run(stack, first, "single")
+        _run(stack, second, "single", 1)
+        monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
+        monkeypatch.setenv("FANOUT_RANGE_MIB", str(first.stat().st_size / 3 / 1024**2))
+        monkeypatch.setenv("FANOUT_BUCKETS", "4")
+        sm = run_fanout_executions(stack, create=True)
+        _run(stack, first, "mixed")
+        runs = run_fanout_executions(stack, state_machine=sm)
+        assert [r["status"] for r in runs] == ["SUCCEEDED"], runs
+        monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "1048576")
+        _run(stack, second, "mixed", 1)
+        assert run_fanout_executions(stack, state_machine=sm) == []
+        _, m1, p1, _, _ = _results(stack, "single")
+        _, m2, p2, _, _ = _results(stack, "mixed")
+    assert m2["source"].get("trigger") != "fanout"
+    assert m1["stability"]["available"] is True
+    _compare_stability(m1, m2)
+    _compare_ranking(m1, p1, p2)
+
+
+@pytest.mark.slow
 def test_a_million_line_order_log_fanned_out_equals_the_single_function_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
