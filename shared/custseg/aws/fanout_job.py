@@ -9,12 +9,14 @@ range is read with it); ``profile_range`` reads a range's cleaning statistics an
 publishes the clean run in the dataset state; ``plan_features`` gives
 the Athena UNLOAD of the state's features (an order log's purchase history per customer
 included, and its holdout history when the holdout check applies) bucketed by a hash of
-the customer id; ``list_buckets`` gives the buckets (items of the score map);
-``train_sample`` fits a model (and its predictions) on the first buckets (a hash sample
-of bounded size) when there is no champion; ``score_bucket`` scores one bucket into an
+the customer id; ``list_buckets`` gives the buckets (items of the score map) and names
+the previous run compared with for stability; ``train_sample`` fits a model (and its
+predictions) on the first buckets (a hash sample of bounded size) when there is no
+champion; ``score_bucket`` scores one bucket into an
 assignments part with the model's prediction columns, its statistics and its prediction
-statistics (JSON); ``reduce`` merges the statistics into the run's metrics, profiles,
-value at risk and report and commits the run (manifest last, ``latest.json`` forward
+statistics (JSON), its customers compared with the previous run's; ``reduce`` merges the
+statistics into the run's metrics (stability included), ranked profiles, value at risk
+and report and commits the run (manifest last, ``latest.json`` forward
 only). Staging files live under
 ``clean/<dataset>/<run_id>/_fanout/`` and are named by item, so a retried item rewrites
 its own files and nothing else.
