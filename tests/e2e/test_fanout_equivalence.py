@@ -35,8 +35,11 @@ def _orders(tmp: Path, records: int = 6000, first: int = 1) -> Path:
     return path
 
 
-def _run(stack, orders: Path, dataset: str) -> None:
-    stack.upload(orders, f"incoming/{dataset}/orders.csv")
+def _run(stack, orders: Path, dataset: str, upload: int = 0) -> None:
+    """Upload ``orders`` to ``dataset`` (a later ``upload`` replaces the order log)."""
+    name = "orders.csv" if upload == 0 else f"orders-{upload}.csv"
+    metadata = {"mode": "replace"} if upload else None
+    stack.upload(orders, f"incoming/{dataset}/{name}", metadata=metadata)
     stack.drain()
 
 
@@ -133,6 +136,58 @@ def test_fanned_out_run_equals_the_single_function_run(
 
 
 @pytest.mark.slow
+def test_a_second_run_fanned_out_has_the_single_runs_stability_and_ranking(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two runs of one dataset on each path (the second upload replaces the order log
+    with lines 3,001-9,000): the second run's stability against the first (customers
+    changed, new and gone, the transitions) and its ranking, whose growth component
+    needs the first run's segment sizes, are the single path's."""
+    first = _orders(tmp_path, 6000)
+    (tmp_path / "second").mkdir()
+    _, metrics = _compare(monkeypatch, first, then=_orders(tmp_path / "second", 6000, 3001))
+    stability = metrics["stability"]
+    assert stability["available"] is True and stability["same_model"] is True
+    assert stability["new_customers"] > 0 and stability["gone_customers"] > 0
+    assert stability["common_customers"] > 0
+    assert sum(map(sum, stability["transitions"]["counts"])) == stability["common_customers"]
+
+
+@pytest.mark.slow
+def test_a_single_run_after_a_fanned_out_run_compares_with_all_its_parts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The single path's second run of a dataset whose first run was fanned out (four
+    assignment parts) has the stability and ranking of two single-path runs."""
+    from custseg.local.fanout import run_fanout_executions
+    from custseg.local.stack import LocalStack
+
+    first = _orders(tmp_path, 6000)
+    (tmp_path / "second").mkdir()
+    second = _orders(tmp_path / "second", 6000, 3001)
+    with mock_aws():
+        stack = LocalStack().create()
+        _run(stack, first, "single")
+        _run(stack, second, "single", 1)
+        monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
+        monkeypatch.setenv("FANOUT_RANGE_MIB", str(first.stat().st_size / 3 / 1024**2))
+        monkeypatch.setenv("FANOUT_BUCKETS", "4")
+        sm = run_fanout_executions(stack, create=True)
+        _run(stack, first, "mixed")
+        runs = run_fanout_executions(stack, state_machine=sm)
+        assert [r["status"] for r in runs] == ["SUCCEEDED"], runs
+        monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "1048576")
+        _run(stack, second, "mixed", 1)
+        assert run_fanout_executions(stack, state_machine=sm) == []
+        _, m1, p1, _, _ = _results(stack, "single")
+        _, m2, p2, _, _ = _results(stack, "mixed")
+    assert m2["source"].get("trigger") != "fanout"
+    assert m1["stability"]["available"] is True
+    _compare_stability(m1, m2)
+    _compare_ranking(m1, p1, p2)
+
+
+@pytest.mark.slow
 def test_a_million_line_order_log_fanned_out_equals_the_single_function_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -173,11 +228,18 @@ def test_a_fanned_out_upload_is_read_with_the_datasets_own_contract(
 
 
 def _compare(
-    monkeypatch: pytest.MonkeyPatch, orders: Path, ranges: int = 5, contract: bytes | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    orders: Path,
+    ranges: int = 5,
+    contract: bytes | None = None,
+    then: Path | None = None,
 ) -> tuple[pa.Table, dict]:
     """Run ``orders`` through both paths (``ranges`` ranges, 4 buckets; ``contract``: the
-    datasets' own) and compare the contracts, clean rows and results (the predictions
-    included); the single path's assignments and metrics."""
+    datasets' own), and ``then`` after it when given (a second run, replacing the order
+    log), and compare the contracts, clean rows and results of the last run (the
+    predictions, the ranking and the stability included); the single path's assignments
+    and metrics."""
+    uploads = [orders] if then is None else [orders, then]
     from custseg.local.fanout import run_fanout_executions
     from custseg.local.stack import LocalStack
 
@@ -187,14 +249,16 @@ def _compare(
             stack.client("s3").put_object(
                 Bucket=stack.artifact_bucket, Key=contract_key(dataset), Body=contract
             )
-        _run(stack, orders, "single")
+        for i, upload in enumerate(uploads):
+            _run(stack, upload, "single", i)
         monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
-        monkeypatch.setenv("FANOUT_RANGE_MIB", str(orders.stat().st_size / ranges / 1024**2))
         monkeypatch.setenv("FANOUT_BUCKETS", "4")
         sm = run_fanout_executions(stack, create=True)
-        _run(stack, orders, "fanned")
-        runs = run_fanout_executions(stack, state_machine=sm)
-        assert [r["status"] for r in runs] == ["SUCCEEDED"], runs
+        for i, upload in enumerate(uploads):
+            monkeypatch.setenv("FANOUT_RANGE_MIB", str(upload.stat().st_size / ranges / 1024**2))
+            _run(stack, upload, "fanned", i)
+            runs = run_fanout_executions(stack, state_machine=sm)
+            assert [r["status"] for r in runs] == ["SUCCEEDED"], runs
         contract1, clean1 = _clean(stack, "single")
         contract2, clean2 = _clean(stack, "fanned")
         one, m1, p1, top1, header1 = _results(stack, "single")
@@ -224,8 +288,38 @@ def _compare(
     assert m2["reasons"] == m1["reasons"]
     assert m2["verdict"] == m1["verdict"]
     _compare_predictions(m1, m2, p1, p2, top1, top2)
+    _compare_stability(m1, m2)
+    _compare_ranking(m1, p1, p2)
     assert [s.get("persona") for s in p2["segments"]] == [s.get("persona") for s in p1["segments"]]
     return one, m1
+
+
+def _compare_stability(m1: dict, m2: dict) -> None:
+    """The same stability section; the previous run's model version is each dataset's
+    own (each path trains its own model, named by its time)."""
+    own = "previous_model_version"
+    assert {k: v for k, v in m2["stability"].items() if k != own} == {
+        k: v for k, v in m1["stability"].items() if k != own
+    }
+    for m in (m1, m2):
+        if m["stability"].get("same_model"):
+            assert m["stability"][own] == m["model"]["version"]
+
+
+RANKED = ("attractiveness", "rank", "attractiveness_parts")
+"""What ``rank_segments`` adds to each segment of profiles.json."""
+
+
+def _compare_ranking(m1: dict, p1: dict, p2: dict) -> None:
+    """The same ranking section and, per segment, the same attractiveness, rank and
+    components (growth among them when the previous run used the same model)."""
+    assert p2["ranking"] == p1["ranking"]
+    ranks = sorted(s["rank"] for s in p1["segments"])
+    assert ranks == list(range(1, len(p1["segments"]) + 1))
+    growth = m1["stability"].get("same_model", False)
+    assert ("growth" in p1["ranking"]["components_missing"]) is not growth
+    for seg1, seg2 in zip(p1["segments"], p2["segments"], strict=True):
+        assert {n: seg2[n] for n in RANKED} == {n: seg1[n] for n in RANKED}, seg1["id"]
 
 
 def _compare_predictions(

@@ -9,12 +9,14 @@ range is read with it); ``profile_range`` reads a range's cleaning statistics an
 publishes the clean run in the dataset state; ``plan_features`` gives
 the Athena UNLOAD of the state's features (an order log's purchase history per customer
 included, and its holdout history when the holdout check applies) bucketed by a hash of
-the customer id; ``list_buckets`` gives the buckets (items of the score map);
-``train_sample`` fits a model (and its predictions) on the first buckets (a hash sample
-of bounded size) when there is no champion; ``score_bucket`` scores one bucket into an
+the customer id; ``list_buckets`` gives the buckets (items of the score map) and names
+the previous run compared with for stability; ``train_sample`` fits a model (and its
+predictions) on the first buckets (a hash sample of bounded size) when there is no
+champion; ``score_bucket`` scores one bucket into an
 assignments part with the model's prediction columns, its statistics and its prediction
-statistics (JSON); ``reduce`` merges the statistics into the run's metrics, profiles,
-value at risk and report and commits the run (manifest last, ``latest.json`` forward
+statistics (JSON), its customers compared with the previous run's; ``reduce`` merges the
+statistics into the run's metrics (stability included), ranked profiles, value at risk
+and report and commits the run (manifest last, ``latest.json`` forward
 only). Staging files live under
 ``clean/<dataset>/<run_id>/_fanout/`` and are named by item, so a retried item rewrites
 its own files and nothing else.
@@ -58,7 +60,7 @@ from custseg.aws.ingest_job import (
 from custseg.aws.registry import champion, load_version
 from custseg.aws.runs import RunFile, commit_run, committed_manifest, upload_run_file
 from custseg.aws.s3 import ObjectStore
-from custseg.aws.score_job import model_name_for, publish_latest
+from custseg.aws.score_job import model_name_for, previous_assignment_keys, publish_latest
 from custseg.aws.settings import Settings
 from custseg.aws.state import load_state
 from custseg.aws.train_job import Keys, _train_and_register
@@ -102,6 +104,8 @@ from custseg.model.artifact import SegmentModel
 from custseg.model.labels import label_codes
 from custseg.predict.clv import CLV
 from custseg.scoring.metrics import (
+    PreviousAssignments,
+    PreviousSummary,
     ScoreStats,
     Thresholds,
     build_metrics,
@@ -124,6 +128,7 @@ from custseg.scoring.predictions import (
     risk_measure,
 )
 from custseg.scoring.profiles import build_profiles
+from custseg.scoring.ranking import rank_segments
 from custseg.scoring.score import ASSIGNMENTS_CSV, RunInfo, add_predictions, customer_hashes
 from custseg.scoring.stats_json import dumps, dumps_predictions, loads, loads_predictions
 
@@ -629,7 +634,58 @@ def list_buckets(store: ObjectStore, settings: Settings, job: dict[str, Any]) ->
         for b in sorted(by_bucket)
     ]
     store.put_json(settings.data_bucket, staging(job) + "buckets.json", items)
+    _plan_previous(store, settings, job)
     return {"items_key": staging(job) + "buckets.json", "buckets": len(items)}
+
+
+PREVIOUS_JSON = "previous.json"
+"""Staging file naming the previous run's assignment parts (for stability)."""
+
+
+def _plan_previous(store: ObjectStore, settings: Settings, job: dict[str, Any]) -> None:
+    """Name, once per run, the assignment parts of the run ``latest.json`` names: the run
+    this one is compared with for stability (every bucket and the reduce read the same;
+    a rerun keeps it, even once this run moved ``latest.json``)."""
+    key = staging(job) + PREVIOUS_JSON
+    if store.get_json(settings.data_bucket, key)[0] is not None:
+        return
+    keys = previous_assignment_keys(store, settings.results_bucket, job["dataset"], "")
+    store.put_json(settings.data_bucket, key, {"keys": keys})
+
+
+def _previous_keys(store: ObjectStore, settings: Settings, job: dict[str, Any]) -> list[str]:
+    doc, _ = store.get_json(settings.data_bucket, staging(job) + PREVIOUS_JSON)
+    return [str(k) for k in (doc or {}).get("keys", [])]
+
+
+def _bucket_previous(
+    store: ObjectStore, settings: Settings, job: dict[str, Any], hashes: np.ndarray, tmp: Path
+) -> PreviousAssignments | None:
+    """The previous run's segments of the bucket's customers (``hashes``), read part by
+    part (only those customers held); None without a previous run."""
+    keys = _previous_keys(store, settings, job)
+    previous: PreviousAssignments | None = None
+    keep = np.unique(hashes)
+    for key in keys:
+        path = store.download(settings.results_bucket, key, tmp / "previous.parquet")
+        part = PreviousAssignments.load(path, keep=keep)
+        path.unlink()
+        previous = part if previous is None else previous.merge(part)
+    return previous
+
+
+def _previous_summary(
+    store: ObjectStore, settings: Settings, job: dict[str, Any], tmp: Path
+) -> PreviousSummary | None:
+    """The whole previous run's summary (customers, sizes, names, model version), read
+    part by part; None without a previous run."""
+    summary: PreviousSummary | None = None
+    for key in _previous_keys(store, settings, job):
+        path = store.download(settings.results_bucket, key, tmp / "previous.parquet")
+        part = PreviousSummary.load(path)
+        path.unlink()
+        summary = part if summary is None else summary.merge(part)
+    return summary
 
 
 def _rows(store: ObjectStore, settings: Settings, keys: list[str]) -> int:
@@ -724,7 +780,9 @@ def _run_of(
     return model, meta, run_id, results_prefix(job["dataset"], run_ts.date(), run_id)
 
 
-def _new_stats(model: SegmentModel, meta: dict[str, Any], contract: Contract) -> ScoreStats:
+def _new_stats(
+    model: SegmentModel, meta: dict[str, Any], contract: Contract, track_previous: bool = False
+) -> ScoreStats:
     training = model.metadata.get("training", {}) or {}
     edges = {
         n: list(h["edges"])
@@ -737,6 +795,7 @@ def _new_stats(model: SegmentModel, meta: dict[str, Any], contract: Contract) ->
         categorical=list(model.schema.categorical),
         outcomes=[c.name for c in contract.by_role(Role.OUTCOME)],
         baseline_edges=edges,
+        track_previous=track_previous,
     )
 
 
@@ -780,15 +839,18 @@ def score_bucket(
             predictions=extra,
         )
         entry = _store_assignments(store, settings, item, prefix, table, predicted, tmp)
-        stats = _new_stats(model, meta, contract).update(
+        hashes = customer_hashes(features.frame.index)
+        previous = _bucket_previous(store, settings, item, hashes, tmp)
+        stats = _new_stats(model, meta, contract, previous is not None).update(
             features.frame,
             segment.astype("int64"),
             distance,
             confidence,
-            hashes=customer_hashes(features.frame.index),
+            hashes=hashes,
             value=value,
             extras=features.extras,
             labels=labels,
+            previous=None if previous is None else previous.lookup(hashes),
             codes=features.codes,
         )
     folded = _bucket_predictions(model, features.frame.index, segment, value, extra, rows)
@@ -874,6 +936,8 @@ def reduce(
         store.get_bytes(bucket, meta["contract_prefix"] + "contract.json") or b"{}"
     )
     stats, folded, entries = _merged_buckets(store, settings, job, model, meta, contract, buckets)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        previous = _previous_summary(store, settings, job, Path(tmp_name))
     as_of = dt.date.fromisoformat(meta["as_of"])
     run_ts = dt.datetime.fromisoformat(job["run_ts"]).astimezone(dt.UTC)
     run = RunInfo(
@@ -899,7 +963,7 @@ def reduce(
         as_of=as_of,
         as_of_reason=meta["as_of_reason"],
         quality=quality,
-        previous=None,
+        previous=previous,
         thresholds=thresholds,
         duplicates_dropped=0,
         sample_x=x,
@@ -907,8 +971,11 @@ def reduce(
         pca_variance=variance,
         predictions=_run_predictions(model, meta, contract, folded, thresholds),
     )
-    profiles = build_profiles(
-        stats, model, contract=contract, run=run, as_of=as_of, value_totals=folded.value_totals
+    profiles = rank_segments(
+        build_profiles(
+            stats, model, contract=contract, run=run, as_of=as_of, value_totals=folded.value_totals
+        ),
+        metrics,
     )
     with tempfile.TemporaryDirectory() as tmp_name:
         extra: dict[str, Path] = {}

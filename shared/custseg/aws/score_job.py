@@ -297,6 +297,26 @@ def _measure_campaigns(
         return 0
 
 
+def previous_assignment_keys(
+    store: ObjectStore, bucket: str, dataset: str, run_id: str
+) -> list[str]:
+    """The assignments Parquet keys of the run ``latest.json`` names (the previous run,
+    for stability): a single-function run's one part or a fanned-out run's parts, from its
+    manifest; empty when there is none, it is ``run_id`` itself or a part is gone."""
+    latest, _ = store.get_json(bucket, results_latest_key(dataset))
+    if latest is None or latest.get("run_id") == run_id:
+        return []
+    manifest = committed_manifest(store, bucket, str(latest["prefix"]))
+    keys = [
+        str(e["key"])
+        for e in (manifest or {}).get("files", [])
+        if str(e["name"]).startswith("assignments/") and str(e["name"]).endswith(".parquet")
+    ]
+    if any(store.head(bucket, key) is None for key in keys):
+        return []
+    return keys
+
+
 def _read_inputs(
     store: ObjectStore,
     settings: Settings,
@@ -317,13 +337,12 @@ def _read_inputs(
 
     def previous_assignments() -> Path | None:
         """The assignments of the run ``latest.json`` names (for stability), if any."""
-        latest, _ = store.get_json(settings.results_bucket, results_latest_key(dataset))
-        if latest is None or latest.get("run_id") == run_id:
+        keys = previous_assignment_keys(store, settings.results_bucket, dataset, run_id)
+        if not keys:
             return None
-        prev_key = latest["prefix"] + RESULT_FILES["assignments_parquet"]
-        if store.head(settings.results_bucket, prev_key) is None:
-            return None
-        return store.download(settings.results_bucket, prev_key, tmp / "previous.parquet")
+        for key in keys:
+            store.download(settings.results_bucket, key, tmp / "previous" / key.rsplit("/", 1)[-1])
+        return tmp / "previous"
 
     # the run's inputs are independent reads: all at once
     with ThreadPoolExecutor(4, thread_name_prefix="score-inputs") as reads:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -257,55 +257,146 @@ def psi_shares(actual: Mapping[str, float], expected: Mapping[str, float]) -> fl
 
 
 @dataclass
+class PreviousSummary:
+    """What stability reports of the whole previous run: its customers, customers per
+    segment id, segment names and model version. Mergeable: the summaries of a run's
+    parts merged equal the whole run's (names: the first part's name of a segment wins)."""
+
+    customers: int = 0
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="int64"))
+    names: dict[int, str] = field(default_factory=dict)
+    model_version: str | None = None
+
+    def add(self, segments: np.ndarray, names: Mapping[int, str], version: str | None) -> None:
+        """Add one batch: its segment ids, segment names and model version."""
+        seg = np.asarray(segments, dtype="int64")
+        self.customers += int(seg.size)
+        seg = seg[seg >= 0]
+        if seg.size:
+            counts = np.bincount(seg)
+            self.sizes = grow(self.sizes, counts.size)
+            self.sizes[: counts.size] += counts
+        for s, n in names.items():
+            self.names.setdefault(int(s), str(n))
+        if self.model_version is None:
+            self.model_version = version
+
+    def merge(self, other: PreviousSummary) -> PreviousSummary:
+        out = PreviousSummary(self.customers, self.sizes.copy(), dict(self.names))
+        out.model_version = self.model_version
+        out.add(np.empty(0, dtype="int64"), other.names, other.model_version)
+        size = max(out.sizes.size, other.sizes.size)
+        out.sizes = grow(out.sizes, size) + grow(other.sizes, size)
+        out.customers += other.customers
+        return out
+
+    @property
+    def segment_sizes(self) -> list[int]:
+        """Customers per segment id in the previous run (index = segment id)."""
+        return [int(n) for n in self.sizes]
+
+    @classmethod
+    def load(cls, path: Path, batch_rows: int = 250_000) -> PreviousSummary:
+        """The summary of an assignments Parquet file or a directory of them (segment
+        columns only: no customer id is read)."""
+        summary = cls()
+        for batch, names, version in _assignment_batches(path, batch_rows, ids=False):
+            summary.add(_segment_ids(batch), names, version)
+        return summary
+
+
+def _assignment_batches(
+    path: Path, batch_rows: int, *, ids: bool
+) -> Iterator[tuple[Any, dict[int, str], str | None]]:
+    """Batches of an assignments Parquet file or a directory of them (``customer_id``
+    too when ``ids``), each with its segment names and model version."""
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    for file in files:
+        pf = pq.ParquetFile(str(file))
+        available = set(pf.schema_arrow.names)
+        wanted = ["customer_id"] if ids else []
+        wanted += ["segment_id", "segment_name", "model_version"]
+        columns = [c for c in wanted if c in available]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            names: dict[int, str] = {}
+            if "segment_name" in columns:
+                pairs = pd.DataFrame(
+                    {"s": _segment_ids(batch), "n": batch.column("segment_name").to_pandas()}
+                ).drop_duplicates("s")
+                names = {int(s): str(n) for s, n in zip(pairs["s"], pairs["n"], strict=True)}
+            version = None
+            if "model_version" in columns and batch.num_rows:
+                version = str(batch.column("model_version")[0].as_py())
+            yield batch, names, version
+
+
+def _segment_ids(batch: Any) -> np.ndarray:
+    return np.asarray(batch.column("segment_id").to_numpy(zero_copy_only=False))
+
+
+@dataclass
 class PreviousAssignments:
     """The previous run's customer -> segment, held compactly.
 
     ``hashes`` are :func:`custseg.stats.stable_hash` of the customer ids (sorted uint64,
     8 bytes per customer) and ``segments`` the aligned segment ids (int16): about 10 bytes
-    per customer, no id strings kept.
+    per customer, no id strings kept. ``summary``: the whole previous run's
+    :class:`PreviousSummary` (every customer read, also those ``keep`` leaves out).
     """
 
     hashes: np.ndarray
     segments: np.ndarray
-    names: dict[int, str]
-    model_version: str | None
+    summary: PreviousSummary
 
     @property
     def customers(self) -> int:
-        return int(self.hashes.size)
+        return self.summary.customers
+
+    @property
+    def names(self) -> dict[int, str]:
+        return self.summary.names
+
+    @property
+    def model_version(self) -> str | None:
+        return self.summary.model_version
 
     @classmethod
-    def load(cls, path: Path, batch_rows: int = 250_000) -> PreviousAssignments:
+    def load(
+        cls, path: Path, batch_rows: int = 250_000, keep: np.ndarray | None = None
+    ) -> PreviousAssignments:
         """Read ``customer_id``, ``segment_id`` (and names) of an assignments Parquet file
-        or a directory of them, batch by batch."""
-        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        or a directory of them, batch by batch; with ``keep`` (sorted customer hashes)
+        only those customers are held (the summary counts every one)."""
         hashes: list[np.ndarray] = []
         segments: list[np.ndarray] = []
-        names: dict[int, str] = {}
-        version: str | None = None
-        for file in files:
-            pf = pq.ParquetFile(str(file))
-            available = set(pf.schema_arrow.names)
-            columns = [c for c in ("customer_id", "segment_id", "segment_name") if c in available]
-            if "model_version" in available:
-                columns.append("model_version")
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-                ids = batch.column("customer_id").to_pandas()
-                seg = np.asarray(batch.column("segment_id").to_numpy(zero_copy_only=False))
-                hashes.append(stable_hash(ids))
-                segments.append(seg.astype("int16"))
-                if "segment_name" in columns:
-                    pairs = pd.DataFrame(
-                        {"s": seg, "n": batch.column("segment_name").to_pandas()}
-                    ).drop_duplicates("s")
-                    for s, n in zip(pairs["s"], pairs["n"], strict=True):
-                        names.setdefault(int(s), str(n))
-                if version is None and "model_version" in columns and batch.num_rows:
-                    version = str(batch.column("model_version")[0].as_py())
+        summary = PreviousSummary()
+        for batch, names, version in _assignment_batches(path, batch_rows, ids=True):
+            seg = _segment_ids(batch)
+            summary.add(seg, names, version)
+            h = stable_hash(batch.column("customer_id").to_pandas())
+            if keep is not None:
+                inside = _members(h, keep)
+                h, seg = h[inside], seg[inside]
+            hashes.append(h)
+            segments.append(seg.astype("int16"))
+        return cls._sorted(hashes, segments, summary)
+
+    @classmethod
+    def _sorted(
+        cls, hashes: list[np.ndarray], segments: list[np.ndarray], summary: PreviousSummary
+    ) -> PreviousAssignments:
         all_hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype="uint64")
         all_segments = np.concatenate(segments) if segments else np.empty(0, dtype="int16")
         order = np.argsort(all_hashes, kind="stable")
-        return cls(all_hashes[order], all_segments[order], names, version)
+        return cls(all_hashes[order], all_segments[order], summary)
+
+    def merge(self, other: PreviousAssignments) -> PreviousAssignments:
+        """The customers of both (parts of one previous run), the summaries merged."""
+        return self._sorted(
+            [self.hashes, other.hashes],
+            [self.segments, other.segments],
+            self.summary.merge(other.summary),
+        )
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Previous segment id per hash, -1 when the customer was not in the previous run."""
@@ -698,7 +789,7 @@ def build_metrics(
     as_of: Any,
     as_of_reason: str = "",
     quality: Mapping[str, Any] | None = None,
-    previous: PreviousAssignments | None = None,
+    previous: PreviousSummary | None = None,
     thresholds: Thresholds | None = None,
     duplicates_dropped: int = 0,
     sample_x: np.ndarray | None = None,
@@ -925,7 +1016,7 @@ def _stability_doc(
     stats: ScoreStats,
     names: Mapping[int, str],
     k: int,
-    previous: PreviousAssignments | None,
+    previous: PreviousSummary | None,
     model_version: str,
 ) -> dict[str, Any]:
     """metrics.json ``stability``: customers who changed segment since the previous run,
@@ -949,7 +1040,7 @@ def _stability_doc(
         "gone_customers": int(previous.customers - common),
         "previous_model_version": previous.model_version,
         "same_model": bool(same_model),
-        "previous_segment_sizes": _previous_segment_sizes(previous),
+        "previous_segment_sizes": previous.segment_sizes,
         "transitions": {
             "from": [
                 {"id": p, "name": previous.names.get(p, f"Segment {p}")}
@@ -961,11 +1052,12 @@ def _stability_doc(
     }
 
 
-def _previous_segment_sizes(previous: PreviousAssignments) -> list[int]:
-    """Customers per segment id in the previous run (index = segment id)."""
-    segments = np.asarray(previous.segments, dtype="int64")
-    segments = segments[segments >= 0]
-    return [int(n) for n in np.bincount(segments)] if segments.size else []
+def _members(hashes: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Which of ``hashes`` are in ``keep`` (sorted)."""
+    if keep.size == 0:
+        return np.zeros(hashes.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(keep, hashes), keep.size - 1)
+    return np.asarray(keep[pos] == hashes)
 
 
 def _outcomes_doc(stats: ScoreStats, names: Mapping[int, str], k: int) -> dict[str, Any]:

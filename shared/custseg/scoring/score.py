@@ -699,7 +699,7 @@ def _evaluate_run(
         as_of=as_of,
         as_of_reason=state.as_of_reason,
         quality=quality,
-        previous=previous,
+        previous=None if previous is None else previous.summary,
         thresholds=thresholds,
         duplicates_dropped=state.duplicates,
         sample_x=x,
