@@ -10,9 +10,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from custseg.aws import fanout_job, fanout_start, runtime
+from custseg.aws import fanout_start, runtime
 from custseg.aws.events import s3_records
-from custseg.aws.ingest_job import Checked, preflight, run_ingest
+from custseg.aws.ingest_job import run_ingest
 
 logger = Logger()
 metrics = Metrics()
@@ -28,34 +28,20 @@ config = runtime.idempotency_config("[bucket, key, version_id, etag]")
 )
 def ingest_record(record: dict[str, Any]) -> dict[str, Any]:
     store, settings = runtime.store(), runtime.settings()
+    upload = {k: record[k] for k in ("bucket", "key", "version_id", "etag")}
     job = fanout_start.job_for(store, record)
     if job is None:
-        outcome = run_ingest(
-            store,
-            settings,
-            bucket=record["bucket"],
-            key=record["key"],
-            version_id=record["version_id"],
-            etag=record["etag"],
-        )
+        outcome = run_ingest(store, settings, **upload)
     else:  # above the threshold: the state machine ingests and scores what passes
-        checked = preflight(
-            store,
-            settings,
-            bucket=record["bucket"],
-            key=record["key"],
-            version_id=record["version_id"],
-            etag=record["etag"],
-            size_limit=False,
+        started = fanout_start.fan_out(
+            store, settings, job, upload, lambda: boto3.client("stepfunctions")
         )
-        if isinstance(checked, Checked):  # a head the single path rejects is rejected here
-            checked = fanout_job.refuse_unreadable_head(store, settings, job, checked) or checked
-        if isinstance(checked, Checked):
-            job = fanout_start.checked_job(job, checked)
-            execution = fanout_start.start(boto3.client("stepfunctions"), job)
+        if not isinstance(started, tuple):
+            outcome = started
+        else:
+            job, execution = started
             logger.info("fanned out", extra={"dataset": job["dataset"], "run_id": job["run_id"]})
             return {"status": "fanned_out", "dataset": job["dataset"], "execution": execution}
-        outcome = checked
     logger.append_keys(run_id=outcome.run_id, dataset=outcome.dataset)
     logger.info(outcome.message or outcome.status, extra={"outcome": outcome.to_dict()})
     runtime.count("Files", status=outcome.status)

@@ -49,13 +49,10 @@ from custseg.aws.athena import (
     unload_sql,
 )
 from custseg.aws.bus import EventBus
+from custseg.aws.fanout_start import contract_on_head, upload_head, upload_reader
 from custseg.aws.ingest_job import (
-    Checked,
-    IngestOutcome,
-    _earlier_contracts,
     _load_dataset_contract,
     _publish_clean_run,
-    reject_unreadable,
 )
 from custseg.aws.registry import champion, load_version
 from custseg.aws.runs import RunFile, commit_run, committed_manifest, upload_run_file
@@ -66,7 +63,7 @@ from custseg.aws.state import load_state
 from custseg.aws.train_job import Keys, _train_and_register
 from custseg.dataset.state import APPEND
 from custseg.fanout import profile
-from custseg.fanout.ranges import GZIP_MAGIC, ByteRange, head_end, plan_ranges
+from custseg.fanout.ranges import ByteRange, plan_ranges
 from custseg.features.build import CategoryCodes, Features, default_as_of_reason, with_schema
 from custseg.features.dialect import to_athena
 from custseg.features.engine import features_from_table
@@ -80,16 +77,14 @@ from custseg.features.sql import (
     quote,
 )
 from custseg.ingest.contracts import Contract
-from custseg.ingest.contracts.inference import SAMPLE_ROWS, contract_yaml
+from custseg.ingest.contracts.inference import contract_yaml
 from custseg.ingest.contracts.model import Role
 from custseg.ingest.pipeline import (
     CONTRACT_JSON,
     IngestResult,
     RangeIngest,
-    decide_contract,
     ingest_file,
 )
-from custseg.ingest.reading import SAMPLE_BYTES
 from custseg.layout import (
     CLEAN_DATA_DIR,
     MANIFEST,
@@ -101,7 +96,6 @@ from custseg.layout import (
     run_id_for,
 )
 from custseg.model.artifact import SegmentModel
-from custseg.model.labels import label_codes
 from custseg.predict.clv import CLV
 from custseg.scoring.metrics import (
     PreviousAssignments,
@@ -112,7 +106,7 @@ from custseg.scoring.metrics import (
     pca_projection,
     quality_sample,
 )
-from custseg.scoring.outputs import AssignmentWriter, assignments_batch
+from custseg.scoring.outputs import AssignmentWriter
 from custseg.scoring.predictions import (
     AT_RISK_CSV,
     BucketPredictions,
@@ -121,7 +115,6 @@ from custseg.scoring.predictions import (
     PredictionStats,
     ValueTotals,
     holdout_window,
-    predict_chunk,
     prediction_columns,
     predictions_metrics,
     propensity_columns,
@@ -129,14 +122,17 @@ from custseg.scoring.predictions import (
 )
 from custseg.scoring.profiles import build_profiles
 from custseg.scoring.ranking import rank_segments
-from custseg.scoring.score import ASSIGNMENTS_CSV, RunInfo, add_predictions, customer_hashes
+from custseg.scoring.score import (
+    ASSIGNMENTS_CSV,
+    RunInfo,
+    add_predictions,
+    customer_hashes,
+    score_chunk,
+)
 from custseg.scoring.stats_json import dumps, dumps_predictions, loads, loads_predictions
 
 PARTS_PER_RANGE = 100
 """Clean part numbers per range: range i writes parts i*100 .. i*100+99."""
-HEAD_RECORDS = 2 * SAMPLE_ROWS
-"""Records of the head ``split`` decides the contract on: the rows inference samples,
-with room for records the reader skips (wrong field count) before it has them."""
 
 
 class FanoutError(RuntimeError):
@@ -158,37 +154,13 @@ def _kind(arrow_type: pa.DataType) -> ColumnKind:
 
 
 # ---------------------------------------------------------------------------- ingest
-def _reader(store: ObjectStore, job: dict[str, Any]) -> Callable[[int, int], bytes]:
-    """``read(start, end)``: bytes ``[start, end)`` of the upload (a ranged GET)."""
-    bucket, key = job["bucket"], job["key"]
-    extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
-
-    def read(start: int, end: int) -> bytes:
-        body = store.client.get_object(
-            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra
-        )["Body"]
-        return bytes(body.read())
-
-    return read
-
-
-def upload_head(store: ObjectStore, job: dict[str, Any]) -> bytes:
-    """The head the upload's contract is decided on: its header and at least
-    ``HEAD_RECORDS`` records beyond ``SAMPLE_BYTES``, cut at a record end."""
-    read = _reader(store, job)
-    size = int(job["size"])
-    if size == 0:
-        return b""
-    return read(0, head_end(read, size, head_records=HEAD_RECORDS, head_bytes=SAMPLE_BYTES))
-
-
 def split(
     store: ObjectStore, settings: Settings, job: dict[str, Any], target_bytes: int
 ) -> dict[str, Any]:
     """Cut the upload into ranges of about ``target_bytes`` (the items file of the maps)
     and decide the upload's contract, which every range is read with."""
     bucket, key = job["bucket"], job["key"]
-    plan = plan_ranges(_reader(store, job), int(job["size"]), target_bytes, name=key)
+    plan = plan_ranges(upload_reader(store, job), int(job["size"]), target_bytes, name=key)
     contract = upload_contract(store, settings, job, upload_head(store, job))
     prefix = staging(job)
     store.put_bytes(bucket, prefix + "header.csv", plan.header)
@@ -196,12 +168,6 @@ def split(
     items = [{**job, "range": r.to_dict()} for r in plan.ranges]
     store.put_json(bucket, prefix + "ranges.json", items)
     return {"items_key": prefix + "ranges.json", "ranges": len(items), "records": plan.records}
-
-
-def _head_file(tmp: Path, key: str, head: bytes) -> Path:
-    path = tmp / (key.rsplit("/", 1)[-1] or "upload")
-    path.write_bytes(head)
-    return path
 
 
 def upload_contract(
@@ -213,42 +179,11 @@ def upload_contract(
     (:func:`custseg.ingest.pipeline.decide_contract`). A head the single path rejects
     before reading rows is a :class:`FanoutError` with the same message."""
     given = _load_dataset_contract(store, settings, job["dataset"])
-    known = () if given else _earlier_contracts(store, settings, job["dataset"])
     with tempfile.TemporaryDirectory() as tmp_name:
-        path = _head_file(Path(tmp_name), job["key"], head)
-        contract, errors = decide_contract(
-            path, source_name=job["key"], contract=given, limits=settings.read_limits, known=known
-        )
+        _, contract, errors = contract_on_head(store, settings, job, head, given, Path(tmp_name))
     if errors:
         raise FanoutError(f"{errors[0]['message']} (nothing published)")
     return contract
-
-
-def refuse_unreadable_head(
-    store: ObjectStore, settings: Settings, job: dict[str, Any], checked: Checked
-) -> IngestOutcome | None:
-    """Before the state machine starts: when the upload's head is one the single path
-    rejects before reading rows (no delimiter, undecodable, a header its contract cannot
-    read), reject the upload as the single path does (its report, the upload kept under
-    ``rejected/``); None when the fan-out may start. A gzip stream is left to ``Split``
-    (its head alone is not a whole gzip file)."""
-    head = upload_head(store, job)
-    if head.startswith(GZIP_MAGIC):
-        return None
-    known = () if checked.contract else _earlier_contracts(store, settings, job["dataset"])
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        path = _head_file(tmp, job["key"], head)
-        _, errors = decide_contract(
-            path,
-            source_name=job["key"],
-            contract=checked.contract,
-            limits=settings.read_limits,
-            known=known,
-        )
-        if not errors:
-            return None
-        return reject_unreadable(store, settings, checked, path, tmp / "read")
 
 
 def contract_json(contract: Contract) -> str:
@@ -817,43 +752,27 @@ def score_bucket(
         features.codes = {
             c: CategoryCodes.from_values(features.frame[c]) for c in features.categorical
         }
-        segment, distance, confidence = model.assign(features)
-        labels = label_codes(features, model.label_edges)
-        value = (
-            None
-            if features.value is None
-            else features.value.to_numpy(dtype="float64", na_value=np.nan)
-        )
-        extra = predict_chunk(model, features, predicted)
-        table = assignments_batch(
-            features.frame.index,
-            segment,
-            distance,
-            confidence,
-            labels,
-            value,
-            model_version=model.version,
+        scored = score_chunk(
+            features,
+            model,
+            label_edges=model.label_edges,
+            predicted=predicted,
             run_id=run_id,
             as_of=dt.date.fromisoformat(meta["as_of"]),
             segment_names=model.segment_names(),
-            predictions=extra,
         )
-        entry = _store_assignments(store, settings, item, prefix, table, predicted, tmp)
+        entry = _store_assignments(store, settings, item, prefix, scored.table, predicted, tmp)
         hashes = customer_hashes(features.frame.index)
         previous = _bucket_previous(store, settings, item, hashes, tmp)
-        stats = _new_stats(model, meta, contract, previous is not None).update(
-            features.frame,
-            segment.astype("int64"),
-            distance,
-            confidence,
-            hashes=hashes,
-            value=value,
-            extras=features.extras,
-            labels=labels,
-            previous=None if previous is None else previous.lookup(hashes),
-            codes=features.codes,
+        stats = scored.fold_into(
+            _new_stats(model, meta, contract, previous is not None),
+            features,
+            hashes,
+            None if previous is None else previous.lookup(hashes),
         )
-    folded = _bucket_predictions(model, features.frame.index, segment, value, extra, rows)
+    folded = _bucket_predictions(
+        model, features.frame.index, scored.segment, scored.value, scored.predictions, rows
+    )
     stage = staging(item)
     store.put_bytes(settings.data_bucket, f"{stage}stats/{number:05d}.json", dumps(stats).encode())
     store.put_bytes(
@@ -862,7 +781,7 @@ def score_bucket(
         dumps_predictions(folded).encode(),
     )
     store.put_json(settings.data_bucket, f"{stage}assignments/{number:05d}.json", entry)
-    return {"bucket": item["bucket"], "rows": table.num_rows}
+    return {"bucket": item["bucket"], "rows": scored.table.num_rows}
 
 
 def _store_assignments(

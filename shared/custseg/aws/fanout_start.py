@@ -2,18 +2,44 @@
 ingest function starts the fan-out state machine instead of ingesting it itself; below
 it the single-function path stays (faster and cheaper for what one function holds).
 The score function leaves a dataset whose newest part came through the state machine to
-it (:func:`owned_by_state_machine`)."""
+it (:func:`owned_by_state_machine`).
+
+Before it starts the state machine (:func:`fan_out`), the ingest function checks the
+upload as the single path would: :func:`~custseg.aws.ingest_job.preflight`, then its head
+(:func:`refuse_unreadable_head`). This module is what the ingest function imports of
+the fan-out: the steps themselves (:mod:`custseg.aws.fanout_job`) load the scoring and
+training stack, which its cold start does not need.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from custseg.aws.ingest_job import Checked
+from custseg.aws.ingest_job import (
+    Checked,
+    IngestOutcome,
+    _earlier_contracts,
+    preflight,
+    reject_unreadable,
+)
 from custseg.aws.s3 import ObjectStore
+from custseg.aws.settings import Settings
 from custseg.aws.state import load_state
+from custseg.fanout.ranges import GZIP_MAGIC, head_end
+from custseg.ingest.contracts import Contract
+from custseg.ingest.contracts.inference import SAMPLE_ROWS
+from custseg.ingest.pipeline import decide_contract
+from custseg.ingest.reading import SAMPLE_BYTES
 from custseg.layout import LayoutError, parse_upload_key, run_id_for
+
+HEAD_RECORDS = 2 * SAMPLE_ROWS
+"""Records of the head the upload's contract is decided on: the rows inference samples,
+with room for records the reader skips (wrong field count) before it has them."""
 
 DEFAULT_BUCKETS = 16
 
@@ -74,6 +100,91 @@ def start(states: Any, job: dict[str, Any]) -> str:
     except states.exceptions.ExecutionAlreadyExists:
         return f"{os.environ['FANOUT_STATE_MACHINE_ARN']}:{job['run_id']}"
     return str(out["executionArn"])
+
+
+def fan_out(
+    store: ObjectStore,
+    settings: Settings,
+    job: dict[str, Any],
+    upload: dict[str, Any],
+    states: Callable[[], Any],
+) -> tuple[dict[str, Any], str] | IngestOutcome:
+    """Check the upload (``bucket``, ``key``, ``version_id``, ``etag``) as the single path
+    would and start the state machine for ``job`` (``states()``: a Step Functions client):
+    the job as started and the execution's ARN; the outcome of a refused upload instead
+    (rejected as the single path rejects it)."""
+    checked = preflight(store, settings, **upload, size_limit=False)
+    if isinstance(checked, IngestOutcome):
+        return checked
+    refused = refuse_unreadable_head(store, settings, job, checked)
+    if refused is not None:
+        return refused
+    job = checked_job(job, checked)
+    return job, start(states(), job)
+
+
+def upload_reader(store: ObjectStore, job: dict[str, Any]) -> Callable[[int, int], bytes]:
+    """``read(start, end)``: bytes ``[start, end)`` of the upload (a ranged GET)."""
+    bucket, key = job["bucket"], job["key"]
+    extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
+
+    def read(start: int, end: int) -> bytes:
+        body = store.client.get_object(
+            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra
+        )["Body"]
+        return bytes(body.read())
+
+    return read
+
+
+def upload_head(store: ObjectStore, job: dict[str, Any]) -> bytes:
+    """The head the upload's contract is decided on: its header and at least
+    :data:`HEAD_RECORDS` records beyond ``SAMPLE_BYTES``, cut at a record end."""
+    read = upload_reader(store, job)
+    size = int(job["size"])
+    if size == 0:
+        return b""
+    return read(0, head_end(read, size, head_records=HEAD_RECORDS, head_bytes=SAMPLE_BYTES))
+
+
+def contract_on_head(
+    store: ObjectStore,
+    settings: Settings,
+    job: dict[str, Any],
+    head: bytes,
+    given: Contract | None,
+    tmp: Path,
+) -> tuple[Path, Contract, list[dict[str, Any]]]:
+    """(the head written to a file in ``tmp``, the contract the single path reads the
+    upload with, the errors that reject it before rows are read): ``given`` (the
+    dataset's own contract), else one of its earlier uploads' that names every header,
+    else inferred (:func:`custseg.ingest.pipeline.decide_contract`)."""
+    known = () if given else _earlier_contracts(store, settings, job["dataset"])
+    path = tmp / (job["key"].rsplit("/", 1)[-1] or "upload")
+    path.write_bytes(head)
+    contract, errors = decide_contract(
+        path, source_name=job["key"], contract=given, limits=settings.read_limits, known=known
+    )
+    return path, contract, errors
+
+
+def refuse_unreadable_head(
+    store: ObjectStore, settings: Settings, job: dict[str, Any], checked: Checked
+) -> IngestOutcome | None:
+    """When the upload's head is one the single path rejects before reading rows (no
+    delimiter, undecodable, a header its contract cannot read), reject the upload as the
+    single path does (its report, the upload kept under ``rejected/``); None when the
+    fan-out may start. A gzip stream is left to ``Split`` (its head alone is not a whole
+    gzip file)."""
+    head = upload_head(store, job)
+    if head.startswith(GZIP_MAGIC):
+        return None
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        path, _, errors = contract_on_head(store, settings, job, head, checked.contract, tmp)
+        if not errors:
+            return None
+        return reject_unreadable(store, settings, checked, path, tmp / "read")
 
 
 def owned_by_state_machine(store: ObjectStore, bucket: str, dataset: str) -> bool:

@@ -427,10 +427,9 @@ def _batches(
         con.close()
 
 
-def _exact(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """``batches`` as batches of exactly ``rows`` rows (the last one shorter): the chunks
-    of a run depend on ``rows`` only, not on the ranges or on how DuckDB cuts its result
-    (a run's sums over chunks are then the same to the last bit)."""
+def regroup(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+    """The rows of ``batches``, in order, in groups of exactly ``rows`` rows (the last one
+    shorter), each group a list of slices of the batches."""
     pending: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
@@ -440,10 +439,18 @@ def _exact(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBa
             count += part.num_rows
             batch = batch.slice(part.num_rows)
             if count == rows:
-                yield _concat(pending)
+                yield pending
                 pending, count = [], 0
     if count:
-        yield _concat(pending)
+        yield pending
+
+
+def _exact(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` as batches of exactly ``rows`` rows (the last one shorter): the chunks
+    of a run depend on ``rows`` only, not on the ranges or on how DuckDB cuts its result
+    (a run's sums over chunks are then the same to the last bit)."""
+    for group in regroup(batches, rows):
+        yield _concat(group)
 
 
 def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:

@@ -60,11 +60,12 @@ from custseg.features.engine import (
     default_as_of_parts,
     feature_batches,
     lambda_limits,
+    regroup,
 )
 from custseg.ingest.contracts.model import ColumnType, Contract, Role
 from custseg.jsonsafe import json_safe
 from custseg.model.artifact import SegmentModel
-from custseg.model.labels import LabelEdges, label_codes
+from custseg.model.labels import LabelCodes, LabelEdges, label_codes
 from custseg.predict.clv import CLV
 from custseg.scoring.metrics import (
     PreviousAssignments,
@@ -409,19 +410,8 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]
     on its own. A reader of plain columns gives such batches; one with dictionary-encoded
     columns stops each batch at a row group's end (the dictionaries change there).
     """
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        while batch.num_rows:
-            part = batch.slice(0, rows - count)
-            pending.append(part)
-            count += part.num_rows
-            batch = batch.slice(part.num_rows)
-            if count == rows:
-                yield pa.Table.from_batches(pending)
-                pending, count = [], 0
-    if count:
-        yield pa.Table.from_batches(pending)
+    for group in regroup(batches, rows):
+        yield pa.Table.from_batches(group)
 
 
 def _resolve_as_of(
@@ -601,6 +591,80 @@ def _start_run(
     )
 
 
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk of customers scored: each one's segment, distance and confidence (numpy,
+    in the order of the features' rows), labels, value (None: the data has none),
+    prediction columns, and the assignments rows (Arrow) made of them."""
+
+    segment: np.ndarray
+    distance: np.ndarray
+    confidence: np.ndarray
+    labels: LabelCodes
+    value: np.ndarray | None
+    predictions: dict[str, np.ndarray]
+    table: pa.Table
+
+    def fold_into(
+        self,
+        stats: ScoreStats,
+        features: Features,
+        hashes: np.ndarray,
+        previous: np.ndarray | None,
+    ) -> ScoreStats:
+        """``stats`` with this chunk added (``previous``: each customer's segment in the
+        previous run, see :class:`~custseg.scoring.metrics.PreviousAssignments`)."""
+        return stats.update(
+            features.frame,
+            self.segment.astype("int64"),
+            self.distance,
+            self.confidence,
+            hashes=hashes,
+            value=self.value,
+            extras=features.extras,
+            labels=self.labels,
+            previous=previous,
+            codes=features.codes,
+        )
+
+
+def score_chunk(
+    features: Features,
+    model: SegmentModel,
+    *,
+    label_edges: LabelEdges,
+    predicted: list[str],
+    run_id: str,
+    as_of: dt.date,
+    segment_names: dict[int, str],
+) -> ScoredChunk:
+    """Assign ``features``' customers, label them, predict the ``predicted`` columns and
+    make their assignments rows: what the single path does per chunk and the fan-out per
+    bucket."""
+    segment, distance, confidence = model.assign(features)
+    labels = label_codes(features, label_edges)
+    value = (
+        None
+        if features.value is None
+        else features.value.to_numpy(dtype="float64", na_value=np.nan)
+    )
+    extra = predict_chunk(model, features, predicted)
+    table = assignments_batch(
+        features.frame.index,
+        segment,
+        distance,
+        confidence,
+        labels,
+        value,
+        model_version=model.version,
+        run_id=run_id,
+        as_of=as_of,
+        segment_names=segment_names,
+        predictions=extra,
+    )
+    return ScoredChunk(segment, distance, confidence, labels, value, extra, table)
+
+
 def _score_chunk(state: _RunState, features: Features, model: SegmentModel, run: RunInfo) -> None:
     """One chunk: drop customers already written, assign, write and fold into the stats."""
     hashes = customer_hashes(features.frame.index)
@@ -612,44 +676,23 @@ def _score_chunk(state: _RunState, features: Features, model: SegmentModel, run:
         hashes = hashes[keep]
     if len(features.frame) == 0:
         return
-    segment, distance, confidence = model.assign(features)
-    labels = label_codes(features, state.label_edges)
-    value = (
-        None
-        if features.value is None
-        else features.value.to_numpy(dtype="float64", na_value=np.nan)
-    )
-    extra = predict_chunk(model, features, state.predicted)
-    if state.value_totals is not None:
-        state.value_totals.update(segment, extra, value)
-    table = assignments_batch(
-        features.frame.index,
-        segment,
-        distance,
-        confidence,
-        labels,
-        value,
-        model_version=model.version,
+    scored = score_chunk(
+        features,
+        model,
+        label_edges=state.label_edges,
+        predicted=state.predicted,
         run_id=run.run_id,
         as_of=state.as_of,
         segment_names=state.names,
-        predictions=extra,
     )
-    state.writer.write(table)
+    if state.value_totals is not None:
+        state.value_totals.update(scored.segment, scored.predictions, scored.value)
+    state.writer.write(scored.table)
     if state.predicted:
-        state.pstats.update(features.frame.index, segment, value, extra)
+        state.pstats.update(features.frame.index, scored.segment, scored.value, scored.predictions)
     previous = state.previous
-    state.stats.update(
-        features.frame,
-        segment.astype("int64"),
-        distance,
-        confidence,
-        hashes=hashes,
-        value=value,
-        extras=features.extras,
-        labels=labels,
-        previous=previous.lookup(hashes) if previous is not None else None,
-        codes=features.codes,
+    scored.fold_into(
+        state.stats, features, hashes, previous.lookup(hashes) if previous is not None else None
     )
 
 
