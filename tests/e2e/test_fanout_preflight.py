@@ -24,6 +24,17 @@ def _orders(tmp: Path, records: int = 300) -> Path:
     return path
 
 
+def _force_fanout(stack: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Send every later upload to the fan-out (threshold 0; the environment restored
+    after the test); the state machine's ARN."""
+    from custseg.local.fanout import run_fanout_executions
+
+    for name in ("FANOUT_THRESHOLD_MIB", "FANOUT_STATE_MACHINE_ARN"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
+    return str(run_fanout_executions(stack, create=True))
+
+
 def _prepare(stack: Any, dataset: str, check: str) -> dict[str, str]:
     """What makes the upload to ``dataset`` fail ``check``: its metadata, or an object
     written beforehand."""
@@ -75,14 +86,9 @@ def _upload(stack: Any, orders: Path, dataset: str, check: str) -> tuple[dict, d
 def test_an_upload_refused_before_reading_is_refused_alike_on_the_fanout_path(
     stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, check: str
 ) -> None:
-    from custseg.local.fanout import run_fanout_executions
-
-    for name in ("FANOUT_THRESHOLD_MIB", "FANOUT_STATE_MACHINE_ARN"):
-        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
     orders = _orders(tmp_path)
     single = _upload(stack, orders, "single", check)
-    monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
-    machine = run_fanout_executions(stack, create=True)
+    machine = _force_fanout(stack, monkeypatch)
     fanned = _upload(stack, orders, "fanned", check)
     assert single[0]["status"] == "rejected"
     assert fanned == single
@@ -94,12 +100,7 @@ def test_an_upload_refused_before_reading_is_refused_alike_on_the_fanout_path(
 def test_an_upload_that_passes_the_checks_starts_one_execution_with_its_run_id(
     stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from custseg.local.fanout import run_fanout_executions
-
-    for name in ("FANOUT_THRESHOLD_MIB", "FANOUT_STATE_MACHINE_ARN"):
-        monkeypatch.setenv(name, os.environ.get(name, ""))
-    monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
-    machine = run_fanout_executions(stack, create=True)
+    machine = _force_fanout(stack, monkeypatch)
     stack.upload(_orders(tmp_path), "incoming/shop/orders.csv", metadata={"mode": " Replace "})
     (outcome,) = [
         r for i in stack.drain() if i.function == "IngestFunction" for r in i.result["results"]
@@ -143,13 +144,8 @@ def _report(stack: Any, tmp: Path, dataset: str, body: bytes) -> tuple[dict, dic
 def test_an_upload_whose_head_cannot_be_read_is_rejected_alike_before_any_execution(
     stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
 ) -> None:
-    from custseg.local.fanout import run_fanout_executions
-
-    for env in ("FANOUT_THRESHOLD_MIB", "FANOUT_STATE_MACHINE_ARN"):
-        monkeypatch.setenv(env, os.environ.get(env, ""))
     single = _report(stack, tmp_path, "single", UNREADABLE[name])
-    monkeypatch.setenv("FANOUT_THRESHOLD_MIB", "0")
-    machine = run_fanout_executions(stack, create=True)
+    machine = _force_fanout(stack, monkeypatch)
     fanned = _report(stack, tmp_path, "fanned", UNREADABLE[name])
     code = "undecodable" if name == "zip" else name
     assert single[0]["status"] == "rejected" and single[1]["file_errors"] == [code]
@@ -158,3 +154,20 @@ def test_an_upload_whose_head_cannot_be_read_is_rejected_alike_before_any_execut
     assert (
         stack.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"] == []
     )
+
+
+def test_a_gzip_upload_without_a_gz_name_takes_the_single_path(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import gzip
+
+    machine = _force_fanout(stack, monkeypatch)
+    packed = tmp_path / "orders.csv"
+    packed.write_bytes(gzip.compress(_orders(tmp_path).read_bytes(), mtime=0))
+    stack.upload(packed, "incoming/shop/orders.csv")
+    (outcome,) = [
+        r for i in stack.drain() if i.function == "IngestFunction" for r in i.result["results"]
+    ]
+    assert outcome["status"] == "accepted" and outcome["rows_read"] == 300
+    executions = stack.client("stepfunctions").list_executions(stateMachineArn=machine)
+    assert executions["executions"] == []

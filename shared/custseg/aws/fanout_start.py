@@ -54,7 +54,9 @@ def threshold_bytes() -> int | None:
 
 def job_for(store: ObjectStore, record: dict[str, Any]) -> dict[str, Any] | None:
     """The state machine's job for an upload that takes the fanned-out path, else None
-    (below the threshold, a gzip upload, or a key outside a dataset folder)."""
+    (below the threshold, a key outside a dataset folder, or a gzip upload, by its name
+    or its first bytes: a gzip stream cannot be cut into byte ranges, the single path
+    reads it whole)."""
     limit = threshold_bytes()
     bucket, key = record["bucket"], record["key"]
     if limit is None or key.lower().endswith(".gz"):
@@ -67,6 +69,9 @@ def job_for(store: ObjectStore, record: dict[str, Any]) -> dict[str, Any] | None
     if info is None or info.size < limit:
         return None
     version_id = record.get("version_id") or info.version_id
+    read = upload_reader(store, {"bucket": bucket, "key": key, "version_id": version_id})
+    if info.size >= len(GZIP_MAGIC) and read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:
+        return None
     run_ts = info.last_modified
     return {
         "bucket": bucket,
@@ -174,11 +179,8 @@ def refuse_unreadable_head(
     """When the upload's head is one the single path rejects before reading rows (no
     delimiter, undecodable, a header its contract cannot read), reject the upload as the
     single path does (its report, the upload kept under ``rejected/``); None when the
-    fan-out may start. A gzip stream is left to ``Split`` (its head alone is not a whole
-    gzip file)."""
+    fan-out may start."""
     head = upload_head(store, job)
-    if head.startswith(GZIP_MAGIC):
-        return None
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         path, _, errors = contract_on_head(store, settings, job, head, checked.contract, tmp)
