@@ -80,6 +80,22 @@ class Moments:
             total=self.total + other.total,
         )
 
+    def without_copies(self, other: Moments) -> Moments:
+        """These moments without ``other``'s values, when each of them is a copy of a
+        value that stays (removed exact duplicates): the inverse of :meth:`merge`, with
+        the minimum and maximum unchanged."""
+        n = self.n - other.n
+        missing = self.missing - other.missing
+        if n <= 0:
+            return Moments(missing=missing)
+        total = self.total - other.total
+        mean = (self.mean * self.n - other.mean * other.n) / n
+        delta = other.mean - mean
+        m2 = max(self.m2 - other.m2 - delta * delta * n * other.n / self.n, 0.0)
+        return Moments(
+            n=n, missing=missing, mean=mean, m2=m2, min=self.min, max=self.max, total=total
+        )
+
     @property
     def variance(self) -> float:
         return self.m2 / (self.n - 1) if self.n > 1 else 0.0

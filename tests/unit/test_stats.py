@@ -91,3 +91,17 @@ def test_bottom_k_merge_keeps_the_first_row_of_a_hash() -> None:
     full = BottomKSample(k=10, frame=a).merge(BottomKSample(k=10))
     assert full.threshold == int(full.frame["_hash"].max())
     assert BottomKSample(k=10).threshold is None
+
+
+def test_moments_without_copies_inverts_merge() -> None:
+    rng = np.random.default_rng(5)
+    kept = rng.normal(40, 12, size=3_000)
+    copies = rng.choice(kept, size=250)
+    both = Moments().update(np.concatenate([kept, copies]))
+    left = both.without_copies(Moments().update(copies))
+    alone = Moments().update(kept)
+    assert left.n == alone.n and left.min == alone.min and left.max == alone.max
+    assert left.mean == pytest.approx(alone.mean, rel=1e-12)
+    assert left.m2 == pytest.approx(alone.m2, rel=1e-9)
+    assert left.total == pytest.approx(alone.total, rel=1e-12)
+    assert both.without_copies(both).n == 0

@@ -337,22 +337,14 @@ def text_hash64(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def repeated(values: np.ndarray) -> np.ndarray:
-    """Mask of the values that occur more than once (sort based, no hash table).
+    """Mask of the values that occur more than once.
 
-    One sort finds the repeated values (usually few); each value is then looked up
-    among them by binary search, which is cheaper than ordering the positions.
+    pandas' hash table (``duplicated(keep=False)``): about half the time of sorting the
+    values, for 64-bit hashes of a million rows.
     """
-    n = len(values)
-    if n < 2:
-        return np.zeros(n, dtype=bool)
-    ordered = np.sort(values)
-    same = ordered[1:] == ordered[:-1]
-    if not same.any():  # no repeats at all, the usual case
-        return np.zeros(n, dtype=bool)
-    twice = np.unique(ordered[1:][same])
-    del ordered, same
-    at = np.minimum(np.searchsorted(twice, values), len(twice) - 1)
-    hit: np.ndarray = twice[at] == values
+    if len(values) < 2:
+        return np.zeros(len(values), dtype=bool)
+    hit: np.ndarray = pd.Series(values, copy=False).duplicated(keep=False).to_numpy()
     return hit
 
 
@@ -509,6 +501,19 @@ class ColumnStats:
         m = self.moments
         return m.n > 0 and ((lo is not None and m.min < lo) or (hi is not None and m.max > hi))
 
+    def without_copies(self, gone: ColumnStats) -> ColumnStats:
+        """These statistics without the rows folded into ``gone``, each of them a copy
+        of a row that stays (removed exact duplicates)."""
+        counts = Counter(self.counts.counts)
+        counts.subtract(gone.counts.counts)
+        return ColumnStats(
+            name=self.name,
+            spec=self.spec,
+            moments=self.moments.without_copies(gone.moments),
+            counts=Counts(counts=+counts, sums=dict(self.counts.sums)),
+            missing=self.missing - gone.missing,
+        )
+
     @property
     def flags_missing(self) -> bool:
         return self.missing > 0 and self.spec.missing_policy != MissingPolicy.KEEP
@@ -579,6 +584,20 @@ class RowSample:
 
     def column(self, name: str) -> np.ndarray:
         return self.values.get(name, np.empty(0))
+
+    def without(self, rows: np.ndarray, k: int) -> RowSample | None:
+        """The sample of at most ``k`` rows that folding every row but ``rows`` would give;
+        None when this sample cannot tell (it was full, and the rows removed from it leave
+        fewer than ``k``: the rows that would replace them were not kept)."""
+        gone = np.isin(self.keys, mix64(np.asarray(rows)))
+        keys = self.keys[~gone]
+        cols = {c: v[~gone] for c, v in self.values.items()}
+        if self.keys.size >= self.k and keys.size < k:
+            return None
+        if keys.size > k:
+            idx = np.argpartition(keys, k - 1)[:k]
+            keys, cols = keys[idx], {c: v[idx] for c, v in cols.items()}
+        return RowSample(k=k, keys=keys, values=cols)
 
     def merge(self, other: RowSample) -> RowSample:
         """The sample of both row sets (keys are hashes of the upload's row numbers, so

@@ -309,15 +309,18 @@ class _Stage:
 
     def gather(self, column: str, positions: np.ndarray) -> pa.Array:
         """The values of ``column`` at the sorted stage ``positions``."""
-        parts: list[pa.Array] = []
+        return self.take([column], positions).column(0).combine_chunks()
+
+    def take(self, columns: list[str], positions: np.ndarray) -> pa.Table:
+        """The rows at the sorted stage ``positions``, restricted to ``columns``."""
+        parts: list[pa.RecordBatch] = []
         offset = 0
-        for batch in self.batches([column]):
+        for batch in self.batches(columns):
             lo, hi = np.searchsorted(positions, [offset, offset + batch.num_rows])
             if hi > lo:
-                parts.append(batch.column(0).take(pa.array(positions[lo:hi] - offset)))
+                parts.append(batch.take(pa.array(positions[lo:hi] - offset)))
             offset += batch.num_rows
-        field = self.schema.field(column)
-        return pa.concat_arrays(parts) if parts else pa.array([], field.type)
+        return pa.Table.from_batches(parts, schema=self.schema.empty_table().select(columns).schema)
 
     def raw_columns(self) -> list[str]:
         return [n for n in self.schema.names if n.startswith("_raw")]
@@ -656,7 +659,7 @@ def _pass1(
         stage=_Stage(stage_path, schema),
         rejected=_RejectedWriter(rejected_path, fmt.headers),
         stats=new_stats(stage_specs),
-        sample=RowSample(k=SAMPLE_K),
+        sample=RowSample(k=SAMPLE_K + _SAMPLE_RESERVE),
         stat_cols=[
             s.name
             for s in stage_specs
@@ -797,20 +800,13 @@ def _pass1_left_rows(report: QualityReport, staged: _Staged) -> bool:
 def _kept_stats(
     staged: _Staged, plan: DedupePlan, ranged: RangeIngest | None = None
 ) -> dict[str, Any]:
-    """The finalised statistics of the kept rows: pass 1's when the dedupe dropped none
-    of its valid rows, else folded again over the staged rows the plan keeps. For a
+    """The finalised statistics of the kept rows: pass 1's, less the exact duplicates the
+    dedupe removed (:func:`_without_duplicates`), else folded again over the staged rows
+    the plan keeps. For a
     range: ``ranged.profile`` gets them before they are finalised, and the whole
     upload's (``ranged.cleaning``) are used when given."""
-    stats, sample = staged.stats, staged.sample
-    stage = staged.stage
-    if not np.array_equal(plan.keep, stage.valid):  # the dedupe dropped rows: start again
-        stats = new_stats(staged.stage_specs)
-        sample = RowSample(k=SAMPLE_K)
-        offset = 0
-        for batch in stage.batches([*staged.stat_cols, "_row"]):
-            keep = plan.keep[offset : offset + batch.num_rows]
-            offset += batch.num_rows
-            _fold_stats(stats, sample, pa.Table.from_batches([batch]), keep)
+    kept = _without_duplicates(staged, plan)
+    stats, sample = kept if kept is not None else _fold_kept(staged, plan)
     if ranged is not None:
         ranged.profile = (copy.deepcopy(stats), sample)
         if ranged.cleaning is not None:
@@ -819,6 +815,45 @@ def _kept_stats(
     finalise_stats(stats, sample)
     staged.sample = RowSample(k=0)  # free the sample: only the finalised values are used
     return stats
+
+
+_SAMPLE_RESERVE = 4_096
+"""Rows pass 1's sample holds beyond ``SAMPLE_K``: the rows that replace sampled rows the
+dedupe removes (:func:`_without_duplicates`)."""
+
+
+def _without_duplicates(
+    staged: _Staged, plan: DedupePlan
+) -> tuple[dict[str, Any], RowSample] | None:
+    """Pass 1's statistics and sample without the rows the dedupe removed, when every
+    one of them is an exact duplicate (a copy of a row that stays) and the sample's
+    reserve replaces those it held: the statistics of the kept rows, without folding
+    them again. None when that cannot be told (repeated ids removed, reserve used up)."""
+    stage = staged.stage
+    dropped = np.flatnonzero(stage.valid & ~plan.keep)
+    if plan.by_id or dropped.size > plan.exact:
+        return None
+    table = stage.take([*staged.stat_cols, "_row"], dropped) if dropped.size else None
+    rows = table.column("_row").to_numpy() if table is not None else dropped
+    sample = staged.sample.without(rows, SAMPLE_K)
+    if sample is None or table is None:
+        return None if sample is None else (staged.stats, sample)
+    gone = new_stats(staged.stage_specs)
+    update_stats(gone, table, RowSample(k=table.num_rows), rows)
+    stats = {name: st.without_copies(gone[name]) for name, st in staged.stats.items()}
+    return stats, sample
+
+
+def _fold_kept(staged: _Staged, plan: DedupePlan) -> tuple[dict[str, Any], RowSample]:
+    """The statistics and sample of the staged rows the plan keeps, folded again."""
+    stats = new_stats(staged.stage_specs)
+    sample = RowSample(k=SAMPLE_K)
+    offset = 0
+    for batch in staged.stage.batches([*staged.stat_cols, "_row"]):
+        keep = plan.keep[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        _fold_stats(stats, sample, pa.Table.from_batches([batch]), keep)
+    return stats, sample
 
 
 def _clean_schema(

@@ -13,6 +13,7 @@ from custseg.ingest.cleaning import (
     dedupe_plan,
     finalise_stats,
     join_raw,
+    mix64,
     new_stats,
     normalise_column,
     repeated,
@@ -128,3 +129,23 @@ def test_repeated_marks_every_occurrence_of_a_repeated_value(distinct: int) -> N
     assert np.array_equal(repeated(values), expected)
     assert not repeated(np.arange(10, dtype=np.uint64)).any()
     assert repeated(np.array([7, 3, 7], dtype=np.uint64)).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("removed", [0, 5, 40])
+def test_row_sample_without_rows_is_the_sample_of_the_other_rows(removed: int) -> None:
+    rows = np.arange(1_000)
+    values = {"x": rows * 0.5}
+    big = RowSample(k=100 + 30)
+    big.update(values, rows)
+    sampled_rows = np.sort(rows[np.isin(mix64(rows), big.keys)])
+    gone = sampled_rows[:removed]
+    left = big.without(gone, 100)
+    if removed > 30:
+        assert left is None  # the reserve does not cover them
+        return
+    keep = ~np.isin(rows, gone)
+    direct = RowSample(k=100)
+    direct.update({"x": values["x"][keep]}, rows[keep])
+    assert left is not None and left.k == 100
+    assert sorted(left.keys.tolist()) == sorted(direct.keys.tolist())
+    assert sorted(left.column("x").tolist()) == sorted(direct.column("x").tolist())

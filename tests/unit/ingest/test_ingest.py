@@ -465,3 +465,77 @@ def test_distinct_ids_merge_as_they_grow() -> None:
         distinct.add(pa.array(values, pa.string()))
     assert distinct.count() == 7
     assert _DistinctIds().count() == 0
+
+
+def _with_copies(path: Path, kind: str, rows: int) -> None:
+    """A customer table or an order log with every 7th row copied exactly at the end,
+    blanks to impute and outliers to clip."""
+    rng = np.random.default_rng(11)
+    if kind == "customers":
+        header = "customer_id,age,annual_income,contract"
+        plans = ["month-to-month", "one year", "two year", "month-to-month"]
+        lines = [
+            f"C{i:06d},{'' if i % 13 == 0 else 18 + i % 60},{rng.lognormal(10, 1.2):.2f},"
+            f"{'' if i % 11 == 0 else plans[int(rng.integers(4))]}"
+            for i in range(rows)
+        ]
+    else:
+        header = "InvoiceNo,InvoiceDate,CustomerID,Quantity,UnitPrice,Country"
+        lines = [
+            f"{500000 + i // 3},2024-{1 + i % 12:02d}-{1 + i % 28:02d} 10:00:00,{1000 + i % 97},"
+            f"{1 + int(rng.gamma(1.5, 4))},{rng.gamma(2, 3):.2f},{'' if i % 17 == 0 else 'UK'}"
+            for i in range(rows)
+        ]
+    path.write_text("\n".join([header, *lines, *lines[::7]]) + "\n")
+
+
+@pytest.mark.parametrize("reserve", [4096, 2])
+@pytest.mark.parametrize("kind", ["customers", "orders"])
+def test_statistics_less_the_exact_duplicates_equal_folding_the_kept_rows_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, reserve: int
+) -> None:
+    """Pass 1's statistics less the removed exact duplicates give the clean data and
+    report that folding the kept rows again gives, with a sample smaller than the file
+    (so which rows it holds decides the imputed values and the clipping bounds), and
+    with a reserve too small for the duplicates it held (then they are folded again)."""
+    import custseg.ingest.pipeline as ingest_module
+
+    src = tmp_path / f"{kind}.csv"
+    _with_copies(src, kind, 3_000)
+    monkeypatch.setattr(ingest_module, "SAMPLE_K", 400)
+    monkeypatch.setattr(ingest_module, "_SAMPLE_RESERVE", reserve)
+    used: list[bool] = []
+    less = ingest_module._without_duplicates
+
+    def spy(staged, plan):  # type: ignore[no-untyped-def]
+        out = less(staged, plan)
+        used.append(out is not None)
+        if out is not None:  # the same statistics as folding the kept rows again
+            stats, _ = ingest_module._fold_kept(staged, plan)
+            for name, st in stats.items():
+                ours = out[0][name]
+                assert ours.counts.counts == st.counts.counts and ours.missing == st.missing
+                assert (ours.moments.n, ours.moments.min, ours.moments.max) == (
+                    st.moments.n,
+                    st.moments.min,
+                    st.moments.max,
+                )
+                assert ours.moments.mean == pytest.approx(st.moments.mean, rel=1e-12)
+        return out
+
+    monkeypatch.setattr(ingest_module, "_without_duplicates", spy)
+    args = {"source_name": "t.csv", "dataset": "d", "run_id": "r", "chunk_rows": 500}
+    fast = ingest_module.ingest_file(src, tmp_path / "fast", **args)
+    assert used == [reserve > 2]
+    monkeypatch.setattr(ingest_module, "_without_duplicates", lambda staged, plan: None)
+    again = ingest_module.ingest_file(src, tmp_path / "again", **args)
+    assert fast.status == again.status == "accepted"
+    assert fast.report.duplicates["exact"] > 300  # the copies of the valid rows
+    assert read_clean(fast.clean_path).equals(read_clean(again.clean_path))
+    report, other = fast.report.to_dict(), again.report.to_dict()
+    for doc in (report, other):
+        doc.pop("timings_ms"), doc.pop("date_bounds")
+    assert report == other
+    assert report["outliers"]  # bounds from the sample clipped values
+    if kind == "customers":
+        assert report["imputations"]  # and a median from it filled blanks
