@@ -49,7 +49,7 @@ def run_step(event: dict[str, Any]) -> dict[str, Any]:
     if step == "plan_features":
         return fanout_job.plan_features(store, settings, engine(), event["job"])
     if step == "list_buckets":
-        return fanout_job.list_buckets(store, settings, event["job"])
+        return fanout_job.list_buckets(store, settings, engine(), event["job"])
     if step == "train_sample":
         return fanout_job.train_sample(store, settings, runtime.bus(), event["job"])
     if step == "score_bucket":

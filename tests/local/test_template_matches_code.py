@@ -198,7 +198,11 @@ def test_the_fanout_calls_are_recorded(recorded_calls: list[AwsCall]) -> None:
         ("s3", "PutObject"),  # UNLOAD's files
     ]:
         assert ("FanoutStateMachine", service, operation) in ops, (service, operation)
-    for service, operation in [("glue", "CreateTable"), ("athena", "GetQueryResults")]:
+    for service, operation in [
+        ("glue", "CreateTable"),
+        ("athena", "GetQueryResults"),
+        ("glue", "DeleteTable"),  # the run's table, once its queries have run
+    ]:
         assert ("FanoutFunction", service, operation) in ops, (service, operation)
 
 

@@ -1,13 +1,14 @@
 """The query engine of the fanned-out path: Athena over the Glue catalog, behind a small
 interface that the local stack implements with DuckDB (:mod:`custseg.local.athena`).
 
-A query names its input as the table :data:`CLEAN_TABLE`; :meth:`QueryEngine.unload`
+A query names its input as the run's table (:func:`run_table`); :meth:`QueryEngine.unload`
 writes a SELECT's result as Parquet files under an S3 prefix, one folder per feature
 bucket (Athena's ``UNLOAD ... WITH (format = 'PARQUET', partitioned_by = ARRAY['bucket'])``).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 CLEAN_TABLE = "clean_parts"
+"""The stem of the Glue table of a run's clean parts (:func:`run_table`)."""
 BUCKET_COLUMN = "bucket"
 SYMLINK_INPUT = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
 IGNORE_KEY_OUTPUT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
@@ -73,6 +75,17 @@ def parquet_schema(s3: Any, bucket: str, key: str) -> pa.Schema:
     return pq.read_schema(pa.BufferReader(b"PAR1" + footer))
 
 
+def run_table(run_id: str) -> str:
+    """The Glue table of one run's clean parts: ``clean_parts_<run id>`` (lower case,
+    other characters as ``_``). One table per run, so that executions of the state
+    machine running at once (uploads to other datasets) never read each other's parts."""
+    return f"{CLEAN_TABLE}_{re.sub(r'[^a-z0-9]', '_', run_id.lower())}"[:255]
+
+
+def drop_table_sql(table: str) -> str:
+    return f"DROP TABLE IF EXISTS {table}"
+
+
 def bucket_expression(column: str, buckets: int) -> str:
     """Athena SQL of a customer's feature bucket: a hash of its id modulo ``buckets``."""
     return f"CAST(MOD(ABS(FROM_BIG_ENDIAN_64(XXHASH64(TO_UTF8({column})))), {buckets}) AS INTEGER)"
@@ -116,7 +129,7 @@ class AthenaEngine:
         manifest = f"{prefix.rstrip('/')}/{table}/symlink.txt"
         body = "\n".join(f"s3://{b}/{k}" for b, k in files) + "\n"
         self.s3.put_object(Bucket=bucket, Key=manifest, Body=body.encode())
-        self.run(f"DROP TABLE IF EXISTS {table}")
+        self.run(drop_table_sql(table))
         schema = parquet_schema(self.s3, *files[0])
         location = f"s3://{bucket}/{prefix.rstrip('/')}/{table}/"
         self.run(create_table_ddl(table, schema, location))

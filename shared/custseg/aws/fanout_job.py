@@ -43,9 +43,10 @@ import pyarrow.parquet as pq
 
 from custseg.aws.athena import (
     BUCKET_COLUMN,
-    CLEAN_TABLE,
     QueryEngine,
     bucket_expression,
+    drop_table_sql,
+    run_table,
     unload_sql,
 )
 from custseg.aws.bus import EventBus
@@ -432,7 +433,8 @@ def plan_features(
     need to read them back."""
     bucket = settings.data_bucket
     keys, digest, newest = _state_files(store, settings, job["dataset"])
-    engine.register([(bucket, k) for k in keys])
+    table = run_table(job["run_id"])
+    engine.register([(bucket, k) for k in keys], table)
     contract = Contract.model_validate_json(
         store.get_bytes(bucket, newest + "contract.json") or b"{}"
     )
@@ -440,10 +442,10 @@ def plan_features(
         first = store.download(bucket, keys[0], Path(tmp_name) / "first.parquet")
         schema = pq.read_schema(str(first))
     columns = {f.name: _kind(f.type) for f in schema}
-    as_of, reason = _as_of(engine, contract, columns, job)
-    query = feature_query(contract, columns, as_of, source=CLEAN_TABLE)
-    window = _holdout_window(engine, contract, columns, as_of)
-    select = _features_select(query, contract, columns, window, int(job["buckets"]))
+    as_of, reason = _as_of(engine, table, contract, columns, job)
+    query = feature_query(contract, columns, as_of, source=table)
+    window = _holdout_window(engine, table, contract, columns, as_of)
+    select = _features_select(query, table, contract, columns, window, int(job["buckets"]))
     # Athena's UNLOAD refuses a location holding objects: each plan (a rerun of a failed
     # execution included) unloads to a folder of its own, which the next steps read
     features = f"{staging(job)}features/{uuid.uuid4().hex[:12]}/"
@@ -469,13 +471,17 @@ def plan_features(
 
 
 def _holdout_window(
-    engine: QueryEngine, contract: Contract, columns: dict[str, ColumnKind], as_of: dt.date
+    engine: QueryEngine,
+    table: str,
+    contract: Contract,
+    columns: dict[str, ColumnKind],
+    as_of: dt.date,
 ) -> HoldoutWindow | None:
     """The holdout check's split of the order history (its first purchase day from
     Athena); ``None`` for a customer table."""
     if not contract.is_transactions:
         return None
-    sql = first_purchase_query(contract, columns, as_of, source=CLEAN_TABLE)
+    sql = first_purchase_query(contract, columns, as_of, source=table)
     rows = engine.query(to_athena(sql))
     value = rows[0][0] if rows else None  # Athena gives text, the local engine a date
     first = None if value is None else dt.date.fromisoformat(str(value)[:10])
@@ -500,6 +506,7 @@ def _window_of(doc: dict[str, Any]) -> HoldoutWindow:
 
 def _features_select(
     query: FeatureQuery,
+    table: str,
     contract: Contract,
     columns: dict[str, ColumnKind],
     window: HoldoutWindow | None,
@@ -511,7 +518,7 @@ def _features_select(
     sql = query.sql
     if window is not None and window.cutoff is not None:
         holdout = holdout_query(
-            contract, columns, window.cutoff, query.as_of, source=CLEAN_TABLE, per_customer=True
+            contract, columns, window.cutoff, query.as_of, source=table, per_customer=True
         )
         names = ", ".join(f"h.{quote(n)}" for n in HOLDOUT_HISTORY_COLUMNS)
         sql = (
@@ -523,13 +530,17 @@ def _features_select(
 
 
 def _as_of(
-    engine: QueryEngine, contract: Contract, columns: dict[str, ColumnKind], job: dict[str, Any]
+    engine: QueryEngine,
+    table: str,
+    contract: Contract,
+    columns: dict[str, ColumnKind],
+    job: dict[str, Any],
 ) -> tuple[dt.date, str]:
     if job.get("as_of"):
         return dt.date.fromisoformat(job["as_of"]), "given at upload (the object's as-of metadata)"
     names = [c.name for c in contract.by_role(Role.EVENT_TIME) if c.name in columns]
     name = names[0] if names else "event_time"
-    latest = engine.query(f"SELECT MAX({quote(name)}) FROM {CLEAN_TABLE}")[0][0]
+    latest = engine.query(f"SELECT MAX({quote(name)}) FROM {table}")[0][0]
     frame = pd.DataFrame({name: pd.to_datetime(pd.Series([latest] if latest else []))})
     return default_as_of_reason(frame, contract)
 
@@ -548,11 +559,15 @@ def _query_of(meta: dict[str, Any]) -> FeatureQuery:
     )
 
 
-def list_buckets(store: ObjectStore, settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
-    """The feature buckets the UNLOAD wrote: the items of the score map."""
+def list_buckets(
+    store: ObjectStore, settings: Settings, engine: QueryEngine, job: dict[str, Any]
+) -> dict[str, Any]:
+    """The feature buckets the UNLOAD wrote: the items of the score map. The run's table
+    (:func:`~custseg.aws.athena.run_table`) is dropped: every query of it has run."""
     meta, _ = store.get_json(settings.data_bucket, staging(job) + "features.json")
     if meta is None:
         raise FanoutError(f"dataset {job['dataset']}: no feature plan (PlanFeatures did not run)")
+    engine.run(drop_table_sql(run_table(job["run_id"])))
     prefix = str(meta["features_prefix"])
     by_bucket: dict[int, list[str]] = {}
     for key in store.list_keys(settings.data_bucket, prefix):

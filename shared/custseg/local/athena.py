@@ -38,6 +38,9 @@ _UNLOAD = re.compile(
 )
 
 
+_DROP = re.compile(r"^\s*DROP\s+TABLE\s+IF\s+EXISTS\s+(?P<table>\w+)\s*$", re.I)
+
+
 def _xxhash64(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=8).digest()
 
@@ -135,22 +138,34 @@ class LocalAthena:
         record("s3", "PutObject", {"Bucket": bucket, "Key": f"{prefix}/results/query.csv"})
         record("athena", "GetQueryExecution", {"WorkGroup": self.workgroup})
 
+    def _read_table(self, sql: str) -> str:
+        """The registered table ``sql`` reads (the last registered one it names)."""
+        named = [t for t in self.files if re.search(rf"\b{re.escape(t)}\b", sql)]
+        return named[-1] if named else CLEAN_TABLE
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         self.statements.append(sql)
-        self._record_statement([("GetDatabase", ""), ("GetTable", CLEAN_TABLE)], CLEAN_TABLE)
+        table = self._read_table(sql)
+        self._record_statement([("GetDatabase", ""), ("GetTable", table)], table)
         if self.record is not None:
             self.record("athena", "GetQueryResults", {"WorkGroup": self.workgroup})
         return [tuple(row) for row in self.con.execute(from_athena(sql)).fetchall()]
 
     def run(self, sql: str) -> str:
         self.statements.append(sql)
+        drop = _DROP.match(sql)
+        if drop is not None:  # the table is a view here
+            self._record_statement([("GetTable", drop["table"]), ("DeleteTable", drop["table"])])
+            self.con.execute(f"DROP VIEW IF EXISTS {quote(drop['table'])}")
+            self.files.pop(drop["table"], None)
+            return f"local-{len(self.statements)}"
         match = _UNLOAD.match(sql)
         if match is None:
             self.con.execute(from_athena(sql))
             return f"local-{len(self.statements)}"
         target = f"{match['bucket']}/{match['prefix'].rstrip('/')}/{BUCKET_COLUMN}=0/part.parquet"
-        catalog = [("GetDatabase", ""), ("GetTable", CLEAN_TABLE)]
-        self._record_statement(catalog, CLEAN_TABLE, unload=target)
+        read = self._read_table(match["select"])
+        self._record_statement([("GetDatabase", ""), ("GetTable", read)], read, unload=target)
         prefix = match["prefix"].rstrip("/") + "/"
         held = self.s3.list_objects_v2(Bucket=match["bucket"], Prefix=prefix, MaxKeys=1)
         if held.get("KeyCount", 0):  # as Athena: UNLOAD never writes over objects

@@ -10,7 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from custseg.aws.athena import AthenaEngine, create_table_ddl, hive_type, parquet_schema
+from custseg.aws.athena import (
+    AthenaEngine,
+    create_table_ddl,
+    hive_type,
+    parquet_schema,
+    run_table,
+)
 
 SCHEMA = pa.schema(
     [
@@ -104,3 +110,11 @@ def test_register_sends_the_symlink_manifest_and_the_explicit_ddl() -> None:
     ]
     assert sent[0] == "DROP TABLE IF EXISTS clean_parts"
     assert sent[1] == create_table_ddl("clean_parts", SCHEMA, "s3://st/athena/clean_parts/")
+
+
+def test_each_run_queries_a_table_of_its_own() -> None:
+    """Executions running at once (uploads to two datasets) never share a table."""
+    first, second = run_table("20261205T031352Z-4724131e"), run_table("20261205T031352Z-9f0c")
+    assert first == "clean_parts_20261205t031352z_4724131e"
+    assert first != second
+    assert all(c.islower() or c.isdigit() or c == "_" for c in first + second)
