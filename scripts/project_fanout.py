@@ -30,6 +30,9 @@ ATHENA_READS = 3
 """Reads of the clean columns Athena is billed for, at most: twice by the ``UNLOAD``
 (the features, and the holdout check's history per customer) and once by the small
 queries before it (the latest event time, the first purchase day)."""
+HASH_BYTES_PER_LINE = 28
+"""Bytes per kept line of the ranges' hash files that the duplicates query scans (a
+row number, two 64-bit hashes and the range, in Parquet)."""
 
 
 def measure(lines: int, ranges: int, tmp: Path) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def measure_ingest(mib: float, tmp: Path) -> float:
         for copy in range(copies):
             f.writelines(f"{copy}{r}" for r in rows)  # invoice 536365 -> <copy>536365
     started = time.perf_counter()
-    ranged = RangeIngest()
+    ranged = RangeIngest(hash_rows=True)
     result = ingest_file(
         path, tmp / "p", source_name="big.csv", dataset="d", run_id="r", ranged=ranged
     )
@@ -153,7 +156,8 @@ def project(m: dict[str, Any], lines: float, args: argparse.Namespace) -> dict[s
         * ranges
         / max(m["calls"].get("profile_range", 1), 1)
     )
-    t_fixed = sum(s.get(k, 0) for k in ("commit_ingest", "plan_features", "list_buckets", "reduce"))
+    fixed = ("find_duplicates", "commit_ingest", "plan_features", "list_buckets", "reduce")
+    t_fixed = sum(s.get(k, 0) for k in fixed)
     waves = math.ceil(ranges / args.concurrency)
     wall = (
         t_split
@@ -165,8 +169,9 @@ def project(m: dict[str, Any], lines: float, args: argparse.Namespace) -> dict[s
     gb_seconds = args.memory_gb * (
         t_split + 2 * ranges * t_range + t_merge + t_fixed + buckets * t_bucket
     )
-    transitions = 10 + 2 * (2 * ranges + buckets)
-    scanned_tb = ATHENA_READS * lines * m["clean_bytes"] / m["lines"] / 1024**4
+    transitions = 12 + 2 * (2 * ranges + buckets)
+    scanned_tb = lines * (ATHENA_READS * m["clean_bytes"] / m["lines"] + HASH_BYTES_PER_LINE)
+    scanned_tb /= 1024**4
     cost = (
         gb_seconds * args.lambda_gb_second
         + transitions * args.transition

@@ -40,6 +40,8 @@ def run_step(event: dict[str, Any]) -> dict[str, Any]:
         return fanout_job.split(store, settings, event["job"], max(int(range_mib * 1024**2), 1))
     if step == "profile_range":
         return fanout_job.profile_range(store, settings, event["item"])
+    if step == "find_duplicates":
+        return fanout_job.find_duplicates(store, engine(), event["job"], int(event["ranges"]))
     if step == "merge_profiles":
         return fanout_job.merge_profiles(store, event["job"], int(event["ranges"]))
     if step == "ingest_range":

@@ -43,8 +43,22 @@ def _run(stack, orders: Path, dataset: str, upload: int = 0) -> None:
     stack.drain()
 
 
-def _clean(stack, dataset: str) -> tuple[dict, pa.Table]:
-    """The contract and the clean rows of the dataset's newest clean run."""
+QUALITY_COUNTS = (
+    "rows_read",
+    "rows_kept",
+    "rows_rejected",
+    "rows_invalid",
+    "rows_duplicate",
+    "rows_excluded",
+    "rejected_by_reason",
+    "duplicates",
+)
+"""The counts of the clean run's quality.json that both paths give."""
+
+
+def _clean(stack, dataset: str) -> tuple[dict, pa.Table, dict]:
+    """The contract, the clean rows and the quality counts of the dataset's newest clean
+    run."""
     s3 = stack.client("s3")
     bucket = stack.data_bucket
     latest = json.loads(s3.get_object(Bucket=bucket, Key=clean_latest_key(dataset))["Body"].read())
@@ -56,7 +70,9 @@ def _clean(stack, dataset: str) -> tuple[dict, pa.Table]:
         for e in manifest["files"]
         if e["name"].startswith("data/")
     ]
-    return contract, pa.concat_tables(parts).sort_by("_row")
+    quality = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "quality.json")["Body"].read())
+    counts = {name: quality.get(name) for name in QUALITY_COUNTS}
+    return contract, pa.concat_tables(parts).sort_by("_row"), counts
 
 
 def _results(stack, dataset: str) -> tuple[pa.Table, dict, dict, pa.Table | None, list[str]]:
@@ -212,6 +228,27 @@ def test_a_small_first_upload_fanned_out_has_the_single_runs_contract_and_result
 
 
 @pytest.mark.slow
+def test_copies_of_rows_in_other_ranges_are_removed_as_the_single_path_removes_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An export that repeats some of its lines further down (in other ranges): the same
+    rows kept and rejected as duplicates, the same cleaning statistics (the ranges holding
+    copies are profiled again without them) and the same results."""
+    orders = _orders(tmp_path, 2000)
+    lines = orders.read_text(encoding="utf-8").splitlines(keepends=True)
+    body = lines[1:]
+    # the first ranges' largest quantities, again in the last range: counted twice,
+    # they would move the clipping bounds (the 99.9th percentile)
+    largest = sorted(body[:800], key=lambda line: -abs(float(line.split(",")[4] or 0)))[:20]
+    copies = body[10:400:3]  # and 130 lines of the first range
+    orders.write_text(
+        "".join([lines[0], *body, *copies, *body[1500:1520], *largest]), encoding="utf-8"
+    )
+    _, metrics = _compare(monkeypatch, orders, 5)
+    assert metrics["segments"]
+
+
+@pytest.mark.slow
 def test_a_fanned_out_upload_is_read_with_the_datasets_own_contract(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -259,11 +296,12 @@ def _compare(
             _run(stack, upload, "fanned", i)
             runs = run_fanout_executions(stack, state_machine=sm)
             assert [r["status"] for r in runs] == ["SUCCEEDED"], runs
-        contract1, clean1 = _clean(stack, "single")
-        contract2, clean2 = _clean(stack, "fanned")
+        contract1, clean1, counts1 = _clean(stack, "single")
+        contract2, clean2, counts2 = _clean(stack, "fanned")
         one, m1, p1, top1, header1 = _results(stack, "single")
         fan, m2, p2, top2, header2 = _results(stack, "fanned")
     assert contract2 == contract1
+    assert counts2 == counts1
     if contract is not None:
         assert contract1["version"] == "7"
     assert clean2.drop_columns(["_run_id"] if "_run_id" in clean2.column_names else []).equals(

@@ -75,11 +75,15 @@ def parquet_schema(s3: Any, bucket: str, key: str) -> pa.Schema:
     return pq.read_schema(pa.BufferReader(b"PAR1" + footer))
 
 
-def run_table(run_id: str) -> str:
-    """The Glue table of one run's clean parts: ``clean_parts_<run id>`` (lower case,
-    other characters as ``_``). One table per run, so that executions of the state
-    machine running at once (uploads to other datasets) never read each other's parts."""
-    return f"{CLEAN_TABLE}_{re.sub(r'[^a-z0-9]', '_', run_id.lower())}"[:255]
+HASHES_TABLE = "range_hashes"
+"""The stem of the Glue table of a fanned-out upload's row hashes (duplicates across ranges)."""
+
+
+def run_table(run_id: str, stem: str = CLEAN_TABLE) -> str:
+    """The Glue table ``<stem>_<run id>`` of one run (lower case, other characters as
+    ``_``): one table per run, so that executions of the state machine running at once
+    (uploads to other datasets) never read each other's files."""
+    return f"{stem}_{re.sub(r'[^a-z0-9]', '_', run_id.lower())}"[:255]
 
 
 def drop_table_sql(table: str) -> str:

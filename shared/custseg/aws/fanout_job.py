@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from custseg.aws.athena import (
     BUCKET_COLUMN,
+    HASHES_TABLE,
     QueryEngine,
     bucket_expression,
     drop_table_sql,
@@ -64,6 +65,7 @@ from custseg.aws.state import load_state
 from custseg.aws.train_job import Keys, _train_and_register
 from custseg.dataset.state import APPEND
 from custseg.fanout import profile
+from custseg.fanout.duplicates import duplicate_lines, duplicates_select, hashes_bytes
 from custseg.fanout.ranges import ByteRange, plan_ranges
 from custseg.features.build import CategoryCodes, Features, default_as_of_reason, with_schema
 from custseg.features.dialect import to_athena
@@ -235,21 +237,80 @@ def _ingest_range_file(
 def profile_range(
     store: ObjectStore, settings: Settings, item: dict[str, Any], workdir: Path | None = None
 ) -> dict[str, Any]:
-    """Read one range for its cleaning statistics (before they are finalised); its clean
-    output is dropped (:mod:`custseg.fanout.profile`)."""
+    """Read one range for its cleaning statistics (before they are finalised) and the
+    hashes of its kept rows (:mod:`custseg.fanout.duplicates`); its clean output is
+    dropped (:mod:`custseg.fanout.profile`). An item of the second profile map
+    (``again``) is read without its rows that copy an earlier range's."""
     rng = ByteRange.from_dict(item["range"])
     bucket, prefix = item["bucket"], staging(item)
-    ranged = RangeIngest(row_offset=rng.first_record)
+    again = bool(item.get("again"))  # profiled again without the copies of other ranges
+    ranged = RangeIngest(
+        row_offset=rng.first_record,
+        duplicate_rows=_duplicate_rows(store, item) if again else None,
+        hash_rows=not again,
+    )
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
     if ranged.profile is None:
         raise FanoutError(f"{item['key']}: range {rng.index} left no statistics")
     stats, sample = ranged.profile
+    if ranged.hashes is not None:
+        key = f"{prefix}hashes/{rng.index:05d}.parquet"
+        store.put_bytes(bucket, key, hashes_bytes(rng.index, ranged.hashes))
     store.put_json(bucket, f"{prefix}profiles/{rng.index:05d}.json", profile.profile_doc(stats))
     store.put_bytes(
         bucket, f"{prefix}profiles/{rng.index:05d}.parquet", profile.sample_bytes(sample)
     )
     return {"index": rng.index}
+
+
+DUPLICATES_JSON = "duplicates.json"
+"""Staging file naming the UNLOAD folder of the rows that copy an earlier range's and the
+ranges that hold some (:func:`find_duplicates`)."""
+
+
+def find_duplicates(
+    store: ObjectStore, engine: QueryEngine, job: dict[str, Any], ranges: int
+) -> dict[str, Any]:
+    """Find the rows that copy a row of an earlier range (one Athena query over every
+    range's hashes, :mod:`custseg.fanout.duplicates`), unloaded by range; the ranges
+    that hold some are the items of the second profile map."""
+    bucket, prefix = job["bucket"], staging(job)
+    table = run_table(job["run_id"], HASHES_TABLE)
+    engine.register([(bucket, f"{prefix}hashes/{i:05d}.parquet") for i in range(ranges)], table)
+    folder = f"{prefix}duplicates/{uuid.uuid4().hex[:12]}/"  # UNLOAD needs an empty folder
+    engine.run(unload_sql(duplicates_select(table, BUCKET_COLUMN), f"s3://{bucket}/{folder}"))
+    engine.run(drop_table_sql(table))
+    held = sorted(_unloaded(store, bucket, folder))
+    items: list[dict[str, Any]] = json.loads(
+        store.get_bytes(bucket, prefix + "ranges.json") or b"[]"
+    )
+    again = [{**item, "again": True} for item in items if item["range"]["index"] in held]
+    store.put_json(bucket, prefix + DUPLICATES_JSON, {"folder": folder, "ranges": held})
+    store.put_json(bucket, prefix + "reprofile.json", again)
+    return {"again": bool(again), "ranges": len(again), "items_key": prefix + "reprofile.json"}
+
+
+def _unloaded(store: ObjectStore, bucket: str, prefix: str) -> dict[int, list[str]]:
+    """The files of an UNLOAD partitioned by bucket under ``prefix``, by bucket number."""
+    by_bucket: dict[int, list[str]] = {}
+    for key in store.list_keys(bucket, prefix):
+        folder = key[len(prefix) :].split("/", 1)[0]
+        if folder.startswith(f"{BUCKET_COLUMN}="):
+            by_bucket.setdefault(int(folder.split("=", 1)[1]), []).append(key)
+    return by_bucket
+
+
+def _duplicate_rows(store: ObjectStore, item: dict[str, Any]) -> np.ndarray | None:
+    """The rows of ``item``'s range that copy an earlier range's (None before
+    :func:`find_duplicates` ran, or when it found none in this range)."""
+    bucket, index = item["bucket"], item["range"]["index"]
+    doc, _ = store.get_json(bucket, staging(item) + DUPLICATES_JSON)
+    if doc is None or index not in doc["ranges"]:
+        return None
+    folder = f"{doc['folder']}{BUCKET_COLUMN}={index}/"
+    files = [store.get_bytes(bucket, key) or b"" for key in store.list_keys(bucket, folder)]
+    return duplicate_lines(files)
 
 
 def merge_profiles(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[str, Any]:
@@ -288,7 +349,9 @@ def ingest_range(
     if doc is None:
         raise FanoutError(f"{job['key']}: no cleaning statistics (the profile step did not run)")
     ranged = RangeIngest(
-        row_offset=rng.first_record, cleaning=profile.cleaning(doc, _staged_contract(store, job))
+        row_offset=rng.first_record,
+        cleaning=profile.cleaning(doc, _staged_contract(store, job)),
+        duplicate_rows=_duplicate_rows(store, item),
     )
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         result = _ingest_range_file(store, settings, item, Path(tmp_name), ranged)
@@ -568,12 +631,7 @@ def list_buckets(
     if meta is None:
         raise FanoutError(f"dataset {job['dataset']}: no feature plan (PlanFeatures did not run)")
     engine.run(drop_table_sql(run_table(job["run_id"])))
-    prefix = str(meta["features_prefix"])
-    by_bucket: dict[int, list[str]] = {}
-    for key in store.list_keys(settings.data_bucket, prefix):
-        folder = key[len(prefix) :].split("/", 1)[0]
-        if folder.startswith(f"{BUCKET_COLUMN}="):
-            by_bucket.setdefault(int(folder.split("=", 1)[1]), []).append(key)
+    by_bucket = _unloaded(store, settings.data_bucket, str(meta["features_prefix"]))
     items = [
         {
             **job,

@@ -140,14 +140,20 @@ class RangeIngest:
     ``row_offset``: records of the upload before the range, so that row numbers (in
     ``_row``, ``rejected_rows.csv`` and errors) are the upload's. ``cleaning``: the
     finalised statistics of the whole upload (:func:`custseg.fanout.profile.finalised`)
-    to impute and clip with, instead of the range's own. ``ingest_file`` sets
-    ``profile`` to the range's statistics before they are finalised (mergeable with the
-    other ranges').
+    to impute and clip with, instead of the range's own. ``duplicate_rows``: the upload's
+    row numbers (sorted) of rows in this range whose exact copy is an earlier row of
+    another range: removed as exact duplicates ("duplicate row"), as the single path
+    removes every later copy of a row. ``ingest_file`` sets ``profile`` to the range's
+    statistics before they are finalised (mergeable with the other ranges') and, with
+    ``hash_rows``, ``hashes`` to its kept rows' :func:`exact_hashes`.
     """
 
     row_offset: int = 0
     cleaning: dict[str, ColumnStats] | None = None
+    duplicate_rows: np.ndarray | None = None
+    hash_rows: bool = False
     profile: tuple[dict[str, ColumnStats], RowSample] | None = None
+    hashes: pa.Table | None = None
 
 
 @dataclass
@@ -475,6 +481,7 @@ class _Staged:
     stats: dict[str, Any]  # of the rows that passed pass 1
     sample: RowSample
     stat_cols: list[str]
+    copies_elsewhere: bool = False  # rows removed as copies of rows in other ranges
 
 
 def _run(
@@ -516,11 +523,17 @@ def _run(
         return contract, staged.rejected.rows
     _release_memory()
     plan, dropped_from = _dedupe(staged.stage, contract)
+    copies = ranged.duplicate_rows if ranged is not None else None
+    if copies is not None and _drop_rows(staged.stage, plan, copies):
+        dropped_from = None  # not all of them candidates: written from the stage
+        staged.copies_elsewhere = True
     _release_memory()
     report.duplicates = {"exact": plan.exact, "by_id": plan.by_id}
     report.customers = plan.customers
     lap("dedupe")
     stats = _kept_stats(staged, plan, ranged)
+    if ranged is not None and ranged.hash_rows:
+        ranged.hashes = exact_hashes(staged.stage, plan.keep)
     lap("stats")
     out_schema = _clean_schema(staged.stage_specs, stats, contract, report.run_id)
     imputed, clipped = _write_clean(staged, plan, stats, out_schema, clean_dir)
@@ -817,6 +830,44 @@ def _kept_stats(
     return stats
 
 
+def _drop_rows(stage: _Stage, plan: DedupePlan, rows: np.ndarray) -> int:
+    """Remove the kept staged rows whose upload row number is among ``rows`` as exact
+    duplicates (in ``plan``, in place); how many."""
+    offset, dropped = 0, 0
+    for batch in stage.batches(["_row"]):
+        numbers = batch.column(0).to_numpy()
+        where = np.flatnonzero(np.isin(numbers, rows) & plan.keep[offset : offset + len(numbers)])
+        plan.keep[where + offset] = False
+        plan.code[where + offset] = 1
+        dropped += where.size
+        offset += len(numbers)
+    plan.exact += dropped
+    return dropped
+
+
+HASH_SCHEMA = pa.schema([("row", pa.int64()), ("h1", pa.int64()), ("h2", pa.int64())])
+"""The columns of :func:`exact_hashes`: the upload's row number and two 64-bit hashes (as
+signed integers, which Athena and Parquet hold)."""
+
+
+def exact_hashes(stage: _Stage, keep: np.ndarray) -> pa.Table:
+    """Per kept staged row: its row number and a 128-bit hash of its raw text (two
+    64-bit halves: :func:`~custseg.ingest.cleaning.text_hash64` of the joined text, and
+    ``_key``, the bits of its converted values). Exact copies hash equal; rows with other
+    text collide with odds of about 2^-64 even when every converted value is equal."""
+    tables, offset = [], 0
+    raw_cols = stage.raw_columns()
+    for batch in stage.batches(["_row", "_key", *raw_cols]):
+        table = pa.Table.from_batches([batch]).filter(pa.array(keep[offset : offset + len(batch)]))
+        offset += batch.num_rows
+        raw = table.select(raw_cols)
+        joined = raw.column(0).combine_chunks() if raw_cols == ["_raw"] else join_raw(raw)
+        h1 = text_hash64(joined).view(np.int64)
+        h2 = table.column("_key").to_numpy().view(np.int64)
+        tables.append(pa.table([table.column("_row"), h1, h2], schema=HASH_SCHEMA))
+    return pa.concat_tables(tables) if tables else HASH_SCHEMA.empty_table()
+
+
 _SAMPLE_RESERVE = 4_096
 """Rows pass 1's sample holds beyond ``SAMPLE_K``: the rows that replace sampled rows the
 dedupe removes (:func:`_without_duplicates`)."""
@@ -831,7 +882,7 @@ def _without_duplicates(
     them again. None when that cannot be told (repeated ids removed, reserve used up)."""
     stage = staged.stage
     dropped = np.flatnonzero(stage.valid & ~plan.keep)
-    if plan.by_id or dropped.size > plan.exact:
+    if plan.by_id or dropped.size > plan.exact or staged.copies_elsewhere:
         return None
     table = stage.take([*staged.stat_cols, "_row"], dropped) if dropped.size else None
     rows = table.column("_row").to_numpy() if table is not None else dropped

@@ -539,3 +539,53 @@ def test_statistics_less_the_exact_duplicates_equal_folding_the_kept_rows_again(
     assert report["outliers"]  # bounds from the sample clipped values
     if kind == "customers":
         assert report["imputations"]  # and a median from it filled blanks
+
+
+def test_a_range_removes_the_copies_of_other_ranges_rows_and_hashes_its_rows(
+    tmp_path: Path,
+) -> None:
+    """A range of a fanned-out upload: the rows named as copies of earlier ranges' rows
+    are removed as duplicate rows (their text in rejected_rows.csv), and each kept row
+    gets a hash that its exact copies share."""
+    from custseg.ingest.pipeline import RangeIngest, ingest_file
+
+    header = "InvoiceNo,InvoiceDate,CustomerID,Quantity,UnitPrice,Country"
+    lines = [
+        f"{5000 + i},2024-03-{1 + i % 28:02d} 10:00:00,{100 + i % 9},2,3.5,UK" for i in range(40)
+    ]
+    lines += [lines[3], lines[7]]  # copies within the range (rows 2-41 are the lines)
+    src = tmp_path / "range.csv"
+    src.write_text("\n".join([header, *lines]) + "\n")
+    ranged = RangeIngest(row_offset=1_000, duplicate_rows=np.array([1_011, 1_020]), hash_rows=True)
+    result = ingest_file(
+        src, tmp_path / "out", source_name="r.csv", dataset="d", run_id="r", ranged=ranged
+    )
+    rep = result.report
+    assert rep.duplicates["exact"] == 4 and rep.rows_kept == 38
+    assert rep.rejected_by_reason["duplicate row"] == 4
+    rejected = _rejected(result)
+    assert rejected["row"].astype(int).tolist() == [1_011, 1_020, 1_042, 1_043]
+    assert rejected["InvoiceNo"].tolist() == ["5009", "5018", "5003", "5007"]
+    assert 1_011 not in _clean(result)["_row"].tolist()
+    hashes = ranged.hashes
+    assert hashes is not None and hashes.num_rows == 38
+    assert hashes.column("row").to_pylist() == _clean(result)["_row"].tolist()
+    again = RangeIngest(row_offset=5_000, hash_rows=True)
+    copy = tmp_path / "copy.csv"
+    copy.write_text("\n".join([header, lines[3], lines[4]]) + "\n")
+    ingest_file(  # every range is read with the upload's contract
+        copy,
+        tmp_path / "out2",
+        source_name="c.csv",
+        dataset="d",
+        run_id="r",
+        ranged=again,
+        contract=result.contract,
+    )
+    assert again.hashes is not None
+    rows, firsts, seconds = (hashes.column(c).to_pylist() for c in ("row", "h1", "h2"))
+    pairs = {(h1, h2): row for row, h1, h2 in zip(rows, firsts, seconds, strict=True)}
+    copies = zip(
+        again.hashes.column("h1").to_pylist(), again.hashes.column("h2").to_pylist(), strict=True
+    )
+    assert [pairs.get(key) for key in copies] == [1_005, 1_006]  # the same text, the same hash
