@@ -53,6 +53,7 @@ unit: $(STAMP)
 test: lint unit
 
 bench: $(STAMP)
+	$(BIN)/python scripts/bench_order_bound.py
 	$(BIN)/python scripts/bench.py
 
 fuzz: $(STAMP)
