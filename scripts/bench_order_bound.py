@@ -10,8 +10,8 @@ metrics or predictions:
 
 1. GET the upload from S3 (the ingest function's input; custseg's own S3 adapter, as for
    every S3 call here);
-2. read it as text, cast every column (``TRY_CAST``), count the rows each check rejects,
-   keep the valid rows once (exact duplicates dropped), write them as Parquet;
+2. read it as text once, cast every column (``TRY_CAST``), count the rows each check
+   rejects, keep the valid rows once (exact duplicates dropped), write them as Parquet;
 3. PUT the clean Parquet to S3; GET it back (the score function's input);
 4. the floor's features (``bench.FLOOR_SQL`` on the Parquet), the champion's predict,
    id,segment CSV; PUT it to S3.
@@ -38,28 +38,29 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
 
-CLEAN_SQL = """
-COPY (
-    WITH typed AS (
-        SELECT
-            InvoiceNo, CustomerID, Country,
-            TRY_CAST(InvoiceDate AS TIMESTAMP) AS InvoiceDate,
-            TRY_CAST(Quantity AS DOUBLE) AS Quantity,
-            TRY_CAST(UnitPrice AS DOUBLE) AS UnitPrice
-        FROM read_csv($csv, header = true, all_varchar = true)
-    )
-    SELECT DISTINCT * FROM typed
-    WHERE CustomerID IS NOT NULL AND InvoiceDate IS NOT NULL AND Quantity IS NOT NULL
-      AND UnitPrice > 0
-) TO '{out}' (FORMAT parquet)
+TYPED_SQL = """
+CREATE TEMP TABLE typed AS
+SELECT
+    InvoiceNo, CustomerID, Country,
+    TRY_CAST(InvoiceDate AS TIMESTAMP) AS InvoiceDate,
+    TRY_CAST(Quantity AS DOUBLE) AS Quantity,
+    TRY_CAST(UnitPrice AS DOUBLE) AS UnitPrice
+FROM read_csv($csv, header = true, all_varchar = true)
 """
 REASONS_SQL = """
 SELECT
     count(*) FILTER (WHERE CustomerID IS NULL) AS no_customer,
-    count(*) FILTER (WHERE TRY_CAST(InvoiceDate AS TIMESTAMP) IS NULL) AS bad_date,
-    count(*) FILTER (WHERE TRY_CAST(Quantity AS DOUBLE) IS NULL) AS bad_quantity,
-    count(*) FILTER (WHERE NOT coalesce(TRY_CAST(UnitPrice AS DOUBLE) > 0, false)) AS bad_price
-FROM read_csv($csv, header = true, all_varchar = true)
+    count(*) FILTER (WHERE InvoiceDate IS NULL) AS bad_date,
+    count(*) FILTER (WHERE Quantity IS NULL) AS bad_quantity,
+    count(*) FILTER (WHERE NOT coalesce(UnitPrice > 0, false)) AS bad_price
+FROM typed
+"""
+CLEAN_SQL = """
+COPY (
+    SELECT DISTINCT * FROM typed
+    WHERE CustomerID IS NOT NULL AND InvoiceDate IS NOT NULL AND Quantity IS NOT NULL
+      AND UnitPrice > 0
+) TO '{out}' (FORMAT parquet)
 """
 
 
@@ -88,10 +89,11 @@ def child_least(endpoint: str, model_file: str, work: str) -> None:
 
     s3.download("bound", "incoming/orders.csv", csv)
     lap("get upload")
-    con.execute(REASONS_SQL, {"csv": str(csv)}).fetchall()
-    lap("count rejections")
-    con.execute(CLEAN_SQL.format(out=clean), {"csv": str(csv)})
-    lap("clean to parquet")
+    con.execute(TYPED_SQL, {"csv": str(csv)})  # the CSV parsed once, in memory
+    con.execute(REASONS_SQL).fetchall()
+    lap("read, cast, count rejections")
+    con.execute(CLEAN_SQL.format(out=clean))
+    lap("keep valid rows once, write parquet")
     s3.upload("bound", "clean/part-0.parquet", clean)
     lap("put clean")
     s3.download("bound", "clean/part-0.parquet", back)

@@ -141,8 +141,9 @@ def project(m: dict[str, Any], lines: float, args: argparse.Namespace) -> dict[s
     size_mib = lines * m["bytes"] / m["lines"] / MIB
     customers = lines * m["customers"] / m["lines"] * args.customer_scale
     ranges = math.ceil(size_mib / args.range_mib)
-    # buckets enough that one scores within 600 s (Lambda stops at 900 s)
-    buckets = max(args.buckets, math.ceil(customers * per_customer / 600))
+    # buckets enough that one scores within 600 s (Lambda stops at 900 s), at most the
+    # template's 100 (the partitions one Athena UNLOAD writes)
+    buckets = min(max(args.buckets, math.ceil(customers * per_customer / 600)), 100)
     t_range = (overhead + per_mib * args.range_mib) / 2  # one of the two reads
     t_bucket = per_customer * customers / buckets
     # Split decides the contract on the upload's head (paid once: the local run's step)

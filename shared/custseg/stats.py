@@ -89,7 +89,7 @@ class Moments:
         if n <= 0:
             return Moments(missing=missing)
         total = self.total - other.total
-        mean = (self.mean * self.n - other.mean * other.n) / n
+        mean = self.mean + (self.mean - other.mean) * other.n / n  # no n * mean to overflow
         delta = other.mean - mean
         m2 = max(self.m2 - other.m2 - delta * delta * n * other.n / self.n, 0.0)
         return Moments(

@@ -157,6 +157,9 @@ class AthenaEngine:
             delay = min(delay * 2, 5.0)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Every row of the result (as text), page after page (1,000 rows a page)."""
         qid = self.run(sql)
-        rows = self.athena.get_query_results(QueryExecutionId=qid)["ResultSet"]["Rows"][1:]
-        return [tuple(c.get("VarCharValue") for c in r["Data"]) for r in rows]
+        rows: list[Any] = []
+        for page in self.athena.get_paginator("get_query_results").paginate(QueryExecutionId=qid):
+            rows.extend(page["ResultSet"]["Rows"])
+        return [tuple(c.get("VarCharValue") for c in r["Data"]) for r in rows[1:]]

@@ -65,7 +65,13 @@ from custseg.aws.state import load_state
 from custseg.aws.train_job import Keys, _train_and_register
 from custseg.dataset.state import APPEND
 from custseg.fanout import profile
-from custseg.fanout.duplicates import duplicate_lines, duplicates_select, hashes_bytes
+from custseg.fanout.duplicates import (
+    FOLDERS,
+    duplicate_lines,
+    duplicates_select,
+    hashes_bytes,
+    parts_with_copies_select,
+)
 from custseg.fanout.ranges import ByteRange, plan_ranges
 from custseg.features.build import CategoryCodes, Features, default_as_of_reason, with_schema
 from custseg.features.dialect import to_athena
@@ -267,28 +273,34 @@ def profile_range(
 DUPLICATES_JSON = "duplicates.json"
 """Staging file naming the UNLOAD folder of the rows that copy an earlier range's and the
 ranges that hold some (:func:`find_duplicates`)."""
+PROFILE_AGAIN_JSON = "profile_again.json"
+"""Staging file: the items of the second profile map (the ranges holding copies)."""
 
 
 def find_duplicates(
     store: ObjectStore, engine: QueryEngine, job: dict[str, Any], ranges: int
 ) -> dict[str, Any]:
-    """Find the rows that copy a row of an earlier range (one Athena query over every
-    range's hashes, :mod:`custseg.fanout.duplicates`), unloaded by range; the ranges
-    that hold some are the items of the second profile map."""
+    """Find the rows that copy a row of an earlier range (Athena queries over every
+    range's hashes, :mod:`custseg.fanout.duplicates`): the ranges holding some, and their
+    row numbers unloaded by folder; those ranges are the items of the second profile map."""
     bucket, prefix = job["bucket"], staging(job)
     table = run_table(job["run_id"], HASHES_TABLE)
-    engine.register([(bucket, f"{prefix}hashes/{i:05d}.parquet") for i in range(ranges)], table)
     folder = f"{prefix}duplicates/{uuid.uuid4().hex[:12]}/"  # UNLOAD needs an empty folder
-    engine.run(unload_sql(duplicates_select(table, BUCKET_COLUMN), f"s3://{bucket}/{folder}"))
-    engine.run(drop_table_sql(table))
-    held = sorted(_unloaded(store, bucket, folder))
+    engine.register([(bucket, f"{prefix}hashes/{i:05d}.parquet") for i in range(ranges)], table)
+    try:
+        held = [int(row[0]) for row in engine.query(parts_with_copies_select(table))]
+        if held:
+            select = duplicates_select(table, BUCKET_COLUMN)
+            engine.run(unload_sql(select, f"s3://{bucket}/{folder}"))
+    finally:
+        engine.run(drop_table_sql(table))
     items: list[dict[str, Any]] = json.loads(
         store.get_bytes(bucket, prefix + "ranges.json") or b"[]"
     )
     again = [{**item, "again": True} for item in items if item["range"]["index"] in held]
     store.put_json(bucket, prefix + DUPLICATES_JSON, {"folder": folder, "ranges": held})
-    store.put_json(bucket, prefix + "reprofile.json", again)
-    return {"again": bool(again), "ranges": len(again), "items_key": prefix + "reprofile.json"}
+    store.put_json(bucket, prefix + PROFILE_AGAIN_JSON, again)
+    return {"again": bool(again), "ranges": len(again), "items_key": prefix + PROFILE_AGAIN_JSON}
 
 
 def _unloaded(store: ObjectStore, bucket: str, prefix: str) -> dict[int, list[str]]:
@@ -308,9 +320,9 @@ def _duplicate_rows(store: ObjectStore, item: dict[str, Any]) -> np.ndarray | No
     doc, _ = store.get_json(bucket, staging(item) + DUPLICATES_JSON)
     if doc is None or index not in doc["ranges"]:
         return None
-    folder = f"{doc['folder']}{BUCKET_COLUMN}={index}/"
+    folder = f"{doc['folder']}{BUCKET_COLUMN}={index % FOLDERS}/"
     files = [store.get_bytes(bucket, key) or b"" for key in store.list_keys(bucket, folder)]
-    return duplicate_lines(files)
+    return duplicate_lines(files, index)
 
 
 def merge_profiles(store: ObjectStore, job: dict[str, Any], ranges: int) -> dict[str, Any]:

@@ -506,11 +506,12 @@ class ColumnStats:
         of a row that stays (removed exact duplicates)."""
         counts = Counter(self.counts.counts)
         counts.subtract(gone.counts.counts)
+        sums = {k: v - gone.counts.sums.get(k, 0.0) for k, v in self.counts.sums.items()}
         return ColumnStats(
             name=self.name,
             spec=self.spec,
             moments=self.moments.without_copies(gone.moments),
-            counts=Counts(counts=+counts, sums=dict(self.counts.sums)),
+            counts=Counts(counts=+counts, sums=sums),
             missing=self.missing - gone.missing,
         )
 

@@ -145,7 +145,7 @@ class RangeIngest:
     another range: removed as exact duplicates ("duplicate row"), as the single path
     removes every later copy of a row. ``ingest_file`` sets ``profile`` to the range's
     statistics before they are finalised (mergeable with the other ranges') and, with
-    ``hash_rows``, ``hashes`` to its kept rows' :func:`exact_hashes`.
+    ``hash_rows``, ``hashes`` to its kept rows' :func:`_exact_hashes`.
     """
 
     row_offset: int = 0
@@ -533,7 +533,7 @@ def _run(
     lap("dedupe")
     stats = _kept_stats(staged, plan, ranged)
     if ranged is not None and ranged.hash_rows:
-        ranged.hashes = exact_hashes(staged.stage, plan.keep)
+        ranged.hashes = _exact_hashes(staged.stage, plan.keep)
     lap("stats")
     out_schema = _clean_schema(staged.stage_specs, stats, contract, report.run_id)
     imputed, clipped = _write_clean(staged, plan, stats, out_schema, clean_dir)
@@ -846,11 +846,11 @@ def _drop_rows(stage: _Stage, plan: DedupePlan, rows: np.ndarray) -> int:
 
 
 HASH_SCHEMA = pa.schema([("row", pa.int64()), ("h1", pa.int64()), ("h2", pa.int64())])
-"""The columns of :func:`exact_hashes`: the upload's row number and two 64-bit hashes (as
+"""The columns of :func:`_exact_hashes`: the upload's row number and two 64-bit hashes (as
 signed integers, which Athena and Parquet hold)."""
 
 
-def exact_hashes(stage: _Stage, keep: np.ndarray) -> pa.Table:
+def _exact_hashes(stage: _Stage, keep: np.ndarray) -> pa.Table:
     """Per kept staged row: its row number and a 128-bit hash of its raw text (two
     64-bit halves: :func:`~custseg.ingest.cleaning.text_hash64` of the joined text, and
     ``_key``, the bits of its converted values). Exact copies hash equal; rows with other
@@ -884,11 +884,14 @@ def _without_duplicates(
     dropped = np.flatnonzero(stage.valid & ~plan.keep)
     if plan.by_id or dropped.size > plan.exact or staged.copies_elsewhere:
         return None
-    table = stage.take([*staged.stat_cols, "_row"], dropped) if dropped.size else None
-    rows = table.column("_row").to_numpy() if table is not None else dropped
-    sample = staged.sample.without(rows, SAMPLE_K)
-    if sample is None or table is None:
+    if not dropped.size:  # the sample's reserve let go; the statistics as they are
+        sample = staged.sample.without(dropped, SAMPLE_K)
         return None if sample is None else (staged.stats, sample)
+    table = stage.take([*staged.stat_cols, "_row"], dropped)
+    rows = table.column("_row").to_numpy()
+    sample = staged.sample.without(rows, SAMPLE_K)
+    if sample is None:
+        return None
     gone = new_stats(staged.stage_specs)
     update_stats(gone, table, RowSample(k=table.num_rows), rows)
     stats = {name: st.without_copies(gone[name]) for name, st in staged.stats.items()}
