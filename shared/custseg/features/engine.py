@@ -594,18 +594,61 @@ def first_purchase_day(
 
 
 def holdout_data(
-    parts: Sequence[Path], contract: Contract, cutoff: dt.date, end: dt.date, limits: EngineLimits
+    parts: Sequence[Path],
+    contract: Contract,
+    cutoff: dt.date,
+    end: dt.date,
+    limits: EngineLimits,
+    *,
+    range_rows: int | None = None,
 ) -> pd.DataFrame:
     """The holdout check's data of the order log's ``parts``
     (:func:`custseg.features.sql.holdout_query`): one row per distinct calibration history,
-    columns :data:`~custseg.features.sql.HOLDOUT_COLUMNS` (float64)."""
+    columns :data:`~custseg.features.sql.HOLDOUT_COLUMNS` (float64), in the keys' order.
+    Like the features, a log of more than ``range_rows`` lines (default
+    :data:`RANGE_ROWS`) is queried one range of customer ids at a time, so DuckDB's memory
+    follows a range's customers and lines; the ranges' groups are then added up (each
+    customer is in one range: the same rows as one query)."""
+    range_rows = RANGE_ROWS if range_rows is None else range_rows
+    count = -(-_source_rows(parts) // range_rows)
     with contextlib.closing(connect(limits)) as con:
         try:
-            _create_source(con, parts)
-            sql = holdout_query(contract, source_columns(con), cutoff, end, source=SOURCE)
-            table = con.sql(sql).to_arrow_table()
+            tables = _holdout_tables(con, parts, contract, cutoff, end, count)
         except duckdb.Error as exc:
             raise FeatureEngineError(
                 f"the holdout query failed (memory limit {limits.memory_limit_mb} MB): {exc}"
             ) from exc
-    return pd.DataFrame({n: _floats(table.column(n)) for n in HOLDOUT_COLUMNS})
+    table = pa.concat_tables(tables)
+    frame = pd.DataFrame({n: _floats(table.column(n)) for n in HOLDOUT_COLUMNS})
+    if len(tables) == 1:
+        return frame
+    keys = [n for n in HOLDOUT_COLUMNS if n not in _HOLDOUT_SUMS]
+    return frame.groupby(keys, as_index=False, sort=True)[list(_HOLDOUT_SUMS)].sum()
+
+
+_HOLDOUT_SUMS = ("customers", "holdout_purchases")
+"""The holdout query's columns summed over a calibration history (the others its key)."""
+
+
+def _holdout_tables(
+    con: duckdb.DuckDBPyConnection,
+    parts: Sequence[Path],
+    contract: Contract,
+    cutoff: dt.date,
+    end: dt.date,
+    count: int,
+) -> list[pa.Table]:
+    """The holdout query's result on each of about ``count`` ranges of customers."""
+    _create_source(con, parts)
+    columns = source_columns(con)
+    ranges = RangeViews(con) if count > 1 else None
+    source = SOURCE
+    if ranges is not None:
+        source = ranges.view(SOURCE, customer_id_column(columns, contract))
+    sql = holdout_query(contract, columns, cutoff, end, source=source)
+    tables = []
+    for low, high in _bounds(ranges, count) if ranges is not None else [(None, None)]:
+        if ranges is not None:
+            ranges.narrow(low, high)
+        tables.append(con.sql(sql).to_arrow_table())
+    return tables

@@ -97,6 +97,18 @@ def test_holdout_data_groups_the_calibration_customers(ingest, limits) -> None:
     assert first == dt.date(2010, 12, 1)
 
 
+def test_holdout_data_by_ranges_of_customers_is_one_querys(ingest, limits) -> None:
+    """A log queried one range of customer ids at a time (as a large one is) gives the
+    groups of one query, in the same order."""
+    parts, _ = _online_retail(ingest)
+    contract = builtin_contract("transactions")
+    cutoff, end = dt.date(2011, 8, 8), dt.date(2011, 12, 10)
+    whole = holdout_data(parts, contract, cutoff, end, limits)
+    ranged = holdout_data(parts, contract, cutoff, end, limits, range_rows=1_500)
+    assert len(whole) > 100
+    pd.testing.assert_frame_equal(ranged, whole)
+
+
 def test_holdout_query_is_portable_sql() -> None:
     from custseg.features.sql import ColumnKind
 
