@@ -83,6 +83,10 @@ RANGE_ROWS = 1_000_000
 customer ids at a time, so DuckDB's memory follows a range's customers and lines, not
 the whole dataset's (each range reads the parts again)."""
 
+HOLDOUT_RANGE_ROWS = 4 * RANGE_ROWS
+"""Order lines per holdout query (:func:`holdout_data`): it holds less per line than the
+feature query (one row per customer and purchase day), so it takes larger ranges."""
+
 RANGE_SAMPLE = 100_000
 """Customer ids sampled (from the rows) to cut the ranges."""
 
@@ -609,7 +613,7 @@ def holdout_data(
     :data:`RANGE_ROWS`) is queried one range of customer ids at a time, so DuckDB's memory
     follows a range's customers and lines; the ranges' groups are then added up (each
     customer is in one range: the same rows as one query)."""
-    range_rows = RANGE_ROWS if range_rows is None else range_rows
+    range_rows = HOLDOUT_RANGE_ROWS if range_rows is None else range_rows
     count = -(-_source_rows(parts) // range_rows)
     with contextlib.closing(connect(limits)) as con:
         try:
