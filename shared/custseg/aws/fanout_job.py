@@ -214,10 +214,7 @@ def _ingest_range_file(
     # the upload's contract as given, so no column is inferred again from the range
     contract = _staged_contract(store, job).model_copy(update={"strict": True})
     header = store.get_bytes(bucket, prefix + "header.csv") or b""
-    extra = {"VersionId": job["version_id"]} if job.get("version_id") else {}
-    body = store.client.get_object(
-        Bucket=bucket, Key=job["key"], Range=f"bytes={rng.start}-{rng.end - 1}", **extra
-    )["Body"].read()
+    body = upload_reader(store, job)(rng.start, rng.end)
     local = tmp / job["key"].rsplit("/", 1)[-1]
     local.write_bytes(header + body)
     records = f"records {rng.first_record + 1}-{rng.first_record + rng.records}"

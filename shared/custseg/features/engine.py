@@ -379,7 +379,7 @@ def _stream(
     ranges = RangeViews(con) if count > 1 else None
     try:
         query = plan(con, ranges)
-        bounds: Bounds = _bounds(ranges, count) if ranges is not None else [(None, None)]
+        bounds = _range_bounds(ranges, count)
     except duckdb.Error as exc:
         con.close()
         raise FeatureEngineError(f"cannot read the clean Parquet parts: {exc}") from exc
@@ -406,6 +406,20 @@ def _bounds(ranges: RangeViews, count: int) -> Bounds:
     return list(zip(lows, highs, strict=True))
 
 
+def _range_bounds(ranges: RangeViews | None, count: int) -> Bounds:
+    """The ranges to query: about ``count`` (:func:`_bounds`), or one unbounded."""
+    return _bounds(ranges, count) if ranges is not None else [(None, None)]
+
+
+def _each_range(ranges: RangeViews | None, bounds: Bounds) -> Iterator[None]:
+    """Narrow ``ranges`` to each of ``bounds`` in turn (nothing to narrow without
+    ranges), for the caller to run its query on each."""
+    for low, high in bounds:
+        if ranges is not None:
+            ranges.narrow(low, high)
+        yield
+
+
 def _batches(
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -417,11 +431,8 @@ def _batches(
     """The result of ``sql``, range after range of ``bounds`` (ranges in id order, so
     the batches are in ``customer_id`` order as one query over all customers gives)."""
     try:
-        for low, high in bounds or [(None, None)]:
-            if ranges is not None:
-                ranges.narrow(low, high)
-            reader = con.sql(sql).to_arrow_reader(batch_rows)
-            yield from reader
+        for _ in _each_range(ranges, bounds or [(None, None)]):
+            yield from con.sql(sql).to_arrow_reader(batch_rows)
     except (duckdb.Error, pa.ArrowException) as exc:
         raise FeatureEngineError(
             f"the feature query failed (memory limit {limits.memory_limit_mb} MB, spill "
@@ -610,7 +621,7 @@ def holdout_data(
     (:func:`custseg.features.sql.holdout_query`): one row per distinct calibration history,
     columns :data:`~custseg.features.sql.HOLDOUT_COLUMNS` (float64), in the keys' order.
     Like the features, a log of more than ``range_rows`` lines (default
-    :data:`RANGE_ROWS`) is queried one range of customer ids at a time, so DuckDB's memory
+    :data:`HOLDOUT_RANGE_ROWS`) is queried one range of customer ids at a time, so DuckDB's memory
     follows a range's customers and lines; the ranges' groups are then added up (each
     customer is in one range: the same rows as one query)."""
     range_rows = HOLDOUT_RANGE_ROWS if range_rows is None else range_rows
@@ -650,9 +661,6 @@ def _holdout_tables(
     if ranges is not None:
         source = ranges.view(SOURCE, customer_id_column(columns, contract))
     sql = holdout_query(contract, columns, cutoff, end, source=source)
-    tables = []
-    for low, high in _bounds(ranges, count) if ranges is not None else [(None, None)]:
-        if ranges is not None:
-            ranges.narrow(low, high)
-        tables.append(con.sql(sql).to_arrow_table())
-    return tables
+    return [
+        con.sql(sql).to_arrow_table() for _ in _each_range(ranges, _range_bounds(ranges, count))
+    ]

@@ -851,18 +851,16 @@ signed integers, which Athena and Parquet hold)."""
 
 
 def _exact_hashes(stage: _Stage, keep: np.ndarray) -> pa.Table:
-    """Per kept staged row: its row number and a 128-bit hash of its raw text (two
-    64-bit halves: :func:`~custseg.ingest.cleaning.text_hash64` of the joined text, and
-    ``_key``, the bits of its converted values). Exact copies hash equal; rows with other
-    text collide with odds of about 2^-64 even when every converted value is equal."""
+    """Per kept staged row: its row number, :func:`~custseg.ingest.cleaning.text_hash64`
+    of its joined raw text and ``_key``, the bits of its converted values. Exact copies
+    hash equal; rows with other text collide with odds of about 2^-64 even when every
+    converted value is equal."""
     tables, offset = [], 0
     raw_cols = stage.raw_columns()
     for batch in stage.batches(["_row", "_key", *raw_cols]):
         table = pa.Table.from_batches([batch]).filter(pa.array(keep[offset : offset + len(batch)]))
         offset += batch.num_rows
-        raw = table.select(raw_cols)
-        joined = raw.column(0).combine_chunks() if raw_cols == ["_raw"] else join_raw(raw)
-        h1 = text_hash64(joined).view(np.int64)
+        h1 = text_hash64(_joined_raw(table, raw_cols)).view(np.int64)
         h2 = table.column("_key").to_numpy().view(np.int64)
         tables.append(pa.table([table.column("_row"), h1, h2], schema=HASH_SCHEMA))
     return pa.concat_tables(tables) if tables else HASH_SCHEMA.empty_table()
@@ -1430,9 +1428,7 @@ def _candidate_hashes(
         offset += batch.num_rows
         if hit.any():
             table = pa.Table.from_batches([batch]).filter(pa.array(hit))
-            raw = table.select(raw_cols)
-            joined = raw.column(0).combine_chunks() if raw_cols == ["_raw"] else join_raw(raw)
-            hashes.append(row_hash(joined))
+            hashes.append(row_hash(_joined_raw(table, raw_cols)))
             kept_bytes += table.nbytes
             if kept is not None and kept_bytes <= _KEEP_RAW_BYTES:
                 kept.append(table)
@@ -1466,6 +1462,14 @@ def _reject_duplicates(
         if where.size:
             taken = pa.Table.from_batches([batch]).take(pa.array(where))
             _write_dropped(taken, code[where], raw_cols, width, rejected)
+
+
+def _joined_raw(table: pa.Table, raw_cols: list[str]) -> pa.Array:
+    """Each staged row's raw text as one value (:func:`~custseg.ingest.cleaning.join_raw`;
+    a very wide file's ``_raw`` is joined already)."""
+    if raw_cols == ["_raw"]:
+        return table.column("_raw").combine_chunks()
+    return join_raw(table.select(raw_cols))
 
 
 def _write_dropped(
